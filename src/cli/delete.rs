@@ -1,0 +1,33 @@
+use clap::Args;
+
+use super::ChangeArgs;
+use crate::ops::{Session, delete};
+use crate::output::Report;
+
+/// `dbctl delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Database name.
+    pub name: String,
+    /// Confirm: deleting destroys the data.
+    #[arg(long, short)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+impl DeleteArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        Ok(Box::new(delete::delete(
+            session,
+            &delete::DeleteOptions {
+                name: self.name,
+                yes: self.yes,
+                no_commit: self.change.no_commit,
+                push: self.change.push,
+                dry_run: self.change.dry_run,
+                lock_timeout_s: self.change.lock_timeout,
+            },
+        )?))
+    }
+}

@@ -1,0 +1,126 @@
+//! Command-line definitions (clap). Each subcommand's file only turns flags into an
+//! options struct and calls its operation in [`crate::ops`].
+
+mod connection;
+mod create;
+mod delete;
+mod init;
+mod list;
+mod render;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ops::Session;
+use crate::output::{Format, Printer, Report};
+
+/// Turns a GitOps repository into running, backed-up databases.
+#[derive(Debug, Parser)]
+#[command(name = "dbctl", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The GitOps repo (default: the current directory).
+    #[arg(long, global = true, env = "DBCTL_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    pub output: Format,
+    /// Where the `local` platform keeps database instances
+    /// (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise).
+    #[arg(long, global = true, env = "DBCTL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The age identity file that decrypts connection files
+    /// (default: ~/.config/dbctl/identity.txt).
+    #[arg(long, global = true, env = "DBCTL_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Flags shared by commands that change something.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Do not commit the changed files.
+    #[arg(long)]
+    pub no_commit: bool,
+    /// Push the commit with the system `git push`.
+    #[arg(long, conflicts_with = "no_commit")]
+    pub push: bool,
+    /// Validate and show what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait up to this many seconds for another run on the same database to finish
+    /// (default: fail at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold a GitOps repo (git, etc/dbctl.yml, an age identity).
+    Init(init::InitArgs),
+    /// Create a database: write its spec, run it, commit its connection file.
+    Create(create::CreateArgs),
+    /// List every database of the repo with its live state.
+    List(list::ListArgs),
+    /// Show whether a database is up, its version, port and size.
+    Status(status::StatusArgs),
+    /// Print a database's connection file or URI.
+    Connection(connection::ConnectionArgs),
+    /// Delete a database: stop it, remove its data, spec and connection file.
+    Delete(delete::DeleteArgs),
+    /// Print (or write) the artifacts dbctl renders for a database.
+    Render(render::RenderArgs),
+}
+
+impl Cli {
+    /// Runs the parsed command; returns the exit code.
+    pub fn run(self) -> u8 {
+        let printer = Printer::new(self.global.output, self.global.quiet);
+        let session = Session {
+            repo_root: self
+                .global
+                .repo
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".")),
+            platform: crate::platform::Options {
+                state_dir: self.global.state_dir.clone(),
+            },
+            identity: crate::secret::identity_path(self.global.identity.as_deref()),
+            printer: printer.clone(),
+        };
+        let result: anyhow::Result<Box<dyn Report>> = match self.command {
+            Command::Init(args) => args.run(&session),
+            Command::Create(args) => args.run(&session),
+            Command::List(args) => args.run(&session),
+            Command::Status(args) => args.run(&session),
+            Command::Connection(args) => args.run(&session),
+            Command::Delete(args) => args.run(&session),
+            Command::Render(args) => args.run(&session),
+        };
+        match result {
+            Ok(report) => {
+                printer.report(report.as_ref());
+                report.exit_code()
+            }
+            Err(err) => {
+                printer.error(&err);
+                1
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! MariaDB from the distro's packages (`mariadbd`, `mariadb-install-db`, `mariadb`).
+//!
+//! The administrator logs in over the Unix socket with `unix_socket` authentication, as
+//! `mariadb-install-db` sets up: OS user `root` is MariaDB `root`; a non-root invoker
+//! gets an account of its own name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{
+    Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked, series,
+};
+use crate::catalog::EngineKind;
+use crate::transport::{CommandSpec, Transport};
+
+/// MariaDB.
+#[derive(Debug, Clone, Copy)]
+pub struct Mariadb;
+
+fn socket(inst: &Instance) -> String {
+    inst.run_dir
+        .join("mysqld.sock")
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Engine for Mariadb {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Mariadb
+    }
+
+    fn locate(
+        &self,
+        t: &dyn Transport,
+        version: Option<&str>,
+        _known: &[String],
+    ) -> Result<Located, EngineError> {
+        let wanted = vec![
+            (
+                "mariadbd",
+                vec![
+                    "/usr/sbin/mariadbd".to_owned(),
+                    "mariadbd".into(),
+                    "/usr/sbin/mysqld".into(),
+                ],
+            ),
+            (
+                "mariadb-install-db",
+                vec![
+                    "/usr/bin/mariadb-install-db".to_owned(),
+                    "mariadb-install-db".into(),
+                    "mysql_install_db".into(),
+                ],
+            ),
+            (
+                "mariadb",
+                vec!["/usr/bin/mariadb".to_owned(), "mariadb".into()],
+            ),
+        ];
+        let bin = find_all(
+            t,
+            self.kind(),
+            version.unwrap_or("any"),
+            &wanted,
+            "mariadb-server",
+        )?;
+        let out = run_checked(
+            t,
+            self.kind(),
+            &CommandSpec::new(&bin["mariadbd"], ["--version"]),
+            "`mariadbd --version`",
+        )?;
+        let full = out
+            .split_whitespace()
+            .skip_while(|w| *w != "Ver")
+            .nth(1)
+            .unwrap_or_default();
+        let found = series(full);
+        if let Some(wanted) = version
+            && wanted != found
+        {
+            return Err(EngineError::VersionMismatch {
+                engine: self.kind(),
+                wanted: wanted.to_owned(),
+                installed: found,
+                host: t.host().to_owned(),
+            });
+        }
+        Ok(Located {
+            version: found,
+            bin,
+        })
+    }
+
+    fn admin_user(&self, t: &dyn Transport) -> String {
+        t.user().to_owned()
+    }
+
+    fn admin_command(
+        &self,
+        _t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<CommandSpec, EngineError> {
+        Ok(CommandSpec::new(
+            &bin["mariadb"],
+            [
+                "--no-defaults".to_owned(),
+                format!("--socket={}", socket(inst)),
+                format!("--user={}", inst.admin_user),
+                "--batch".into(),
+            ],
+        ))
+    }
+
+    fn probe(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<Probe, EngineError> {
+        // `database` is a validated identifier ([a-z0-9_]), safe inside a literal.
+        let sql = format!(
+            "select version(), coalesce(sum(data_length + index_length), 0) from information_schema.tables where table_schema = '{}'",
+            inst.database
+        );
+        let cmd = CommandSpec::new(
+            &bin["mariadb"],
+            [
+                "--no-defaults".to_owned(),
+                format!("--socket={}", socket(inst)),
+                format!("--user={}", inst.admin_user),
+                "--batch".into(),
+                "--skip-column-names".into(),
+                "-e".into(),
+                sql,
+            ],
+        )
+        .timeout(Duration::from_secs(10));
+        let out = run_checked(t, self.kind(), &cmd, "connecting with the mariadb client")?;
+        let mut fields = out.trim().split('\t');
+        let version = fields.next().unwrap_or_default();
+        Ok(Probe {
+            version: version.split('-').next().unwrap_or_default().to_owned(),
+            data_bytes: fields.next().and_then(|s| s.trim().parse().ok()),
+        })
+    }
+
+    fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
+        make_uri("mysql", user, host, port, &format!("/{database}"))
+    }
+}

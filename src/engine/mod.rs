@@ -1,0 +1,288 @@
+//! Engines on a host (the `local` and `ssh` platforms): where their binaries are, how
+//! to probe a running server, how to run an admin script, and the URI clients use.
+//! Server lifecycle itself (init, configure, start, stop) is in the playbooks.
+
+mod mariadb;
+mod postgresql;
+mod redis;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use self::mariadb::Mariadb;
+pub use self::postgresql::Postgresql;
+pub use self::redis::Redis;
+use crate::catalog::EngineKind;
+use crate::transport::{CommandSpec, Transport, TransportError};
+
+/// One engine server on a host: its identity, address and directories.
+/// Serialised into template and playbook contexts as `instance`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    /// Database name.
+    pub name: String,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Engine version series (`"15"`, `"10.11"`, `"7.0"`).
+    pub version: String,
+    /// Address clients connect to.
+    pub host: String,
+    /// Address the server listens on.
+    pub listen: String,
+    /// TCP port.
+    pub port: u16,
+    /// Instance directory (everything below belongs to this database).
+    pub dir: PathBuf,
+    /// Server data directory.
+    pub data_dir: PathBuf,
+    /// Configuration directory.
+    pub conf_dir: PathBuf,
+    /// Sockets and pid files.
+    pub run_dir: PathBuf,
+    /// Server logs.
+    pub log_dir: PathBuf,
+    /// User owning the server processes and files (`None`: the invoking user).
+    pub service_user: Option<String>,
+    /// The engine's administrator login used over the local socket.
+    pub admin_user: String,
+    /// Allotted size in GB.
+    pub size_gb: u32,
+    /// Application database (SQL) or database index (redis).
+    pub database: String,
+    /// Application user.
+    pub user: String,
+}
+
+/// What a probe of a running server found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// Full server version (`15.18`).
+    pub version: String,
+    /// Bytes the engine reports for the application database, when it can tell.
+    pub data_bytes: Option<u64>,
+}
+
+/// Binaries found on a host for one engine version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Located {
+    /// Version series found (`"15"`).
+    pub version: String,
+    /// Binary name → absolute path; templates see it as `bin`.
+    pub bin: BTreeMap<String, String>,
+}
+
+/// Engine errors; each names the engine and host.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A binary is missing.
+    #[error(
+        "{engine} {version} is not installed on {host}: `{missing}` not found (looked in {looked}); install the package `{package}`"
+    )]
+    NotInstalled {
+        /// Engine.
+        engine: EngineKind,
+        /// Wanted version (or `any`).
+        version: String,
+        /// Host.
+        host: String,
+        /// Binary not found.
+        missing: String,
+        /// Where it looked.
+        looked: String,
+        /// The distro package that provides it.
+        package: String,
+    },
+    /// The installed version differs from the spec's.
+    #[error(
+        "{engine} {wanted} is not installed on {host} (it has {installed}); set `version: \"{installed}\"` or install {engine} {wanted}"
+    )]
+    VersionMismatch {
+        /// Engine.
+        engine: EngineKind,
+        /// Version of the spec.
+        wanted: String,
+        /// Version found.
+        installed: String,
+        /// Host.
+        host: String,
+    },
+    /// The engine cannot run on this platform.
+    #[error("engine `{engine}` cannot run on platform `{platform}`: {reason}")]
+    Unsupported {
+        /// Engine.
+        engine: EngineKind,
+        /// Platform.
+        platform: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
+    /// A probe or admin command failed.
+    #[error("{engine} on {host}: {message}")]
+    Command {
+        /// Engine.
+        engine: EngineKind,
+        /// Host.
+        host: String,
+        /// What failed, with the client's stderr (secrets redacted).
+        message: String,
+    },
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// An engine's host-level operations.
+pub trait Engine: Send + Sync {
+    /// Which engine.
+    fn kind(&self) -> EngineKind;
+
+    /// Finds the binaries for `version` (or the newest of `known` installed when `None`).
+    ///
+    /// # Errors
+    /// [`EngineError::NotInstalled`], [`EngineError::VersionMismatch`].
+    fn locate(
+        &self,
+        t: &dyn Transport,
+        version: Option<&str>,
+        known: &[String],
+    ) -> Result<Located, EngineError>;
+
+    /// The administrator login over the local socket when commands run as `t.user()`.
+    fn admin_user(&self, t: &dyn Transport) -> String;
+
+    /// True when the engine needs a generated admin password (kept 0600 in the
+    /// instance's `conf_dir/admin.secret`).
+    fn needs_admin_secret(&self) -> bool {
+        false
+    }
+
+    /// The admin client reading a script on stdin, as the admin user over the socket.
+    ///
+    /// # Errors
+    /// Reading the admin secret failed.
+    fn admin_command(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<CommandSpec, EngineError>;
+
+    /// Connects to the running server and reads its version and data size.
+    ///
+    /// # Errors
+    /// [`EngineError::Command`] when the server does not answer.
+    fn probe(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<Probe, EngineError>;
+
+    /// The client URI without password (`postgresql://app@127.0.0.1:15432/app`).
+    fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url;
+}
+
+/// The host-level engine for `kind`.
+///
+/// # Errors
+/// [`EngineError::Unsupported`] for engines with no server binary in the distro
+/// (mongodb), naming `platform`.
+pub fn for_host(kind: EngineKind, platform: &str) -> Result<Box<dyn Engine>, EngineError> {
+    match kind {
+        EngineKind::Postgresql => Ok(Box::new(Postgresql)),
+        EngineKind::Mariadb => Ok(Box::new(Mariadb)),
+        EngineKind::Redis => Ok(Box::new(Redis)),
+        EngineKind::Mongodb => Err(EngineError::Unsupported {
+            engine: kind,
+            platform: platform.to_owned(),
+            reason: "no MongoDB server (`mongod`) is packaged for this distribution; use a `kubernetes` or `nomad` target".into(),
+        }),
+    }
+}
+
+/// Runs `cmd`, returning stdout, or [`EngineError::Command`] with `what` and stderr.
+pub(crate) fn run_checked(
+    t: &dyn Transport,
+    kind: EngineKind,
+    cmd: &CommandSpec,
+    what: &str,
+) -> Result<String, EngineError> {
+    let out = t.run(cmd)?;
+    if out.success() {
+        Ok(out.stdout)
+    } else {
+        Err(EngineError::Command {
+            engine: kind,
+            host: t.host().to_owned(),
+            message: format!("{what} failed (exit {}): {}", out.code, out.stderr.trim()),
+        })
+    }
+}
+
+/// Finds the first of `candidates` for each `(name, candidates)` binary.
+pub(crate) fn find_all(
+    t: &dyn Transport,
+    kind: EngineKind,
+    version: &str,
+    wanted: &[(&str, Vec<String>)],
+    package: &str,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let mut bin = BTreeMap::new();
+    for (name, candidates) in wanted {
+        let found = t
+            .find_program(candidates)
+            .ok_or_else(|| EngineError::NotInstalled {
+                engine: kind,
+                version: version.to_owned(),
+                host: t.host().to_owned(),
+                missing: (*name).to_owned(),
+                looked: candidates.join(", "),
+                package: package.to_owned(),
+            })?;
+        bin.insert((*name).to_owned(), found.to_string_lossy().into_owned());
+    }
+    Ok(bin)
+}
+
+/// The `major.minor` series of a version string (`10.11.14-MariaDB` → `10.11`).
+pub(crate) fn series(version: &str) -> String {
+    version
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Builds `scheme://user@host:port/path`.
+pub(crate) fn make_uri(scheme: &str, user: &str, host: &str, port: u16, path: &str) -> url::Url {
+    let mut url = url::Url::parse(&format!("{scheme}://placeholder/"))
+        .unwrap_or_else(|_| url::Url::parse("x://placeholder/").expect("static URL"));
+    let _ = url.set_host(Some(host));
+    let _ = url.set_port(Some(port));
+    let _ = url.set_username(user);
+    url.set_path(path);
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_takes_major_and_minor() {
+        assert_eq!(series("10.11.14-MariaDB-0+deb12u2"), "10.11");
+        assert_eq!(series("7.0.15"), "7.0");
+        assert_eq!(series("15"), "15");
+    }
+
+    #[test]
+    fn uris_carry_no_password() {
+        let uri = make_uri("postgresql", "app", "127.0.0.1", 15432, "/app");
+        assert_eq!(uri.as_str(), "postgresql://app@127.0.0.1:15432/app");
+    }
+}

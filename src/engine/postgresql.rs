@@ -1,0 +1,176 @@
+//! PostgreSQL from the distro's packages (Debian: `/usr/lib/postgresql/<major>/bin`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked};
+use crate::catalog::EngineKind;
+use crate::transport::{CommandSpec, Transport};
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Postgresql;
+
+const BINARIES: [&str; 4] = ["initdb", "pg_ctl", "postgres", "psql"];
+
+fn candidates(version: &str, name: &str) -> Vec<String> {
+    vec![
+        format!("/usr/lib/postgresql/{version}/bin/{name}"),
+        format!("/usr/pgsql-{version}/bin/{name}"),
+        name.to_owned(),
+    ]
+}
+
+impl Postgresql {
+    fn try_version(&self, t: &dyn Transport, version: &str) -> Result<Located, EngineError> {
+        let wanted: Vec<_> = BINARIES
+            .iter()
+            .map(|name| (*name, candidates(version, name)))
+            .collect();
+        let bin = find_all(
+            t,
+            EngineKind::Postgresql,
+            version,
+            &wanted,
+            &format!("postgresql-{version}"),
+        )?;
+        // A binary found through PATH may be another major: ask it.
+        let out = run_checked(
+            t,
+            EngineKind::Postgresql,
+            &CommandSpec::new(&bin["postgres"], ["--version"]),
+            "`postgres --version`",
+        )?;
+        let found = out
+            .split_whitespace()
+            .last()
+            .map(|v| v.split('.').next().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if found != version {
+            return Err(EngineError::VersionMismatch {
+                engine: EngineKind::Postgresql,
+                wanted: version.to_owned(),
+                installed: found,
+                host: t.host().to_owned(),
+            });
+        }
+        Ok(Located {
+            version: version.to_owned(),
+            bin,
+        })
+    }
+}
+
+impl Engine for Postgresql {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgresql
+    }
+
+    fn locate(
+        &self,
+        t: &dyn Transport,
+        version: Option<&str>,
+        known: &[String],
+    ) -> Result<Located, EngineError> {
+        if let Some(version) = version {
+            return self.try_version(t, version);
+        }
+        let mut first_err = None;
+        for version in known.iter().rev() {
+            match self.try_version(t, version) {
+                Ok(found) => return Ok(found),
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| EngineError::NotInstalled {
+            engine: EngineKind::Postgresql,
+            version: "any".into(),
+            host: t.host().to_owned(),
+            missing: "postgres".into(),
+            looked: "/usr/lib/postgresql/*/bin".into(),
+            package: "postgresql".into(),
+        }))
+    }
+
+    fn admin_user(&self, _t: &dyn Transport) -> String {
+        "postgres".into()
+    }
+
+    fn admin_command(
+        &self,
+        _t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<CommandSpec, EngineError> {
+        Ok(CommandSpec::new(
+            &bin["psql"],
+            [
+                "-X".to_owned(),
+                "-q".into(),
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-h".into(),
+                inst.run_dir.to_string_lossy().into_owned(),
+                "-p".into(),
+                inst.port.to_string(),
+                "-U".into(),
+                inst.admin_user.clone(),
+                "-d".into(),
+                "postgres".into(),
+                "-f".into(),
+                "-".into(),
+            ],
+        ))
+    }
+
+    fn probe(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<Probe, EngineError> {
+        // `database` is a validated identifier ([a-z0-9_]), safe inside a literal.
+        let sql = format!(
+            "select current_setting('server_version'), coalesce((select pg_database_size(datname) from pg_database where datname = '{}'), 0)",
+            inst.database
+        );
+        let cmd = CommandSpec::new(
+            &bin["psql"],
+            [
+                "-X".to_owned(),
+                "-A".into(),
+                "-t".into(),
+                "-F".into(),
+                "|".into(),
+                "-h".into(),
+                inst.run_dir.to_string_lossy().into_owned(),
+                "-p".into(),
+                inst.port.to_string(),
+                "-U".into(),
+                inst.admin_user.clone(),
+                "-d".into(),
+                "postgres".into(),
+                "-c".into(),
+                sql,
+            ],
+        )
+        .timeout(Duration::from_secs(10));
+        let out = run_checked(t, self.kind(), &cmd, "connecting with psql")?;
+        let line = out.trim();
+        let (version, size) = line.split_once('|').unwrap_or((line, ""));
+        Ok(Probe {
+            version: version
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            data_bytes: size.trim().parse().ok(),
+        })
+    }
+
+    fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
+        make_uri("postgresql", user, host, port, &format!("/{database}"))
+    }
+}

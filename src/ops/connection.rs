@@ -1,0 +1,117 @@
+//! `dbctl connection`: print a database's connection file, optionally with the
+//! password decrypted by the user's age identity.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::Session;
+use crate::gitops::Repo;
+use crate::gitops::connection::ConnectionFile;
+use crate::output::Report;
+use crate::secret;
+
+/// How to print the connection (`--format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectionFormat {
+    /// The connection file's YAML.
+    #[default]
+    Yaml,
+    /// A URI (`postgresql://user:password@host:port/db` with `--reveal`).
+    Uri,
+    /// Shell `KEY=value` lines (`DATABASE_URL`, `DB_HOST`, …).
+    Env,
+}
+
+/// Flags of `dbctl connection`.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionOptions {
+    /// Database name.
+    pub name: String,
+    /// `--reveal`: decrypt the password.
+    pub reveal: bool,
+    /// `--format`.
+    pub format: ConnectionFormat,
+}
+
+/// The connection, possibly with the password revealed.
+#[derive(Debug, Serialize)]
+pub struct ConnectionReport {
+    /// The file's fields; `password` is plaintext when revealed.
+    #[serde(flatten)]
+    pub file: ConnectionFile,
+    /// True when `password` holds the plaintext.
+    pub revealed: bool,
+    #[serde(skip)]
+    format: ConnectionFormat,
+    #[serde(skip)]
+    uri_with_password: String,
+}
+
+impl Report for ConnectionReport {
+    fn human(&self) -> String {
+        match self.format {
+            ConnectionFormat::Yaml => self.file.to_yaml(),
+            ConnectionFormat::Uri => format!("{}\n", self.uri_with_password),
+            ConnectionFormat::Env => {
+                let mut text = format!(
+                    "DATABASE_URL={}\nDB_HOST={}\nDB_PORT={}\nDB_NAME={}\nDB_USER={}\n",
+                    self.uri_with_password,
+                    self.file.host,
+                    self.file.port,
+                    self.file.database,
+                    self.file.username
+                );
+                if self.revealed {
+                    text.push_str(&format!("DB_PASSWORD={}\n", self.file.password));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// Runs `dbctl connection`.
+///
+/// # Errors
+/// No connection file, a damaged one, or (with `--reveal`) an identity that cannot
+/// decrypt it.
+pub fn connection(session: &Session, opts: &ConnectionOptions) -> Result<ConnectionReport> {
+    let repo = session.repo()?;
+    crate::spec::check_name(&opts.name).map_err(|m| anyhow::anyhow!("database name {m}"))?;
+    let rel = Repo::connection_rel(&opts.name);
+    let text = std::fs::read_to_string(repo.path(&rel)).with_context(|| {
+        format!(
+            "no connection file `{}`; `dbctl create` writes it once the database exists",
+            rel.display()
+        )
+    })?;
+    let mut file = ConnectionFile::parse(&text)
+        .map_err(|m| anyhow::anyhow!("invalid `{}`: {m}", rel.display()))?;
+    let mut uri_with_password = file.uri.clone();
+    if opts.reveal {
+        let password = secret::decrypt(
+            &file.password,
+            &session.identity,
+            &format!("{}: password", rel.display()),
+        )?;
+        uri_with_password = with_password(&file.uri, &password, Path::new(&rel))?;
+        file.password = password.expose_secret().to_owned();
+    }
+    Ok(ConnectionReport {
+        file,
+        revealed: opts.reveal,
+        format: opts.format,
+        uri_with_password,
+    })
+}
+
+fn with_password(uri: &str, password: &SecretString, rel: &Path) -> Result<String> {
+    let mut url =
+        url::Url::parse(uri).with_context(|| format!("invalid `uri` in `{}`", rel.display()))?;
+    url.set_password(Some(password.expose_secret()))
+        .map_err(|()| anyhow::anyhow!("`uri` in `{}` cannot hold a password", rel.display()))?;
+    Ok(url.to_string())
+}

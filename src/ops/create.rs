@@ -1,0 +1,307 @@
+//! `dbctl create`: validate, write the spec, run the platform's create playbook, write
+//! the connection file and commit both.
+//!
+//! Order matters for safety: everything is validated and the platform's preflight
+//! passes before any file, process or directory appears; the lock is then taken; the
+//! spec is written before infrastructure changes so a crashed run is found and
+//! converged by the next one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::Session;
+use crate::gitops::connection::ConnectionFile;
+use crate::gitops::{Repo, git, write_atomic};
+use crate::output::Report;
+use crate::platform::{CreateRequest, State};
+use crate::secret;
+use crate::spec::{Draft, Given, Source};
+
+/// Flags of `dbctl create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Database name.
+    pub name: String,
+    /// `--type`: engine or alias.
+    pub engine: String,
+    /// `--size` in GB.
+    pub size_gb: Option<u64>,
+    /// `--version`.
+    pub version: Option<String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--plan`.
+    pub plan: Option<String>,
+    /// `--database`.
+    pub database: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--deletion-protection`.
+    pub deletion_protection: bool,
+    /// `--param KEY=VALUE`.
+    pub parameters: BTreeMap<String, String>,
+    /// `--no-commit`.
+    pub no_commit: bool,
+    /// `--push`.
+    pub push: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--lock-timeout` in seconds.
+    pub lock_timeout_s: u64,
+}
+
+/// What `create` did.
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    /// Database name.
+    pub name: String,
+    /// Engine.
+    pub engine: String,
+    /// Version series of the spec.
+    pub version: String,
+    /// Full server version.
+    pub server_version: Option<String>,
+    /// Target.
+    pub target: String,
+    /// Client address.
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// URI without password.
+    pub uri: Option<String>,
+    /// The spec file (repo-relative).
+    pub spec_file: PathBuf,
+    /// The connection file (repo-relative).
+    pub connection_file: PathBuf,
+    /// False when the database already existed healthy and nothing was done.
+    pub changed: bool,
+    /// True for `--dry-run`.
+    pub dry_run: bool,
+    /// The commit made, if any.
+    pub commit: Option<String>,
+    /// True when pushed.
+    pub pushed: bool,
+}
+
+impl Report for CreateReport {
+    fn human(&self) -> String {
+        let mut text = String::new();
+        if self.dry_run {
+            text.push_str(&format!(
+                "dry run: would create `{}` ({} {}) on target `{}`, writing {} and {}\n",
+                self.name,
+                self.engine,
+                self.version,
+                self.target,
+                self.spec_file.display(),
+                self.connection_file.display()
+            ));
+            return text;
+        }
+        if self.changed {
+            text.push_str(&format!(
+                "created `{}`: {} {} on target `{}` at {}:{}\n",
+                self.name,
+                self.engine,
+                self.server_version.as_deref().unwrap_or(&self.version),
+                self.target,
+                self.host.as_deref().unwrap_or("?"),
+                self.port.unwrap_or(0)
+            ));
+        } else {
+            text.push_str(&format!(
+                "`{}` already exists and is up; nothing to do\n",
+                self.name
+            ));
+        }
+        text.push_str(&format!(
+            "connection file: {}\n",
+            self.connection_file.display()
+        ));
+        if let Some(commit) = &self.commit {
+            text.push_str(&format!("committed {}\n", &commit[..commit.len().min(12)]));
+        }
+        if self.pushed {
+            text.push_str("pushed\n");
+        }
+        text
+    }
+}
+
+fn flag<T>(value: Option<T>, flag: &'static str) -> Option<Given<T>> {
+    value.map(|value| Given {
+        value,
+        source: Source::Flag(flag),
+    })
+}
+
+/// Runs `dbctl create`.
+///
+/// # Errors
+/// Invalid input (nothing changed), a lock held by another run, or a failed step.
+pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
+    let repo = session.repo()?;
+    let draft = Draft {
+        name: Given {
+            value: opts.name.clone(),
+            source: Source::Flag("NAME"),
+        },
+        engine: Given {
+            value: opts.engine.clone(),
+            source: Source::Flag("--type"),
+        },
+        version: flag(opts.version.clone(), "--version"),
+        size_gb: flag(opts.size_gb, "--size"),
+        plan: flag(opts.plan.clone(), "--plan"),
+        target: flag(opts.target.clone(), "--target"),
+        database: flag(opts.database.clone(), "--database"),
+        user: flag(opts.user.clone(), "--user"),
+        deletion_protection: opts.deletion_protection,
+        parameters: opts.parameters.clone(),
+        parameters_source: Source::Flag("--param"),
+    };
+    // The platform's preferred version needs the target; validate once without it to
+    // find the target, then choose.
+    let target_name = opts
+        .target
+        .clone()
+        .unwrap_or_else(|| repo.config.default_target.clone());
+    let platform = repo
+        .config
+        .target(&target_name)
+        .map(|t| crate::platform::for_target(&repo, t, &session.platform))
+        .transpose()?;
+    let spec = draft.validate(&repo.catalog, &repo.config, &|engine, _target| {
+        platform.as_ref().and_then(|p| p.preferred_version(engine))
+    })?;
+    let platform = session.platform(&repo, &spec)?;
+
+    let spec_rel = Repo::spec_rel(&spec.name);
+    let conn_rel = Repo::connection_rel(&spec.name);
+    if let Some(existing) = repo.load_spec(&spec.name)?
+        && existing != spec
+    {
+        bail!(
+            "database `{}` already exists with a different spec in `{}`; this create asks for {}; keep the spec's values, or delete the database first",
+            spec.name,
+            spec_rel.display(),
+            describe_difference(&existing, &spec)
+        );
+    }
+    if repo.config.recipients.is_empty() {
+        return Err(secret::SecretError::NoRecipients.into());
+    }
+    platform.preflight(&spec)?;
+
+    let mut report = CreateReport {
+        name: spec.name.clone(),
+        engine: spec.engine.to_string(),
+        version: spec.version.clone(),
+        server_version: None,
+        target: spec.target.clone(),
+        host: None,
+        port: None,
+        uri: None,
+        spec_file: spec_rel.clone(),
+        connection_file: conn_rel.clone(),
+        changed: false,
+        dry_run: opts.dry_run,
+        commit: None,
+        pushed: false,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    let _lock = super::lock(&repo, &spec.name, "create", opts.lock_timeout_s)?;
+    let conn_path = repo.path(&conn_rel);
+    let spec_path = repo.path(&spec_rel);
+    let spec_text = spec.to_yaml();
+    let spec_on_disk = std::fs::read_to_string(&spec_path).ok();
+    if conn_path.exists() && spec_on_disk.is_some() {
+        let status = platform.status(&spec)?;
+        if status.state == State::Up {
+            report.server_version = status.server_version;
+            report.host = status.host;
+            report.port = status.port;
+            if let Ok(text) = std::fs::read_to_string(&conn_path)
+                && let Ok(conn) = ConnectionFile::parse(&text)
+            {
+                report.uri = Some(conn.uri);
+            }
+            return Ok(report);
+        }
+    }
+    if spec_on_disk.is_none() {
+        write_atomic(&spec_path, spec_text.as_bytes(), 0o644)?;
+    }
+    let password = secret::generate_password();
+    let printer = &session.printer;
+    printer.status(&format!(
+        "creating `{}` ({} {}) on target `{}`",
+        spec.name, spec.engine, spec.version, spec.target
+    ));
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    let created = platform
+        .create(&CreateRequest {
+            spec: &spec,
+            password: &password,
+            progress: &progress,
+        })
+        .with_context(|| format!("cannot create `{}`", spec.name))?;
+    let conn = ConnectionFile {
+        name: spec.name.clone(),
+        engine: spec.engine.to_string(),
+        version: spec.version.clone(),
+        host: created.host.clone(),
+        port: created.port,
+        database: spec.database.clone(),
+        username: spec.user.clone(),
+        password: secret::encrypt(&password, &repo.config.recipients)?,
+        uri: created.uri.clone(),
+        target: spec.target.clone(),
+        written_at: jiff::Timestamp::now().to_string(),
+    };
+    write_atomic(&conn_path, conn.to_yaml().as_bytes(), 0o644)?;
+    report.changed = true;
+    report.server_version = Some(created.server_version);
+    report.host = Some(created.host);
+    report.port = Some(created.port);
+    report.uri = Some(created.uri);
+    if !opts.no_commit {
+        report.commit = commit(&repo, &[&spec_rel, &conn_rel], &spec.name)?;
+        if opts.push {
+            git::push(repo.root())?;
+            report.pushed = true;
+        }
+    }
+    Ok(report)
+}
+
+fn commit(repo: &Repo, paths: &[&Path], name: &str) -> Result<Option<String>> {
+    Ok(
+        git::commit_paths(repo.root(), paths, &format!("dbctl create {name}"))?
+            .map(|oid| oid.to_string()),
+    )
+}
+
+fn describe_difference(old: &crate::spec::Spec, new: &crate::spec::Spec) -> String {
+    let old_v = serde_json::to_value(old).unwrap_or_default();
+    let new_v = serde_json::to_value(new).unwrap_or_default();
+    let mut diffs = Vec::new();
+    if let (Some(a), Some(b)) = (old_v.as_object(), new_v.as_object()) {
+        for (key, value) in b {
+            if a.get(key) != Some(value) {
+                diffs.push(format!(
+                    "`{key}` {} (the spec has {})",
+                    value,
+                    a.get(key).map_or("nothing".into(), ToString::to_string)
+                ));
+            }
+        }
+    }
+    diffs.join(", ")
+}

@@ -1,0 +1,133 @@
+//! `dbctl delete`: stop the server, remove its data, the spec and the connection file,
+//! and commit.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::Session;
+use crate::gitops::{Repo, git};
+use crate::output::Report;
+
+/// Flags of `dbctl delete`.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// Database name.
+    pub name: String,
+    /// `--yes`: required, as this destroys data.
+    pub yes: bool,
+    /// `--no-commit`.
+    pub no_commit: bool,
+    /// `--push`.
+    pub push: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--lock-timeout` in seconds.
+    pub lock_timeout_s: u64,
+}
+
+/// What `delete` did.
+#[derive(Debug, Serialize)]
+pub struct DeleteReport {
+    /// Database name.
+    pub name: String,
+    /// Files removed (repo-relative).
+    pub removed: Vec<PathBuf>,
+    /// True for `--dry-run`.
+    pub dry_run: bool,
+    /// The commit, if any.
+    pub commit: Option<String>,
+    /// True when pushed.
+    pub pushed: bool,
+}
+
+impl Report for DeleteReport {
+    fn human(&self) -> String {
+        if self.dry_run {
+            return format!(
+                "dry run: would stop `{}`, remove its data and {}\n",
+                self.name,
+                self.removed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+        }
+        let mut text = format!("deleted `{}`: server stopped, data removed\n", self.name);
+        for path in &self.removed {
+            text.push_str(&format!("removed {}\n", path.display()));
+        }
+        if let Some(commit) = &self.commit {
+            text.push_str(&format!("committed {}\n", &commit[..commit.len().min(12)]));
+        }
+        text
+    }
+}
+
+/// Runs `dbctl delete`.
+///
+/// # Errors
+/// Without `--yes`, with `deletion_protection: true`, for an unknown database, or when
+/// a step fails.
+pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
+    let repo = session.repo()?;
+    let spec = session.existing_spec(&repo, &opts.name)?;
+    if spec.deletion_protection {
+        bail!(
+            "`{}` has `deletion_protection: true` in `{}`; set it to false (and commit) before deleting",
+            spec.name,
+            Repo::spec_rel(&spec.name).display()
+        );
+    }
+    if !opts.yes && !opts.dry_run {
+        bail!(
+            "deleting `{}` destroys its data; pass `--yes` to confirm",
+            spec.name
+        );
+    }
+    let platform = session.platform(&repo, &spec)?;
+    let paths = [Repo::spec_rel(&spec.name), Repo::connection_rel(&spec.name)];
+    let mut report = DeleteReport {
+        name: spec.name.clone(),
+        removed: paths.to_vec(),
+        dry_run: opts.dry_run,
+        commit: None,
+        pushed: false,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let _lock = super::lock(&repo, &spec.name, "delete", opts.lock_timeout_s)?;
+    let printer = &session.printer;
+    printer.status(&format!(
+        "deleting `{}` on target `{}`",
+        spec.name, spec.target
+    ));
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    platform.delete(&spec, &progress)?;
+    for rel in &paths {
+        let path = repo.path(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(
+                    anyhow::Error::new(err).context(format!("cannot remove `{}`", rel.display()))
+                );
+            }
+        }
+    }
+    if !opts.no_commit {
+        let refs: Vec<_> = paths.iter().map(PathBuf::as_path).collect();
+        report.commit =
+            git::commit_paths(repo.root(), &refs, &format!("dbctl delete {}", spec.name))?
+                .map(|o| o.to_string());
+        if opts.push {
+            git::push(repo.root())?;
+            report.pushed = true;
+        }
+    }
+    Ok(report)
+}

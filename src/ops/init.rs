@@ -1,0 +1,130 @@
+//! `dbctl init`: scaffold a GitOps repo and the user's age identity.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::gitops::{self, CONFIG_PATH, CONNECTIONS_DIR, SPECS_DIR, WORK_DIR, git};
+use crate::output::Report;
+use crate::secret;
+
+/// What `init` did.
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    /// The repo root.
+    pub repo: PathBuf,
+    /// True when `git init` ran.
+    pub git_initialised: bool,
+    /// Files created (repo-relative).
+    pub created: Vec<String>,
+    /// The identity file.
+    pub identity: PathBuf,
+    /// True when the identity was created.
+    pub identity_created: bool,
+    /// The identity's recipient (`age1…`).
+    pub recipient: String,
+    /// The commit, when one was made.
+    pub commit: Option<String>,
+}
+
+impl Report for InitReport {
+    fn human(&self) -> String {
+        let mut text = format!("GitOps repo ready at {}\n", self.repo.display());
+        if self.git_initialised {
+            text.push_str("  ran git init\n");
+        }
+        for file in &self.created {
+            text.push_str(&format!("  created {file}\n"));
+        }
+        if self.identity_created {
+            text.push_str(&format!(
+                "  created age identity {} (keep it safe: it decrypts connection files)\n",
+                self.identity.display()
+            ));
+        } else {
+            text.push_str(&format!(
+                "  using age identity {}\n",
+                self.identity.display()
+            ));
+        }
+        text.push_str(&format!("  recipient {}\n", self.recipient));
+        if self.created.is_empty() {
+            text.push_str("  nothing to create: already initialised\n");
+        }
+        text.push_str("next: dbctl create --type postgresql --size 10 my-first-db\n");
+        text
+    }
+}
+
+fn config_text(recipient: &str, identity: &Path) -> String {
+    format!(
+        "# dbctl configuration: targets, secret recipients and defaults.\n\
+         default_target: local\n\
+         targets:\n  \
+           local:\n    \
+             platform: local\n    \
+             description: this machine, from the distro's database packages\n\
+         secrets:\n  \
+           # age recipients that can decrypt connection-file passwords.\n  \
+           recipients:\n    \
+             - {recipient} # {}\n\
+         defaults:\n  \
+           plan: small\n",
+        identity.display()
+    )
+}
+
+/// Scaffolds `root` (created if missing): git repo, `etc/dbctl.yml` with a `local`
+/// default target and the identity's recipient, `etc/databases/`, `connections/`, a
+/// `.gitignore`; creates the age identity at `identity` if missing (0600). Existing
+/// files are left alone. Commits what it created.
+///
+/// # Errors
+/// I/O and git failures, naming the path.
+pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create `{}`", root.display()))?;
+    let root = root.canonicalize()?;
+    let (_, git_initialised) = git::open_or_init(&root)?;
+    let (recipient, identity_created) = secret::ensure_identity(identity)?;
+    let mut created = Vec::new();
+    let config = root.join(CONFIG_PATH);
+    if !config.exists() {
+        gitops::write_atomic(&config, config_text(&recipient, identity).as_bytes(), 0o644)?;
+        created.push(CONFIG_PATH.to_owned());
+    }
+    for dir in [SPECS_DIR, CONNECTIONS_DIR] {
+        let keep = root.join(dir).join(".gitkeep");
+        if !root.join(dir).exists() {
+            gitops::write_atomic(&keep, b"", 0o644)?;
+            created.push(format!("{dir}/.gitkeep"));
+        }
+    }
+    let ignore = root.join(".gitignore");
+    let current = std::fs::read_to_string(&ignore).unwrap_or_default();
+    let line = format!("/{WORK_DIR}/");
+    if !current.lines().any(|l| l.trim() == line) {
+        let mut text = current.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("# dbctl's locks and scratch files\n{line}\n"));
+        gitops::write_atomic(&ignore, text.as_bytes(), 0o644)?;
+        if current.is_empty() {
+            created.push(".gitignore".into());
+        }
+    }
+    let mut paths: Vec<PathBuf> = created.iter().map(PathBuf::from).collect();
+    paths.push(PathBuf::from(".gitignore"));
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let commit = git::commit_paths(&root, &refs, "dbctl init: GitOps repo for databases")?;
+    Ok(InitReport {
+        repo: root,
+        git_initialised,
+        created,
+        identity: identity.to_path_buf(),
+        identity_created,
+        recipient,
+        commit: commit.map(|c| c.to_string()),
+    })
+}

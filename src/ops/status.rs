@@ -1,0 +1,186 @@
+//! `dbctl status` and `dbctl list`: live state by connecting to each server.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Session;
+use crate::output::{Report, bytes, table};
+use crate::platform::Status;
+use crate::spec::Spec;
+
+/// `status` of one database.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// The spec.
+    pub spec: Spec,
+    /// Its platform.
+    pub platform: String,
+    /// What the platform found.
+    pub status: Status,
+}
+
+impl Report for StatusReport {
+    fn human(&self) -> String {
+        let s = &self.status;
+        let mut rows = vec![
+            ("name", self.spec.name.clone()),
+            ("state", s.state.to_string()),
+            (
+                "engine",
+                match &s.server_version {
+                    Some(v) => format!("{} {} (server {v})", self.spec.engine, self.spec.version),
+                    None => format!("{} {}", self.spec.engine, self.spec.version),
+                },
+            ),
+            (
+                "target",
+                format!("{} ({})", self.spec.target, self.platform),
+            ),
+        ];
+        if let (Some(host), Some(port)) = (&s.host, s.port) {
+            rows.push(("address", format!("{host}:{port}")));
+            rows.push(("port", port.to_string()));
+        }
+        rows.push((
+            "size",
+            format!(
+                "{} used of {} GB allotted",
+                bytes(s.used_bytes),
+                s.allotted_gb
+            ),
+        ));
+        if let Some(db) = s.database_bytes {
+            rows.push(("database", bytes(db)));
+        }
+        if let Some(detail) = &s.detail {
+            rows.push(("detail", detail.clone()));
+        }
+        rows.iter()
+            .map(|(k, v)| format!("{:<9} {v}\n", format!("{k}:")))
+            .collect()
+    }
+
+    fn exit_code(&self) -> u8 {
+        0
+    }
+}
+
+/// One row of `list`.
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    /// Database name.
+    pub name: String,
+    /// The spec, when valid.
+    pub spec: Option<Spec>,
+    /// Live status, when the spec is valid.
+    pub status: Option<Status>,
+    /// Why the spec or status could not be read.
+    pub error: Option<String>,
+}
+
+/// `list`: every spec in the repo with its live state.
+#[derive(Debug, Serialize)]
+pub struct ListReport {
+    /// Rows, sorted by name.
+    pub databases: Vec<ListEntry>,
+}
+
+impl Report for ListReport {
+    fn human(&self) -> String {
+        if self.databases.is_empty() {
+            return "no databases; create one with `dbctl create --type postgresql --size 10 NAME`\n".into();
+        }
+        let rows = self
+            .databases
+            .iter()
+            .map(|e| match (&e.spec, &e.status) {
+                (Some(spec), Some(status)) => vec![
+                    spec.name.clone(),
+                    spec.engine.to_string(),
+                    spec.version.clone(),
+                    spec.target.clone(),
+                    format!("{} GB", spec.size_gb),
+                    status.state.to_string(),
+                    match (&status.host, status.port) {
+                        (Some(h), Some(p)) => format!("{h}:{p}"),
+                        _ => "-".into(),
+                    },
+                ],
+                _ => vec![
+                    e.name.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "invalid".into(),
+                    e.error.clone().unwrap_or_default(),
+                ],
+            })
+            .collect();
+        table(
+            &[
+                "NAME", "ENGINE", "VERSION", "TARGET", "SIZE", "STATE", "ADDRESS",
+            ],
+            rows,
+        )
+    }
+
+    fn exit_code(&self) -> u8 {
+        u8::from(self.databases.iter().any(|e| e.error.is_some()))
+    }
+}
+
+/// Runs `dbctl status NAME`.
+///
+/// # Errors
+/// Unknown database or invalid spec.
+pub fn status(session: &Session, name: &str) -> Result<StatusReport> {
+    let repo = session.repo()?;
+    let spec = session.existing_spec(&repo, name)?;
+    let platform = session.platform(&repo, &spec)?;
+    let status = platform.status(&spec)?;
+    Ok(StatusReport {
+        platform: platform.kind().to_string(),
+        spec,
+        status,
+    })
+}
+
+/// Runs `dbctl list`. Invalid specs are listed with their error (exit code 1).
+///
+/// # Errors
+/// The repo cannot be opened.
+pub fn list(session: &Session) -> Result<ListReport> {
+    let repo = session.repo()?;
+    let mut databases = Vec::new();
+    for name in repo.spec_names()? {
+        let entry = match repo.load_spec(&name) {
+            Ok(Some(spec)) => {
+                let status = session.platform(&repo, &spec).and_then(|p| p.status(&spec));
+                match status {
+                    Ok(status) => ListEntry {
+                        name,
+                        spec: Some(spec),
+                        status: Some(status),
+                        error: None,
+                    },
+                    Err(err) => ListEntry {
+                        name,
+                        spec: Some(spec),
+                        status: None,
+                        error: Some(format!("{err:#}")),
+                    },
+                }
+            }
+            Ok(None) => continue,
+            Err(err) => ListEntry {
+                name,
+                spec: None,
+                status: None,
+                error: Some(format!("{err:#}")),
+            },
+        };
+        databases.push(entry);
+    }
+    Ok(ListReport { databases })
+}

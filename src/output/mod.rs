@@ -1,0 +1,138 @@
+//! Output: human text or JSON, chosen once per run. Data goes to stdout; progress and
+//! status lines go to stderr and are silent in JSON mode and with `--quiet`.
+
+use std::io::{IsTerminal, Write};
+
+/// The output format (`--output`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    #[default]
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// A command's result, printable both ways.
+pub trait Report: erased::Serialize {
+    /// The human rendering (ends with a newline, or is empty).
+    fn human(&self) -> String;
+    /// The process exit code for this result (0 unless the report says otherwise).
+    fn exit_code(&self) -> u8 {
+        0
+    }
+}
+
+mod erased {
+    /// Object-safe serialisation through `serde_json::Value`.
+    pub trait Serialize {
+        /// The JSON value of `self`.
+        fn to_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Serialize for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// Where progress and results go.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    /// The chosen format.
+    pub format: Format,
+    quiet: bool,
+    tty: bool,
+}
+
+impl Printer {
+    /// A printer for `format`; `quiet` silences progress.
+    pub fn new(format: Format, quiet: bool) -> Self {
+        Self {
+            format,
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A status line on stderr (human mode only).
+    pub fn status(&self, line: &str) {
+        if self.format == Format::Human && !self.quiet {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+
+    /// A playbook step on stderr: `[2/7] Initialise the data directory`.
+    pub fn step(&self, index: usize, total: usize, name: &str) {
+        if self.tty {
+            self.status(&format!("\x1b[1m[{index}/{total}]\x1b[0m {name}"));
+        } else {
+            self.status(&format!("[{index}/{total}] {name}"));
+        }
+    }
+
+    /// Prints a result to stdout in the chosen format.
+    pub fn report(&self, report: &dyn Report) {
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            Format::Human => {
+                let _ = out.write_all(report.human().as_bytes());
+            }
+            Format::Json => {
+                let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
+
+    /// Prints an error: `error: …` on stderr, or `{"error": …}` on stdout in JSON mode.
+    pub fn error(&self, err: &anyhow::Error) {
+        let message = err
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
+        match self.format {
+            Format::Human => {
+                let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
+            Format::Json => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    serde_json::json!({ "reason": "error", "error": message })
+                );
+            }
+        }
+    }
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A table with a header row, for terminals (comfy-table, no borders).
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    let mut text = table.to_string();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,536 @@
+//! The `local` platform: engines from the distro's binaries on this machine, one
+//! instance directory per database under the state directory, each server on its own
+//! port on 127.0.0.1, started as the engine's service user when dbctl runs as root.
+//!
+//! State layout: `<state_dir>/<name>/{instance.json, data/, conf/, run/, log/}`.
+//! `instance.json` pins the port and records the GitOps repo that owns the instance.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use minijinja::Value;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{Artifact, CreateRequest, CreateResponse, Options, Progress, State, Status};
+use crate::assets::Assets;
+use crate::catalog::{Catalog, EngineKind};
+use crate::engine::{self, Engine, Instance, Located};
+use crate::gitops::Repo;
+use crate::playbook::Playbook;
+use crate::playbook::runner::{Runner, display_chain};
+use crate::render::Renderer;
+use crate::spec::{PlatformKind, Spec, Target};
+use crate::transport::{self, Transport};
+
+/// Bytes in one GB as dbctl counts sizes (GiB, as OpenStack and most clouds do).
+pub const GB: u64 = 1 << 30;
+
+/// Placeholder for secrets in rendered artifacts.
+pub const REDACTED: &str = "<secret: set at create>";
+
+/// What `instance.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InstanceRecord {
+    name: String,
+    engine: EngineKind,
+    version: String,
+    port: u16,
+    repo: PathBuf,
+    created_at: String,
+}
+
+/// The `local` platform bound to one target.
+pub struct Local {
+    target: Target,
+    state_dir: PathBuf,
+    repo_root: PathBuf,
+    catalog: Catalog,
+    assets: Assets,
+    renderer: Renderer,
+    transport: transport::Local,
+}
+
+impl Local {
+    /// Binds the platform to `target` of `repo`. The state directory is `--state-dir`
+    /// (or `$DBCTL_STATE_DIR`), else the target's `state_dir` (relative to the repo),
+    /// else `/var/lib/dbctl` for root and `<data dir>/dbctl` (`~/.local/share/dbctl`)
+    /// for other users.
+    ///
+    /// # Errors
+    /// No usable home directory for the default state directory.
+    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+        let transport = transport::Local::new();
+        let state_dir = if let Some(dir) = &options.state_dir {
+            dir.clone()
+        } else if let Some(dir) = &target.state_dir {
+            repo.root().join(dir)
+        } else if transport.is_root() {
+            PathBuf::from("/var/lib/dbctl")
+        } else {
+            directories::ProjectDirs::from("", "", "dbctl")
+                .map(|d| d.data_dir().to_path_buf())
+                .context("no home directory for the default state directory; pass `--state-dir`")?
+        };
+        let state_dir = if state_dir.is_absolute() {
+            state_dir
+        } else {
+            std::env::current_dir()?.join(state_dir)
+        };
+        Ok(Self {
+            target: target.clone(),
+            state_dir,
+            repo_root: repo.root().to_path_buf(),
+            catalog: repo.catalog.clone(),
+            assets: repo.assets.clone(),
+            renderer: Renderer::new(&repo.assets),
+            transport,
+        })
+    }
+
+    fn engine(&self, kind: EngineKind) -> Result<Box<dyn Engine>> {
+        Ok(engine::for_host(kind, PlatformKind::Local.as_str())?)
+    }
+
+    fn known_versions(&self, kind: EngineKind) -> Vec<String> {
+        self.catalog
+            .engine(kind)
+            .map(|e| e.versions.clone())
+            .unwrap_or_default()
+    }
+
+    fn instance_dir(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+
+    fn read_record(&self, name: &str) -> Result<Option<InstanceRecord>> {
+        let path = self.instance_dir(name).join("instance.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "`{}` is damaged; remove the instance directory by hand",
+                    path.display()
+                )
+            })?)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+        }
+    }
+
+    /// Checks that an existing instance belongs to this repo and engine.
+    fn check_record(&self, spec: &Spec, record: &InstanceRecord) -> Result<()> {
+        if record.repo != self.repo_root {
+            bail!(
+                "instance directory `{}` belongs to GitOps repo `{}`, not `{}`; use another name or `--state-dir`",
+                self.instance_dir(&spec.name).display(),
+                record.repo.display(),
+                self.repo_root.display()
+            );
+        }
+        if record.engine != spec.engine {
+            bail!(
+                "instance `{}` runs {}, but the spec says {}; delete it first",
+                spec.name,
+                record.engine,
+                spec.engine
+            );
+        }
+        Ok(())
+    }
+
+    fn service_user(&self, kind: EngineKind) -> Option<String> {
+        if self.transport.is_root() {
+            self.catalog.engine(kind).map(|e| e.service_user.clone())
+        } else {
+            None
+        }
+    }
+
+    fn make_instance(&self, spec: &Spec, engine: &dyn Engine, port: u16) -> Instance {
+        let dir = self.instance_dir(&spec.name);
+        Instance {
+            name: spec.name.clone(),
+            engine: spec.engine,
+            version: spec.version.clone(),
+            host: self
+                .target
+                .address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            listen: "127.0.0.1".into(),
+            port,
+            data_dir: dir.join("data"),
+            conf_dir: dir.join("conf"),
+            run_dir: dir.join("run"),
+            log_dir: dir.join("log"),
+            dir,
+            service_user: self.service_user(spec.engine),
+            admin_user: engine.admin_user(&self.transport),
+            size_gb: spec.size_gb,
+            database: spec.database.clone(),
+            user: spec.user.clone(),
+        }
+    }
+
+    /// Picks a free port: above the engine's standard port + 10000, not recorded by
+    /// another instance in the state directory, and bindable on 127.0.0.1.
+    fn allocate_port(&self, kind: EngineKind) -> Result<u16> {
+        let base = self
+            .catalog
+            .engine(kind)
+            .map_or(20_000, |e| e.port.saturating_add(10_000));
+        let mut taken = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.state_dir) {
+            for entry in entries.flatten() {
+                let record = entry.path().join("instance.json");
+                if let Ok(bytes) = std::fs::read(&record)
+                    && let Ok(r) = serde_json::from_slice::<InstanceRecord>(&bytes)
+                {
+                    taken.push(r.port);
+                }
+            }
+        }
+        (base..base.saturating_add(2000))
+            .find(|p| !taken.contains(p) && TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .with_context(|| format!("no free TCP port on 127.0.0.1 from {base}"))
+    }
+
+    fn playbook(&self, kind: EngineKind, operation: &str) -> Result<Playbook> {
+        Ok(Playbook::load(
+            &self.assets,
+            &format!("local/{kind}/{operation}.yml"),
+        )?)
+    }
+
+    fn context(
+        &self,
+        spec: &Spec,
+        instance: &Instance,
+        bin: &BTreeMap<String, String>,
+        secrets: &BTreeMap<&str, String>,
+    ) -> Result<Value> {
+        let plan = self
+            .catalog
+            .plan(&spec.plan)
+            .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
+        let engine = self.catalog.engine(spec.engine);
+        Ok(minijinja::context! {
+            spec => Value::from(minijinja::value::Serde(spec)),
+            plan => Value::from(minijinja::value::Serde(plan)),
+            engine => Value::from(minijinja::value::Serde(engine)),
+            instance => Value::from(minijinja::value::Serde(instance)),
+            target => Value::from(minijinja::value::Serde(&self.target)),
+            bin => Value::from(minijinja::value::Serde(bin)),
+            secrets => Value::from(minijinja::value::Serde(secrets)),
+        })
+    }
+
+    fn locate(&self, spec: &Spec, engine: &dyn Engine) -> Result<Located> {
+        Ok(engine.locate(
+            &self.transport,
+            Some(&spec.version),
+            &self.known_versions(spec.engine),
+        )?)
+    }
+
+    /// Reads the admin secret of an engine that needs one, generating it on first use.
+    fn admin_secret(&self, instance: &Instance, create: bool) -> Result<Option<SecretString>> {
+        let path = instance.conf_dir.join("admin.secret");
+        if let Some(bytes) = self.transport.read_file(&path)? {
+            return Ok(Some(SecretString::from(
+                String::from_utf8_lossy(&bytes).trim().to_owned(),
+            )));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let secret = crate::secret::generate_password();
+        self.transport
+            .make_dir(&instance.conf_dir, 0o700, instance.service_user.as_deref())?;
+        self.transport
+            .write_file(&path, secret.expose_secret().as_bytes(), 0o600, None)?;
+        Ok(Some(secret))
+    }
+}
+
+impl super::Platform for Local {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Local
+    }
+
+    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
+        let engine = self.engine(kind).ok()?;
+        engine
+            .locate(&self.transport, None, &self.known_versions(kind))
+            .ok()
+            .map(|l| l.version)
+    }
+
+    fn preflight(&self, spec: &Spec) -> Result<()> {
+        let engine = self.engine(spec.engine)?;
+        let located = self.locate(spec, engine.as_ref())?;
+        let record = self.read_record(&spec.name)?;
+        if let Some(record) = &record {
+            self.check_record(spec, record)?;
+        }
+        if let Some(user) = self.service_user(spec.engine) {
+            if !self.transport.user_exists(&user) {
+                bail!(
+                    "user `{user}`, which runs {} servers when dbctl runs as root, does not exist on this machine; install the {} server package",
+                    spec.engine,
+                    spec.engine
+                );
+            }
+            if !self.transport.path_traversable_by(&self.state_dir, &user) {
+                bail!(
+                    "state directory `{}` is not reachable by user `{user}` (a parent directory is not searchable by it); pass `--state-dir` with a directory such as /var/lib/dbctl",
+                    self.state_dir.display()
+                );
+            }
+        }
+        let free = self.transport.free_bytes(&self.state_dir)?;
+        let used = self.transport.used_bytes(&self.instance_dir(&spec.name));
+        let needed = u64::from(spec.size_gb)
+            .saturating_mul(GB)
+            .saturating_sub(used);
+        if needed > free {
+            bail!(
+                "not enough disk space for `{}`: size_gb is {} GB but `{}` has {:.1} GB free; choose a smaller `--size` or another `--state-dir`",
+                spec.name,
+                spec.size_gb,
+                self.state_dir.display(),
+                free as f64 / GB as f64
+            );
+        }
+        // Render every template now, so a template error stops us before any change.
+        let port = record.map_or(0, |r| r.port);
+        let instance = self.make_instance(spec, engine.as_ref(), port);
+        let secrets = BTreeMap::from([
+            ("password", REDACTED.to_owned()),
+            ("admin_password", REDACTED.to_owned()),
+        ]);
+        let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
+        for operation in ["create", "delete"] {
+            let playbook = self.playbook(spec.engine, operation)?;
+            for (template, _) in playbook.templates() {
+                let name = self.renderer.render_str(template, &ctx, "template name")?;
+                self.renderer.render(&name, &ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+        let spec = req.spec;
+        let engine = self.engine(spec.engine)?;
+        let located = self.locate(spec, engine.as_ref())?;
+        self.transport.make_dir(&self.state_dir, 0o755, None)?;
+        let port = {
+            // Serialise port allocation across concurrent creates in this state dir.
+            let lock_path = self.state_dir.join(".ports.lock");
+            let lock = File::create(&lock_path)
+                .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
+            lock.lock()
+                .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+            match self.read_record(&spec.name)? {
+                Some(record) => {
+                    self.check_record(spec, &record)?;
+                    record.port
+                }
+                None => {
+                    let port = self.allocate_port(spec.engine)?;
+                    let dir = self.instance_dir(&spec.name);
+                    let owner = self.service_user(spec.engine);
+                    self.transport.make_dir(&dir, 0o755, owner.as_deref())?;
+                    let record = InstanceRecord {
+                        name: spec.name.clone(),
+                        engine: spec.engine,
+                        version: spec.version.clone(),
+                        port,
+                        repo: self.repo_root.clone(),
+                        created_at: jiff::Timestamp::now().to_string(),
+                    };
+                    self.transport.write_file(
+                        &dir.join("instance.json"),
+                        &serde_json::to_vec_pretty(&record)?,
+                        0o644,
+                        None,
+                    )?;
+                    port
+                }
+            }
+        };
+        let instance = self.make_instance(spec, engine.as_ref(), port);
+        let mut secret_values = vec![req.password.clone()];
+        let mut secrets = BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
+        if engine.needs_admin_secret()
+            && let Some(admin) = self.admin_secret(&instance, true)?
+        {
+            secrets.insert("admin_password", admin.expose_secret().to_owned());
+            secret_values.push(admin);
+        }
+        let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
+        let playbook = self.playbook(spec.engine, "create")?;
+        let runner = Runner {
+            transport: &self.transport,
+            renderer: &self.renderer,
+            engine: engine.as_ref(),
+            instance: &instance,
+            bin: &located.bin,
+            ctx,
+            secrets: secret_values,
+            progress: req.progress,
+        };
+        runner.run(&playbook)?;
+        let probe = engine.probe(&self.transport, &instance, &located.bin)?;
+        Ok(CreateResponse {
+            host: instance.host.clone(),
+            port,
+            uri: engine
+                .uri(&spec.user, &instance.host, port, &spec.database)
+                .to_string(),
+            server_version: probe.version,
+        })
+    }
+
+    fn status(&self, spec: &Spec) -> Result<Status> {
+        let mut status = Status {
+            state: State::Absent,
+            server_version: None,
+            host: None,
+            port: None,
+            used_bytes: 0,
+            database_bytes: None,
+            allotted_gb: spec.size_gb,
+            detail: None,
+        };
+        let Some(record) = self.read_record(&spec.name)? else {
+            return Ok(status);
+        };
+        let engine = self.engine(spec.engine)?;
+        let instance = self.make_instance(spec, engine.as_ref(), record.port);
+        status.host = Some(instance.host.clone());
+        status.port = Some(record.port);
+        status.used_bytes = self.transport.used_bytes(&instance.dir);
+        status.state = State::Down;
+        let probe = self
+            .locate(spec, engine.as_ref())
+            .and_then(|l| Ok(engine.probe(&self.transport, &instance, &l.bin)?));
+        match probe {
+            Ok(probe) => {
+                status.state = State::Up;
+                status.server_version = Some(probe.version);
+                status.database_bytes = probe.data_bytes;
+            }
+            Err(err) => {
+                let message = err
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                status.detail = Some(message);
+            }
+        }
+        Ok(status)
+    }
+
+    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+        let Some(record) = self.read_record(&spec.name)? else {
+            return Ok(());
+        };
+        self.check_record(spec, &record)?;
+        let engine = self.engine(spec.engine)?;
+        let instance = self.make_instance(spec, engine.as_ref(), record.port);
+        let bin = self
+            .locate(spec, engine.as_ref())
+            .map(|l| l.bin)
+            .unwrap_or_default();
+        let secrets = BTreeMap::new();
+        let ctx = self.context(spec, &instance, &bin, &secrets)?;
+        let playbook = self.playbook(spec.engine, "delete")?;
+        let runner = Runner {
+            transport: &self.transport,
+            renderer: &self.renderer,
+            engine: engine.as_ref(),
+            instance: &instance,
+            bin: &bin,
+            ctx,
+            secrets: Vec::new(),
+            progress,
+        };
+        runner
+            .run(&playbook)
+            .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+        self.transport.remove_all(&instance.dir)?;
+        Ok(())
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        let engine = self.engine(spec.engine)?;
+        let port = self.read_record(&spec.name).ok().flatten().map_or_else(
+            || {
+                self.catalog
+                    .engine(spec.engine)
+                    .map_or(0, |e| e.port.saturating_add(10_000))
+            },
+            |r| r.port,
+        );
+        let instance = self.make_instance(spec, engine.as_ref(), port);
+        let bin = self.locate(spec, engine.as_ref()).map_or_else(
+            |_| {
+                [
+                    "initdb",
+                    "pg_ctl",
+                    "postgres",
+                    "psql",
+                    "mariadbd",
+                    "mariadb-install-db",
+                    "mariadb",
+                    "redis-server",
+                    "redis-cli",
+                ]
+                .into_iter()
+                .map(|b| (b.to_owned(), b.to_owned()))
+                .collect()
+            },
+            |l| l.bin,
+        );
+        let secrets = BTreeMap::from([
+            ("password", REDACTED.to_owned()),
+            ("admin_password", REDACTED.to_owned()),
+        ]);
+        let ctx = self.context(spec, &instance, &bin, &secrets)?;
+        let mut artifacts = Vec::new();
+        for operation in ["create", "delete"] {
+            let playbook = self.playbook(spec.engine, operation)?;
+            for (template, dest) in playbook.templates() {
+                let name = self.renderer.render_str(template, &ctx, "template name")?;
+                let content = self.renderer.render(&name, &ctx)?;
+                let path = match dest {
+                    Some(dest) => {
+                        let dest = self.renderer.render_str(dest, &ctx, "template dest")?;
+                        let rel = Path::new(&dest)
+                            .strip_prefix(&instance.dir)
+                            .map_or_else(|_| dest.clone(), |p| p.to_string_lossy().into_owned());
+                        format!("local/{}/{rel}", spec.name)
+                    }
+                    None => format!(
+                        "local/{}/{operation}/{}",
+                        spec.name,
+                        name.rsplit('/')
+                            .next()
+                            .unwrap_or(&name)
+                            .trim_end_matches(".j2")
+                    ),
+                };
+                if !artifacts.iter().any(|a: &Artifact| a.path == path) {
+                    artifacts.push(Artifact { path, content });
+                }
+            }
+        }
+        Ok(artifacts)
+    }
+}

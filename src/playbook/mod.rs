@@ -1,0 +1,411 @@
+//! Playbooks: ordered, typed steps for one operation of one engine on one platform,
+//! read from `playbooks/<platform>/<engine>/<operation>.yml` (GitOps repo override
+//! first, then built in). String arguments are minijinja templates rendered against
+//! the operation's context (`spec`, `plan`, `instance`, `bin`, `secrets`).
+//!
+//! ```yaml
+//! description: Create a PostgreSQL server on this machine
+//! steps:
+//!   - name: Initialise the data directory
+//!     run:
+//!       argv: ["{{ bin.initdb }}", "-D", "{{ instance.data_dir }}"]
+//!       once: "{{ instance.dir }}/.initdb-done"
+//!       fresh: "{{ instance.data_dir }}"
+//! ```
+//!
+//! Every step is idempotent, so a playbook interrupted at any point converges when
+//! run again. [`runner`] executes steps through a [`crate::transport::Transport`].
+
+pub mod runner;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::assets::{Assets, Tree};
+
+/// A parsed playbook.
+#[derive(Debug, Clone, Serialize)]
+pub struct Playbook {
+    /// Where it came from (repo path or built-in path).
+    pub origin: String,
+    /// What it does.
+    pub description: String,
+    /// Steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step: a name for progress output and exactly one action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Shown in progress output.
+    pub name: String,
+    /// What it does.
+    pub action: Action,
+}
+
+/// Who owns files and runs commands of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunAs {
+    /// The engine's service user (`postgres`, `mysql`, `redis` when dbctl runs as root;
+    /// otherwise the invoking user).
+    #[default]
+    Service,
+    /// The user running dbctl.
+    Invoker,
+}
+
+/// Create directories (and parents); set mode and owner on each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirsAction {
+    /// Directories (templated).
+    pub paths: Vec<String>,
+    /// Octal mode, e.g. `"0700"`.
+    #[serde(default = "default_dir_mode")]
+    pub mode: String,
+    /// Owner.
+    #[serde(default)]
+    pub owner: RunAs,
+}
+
+/// Render a template to a file (atomic write).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateAction {
+    /// Template under `templates/` (templated).
+    pub src: String,
+    /// Destination path (templated).
+    pub dest: String,
+    /// Octal mode, e.g. `"0600"`.
+    #[serde(default = "default_file_mode")]
+    pub mode: String,
+    /// Owner.
+    #[serde(default)]
+    pub owner: RunAs,
+}
+
+/// Run a command to completion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAction {
+    /// Program and arguments (each templated); never passed through a shell.
+    pub argv: Vec<String>,
+    /// Run as.
+    #[serde(default)]
+    pub run_as: RunAs,
+    /// Marker file: the step is skipped when it exists and written after success.
+    #[serde(default)]
+    pub once: Option<String>,
+    /// Path removed before running (a half-done earlier attempt starts over).
+    #[serde(default)]
+    pub fresh: Option<String>,
+    /// Timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// Start the server unless the pid file names a live process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartAction {
+    /// Program and arguments (each templated).
+    pub argv: Vec<String>,
+    /// The server's pid file (first line: pid) (templated).
+    pub pidfile: String,
+    /// True for servers that do not daemonise themselves: dbctl starts them in their
+    /// own process group with output appended to `log`.
+    #[serde(default)]
+    pub detach: bool,
+    /// Log file for detached servers (templated).
+    #[serde(default)]
+    pub log: Option<String>,
+    /// Run as.
+    #[serde(default)]
+    pub run_as: RunAs,
+    /// Timeout in seconds for the start command (not for detached servers).
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// Wait until the engine accepts connections (the engine's probe succeeds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitReadyAction {
+    /// Give up after this many seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// Run an administration script with the engine's admin client; the script is a
+/// template fed on stdin (it may use `secrets`, which never reach a command line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAction {
+    /// Template under `templates/` (templated).
+    pub script: String,
+    /// Timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// Stop the server named by a pid file with a signal and wait for it to exit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopAction {
+    /// The pid file (templated); absent means already stopped.
+    pub pidfile: String,
+    /// Signal name, e.g. `SIGINT` (PostgreSQL fast shutdown), `SIGTERM`.
+    #[serde(default = "default_signal")]
+    pub signal: String,
+    /// After this many seconds, send SIGKILL.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+/// Remove files or directory trees; absent is fine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveAction {
+    /// Paths (templated).
+    pub paths: Vec<String>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Create directories.
+    Dirs(DirsAction),
+    /// Render a template to a file.
+    Template(TemplateAction),
+    /// Run a command.
+    Run(RunAction),
+    /// Start the server.
+    Start(StartAction),
+    /// Wait until ready.
+    WaitReady(WaitReadyAction),
+    /// Run an admin script.
+    Admin(AdminAction),
+    /// Stop the server.
+    Stop(StopAction),
+    /// Remove paths.
+    Remove(RemoveAction),
+}
+
+fn default_dir_mode() -> String {
+    "0700".into()
+}
+fn default_file_mode() -> String {
+    "0600".into()
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_signal() -> String {
+    "SIGTERM".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaybook {
+    description: String,
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    dirs: Option<DirsAction>,
+    template: Option<TemplateAction>,
+    run: Option<RunAction>,
+    start: Option<StartAction>,
+    wait_ready: Option<WaitReadyAction>,
+    admin: Option<AdminAction>,
+    stop: Option<StopAction>,
+    remove: Option<RemoveAction>,
+}
+
+/// Playbook errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    /// No such playbook in the repo or the binary.
+    #[error("playbook `playbooks/{0}` does not exist (neither in the GitOps repo nor built in)")]
+    Missing(String),
+    /// The file cannot be read.
+    #[error(transparent)]
+    Asset(#[from] crate::assets::AssetError),
+    /// The YAML is malformed or has unknown keys.
+    #[error("invalid playbook {origin}: {message}")]
+    Parse {
+        /// Where it came from.
+        origin: String,
+        /// Parser message with line and column.
+        message: String,
+    },
+    /// A step has no action or several.
+    #[error("invalid playbook {origin}: step `{step}` must have exactly one action of: {}", ACTIONS.join(", "))]
+    Step {
+        /// Where it came from.
+        origin: String,
+        /// The step's name.
+        step: String,
+    },
+    /// A bad octal mode.
+    #[error("invalid playbook {origin}: step `{step}`: mode `{mode}` is not octal like \"0600\"")]
+    Mode {
+        /// Where it came from.
+        origin: String,
+        /// The step's name.
+        step: String,
+        /// The value.
+        mode: String,
+    },
+}
+
+/// Action keys a step may hold.
+pub const ACTIONS: [&str; 8] = [
+    "dirs",
+    "template",
+    "run",
+    "start",
+    "wait_ready",
+    "admin",
+    "stop",
+    "remove",
+];
+
+impl Playbook {
+    /// Loads `playbooks/<path>`.
+    ///
+    /// # Errors
+    /// [`PlaybookError`] naming the file and step.
+    pub fn load(assets: &Assets, path: &str) -> Result<Self, PlaybookError> {
+        let asset = assets
+            .get(Tree::Playbooks, path)?
+            .ok_or_else(|| PlaybookError::Missing(path.to_owned()))?;
+        Self::parse(&asset.text, &asset.origin.to_string())
+    }
+
+    /// Parses playbook text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// [`PlaybookError::Parse`], [`PlaybookError::Step`], [`PlaybookError::Mode`].
+    pub fn parse(text: &str, origin: &str) -> Result<Self, PlaybookError> {
+        let raw: RawPlaybook = serde_saphyr::from_str(text).map_err(|e| PlaybookError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut steps = Vec::with_capacity(raw.steps.len());
+        for step in raw.steps {
+            let mut actions = Vec::new();
+            actions.extend(step.dirs.map(Action::Dirs));
+            actions.extend(step.template.map(Action::Template));
+            actions.extend(step.run.map(Action::Run));
+            actions.extend(step.start.map(Action::Start));
+            actions.extend(step.wait_ready.map(Action::WaitReady));
+            actions.extend(step.admin.map(Action::Admin));
+            actions.extend(step.stop.map(Action::Stop));
+            actions.extend(step.remove.map(Action::Remove));
+            if actions.len() != 1 {
+                return Err(PlaybookError::Step {
+                    origin: origin.to_owned(),
+                    step: step.name,
+                });
+            }
+            let action = actions.remove(0);
+            let mode = match &action {
+                Action::Dirs(d) => Some(&d.mode),
+                Action::Template(t) => Some(&t.mode),
+                _ => None,
+            };
+            if let Some(mode) = mode
+                && parse_mode(mode).is_none()
+            {
+                return Err(PlaybookError::Mode {
+                    origin: origin.to_owned(),
+                    step: step.name,
+                    mode: mode.clone(),
+                });
+            }
+            steps.push(Step {
+                name: step.name,
+                action,
+            });
+        }
+        Ok(Self {
+            origin: origin.to_owned(),
+            description: raw.description,
+            steps,
+        })
+    }
+
+    /// Templates this playbook renders (template `src` and admin `script`), for `render`.
+    pub fn templates(&self) -> Vec<(&str, Option<&str>)> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Template(t) => Some((t.src.as_str(), Some(t.dest.as_str()))),
+                Action::Admin(a) => Some((a.script.as_str(), None)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Parses an octal mode string (`"0600"`, `"755"`).
+pub fn parse_mode(mode: &str) -> Option<u32> {
+    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// A map of step counts by action, for summaries.
+pub fn action_counts(playbook: &Playbook) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for step in &playbook.steps {
+        let key = match step.action {
+            Action::Dirs(_) => "dirs",
+            Action::Template(_) => "template",
+            Action::Run(_) => "run",
+            Action::Start(_) => "start",
+            Action::WaitReady(_) => "wait_ready",
+            Action::Admin(_) => "admin",
+            Action::Stop(_) => "stop",
+            Action::Remove(_) => "remove",
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_playbook_parses() {
+        let assets = Assets::new(None);
+        let files = Assets::builtin_files(Tree::Playbooks, "");
+        assert!(!files.is_empty());
+        for file in files {
+            Playbook::load(&assets, &file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_step_needs_exactly_one_action() {
+        let err = Playbook::parse(
+            "description: x\nsteps:\n  - name: both\n    remove: {paths: [a]}\n    wait_ready: {}\n",
+            "test.yml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("exactly one action"), "{err}");
+        let err = Playbook::parse(
+            "description: x\nsteps:\n  - name: a\n    bogus: {}\n",
+            "t.yml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
+    }
+}

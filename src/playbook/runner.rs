@@ -1,0 +1,305 @@
+//! Executes a [`Playbook`] on a host through a [`Transport`]: renders each step's
+//! arguments, runs it, and reports progress. Secrets in command output are redacted
+//! before they reach an error message.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use minijinja::Value;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Action, Playbook, RunAs, Step, parse_mode};
+use crate::engine::{Engine, Instance};
+use crate::render::Renderer;
+use crate::transport::{CommandSpec, Transport};
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It changed something.
+    Changed,
+    /// Nothing to do (marker present, server already running, …).
+    Unchanged,
+}
+
+/// A failed step, naming the playbook and the step.
+#[derive(Debug, thiserror::Error)]
+#[error("step {index}/{total} `{step}` of {origin} failed: {message}")]
+pub struct StepError {
+    /// 1-based step number.
+    pub index: usize,
+    /// Number of steps.
+    pub total: usize,
+    /// The step's name.
+    pub step: String,
+    /// The playbook's origin.
+    pub origin: String,
+    /// What went wrong (secrets redacted).
+    pub message: String,
+}
+
+/// Everything a playbook run needs.
+pub struct Runner<'a> {
+    /// The host.
+    pub transport: &'a dyn Transport,
+    /// Templates.
+    pub renderer: &'a Renderer,
+    /// The engine (probe, admin client).
+    pub engine: &'a dyn Engine,
+    /// The server instance.
+    pub instance: &'a Instance,
+    /// Engine binaries (`bin` in templates).
+    pub bin: &'a BTreeMap<String, String>,
+    /// The template context.
+    pub ctx: Value,
+    /// Secret values to redact from any message.
+    pub secrets: Vec<SecretString>,
+    /// Progress callback: step number, total, name.
+    pub progress: &'a dyn Fn(usize, usize, &str),
+}
+
+impl Runner<'_> {
+    /// Runs every step in order; stops at the first failure.
+    ///
+    /// # Errors
+    /// [`StepError`] for the failing step.
+    pub fn run(&self, playbook: &Playbook) -> Result<Vec<Outcome>, StepError> {
+        let total = playbook.steps.len();
+        let mut outcomes = Vec::with_capacity(total);
+        for (i, step) in playbook.steps.iter().enumerate() {
+            (self.progress)(i + 1, total, &step.name);
+            let outcome = self.step(step).map_err(|message| StepError {
+                index: i + 1,
+                total,
+                step: step.name.clone(),
+                origin: playbook.origin.clone(),
+                message: self.redact(&message),
+            })?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            let value = secret.expose_secret();
+            if !value.is_empty() {
+                out = out.replace(value, "********");
+            }
+        }
+        out
+    }
+
+    fn render(&self, text: &str, what: &str) -> Result<String, String> {
+        self.renderer
+            .render_str(text, &self.ctx, what)
+            .map_err(|e| e.to_string())
+    }
+
+    fn render_all(&self, items: &[String], what: &str) -> Result<Vec<String>, String> {
+        items.iter().map(|s| self.render(s, what)).collect()
+    }
+
+    fn user(&self, run_as: RunAs) -> Option<&str> {
+        match run_as {
+            RunAs::Service => self.instance.service_user.as_deref(),
+            RunAs::Invoker => None,
+        }
+    }
+
+    fn step(&self, step: &Step) -> Result<Outcome, String> {
+        let t = self.transport;
+        match &step.action {
+            Action::Dirs(d) => {
+                let mode = parse_mode(&d.mode).unwrap_or(0o700);
+                for path in self.render_all(&d.paths, "dirs.paths")? {
+                    t.make_dir(Path::new(&path), mode, self.user(d.owner))
+                        .map_err(|e| display_chain(&e))?;
+                }
+                Ok(Outcome::Changed)
+            }
+            Action::Template(tpl) => {
+                let src = self.render(&tpl.src, "template.src")?;
+                let dest = self.render(&tpl.dest, "template.dest")?;
+                let text = self
+                    .renderer
+                    .render(&src, &self.ctx)
+                    .map_err(|e| e.to_string())?;
+                let mode = parse_mode(&tpl.mode).unwrap_or(0o600);
+                let current = t.read_file(Path::new(&dest)).ok().flatten();
+                if current.as_deref() == Some(text.as_bytes()) {
+                    return Ok(Outcome::Unchanged);
+                }
+                t.write_file(
+                    Path::new(&dest),
+                    text.as_bytes(),
+                    mode,
+                    self.user(tpl.owner),
+                )
+                .map_err(|e| display_chain(&e))?;
+                Ok(Outcome::Changed)
+            }
+            Action::Run(run) => {
+                let marker = run
+                    .once
+                    .as_deref()
+                    .map(|m| self.render(m, "run.once"))
+                    .transpose()?;
+                if let Some(marker) = &marker
+                    && t.exists(Path::new(marker))
+                {
+                    return Ok(Outcome::Unchanged);
+                }
+                if let Some(fresh) = &run.fresh {
+                    let fresh = self.render(fresh, "run.fresh")?;
+                    t.remove_all(Path::new(&fresh))
+                        .map_err(|e| display_chain(&e))?;
+                }
+                let cmd = self.command(&run.argv, run.run_as, run.timeout_s)?;
+                self.run_checked(&cmd)?;
+                if let Some(marker) = &marker {
+                    t.write_file(Path::new(marker), b"", 0o600, None)
+                        .map_err(|e| display_chain(&e))?;
+                }
+                Ok(Outcome::Changed)
+            }
+            Action::Start(start) => {
+                let pidfile = self.render(&start.pidfile, "start.pidfile")?;
+                if let Some(pid) = read_pid(t, Path::new(&pidfile))
+                    && t.process_alive(pid)
+                {
+                    return Ok(Outcome::Unchanged);
+                }
+                let cmd = self.command(&start.argv, start.run_as, start.timeout_s)?;
+                if start.detach {
+                    let log = start
+                        .log
+                        .as_deref()
+                        .map(|l| self.render(l, "start.log"))
+                        .transpose()?
+                        .ok_or("a detached `start` needs `log`")?;
+                    t.spawn_detached(&cmd, Path::new(&log))
+                        .map_err(|e| display_chain(&e))?;
+                } else {
+                    self.run_checked(&cmd)?;
+                }
+                Ok(Outcome::Changed)
+            }
+            Action::WaitReady(wait) => {
+                let deadline = Instant::now() + Duration::from_secs(wait.timeout_s);
+                loop {
+                    match self.engine.probe(t, self.instance, self.bin) {
+                        Ok(_) => return Ok(Outcome::Unchanged),
+                        Err(err) if Instant::now() >= deadline => {
+                            return Err(format!(
+                                "the server did not accept connections within {} s (see logs in `{}`): {}",
+                                wait.timeout_s,
+                                self.instance.log_dir.display(),
+                                display_chain(&err)
+                            ));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                    }
+                }
+            }
+            Action::Admin(admin) => {
+                let script_name = self.render(&admin.script, "admin.script")?;
+                let script = self
+                    .renderer
+                    .render(&script_name, &self.ctx)
+                    .map_err(|e| e.to_string())?;
+                let cmd = self
+                    .engine
+                    .admin_command(t, self.instance, self.bin)
+                    .map_err(|e| display_chain(&e))?
+                    .stdin(SecretString::from(script))
+                    .timeout(Duration::from_secs(admin.timeout_s));
+                self.run_checked(&cmd)?;
+                Ok(Outcome::Changed)
+            }
+            Action::Stop(stop) => {
+                let pidfile = self.render(&stop.pidfile, "stop.pidfile")?;
+                let Some(pid) = read_pid(t, Path::new(&pidfile)).filter(|p| t.process_alive(*p))
+                else {
+                    return Ok(Outcome::Unchanged);
+                };
+                t.signal(pid, &stop.signal).map_err(|e| display_chain(&e))?;
+                let deadline = Instant::now() + Duration::from_secs(stop.timeout_s);
+                while t.process_alive(pid) {
+                    if Instant::now() >= deadline {
+                        t.signal(pid, "SIGKILL").map_err(|e| display_chain(&e))?;
+                        std::thread::sleep(Duration::from_millis(500));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(Outcome::Changed)
+            }
+            Action::Remove(remove) => {
+                for path in self.render_all(&remove.paths, "remove.paths")? {
+                    t.remove_all(Path::new(&path))
+                        .map_err(|e| display_chain(&e))?;
+                }
+                Ok(Outcome::Changed)
+            }
+        }
+    }
+
+    fn command(
+        &self,
+        argv: &[String],
+        run_as: RunAs,
+        timeout_s: u64,
+    ) -> Result<CommandSpec, String> {
+        let mut argv = self.render_all(argv, "argv")?.into_iter();
+        let program = argv.next().ok_or("`argv` is empty")?;
+        let mut cmd = CommandSpec::new(program, argv)
+            .run_as(self.user(run_as))
+            .timeout(Duration::from_secs(timeout_s));
+        cmd = cmd.cwd(&self.instance.dir);
+        Ok(cmd)
+    }
+
+    fn run_checked(&self, cmd: &CommandSpec) -> Result<(), String> {
+        let out = self.transport.run(cmd).map_err(|e| display_chain(&e))?;
+        if out.success() {
+            Ok(())
+        } else {
+            let detail = if out.stderr.trim().is_empty() {
+                out.stdout.trim().to_owned()
+            } else {
+                out.stderr.trim().to_owned()
+            };
+            Err(format!(
+                "`{}` exited with {}: {detail}",
+                cmd.display(),
+                out.code
+            ))
+        }
+    }
+}
+
+/// Reads the first line of a pid file as a pid.
+pub fn read_pid(t: &dyn Transport, path: &Path) -> Option<u32> {
+    let bytes = t.read_file(path).ok().flatten()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// An error and its causes on one line.
+pub fn display_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

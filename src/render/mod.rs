@@ -1,0 +1,168 @@
+//! Rendering: a minijinja environment whose templates come from [`Assets`] (GitOps
+//! repo override first, then built-in), with strict undefined handling and quoting
+//! filters for SQL and configuration files. Rendering does no I/O beyond reading
+//! templates.
+//!
+//! Filters (all return strings):
+//! - `pg_ident` / `pg_literal`: PostgreSQL identifier `"…"` / string literal `'…'`.
+//! - `my_ident` / `my_literal`: MariaDB identifier `` `…` `` / string literal `'…'`.
+//! - `sha256`: lowercase hex SHA-256 of the text (Redis ACL `#<hash>` passwords).
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use sha2::{Digest, Sha256};
+
+use crate::assets::{Assets, Tree};
+
+/// Rendering failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template does not exist in the repo or the binary.
+    #[error("template `templates/{0}` does not exist (neither in the GitOps repo nor built in)")]
+    Missing(String),
+    /// A template failed to parse or render; `message` has the line.
+    #[error("cannot render `{name}`: {message}")]
+    Template {
+        /// Template name (`local/postgresql/postgresql.conf.j2`) or a description.
+        name: String,
+        /// minijinja's message with line numbers.
+        message: String,
+    },
+}
+
+/// A template environment bound to one GitOps repo's assets.
+pub struct Renderer {
+    env: Environment<'static>,
+    assets: Assets,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("assets", &self.assets)
+            .finish()
+    }
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+impl Renderer {
+    /// An environment loading `templates/…` from `assets`.
+    pub fn new(assets: &Assets) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        let loader_assets = assets.clone();
+        env.set_loader(move |name| {
+            loader_assets
+                .get(Tree::Templates, name)
+                .map(|asset| asset.map(|a| a.text))
+                .map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+                })
+        });
+        env.add_filter("pg_ident", |s: &str| {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        });
+        env.add_filter("pg_literal", |s: &str| {
+            format!("'{}'", s.replace('\'', "''"))
+        });
+        env.add_filter("my_ident", |s: &str| format!("`{}`", s.replace('`', "``")));
+        env.add_filter("my_literal", |s: &str| {
+            format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+        });
+        env.add_filter("sha256", |s: &str| {
+            hex::encode(Sha256::digest(s.as_bytes()))
+        });
+        Self {
+            env,
+            assets: assets.clone(),
+        }
+    }
+
+    /// True when `templates/<name>` exists (repo or built in).
+    pub fn has_template(&self, name: &str) -> bool {
+        self.assets
+            .get(Tree::Templates, name)
+            .is_ok_and(|a| a.is_some())
+    }
+
+    /// Renders `templates/<name>` with `ctx`.
+    ///
+    /// # Errors
+    /// [`RenderError::Missing`], [`RenderError::Template`] (syntax, undefined variable).
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+        let template = self.env.get_template(name).map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::TemplateNotFound {
+                RenderError::Missing(name.to_owned())
+            } else {
+                RenderError::Template {
+                    name: name.to_owned(),
+                    message: describe(&e),
+                }
+            }
+        })?;
+        template.render(ctx).map_err(|e| RenderError::Template {
+            name: name.to_owned(),
+            message: describe(&e),
+        })
+    }
+
+    /// Renders an inline template string (a playbook argument); `what` names it in errors.
+    ///
+    /// # Errors
+    /// [`RenderError::Template`].
+    pub fn render_str(&self, source: &str, ctx: &Value, what: &str) -> Result<String, RenderError> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.to_owned());
+        }
+        self.env
+            .render_str(source, ctx)
+            .map_err(|e| RenderError::Template {
+                name: what.to_owned(),
+                message: describe(&e),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    #[test]
+    fn quoting_filters_escape_their_quotes() {
+        let r = Renderer::new(&Assets::new(None));
+        let ctx = context! { v => "a\"b'c`d\\" };
+        let out = r
+            .render_str(
+                "{{ v|pg_ident }} {{ v|pg_literal }} {{ v|my_ident }} {{ v|my_literal }}",
+                &ctx,
+                "test",
+            )
+            .unwrap();
+        assert_eq!(out, r#""a""b'c`d\" 'a"b''c`d\' `a"b'c``d\` 'a"b\'c`d\\'"#);
+    }
+
+    #[test]
+    fn undefined_variables_are_errors() {
+        let r = Renderer::new(&Assets::new(None));
+        let err = r
+            .render_str("{{ nope }}", &context! {}, "inline")
+            .unwrap_err();
+        assert!(err.to_string().contains("inline"), "{err}");
+    }
+}

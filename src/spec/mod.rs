@@ -1,0 +1,624 @@
+//! Specs (`etc/databases/<name>.yml`) and the GitOps configuration (`etc/dbctl.yml`):
+//! raw serde types in [`raw`], validated models here, errors in [`error`].
+//!
+//! Both files are parsed strictly: unknown keys and wrong types are errors with line
+//! and column (from serde-saphyr); rule violations are errors naming the file, line,
+//! key and what is allowed.
+
+pub mod error;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_saphyr::Spanned;
+
+pub use self::error::{Source, SpecError};
+use crate::catalog::{Catalog, EngineKind};
+
+/// Largest `size_gb` accepted (64 TiB).
+pub const MAX_SIZE_GB: u64 = 65_536;
+
+/// A platform: the kind of driver a target uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformKind {
+    /// This machine, from the distro's binaries.
+    Local,
+    /// Plain VMs over SSH.
+    Ssh,
+    /// OpenStack: Heat stacks, pacemaker, Nomad.
+    Openstack,
+    /// An existing Nomad cluster.
+    Nomad,
+    /// Kubernetes with database operators.
+    Kubernetes,
+    /// Other clouds through Terraform.
+    Terraform,
+}
+
+impl PlatformKind {
+    /// Every platform, in the order of DESIGN.md.
+    pub const ALL: [Self; 6] = [
+        Self::Local,
+        Self::Ssh,
+        Self::Openstack,
+        Self::Nomad,
+        Self::Kubernetes,
+        Self::Terraform,
+    ];
+
+    /// The name used in `etc/dbctl.yml` and under `templates/` and `playbooks/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Ssh => "ssh",
+            Self::Openstack => "openstack",
+            Self::Nomad => "nomad",
+            Self::Kubernetes => "kubernetes",
+            Self::Terraform => "terraform",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for PlatformKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The validated desired state of one database. Serialises to the spec file's YAML.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    /// Database name (`^[a-z][a-z0-9-]{0,62}$`).
+    pub name: String,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Engine version from the catalog.
+    pub version: String,
+    /// Allotted data size in GB (1..=65536).
+    pub size_gb: u32,
+    /// Plan name from the catalog.
+    pub plan: String,
+    /// Target name from `etc/dbctl.yml`.
+    pub target: String,
+    /// Application database (SQL) or database index (redis).
+    pub database: String,
+    /// Application user.
+    pub user: String,
+    /// When true, `delete` is refused.
+    pub deletion_protection: bool,
+    /// Engine parameters for the server configuration.
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl Spec {
+    /// The spec file's YAML text, with a header comment.
+    pub fn to_yaml(&self) -> String {
+        let body = serde_saphyr::to_string(self).unwrap_or_default();
+        format!(
+            "# dbctl database spec; see `dbctl render {}`\n{body}",
+            self.name
+        )
+    }
+}
+
+/// One target of `etc/dbctl.yml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    /// Its name (key under `targets`).
+    pub name: String,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// What it is, for people.
+    pub description: Option<String>,
+    /// `local`: where instance data lives.
+    pub state_dir: Option<PathBuf>,
+    /// `local`: the client address for connection files.
+    pub address: Option<String>,
+}
+
+/// The validated `etc/dbctl.yml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Target for specs naming none.
+    pub default_target: String,
+    /// Targets by name.
+    pub targets: BTreeMap<String, Target>,
+    /// age recipients (`age1…`) for connection-file secrets.
+    pub recipients: Vec<String>,
+    /// Plan for specs naming none.
+    pub default_plan: String,
+}
+
+impl Config {
+    /// Parses and validates `etc/dbctl.yml` text; `path` is used in messages.
+    ///
+    /// # Errors
+    /// [`SpecError::Parse`] for YAML or shape errors, [`SpecError::Invalid`] for an unknown
+    /// platform, a `default_target` that is not a target, or a malformed recipient.
+    pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Self, SpecError> {
+        let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut targets = BTreeMap::new();
+        for (name, target) in raw.targets {
+            if let Err(message) = check_name(&name) {
+                return Err(invalid(
+                    file_source(path, &target.platform),
+                    &format!("targets.{name}"),
+                    format!("target name {message}"),
+                ));
+            }
+            let platform = PlatformKind::parse(&target.platform.value).ok_or_else(|| {
+                invalid(
+                    file_source(path, &target.platform),
+                    &format!("targets.{name}.platform"),
+                    format!(
+                        "unknown platform `{}`; allowed: {}",
+                        target.platform.value,
+                        PlatformKind::ALL.map(PlatformKind::as_str).join(", ")
+                    ),
+                )
+            })?;
+            targets.insert(
+                name.clone(),
+                Target {
+                    name,
+                    platform,
+                    description: target.description,
+                    state_dir: target.state_dir.map(PathBuf::from),
+                    address: target.address,
+                },
+            );
+        }
+        if !targets.contains_key(&raw.default_target.value) {
+            return Err(invalid(
+                file_source(path, &raw.default_target),
+                "default_target",
+                format!(
+                    "`{}` is not a target; allowed: {}",
+                    raw.default_target.value,
+                    names(targets.keys())
+                ),
+            ));
+        }
+        let mut recipients = Vec::new();
+        for recipient in raw.secrets.recipients {
+            if recipient.value.parse::<age::x25519::Recipient>().is_err() {
+                return Err(invalid(
+                    file_source(path, &recipient),
+                    "secrets.recipients",
+                    "not an age recipient; allowed: X25519 recipients `age1…` (see `age-keygen -y`)"
+                        .into(),
+                ));
+            }
+            recipients.push(recipient.value);
+        }
+        let default_plan = match raw.defaults.plan {
+            Some(plan) => {
+                if catalog.plan(&plan.value).is_none() {
+                    return Err(invalid(
+                        file_source(path, &plan),
+                        "defaults.plan",
+                        format!(
+                            "unknown plan `{}`; allowed: {}",
+                            plan.value,
+                            catalog.plan_names().join(", ")
+                        ),
+                    ));
+                }
+                plan.value
+            }
+            None => "small".to_owned(),
+        };
+        Ok(Self {
+            default_target: raw.default_target.value,
+            targets,
+            recipients,
+            default_plan,
+        })
+    }
+
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.get(name)
+    }
+}
+
+/// A value on its way into a [`Spec`], with where it came from.
+#[derive(Debug, Clone)]
+pub struct Given<T> {
+    /// The value as given.
+    pub value: T,
+    /// Its file position or flag.
+    pub source: Source,
+}
+
+/// Unvalidated spec fields from a file or from flags; [`Draft::validate`] makes a [`Spec`].
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Name.
+    pub name: Given<String>,
+    /// Engine name or alias.
+    pub engine: Given<String>,
+    /// Version; `None` lets the platform choose (see [`Draft::validate`]).
+    pub version: Option<Given<String>>,
+    /// Size in GB; `None` takes the plan's default.
+    pub size_gb: Option<Given<u64>>,
+    /// Plan name.
+    pub plan: Option<Given<String>>,
+    /// Target name.
+    pub target: Option<Given<String>>,
+    /// Database name.
+    pub database: Option<Given<String>>,
+    /// User name.
+    pub user: Option<Given<String>>,
+    /// Deletion protection.
+    pub deletion_protection: bool,
+    /// Engine parameters.
+    pub parameters: BTreeMap<String, String>,
+    /// Where the parameters came from, for messages.
+    pub parameters_source: Source,
+}
+
+impl Draft {
+    /// Parses a spec file's text into a draft; `path` is used in messages and must be
+    /// `etc/databases/<name>.yml`, whose stem must equal `name`.
+    ///
+    /// # Errors
+    /// [`SpecError::Parse`] for YAML and shape errors (unknown key, wrong type, missing key),
+    /// [`SpecError::Invalid`] when `name` differs from the file name.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
+        let raw: raw::RawSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if raw.name.value != stem {
+            return Err(invalid(
+                file_source(path, &raw.name),
+                "name",
+                format!(
+                    "`{}` differs from the file name; a spec for `{}` must be `etc/databases/{}.yml`",
+                    raw.name.value, raw.name.value, raw.name.value
+                ),
+            ));
+        }
+        let given = |s: Spanned<String>| Given {
+            source: file_source(path, &s),
+            value: s.value,
+        };
+        Ok(Self {
+            name: given(raw.name),
+            engine: given(raw.engine),
+            version: Some(given(raw.version)),
+            size_gb: Some(Given {
+                source: file_source(path, &raw.size_gb),
+                value: raw.size_gb.value,
+            }),
+            plan: raw.plan.map(given),
+            target: raw.target.map(given),
+            database: raw.database.map(given),
+            user: raw.user.map(given),
+            deletion_protection: raw.deletion_protection,
+            parameters: raw.parameters,
+            parameters_source: Source::File {
+                path: path.to_path_buf(),
+                line: 0,
+                column: 0,
+            },
+        })
+    }
+
+    /// Validates every field against the catalog and configuration. When no version is
+    /// given, `preferred_version(engine, target)` chooses one (the `local` platform
+    /// prefers the installed major); `None` from it falls back to the catalog default.
+    ///
+    /// # Errors
+    /// [`SpecError::Invalid`] naming the key or flag and what is allowed.
+    pub fn validate(
+        self,
+        catalog: &Catalog,
+        config: &Config,
+        preferred_version: &dyn Fn(EngineKind, &Target) -> Option<String>,
+    ) -> Result<Spec, SpecError> {
+        check_name(&self.name.value)
+            .map_err(|m| invalid(self.name.source.clone(), "name", format!("name {m}")))?;
+        let engine = catalog.resolve_engine(&self.engine.value).ok_or_else(|| {
+            invalid(
+                self.engine.source.clone(),
+                "engine",
+                format!(
+                    "unknown engine `{}`; allowed: {}",
+                    self.engine.value,
+                    catalog.engine_names()
+                ),
+            )
+        })?;
+        let entry = catalog.engine(engine).ok_or_else(|| {
+            invalid(
+                self.engine.source.clone(),
+                "engine",
+                format!("engine `{engine}` is not in the catalog"),
+            )
+        })?;
+        let target_name = self
+            .target
+            .as_ref()
+            .map_or(config.default_target.clone(), |t| t.value.clone());
+        let target = config.target(&target_name).ok_or_else(|| {
+            invalid(
+                self.target
+                    .as_ref()
+                    .map_or(Source::Flag("--target"), |t| t.source.clone()),
+                "target",
+                format!(
+                    "unknown target `{target_name}`; allowed: {} (from etc/dbctl.yml)",
+                    names(config.targets.keys())
+                ),
+            )
+        })?;
+        let version = match &self.version {
+            Some(v) => {
+                if !entry.versions.contains(&v.value) {
+                    return Err(invalid(
+                        v.source.clone(),
+                        "version",
+                        format!(
+                            "{engine} version `{}` is not in the catalog; allowed: {}",
+                            v.value,
+                            entry.versions.join(", ")
+                        ),
+                    ));
+                }
+                v.value.clone()
+            }
+            None => preferred_version(engine, target)
+                .filter(|v| entry.versions.contains(v))
+                .unwrap_or_else(|| entry.default_version.clone()),
+        };
+        let plan_name = self
+            .plan
+            .as_ref()
+            .map_or(config.default_plan.clone(), |p| p.value.clone());
+        let plan = catalog.plan(&plan_name).ok_or_else(|| {
+            invalid(
+                self.plan
+                    .as_ref()
+                    .map_or(Source::Flag("--plan"), |p| p.source.clone()),
+                "plan",
+                format!(
+                    "unknown plan `{plan_name}`; allowed: {}",
+                    catalog.plan_names().join(", ")
+                ),
+            )
+        })?;
+        let size_gb = match &self.size_gb {
+            Some(size) => {
+                check_size(size.value).map_err(|m| invalid(size.source.clone(), "size_gb", m))?
+            }
+            None => plan.size_gb,
+        };
+        let default_ident = self.name.value.replace('-', "_");
+        let database = match &self.database {
+            Some(db) if engine == EngineKind::Redis => {
+                check_redis_database(&db.value)
+                    .map_err(|m| invalid(db.source.clone(), "database", m))?;
+                db.value.clone()
+            }
+            Some(db) => {
+                check_identifier(&db.value)
+                    .map_err(|m| invalid(db.source.clone(), "database", m))?;
+                db.value.clone()
+            }
+            None if engine == EngineKind::Redis => "0".to_owned(),
+            None => default_ident.clone(),
+        };
+        let user = match &self.user {
+            Some(user) => {
+                check_identifier(&user.value)
+                    .map_err(|m| invalid(user.source.clone(), "user", m))?;
+                check_not_reserved(&user.value)
+                    .map_err(|m| invalid(user.source.clone(), "user", m))?;
+                user.value.clone()
+            }
+            None => default_ident,
+        };
+        for (key, value) in &self.parameters {
+            check_parameter(key, value).map_err(|m| {
+                invalid(
+                    self.parameters_source.clone(),
+                    &format!("parameters.{key}"),
+                    m,
+                )
+            })?;
+        }
+        Ok(Spec {
+            name: self.name.value,
+            engine,
+            version,
+            size_gb,
+            plan: plan_name,
+            target: target_name,
+            database,
+            user,
+            deletion_protection: self.deletion_protection,
+            parameters: self.parameters,
+        })
+    }
+}
+
+fn invalid(source_at: Source, key: &str, message: String) -> SpecError {
+    SpecError::Invalid {
+        source_at,
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn file_source<T>(path: &Path, spanned: &Spanned<T>) -> Source {
+    Source::File {
+        path: path.to_path_buf(),
+        line: spanned.referenced.line(),
+        column: spanned.referenced.column(),
+    }
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<_> = keys.map(|k| format!("`{k}`")).collect();
+    if all.is_empty() {
+        "none defined".to_owned()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// Checks a database or target name: `^[a-z][a-z0-9-]{0,62}$`.
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not allowed; allowed: lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// Checks a SQL identifier for a database or user: `^[a-z_][a-z0-9_]{0,62}$`.
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn check_identifier(ident: &str) -> Result<(), String> {
+    let mut chars = ident.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && ident.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not allowed; allowed: lowercase letters, digits and `_`, not starting with a digit, at most 63 characters",
+            ident.escape_debug()
+        ))
+    }
+}
+
+fn check_not_reserved(user: &str) -> Result<(), String> {
+    const RESERVED: [&str; 7] = [
+        "postgres",
+        "root",
+        "mysql",
+        "mariadb.sys",
+        "default",
+        "dbctl_admin",
+        "pg_signal_backend",
+    ];
+    if RESERVED.contains(&user) || user.starts_with("pg_") {
+        Err(format!(
+            "`{user}` is reserved for the engine's administrator; choose another application user"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_redis_database(db: &str) -> Result<(), String> {
+    match db.parse::<u8>() {
+        Ok(n) if n <= 15 && db == n.to_string() => Ok(()),
+        _ => Err(format!(
+            "`{}` is not allowed; redis databases are numbers 0 to 15",
+            db.escape_debug()
+        )),
+    }
+}
+
+/// Checks `size_gb`: a whole number of GB from 1 to [`MAX_SIZE_GB`].
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn check_size(size: u64) -> Result<u32, String> {
+    if (1..=MAX_SIZE_GB).contains(&size) {
+        Ok(u32::try_from(size).unwrap_or(u32::MAX))
+    } else {
+        Err(format!(
+            "{size} GB is out of range; allowed: 1 to {MAX_SIZE_GB} GB"
+        ))
+    }
+}
+
+fn check_parameter(key: &str, value: &str) -> Result<(), String> {
+    let key_ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !key_ok {
+        return Err("parameter names may hold only letters, digits, `_`, `.` and `-`".into());
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || c == '\'' || c == '"')
+    {
+        return Err("parameter values may not hold quotes or control characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_pattern() {
+        assert!(check_name("my-first-db").is_ok());
+        assert!(check_name("a").is_ok());
+        assert!(check_name(&"a".repeat(63)).is_ok());
+        for bad in [
+            "",
+            "1db",
+            "My-db",
+            "db_1",
+            "db;rm",
+            &"a".repeat(64),
+            "-a",
+            "é",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        assert_eq!(check_size(1), Ok(1));
+        assert_eq!(check_size(65_536), Ok(65_536));
+        assert!(check_size(0).is_err());
+        assert!(check_size(65_537).is_err());
+    }
+
+    #[test]
+    fn identifiers_reject_quotes_and_capitals() {
+        assert!(check_identifier("app_db").is_ok());
+        for bad in ["App", "a-b", "a\"b", "a'b", "1a", ""] {
+            assert!(check_identifier(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The local transport: this machine, through `std::process` and the filesystem.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User, chown};
+use secrecy::ExposeSecret;
+
+use super::{CommandSpec, Output, Transport, TransportError};
+
+/// This machine.
+#[derive(Debug, Clone)]
+pub struct Local {
+    user: String,
+    root: bool,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Local {
+    /// The local machine as the current user.
+    pub fn new() -> Self {
+        Self {
+            user: super::current_user_name(),
+            root: nix::unistd::geteuid().is_root(),
+        }
+    }
+
+    fn lookup(&self, user: &str) -> Result<User, TransportError> {
+        User::from_name(user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| TransportError::NoSuchUser {
+                host: self.host().to_owned(),
+                user: user.to_owned(),
+            })
+    }
+
+    fn file_err(
+        &self,
+        action: &'static str,
+        path: &Path,
+        source: std::io::Error,
+    ) -> TransportError {
+        TransportError::File {
+            host: self.host().to_owned(),
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn set_owner(&self, path: &Path, owner: Option<&str>) -> Result<(), TransportError> {
+        let Some(owner) = owner.filter(|o| self.root && *o != self.user) else {
+            return Ok(());
+        };
+        let user = self.lookup(owner)?;
+        chown(path, Some(user.uid), Some(user.gid))
+            .map_err(|e| self.file_err("change the owner of", path, e.into()))
+    }
+
+    /// Builds a `std` command: clean environment (PATH, HOME, USER, LANG), the spec's
+    /// env, and the target user's uid/gid when running as root.
+    fn command(&self, cmd: &CommandSpec) -> Result<Command, TransportError> {
+        let mut command = Command::new(&cmd.program);
+        command.args(&cmd.args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command.env("LANG", "C.UTF-8");
+        let mut home = std::env::var_os("HOME").map(PathBuf::from);
+        if let Some(name) = cmd
+            .run_as
+            .as_deref()
+            .filter(|u| self.root && *u != self.user)
+        {
+            let user = self.lookup(name)?;
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+            command.env("USER", &user.name).env("LOGNAME", &user.name);
+            home = Some(user.dir);
+        } else {
+            command.env("USER", &self.user).env("LOGNAME", &self.user);
+        }
+        if let Some(home) = home {
+            command.env("HOME", home);
+        }
+        for (key, value) in &cmd.env {
+            command.env(key, value.expose_secret());
+        }
+        match &cmd.cwd {
+            Some(dir) => {
+                command.current_dir(dir);
+            }
+            None => {
+                command.current_dir("/");
+            }
+        }
+        Ok(command)
+    }
+}
+
+impl Transport for Local {
+    fn host(&self) -> &str {
+        "localhost"
+    }
+
+    fn is_root(&self) -> bool {
+        self.root
+    }
+
+    fn user(&self) -> &str {
+        &self.user
+    }
+
+    fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
+        let spawn_err = |source| TransportError::Spawn {
+            host: self.host().to_owned(),
+            command: cmd.display(),
+            source,
+        };
+        let mut command = self.command(cmd)?;
+        command
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(spawn_err)?;
+        let pid = child.id();
+        if let (Some(input), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
+            let bytes = input.expose_secret().as_bytes().to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(cmd.timeout) {
+            Ok(result) => {
+                let out = result.map_err(spawn_err)?;
+                Ok(Output {
+                    code: out.status.code().unwrap_or(-1),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                })
+            }
+            Err(_) => {
+                let _ = kill(Pid::from_raw(pid.cast_signed()), Signal::SIGKILL);
+                Err(TransportError::Timeout {
+                    host: self.host().to_owned(),
+                    command: cmd.display(),
+                    seconds: cmd.timeout.as_secs(),
+                })
+            }
+        }
+    }
+
+    fn spawn_detached(&self, cmd: &CommandSpec, log: &Path) -> Result<u32, TransportError> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(log)
+            .map_err(|e| self.file_err("open log", log, e))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| self.file_err("open log", log, e))?;
+        let mut command = self.command(cmd)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0);
+        let mut child = command.spawn().map_err(|source| TransportError::Spawn {
+            host: self.host().to_owned(),
+            command: cmd.display(),
+            source,
+        })?;
+        let pid = child.id();
+        // Reap it if it exits while dbctl still runs, so liveness checks see it gone.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(pid)
+    }
+
+    fn write_file(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), TransportError> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.dbctl-{}", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.write_all(contents)?;
+            file.sync_all()
+        })();
+        if let Err(err) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(self.file_err("write", path, err));
+        }
+        self.set_owner(&tmp, owner)?;
+        std::fs::rename(&tmp, path).map_err(|e| self.file_err("write", path, e))
+    }
+
+    fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
+        std::fs::create_dir_all(path).map_err(|e| self.file_err("create", path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| self.file_err("set the mode of", path, e))?;
+        self.set_owner(path, owner)
+    }
+
+    fn remove_all(&self, path: &Path) -> Result<(), TransportError> {
+        let result = match std::fs::symlink_metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => Err(err),
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+        };
+        match result {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.file_err("remove", path, err))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(self.file_err("read", path, err)),
+        }
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn free_bytes(&self, path: &Path) -> Result<u64, TransportError> {
+        let existing = path
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        let stat = nix::sys::statvfs::statvfs(existing)
+            .map_err(|e| self.file_err("measure free space of", existing, e.into()))?;
+        Ok(u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size()))
+    }
+
+    fn used_bytes(&self, path: &Path) -> u64 {
+        fn walk(path: &Path) -> u64 {
+            let Ok(meta) = std::fs::symlink_metadata(path) else {
+                return 0;
+            };
+            let own = meta.blocks().saturating_mul(512);
+            if !meta.is_dir() {
+                return own;
+            }
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return own;
+            };
+            own + entries
+                .filter_map(Result::ok)
+                .map(|e| walk(&e.path()))
+                .sum::<u64>()
+        }
+        walk(path)
+    }
+
+    fn process_alive(&self, pid: u32) -> bool {
+        let Ok(raw) = i32::try_from(pid) else {
+            return false;
+        };
+        raw > 0
+            && !matches!(
+                kill(Pid::from_raw(raw), None),
+                Err(nix::errno::Errno::ESRCH)
+            )
+    }
+
+    fn signal(&self, pid: u32, signal: &str) -> Result<(), TransportError> {
+        let sig: Signal = signal.parse().map_err(|_| TransportError::Spawn {
+            host: self.host().to_owned(),
+            command: format!("kill -{signal} {pid}"),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "unknown signal"),
+        })?;
+        let raw = i32::try_from(pid).unwrap_or(0);
+        match kill(Pid::from_raw(raw), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(err) => Err(TransportError::Spawn {
+                host: self.host().to_owned(),
+                command: format!("kill -{signal} {pid}"),
+                source: err.into(),
+            }),
+        }
+    }
+
+    fn find_program(&self, candidates: &[String]) -> Option<PathBuf> {
+        let executable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        for candidate in candidates {
+            let path = Path::new(candidate);
+            if path.is_absolute() {
+                if executable(path) {
+                    return Some(path.to_path_buf());
+                }
+            } else if let Some(paths) = std::env::var_os("PATH") {
+                if let Some(found) = std::env::split_paths(&paths)
+                    .map(|dir| dir.join(candidate))
+                    .find(|p| executable(p))
+                {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    fn user_exists(&self, user: &str) -> bool {
+        self.lookup(user).is_ok()
+    }
+
+    fn path_traversable_by(&self, path: &Path, user: &str) -> bool {
+        let Ok(user) = self.lookup(user) else {
+            return false;
+        };
+        if user.uid.is_root() {
+            return true;
+        }
+        path.ancestors()
+            .filter_map(|dir| std::fs::metadata(dir).ok())
+            .filter(std::fs::Metadata::is_dir)
+            .all(|meta| {
+                let mode = meta.mode();
+                if meta.uid() == user.uid.as_raw() {
+                    mode & 0o100 != 0
+                } else if meta.gid() == user.gid.as_raw() {
+                    mode & 0o010 != 0
+                } else {
+                    mode & 0o001 != 0
+                }
+            })
+    }
+}
