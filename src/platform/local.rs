@@ -178,10 +178,11 @@ impl Local {
     /// Picks a free port: above the engine's standard port + 10000, not recorded by
     /// another instance in the state directory, and bindable on 127.0.0.1.
     fn allocate_port(&self, kind: EngineKind) -> Result<u16> {
-        let base = self
-            .catalog
-            .engine(kind)
-            .map_or(20_000, |e| e.port.saturating_add(10_000));
+        let base = self.target.first_port.unwrap_or_else(|| {
+            self.catalog
+                .engine(kind)
+                .map_or(20_000, |e| e.port.saturating_add(10_000))
+        });
         let mut taken = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.state_dir) {
             for entry in entries.flatten() {

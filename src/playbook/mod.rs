@@ -148,6 +148,10 @@ pub struct AdminAction {
     /// Timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
+    /// Extra attempts, 1 s apart, when the script fails (scripts are idempotent; a
+    /// retry settles races such as an interrupted earlier run's statement finishing).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
 }
 
 /// Stop the server named by a pid file with a signal and wait for it to exit.
@@ -202,6 +206,9 @@ fn default_file_mode() -> String {
 }
 fn default_timeout() -> u64 {
     60
+}
+fn default_retries() -> u32 {
+    2
 }
 fn default_signal() -> String {
     "SIGTERM".into()

@@ -216,8 +216,17 @@ impl Runner<'_> {
                     .map_err(|e| display_chain(&e))?
                     .stdin(SecretString::from(script))
                     .timeout(Duration::from_secs(admin.timeout_s));
-                self.run_checked(&cmd)?;
-                Ok(Outcome::Changed)
+                let mut attempt = 0;
+                loop {
+                    match self.run_checked(&cmd) {
+                        Ok(()) => return Ok(Outcome::Changed),
+                        Err(err) if attempt >= admin.retries => return Err(err),
+                        Err(_) => {
+                            attempt += 1;
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
             }
             Action::Stop(stop) => {
                 let pidfile = self.render(&stop.pidfile, "stop.pidfile")?;

@@ -121,6 +121,8 @@ pub struct Target {
     pub state_dir: Option<PathBuf>,
     /// `local`: the client address for connection files.
     pub address: Option<String>,
+    /// `local`: first port to try when allocating one.
+    pub first_port: Option<u16>,
 }
 
 /// The validated `etc/dbctl.yml`.
@@ -175,6 +177,7 @@ impl Config {
                     description: target.description,
                     state_dir: target.state_dir.map(PathBuf::from),
                     address: target.address,
+                    first_port: target.first_port,
                 },
             );
         }

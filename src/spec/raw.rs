@@ -86,6 +86,10 @@ pub struct RawTarget {
     /// `local`: the address clients use, written to connection files (default `127.0.0.1`).
     #[serde(default)]
     pub address: Option<String>,
+    /// `local`: first TCP port to try when allocating one (default: the engine's
+    /// standard port + 10000, e.g. 15432). Ports already recorded or bound are skipped.
+    #[serde(default)]
+    pub first_port: Option<u16>,
 }
 
 /// `secrets` in `etc/dbctl.yml`.

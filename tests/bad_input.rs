@@ -1,0 +1,248 @@
+//! Bad input exits 1 with a message naming the flag or file, line and key, and leaves
+//! the repo (no commit, no file) and the machine (no process, no data dir) unchanged.
+
+use crate::support::World;
+
+struct Snapshot {
+    head: String,
+    dirty: String,
+}
+
+fn snapshot(world: &World) -> Snapshot {
+    Snapshot {
+        head: world.head(),
+        dirty: world.dirty(),
+    }
+}
+
+#[track_caller]
+fn assert_unchanged(world: &World, before: &Snapshot) {
+    assert_eq!(world.head(), before.head, "a commit was made");
+    assert_eq!(world.dirty(), before.dirty, "files changed in the repo");
+    assert!(!world.state.exists(), "the state directory was created");
+    assert!(world.server_pids().is_empty(), "a server was started");
+}
+
+#[test]
+fn bad_create_flags_are_refused_before_any_change() {
+    let world = World::new();
+    let before = snapshot(&world);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--type", "postgresql", "My_DB"],
+            &["`NAME`", "`My_DB` is not allowed", "lowercase letters"],
+        ),
+        (&["--type", "postgresql", "db;rm"], &["is not allowed"]),
+        (
+            &["--type", "oracle", "db1"],
+            &["`--type`", "unknown engine `oracle`", "postgresql", "mysql"],
+        ),
+        (
+            &["--type", "postgresql", "--size", "0", "db1"],
+            &["`--size`", "0 GB is out of range", "1 to 65536"],
+        ),
+        (
+            &["--type", "postgresql", "--size", "70000", "db1"],
+            &["`--size`", "70000 GB is out of range"],
+        ),
+        (
+            &["--type", "postgresql", "--version", "99", "db1"],
+            &["`--version`", "version `99` is not in the catalog", "15"],
+        ),
+        (
+            &["--type", "postgresql", "--target", "nowhere", "db1"],
+            &["`--target`", "unknown target `nowhere`", "`local`"],
+        ),
+        (
+            &["--type", "postgresql", "--plan", "huge", "db1"],
+            &["`--plan`", "unknown plan `huge`", "small"],
+        ),
+        (
+            &["--type", "mongodb", "db1"],
+            &["`mongodb` cannot run on platform `local`", "kubernetes"],
+        ),
+        (
+            &["--type", "postgresql", "--size", "65536", "db1"],
+            &["not enough disk space", "65536 GB"],
+        ),
+        (
+            &["--type", "postgresql", "--database", "a-b", "db1"],
+            &["`--database`", "`a-b` is not allowed"],
+        ),
+        (
+            &["--type", "postgresql", "--user", "postgres", "db1"],
+            &["`--user`", "reserved"],
+        ),
+        (
+            &["--type", "postgresql", "--param", "bad key=1", "db1"],
+            &["`--param`", "parameter names"],
+        ),
+        (
+            &["--type", "redis", "--database", "16", "db1"],
+            &["`--database`", "0 to 15"],
+        ),
+        (
+            &["--type", "postgresql", "--size=-5", "db1"],
+            &["invalid value '-5' for '--size <GB>'"],
+        ),
+    ];
+    assert!(cases.len() >= 10);
+    for (args, needles) in cases {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        let run = world.dbctl(&full);
+        assert_eq!(run.code, 1, "{args:?} exited {}: {}", run.code, run.stderr);
+        for needle in *needles {
+            assert!(
+                run.stderr.contains(needle),
+                "{args:?}: stderr lacks {needle:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert_unchanged(&world, &before);
+    }
+}
+
+#[test]
+fn json_errors_are_json() {
+    let world = World::new();
+    let run = world.dbctl(&["create", "--type", "oracle", "db1", "-o", "json"]);
+    assert_eq!(run.code, 1);
+    let json = run.json();
+    assert!(
+        json["error"].as_str().unwrap().contains("unknown engine"),
+        "{json}"
+    );
+}
+
+#[test]
+fn bad_config_names_file_line_and_key() {
+    let world = World::new();
+    let config = world.repo.join("etc/dbctl.yml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let cases = [
+        (
+            good.replace(
+                "default_target: local",
+                "default_target: local\ncolour: blue",
+            ),
+            vec!["etc/dbctl.yml", "line 3", "unknown field `colour`"],
+        ),
+        (
+            good.replace("default_target: local", "default_target: elsewhere"),
+            vec![
+                "etc/dbctl.yml",
+                "line 2",
+                "`default_target`",
+                "`elsewhere` is not a target",
+            ],
+        ),
+        (
+            good.replace("platform: local", "platform: vmware"),
+            vec![
+                "etc/dbctl.yml",
+                "`targets.local.platform`",
+                "unknown platform `vmware`",
+                "kubernetes",
+            ],
+        ),
+        (
+            good.replace("    - age1", "    - notage1"),
+            vec!["`secrets.recipients`", "not an age recipient"],
+        ),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&config, &text).unwrap();
+        world.git(&["commit", "-qam", "break config"]);
+        let before = snapshot(&world);
+        let run = world.dbctl(&["create", "--type", "redis", "db1"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        for needle in needles {
+            assert!(
+                run.stderr.contains(needle),
+                "stderr lacks {needle:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert_unchanged(&world, &before);
+    }
+}
+
+#[test]
+fn bad_spec_files_name_file_line_and_key() {
+    let world = World::new();
+    let spec = world.repo.join("etc/databases/broken.yml");
+    let base = "name: broken\nengine: postgresql\nversion: \"15\"\nsize_gb: 10\n";
+    let cases = [
+        (
+            format!("{base}sizee: 3\n"),
+            vec![
+                "etc/databases/broken.yml",
+                "line 5",
+                "unknown field `sizee`",
+            ],
+        ),
+        (
+            base.replace("size_gb: 10", "size_gb: ten"),
+            vec!["etc/databases/broken.yml", "line 4", "invalid"],
+        ),
+        (
+            base.replace("size_gb: 10", "size_gb: 99999"),
+            vec![
+                "etc/databases/broken.yml",
+                "line 4",
+                "`size_gb`",
+                "out of range",
+            ],
+        ),
+        (
+            base.replace("name: broken", "name: other"),
+            vec![
+                "etc/databases/broken.yml",
+                "line 1",
+                "differs from the file name",
+            ],
+        ),
+        (
+            base.replace("engine: postgresql", "engine: db2"),
+            vec!["line 2", "unknown engine `db2`"],
+        ),
+        (
+            base.replace("\"15\"", "\"8\""),
+            vec!["line 3", "version `8`"],
+        ),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&spec, &text).unwrap();
+        for args in [
+            vec!["status", "broken"],
+            vec!["delete", "broken", "--yes"],
+            vec!["render", "broken"],
+        ] {
+            let run = world.dbctl(&args);
+            assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+            for needle in &needles {
+                assert!(
+                    run.stderr.contains(needle),
+                    "{args:?}: stderr lacks {needle:?}:\n{}",
+                    run.stderr
+                );
+            }
+        }
+        assert!(spec.exists(), "a failed delete removed the spec");
+        // `list` shows the broken spec and exits 1.
+        let list = world.dbctl(&["list"]);
+        assert_eq!(list.code, 1);
+        assert!(list.stdout.contains("invalid"), "{}", list.stdout);
+    }
+    assert!(world.server_pids().is_empty());
+}
+
+#[test]
+fn outside_a_gitops_repo_the_error_says_init() {
+    let world = World::bare();
+    world
+        .dbctl(&["create", "--type", "postgresql", "db1"])
+        .fails_with("run `dbctl init`");
+    world.dbctl(&["list"]).fails_with("etc/dbctl.yml");
+}

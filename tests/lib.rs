@@ -1,0 +1,10 @@
+//! Integration tests: the built `dbctl` binary on temporary GitOps repos against real
+//! PostgreSQL, MariaDB and Redis servers started by dbctl itself.
+
+mod support;
+
+mod bad_input;
+mod convergence;
+mod lifecycle;
+mod overrides;
+mod schema;

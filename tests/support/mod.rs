@@ -1,0 +1,301 @@
+//! Test harness: a temporary GitOps repo, HOME, identity and state directory per test,
+//! driving the real `dbctl` binary against real database servers. Servers a test
+//! leaves behind are stopped by PID (from their pid files) when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+static NEXT_PORT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// One test's world.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub state: PathBuf,
+    pub home: PathBuf,
+}
+
+/// What a dbctl run returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "dbctl failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(
+            self.code, 1,
+            "expected exit 1:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl World {
+    /// A world with `dbctl init` already run; ports start at a block of 40 per test.
+    pub fn new() -> Self {
+        let world = Self::bare();
+        world.dbctl(&["init"]).ok();
+        let block = NEXT_PORT_BLOCK.fetch_add(1, Ordering::SeqCst);
+        let first_port = 30_000 + (std::process::id() % 200) as u16 * 100 + block * 10;
+        let config = world.repo.join("etc/dbctl.yml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace(
+            "    platform: local\n",
+            &format!("    platform: local\n    first_port: {first_port}\n"),
+        );
+        std::fs::write(&config, text).unwrap();
+        world.git(&["commit", "-qam", "test: port range"]);
+        world
+    }
+
+    /// A world without `dbctl init`.
+    pub fn bare() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("dbctl-test")
+            .tempdir()
+            .unwrap();
+        // Engine service users (postgres, mysql, redis) must traverse to the state dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let repo = dir.path().join("repo");
+        let state = dir.path().join("state");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        Self {
+            dir,
+            repo,
+            state,
+            home,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("dbctl").unwrap();
+        cmd.args(args)
+            .env_remove("DBCTL_IDENTITY")
+            .env_remove("DBCTL_REPO")
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("DBCTL_STATE_DIR", &self.state)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .current_dir(&self.repo);
+        cmd
+    }
+
+    pub fn dbctl(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts dbctl and returns once a stderr line contains `marker` (the child keeps
+    /// running); panics if it exits first.
+    pub fn spawn_until(&self, args: &[&str], marker: &str) -> Child {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    let hit = line.contains(marker);
+                    seen.push(line);
+                    if hit {
+                        break;
+                    }
+                }
+                _ => panic!("dbctl ended before {marker:?}: {seen:#?}"),
+            }
+        }
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        child
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// `git status --porcelain --ignored` of the repo: every file not committed.
+    pub fn dirty(&self) -> String {
+        self.git(&["status", "--porcelain", "--untracked-files=all"])
+    }
+
+    /// The connection as JSON with the password decrypted.
+    pub fn reveal(&self, name: &str) -> Value {
+        self.dbctl(&["connection", name, "--reveal", "-o", "json"])
+            .ok()
+            .json()
+    }
+
+    pub fn instance_dir(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    /// Pids of live server processes: those named by pid files under the state
+    /// directory and those whose command line mentions it.
+    pub fn server_pids(&self) -> Vec<i32> {
+        let needle = self.state.to_string_lossy().into_owned();
+        let mut pids: Vec<i32> = processes()
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains(&needle))
+            .map(|(pid, _)| pid)
+            .collect();
+        let mut files = Vec::new();
+        pid_files(&self.state, &mut files);
+        for file in files {
+            if let Some(pid) = read_pid(&file)
+                && Path::new(&format!("/proc/{pid}")).exists()
+                && !pids.contains(&pid)
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+/// Every process's pid and command line (arguments joined by spaces).
+pub fn processes() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = raw
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
+fn read_pid(file: &Path) -> Option<i32> {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+}
+
+fn pid_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            pid_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "pid") {
+            out.push(path);
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for pid in self.server_pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Runs a client command, returning stdout; panics with stderr on failure.
+#[track_caller]
+pub fn client(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
