@@ -18,7 +18,7 @@ fn check_answers(world: &World, name: &str) {
             "-U",
             &user,
             "-d",
-            &conn["database"].as_str().unwrap().to_owned(),
+            conn["database"].as_str().unwrap(),
             "-Atc",
             "select 1",
         ],

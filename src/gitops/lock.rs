@@ -39,7 +39,7 @@ pub enum LockError {
         /// The database.
         name: String,
         /// The holder.
-        owner: Owner,
+        owner: Box<Owner>,
     },
     /// The lock file could not be created.
     #[error("cannot use lock file `{path}`")]
@@ -107,7 +107,7 @@ pub fn acquire(
                     });
                     return Err(LockError::Held {
                         name: name.to_owned(),
-                        owner,
+                        owner: Box::new(owner),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(200));

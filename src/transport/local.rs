@@ -270,7 +270,7 @@ impl Transport for Local {
             .unwrap_or(Path::new("/"));
         let stat = nix::sys::statvfs::statvfs(existing)
             .map_err(|e| self.file_err("measure free space of", existing, e.into()))?;
-        Ok(u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size()))
+        Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
     }
 
     fn used_bytes(&self, path: &Path) -> u64 {
@@ -331,13 +331,12 @@ impl Transport for Local {
                 if executable(path) {
                     return Some(path.to_path_buf());
                 }
-            } else if let Some(paths) = std::env::var_os("PATH") {
-                if let Some(found) = std::env::split_paths(&paths)
+            } else if let Some(paths) = std::env::var_os("PATH")
+                && let Some(found) = std::env::split_paths(&paths)
                     .map(|dir| dir.join(candidate))
                     .find(|p| executable(p))
-                {
-                    return Some(found);
-                }
+            {
+                return Some(found);
             }
         }
         None
