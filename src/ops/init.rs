@@ -26,6 +26,8 @@ pub struct InitReport {
     pub recipient: String,
     /// The commit, when one was made.
     pub commit: Option<String>,
+    /// Things the user should do by hand.
+    pub notes: Vec<String>,
 }
 
 impl Report for InitReport {
@@ -49,6 +51,9 @@ impl Report for InitReport {
             ));
         }
         text.push_str(&format!("  recipient {}\n", self.recipient));
+        for note in &self.notes {
+            text.push_str(&format!("  note: {note}\n"));
+        }
         if self.created.is_empty() {
             text.push_str("  nothing to create: already initialised\n");
         }
@@ -89,7 +94,31 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
     let (recipient, identity_created) = secret::ensure_identity(identity)?;
     let mut created = Vec::new();
     let config = root.join(CONFIG_PATH);
-    if !config.exists() {
+    let mut notes = Vec::new();
+    if config.exists() {
+        // An existing configuration (e.g. copied from `example/`) keeps its text; a
+        // `secrets` block with this identity's recipient is appended when it has none.
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("cannot read `{CONFIG_PATH}`"))?;
+        if !text.contains(&recipient) {
+            if text.lines().any(|l| l.starts_with("secrets:")) {
+                notes.push(format!(
+                    "`{CONFIG_PATH}` has a `secrets` block without this identity's recipient; add `{recipient}` to `secrets.recipients` to read new connection files"
+                ));
+            } else {
+                let mut text = text;
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!(
+                    "secrets:\n  # age recipients that can decrypt connection-file passwords.\n  recipients:\n    - {recipient} # {}\n",
+                    identity.display()
+                ));
+                gitops::write_atomic(&config, text.as_bytes(), 0o644)?;
+                created.push(format!("{CONFIG_PATH} (secrets.recipients)"));
+            }
+        }
+    } else {
         gitops::write_atomic(&config, config_text(&recipient, identity).as_bytes(), 0o644)?;
         created.push(CONFIG_PATH.to_owned());
     }
@@ -114,8 +143,13 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
             created.push(".gitignore".into());
         }
     }
-    let mut paths: Vec<PathBuf> = created.iter().map(PathBuf::from).collect();
-    paths.push(PathBuf::from(".gitignore"));
+    let mut paths = vec![
+        PathBuf::from(CONFIG_PATH),
+        PathBuf::from(".gitignore"),
+        Path::new(SPECS_DIR).join(".gitkeep"),
+        Path::new(CONNECTIONS_DIR).join(".gitkeep"),
+    ];
+    paths.retain(|p| root.join(p).exists());
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let commit = git::commit_paths(&root, &refs, "dbctl init: GitOps repo for databases")?;
     Ok(InitReport {
@@ -126,5 +160,6 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
         identity_created,
         recipient,
         commit: commit.map(|c| c.to_string()),
+        notes,
     })
 }
