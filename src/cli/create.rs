@@ -35,6 +35,9 @@ pub struct CreateArgs {
     /// Refuse `dbctl delete` for this database.
     #[arg(long)]
     pub deletion_protection: bool,
+    /// Network allowed to reach the database, as CIDR (repeatable).
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allowed_cidrs: Vec<String>,
     /// Engine parameter for the server configuration (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -60,6 +63,7 @@ impl CreateArgs {
             database: self.database,
             user: self.user,
             deletion_protection: self.deletion_protection,
+            allowed_cidrs: self.allowed_cidrs,
             parameters: self.params.into_iter().collect::<BTreeMap<_, _>>(),
             no_commit: self.change.no_commit,
             push: self.change.push,

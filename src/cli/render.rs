@@ -2,14 +2,26 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::ops::{Session, render};
+use crate::ops::Session;
+use crate::ops::render::{self, RenderOptions};
 use crate::output::Report;
 
 /// `dbctl render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Database name.
-    pub name: String,
+    /// Databases to render.
+    #[arg(required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Render every database of the repo.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+    /// Render for this target of etc/dbctl.yml instead of each spec's own.
+    #[arg(long, conflicts_with = "platform")]
+    pub target: Option<String>,
+    /// Render for a default target of this platform (local, openstack, nomad,
+    /// kubernetes, terraform).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Write the artifacts under this directory instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -19,8 +31,13 @@ impl RenderArgs {
     pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
         Ok(Box::new(render::render(
             session,
-            &self.name,
-            self.out.as_deref(),
+            &RenderOptions {
+                names: self.names,
+                all: self.all,
+                target: self.target,
+                platform: self.platform,
+                out: self.out,
+            },
         )?))
     }
 }

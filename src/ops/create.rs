@@ -41,6 +41,8 @@ pub struct CreateOptions {
     pub user: Option<String>,
     /// `--deletion-protection`.
     pub deletion_protection: bool,
+    /// `--allow CIDR`.
+    pub allowed_cidrs: Vec<String>,
     /// `--param KEY=VALUE`.
     pub parameters: BTreeMap<String, String>,
     /// `--no-commit`.
@@ -160,6 +162,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         database: flag(opts.database.clone(), "--database"),
         user: flag(opts.user.clone(), "--user"),
         deletion_protection: opts.deletion_protection,
+        allowed_cidrs: opts.allowed_cidrs.clone(),
         parameters: opts.parameters.clone(),
         parameters_source: Source::Flag("--param"),
     };

@@ -1,22 +1,37 @@
-//! `dbctl render`: print or write the artifacts of one database without touching
-//! anything.
+//! `dbctl render`: print or write the artifacts of databases without touching
+//! anything. Rendering is pure: same repo in, byte-identical artifacts out.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Session;
-use crate::gitops::write_atomic;
+use crate::gitops::{Repo, write_atomic};
 use crate::output::Report;
-use crate::platform::Artifact;
+use crate::platform::{self, Artifact, Platform};
+use crate::spec::{PlatformKind, Spec, Target};
+
+/// Flags of `dbctl render`.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Databases to render; empty with `all`.
+    pub names: Vec<String>,
+    /// `--all`: every spec of the repo.
+    pub all: bool,
+    /// `--target`: render for this target instead of the spec's.
+    pub target: Option<String>,
+    /// `--platform`: render for a default target of this platform.
+    pub platform: Option<String>,
+    /// `--out`: write files under this directory instead of printing them.
+    pub out: Option<PathBuf>,
+}
 
 /// The rendered artifacts.
 #[derive(Debug, Serialize)]
 pub struct RenderReport {
-    /// Database name.
-    pub name: String,
-    /// Artifacts in playbook order.
+    /// Artifacts of every database, in name then playbook order.
     pub artifacts: Vec<Artifact>,
     /// The directory they were written to (`--out`).
     pub out: Option<PathBuf>,
@@ -25,35 +40,116 @@ pub struct RenderReport {
 impl Report for RenderReport {
     fn human(&self) -> String {
         if let Some(out) = &self.out {
-            return self
-                .artifacts
-                .iter()
-                .map(|a| format!("wrote {}\n", out.join(&a.path).display()))
-                .collect();
+            return format!(
+                "wrote {} artifacts under {}\n",
+                self.artifacts.len(),
+                out.display()
+            );
         }
         self.artifacts
             .iter()
-            .map(|a| {
-                let mut content = a.content.clone();
-                if !content.ends_with('\n') {
-                    content.push('\n');
-                }
-                format!("--- {}\n{content}", a.path)
-            })
+            .map(|a| format!("--- {}\n{}", a.path, a.content))
             .collect()
     }
 }
 
-/// Runs `dbctl render NAME [--out DIR]`.
+fn platform_target(repo: &Repo, opts: &RenderOptions) -> Result<Option<Target>> {
+    if let Some(name) = &opts.target {
+        let target = repo.config.target(name).with_context(|| {
+            format!(
+                "unknown target `{name}` for `--target`; allowed: {}",
+                repo.config
+                    .targets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        return Ok(Some(target.clone()));
+    }
+    if let Some(name) = &opts.platform {
+        let kind = PlatformKind::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .with_context(|| {
+                format!(
+                    "unknown platform `{name}` for `--platform`; allowed: {}",
+                    PlatformKind::ALL.map(PlatformKind::as_str).join(", ")
+                )
+            })?;
+        let mut target = Target::for_platform(kind);
+        if kind == PlatformKind::Terraform {
+            target.cloud.provider = Some("aws".into());
+        }
+        return Ok(Some(target));
+    }
+    Ok(None)
+}
+
+/// Renders `specs` with one driver per target (templates are parsed once per driver).
 ///
 /// # Errors
-/// Unknown database, invalid spec, template error, or a file that cannot be written.
-pub fn render(session: &Session, name: &str, out: Option<&Path>) -> Result<RenderReport> {
+/// The first template or playbook error, naming the database.
+pub fn render_specs(
+    repo: &Repo,
+    specs: &[Spec],
+    fixed: Option<&Target>,
+    options: &platform::Options,
+) -> Result<Vec<Artifact>> {
+    let mut drivers: BTreeMap<String, Box<dyn Platform>> = BTreeMap::new();
+    let mut artifacts = Vec::new();
+    for spec in specs {
+        let target = match fixed {
+            Some(t) => t.clone(),
+            None => repo
+                .config
+                .target(&spec.target)
+                .with_context(|| {
+                    format!(
+                        "spec `{}` names unknown target `{}`",
+                        spec.name, spec.target
+                    )
+                })?
+                .clone(),
+        };
+        if !drivers.contains_key(&target.name) {
+            drivers.insert(
+                target.name.clone(),
+                platform::for_target(repo, &target, options)?,
+            );
+        }
+        let driver = &drivers[&target.name];
+        artifacts.extend(
+            driver
+                .render(spec)
+                .with_context(|| format!("cannot render `{}`", spec.name))?,
+        );
+    }
+    Ok(artifacts)
+}
+
+/// Runs `dbctl render`.
+///
+/// # Errors
+/// Unknown database, target or platform, an invalid spec, a template error, or a file
+/// that cannot be written.
+pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
     let repo = session.repo()?;
-    let spec = session.existing_spec(&repo, name)?;
-    let platform = session.platform(&repo, &spec)?;
-    let artifacts = platform.render(&spec)?;
-    if let Some(out) = out {
+    let names = if opts.all {
+        repo.spec_names()?
+    } else if opts.names.is_empty() {
+        bail!("name a database to render, or pass `--all`");
+    } else {
+        opts.names.clone()
+    };
+    let specs = names
+        .iter()
+        .map(|n| session.existing_spec(&repo, n))
+        .collect::<Result<Vec<_>>>()?;
+    let fixed = platform_target(&repo, opts)?;
+    let artifacts = render_specs(&repo, &specs, fixed.as_ref(), &session.platform)?;
+    if let Some(out) = &opts.out {
         for artifact in &artifacts {
             write_atomic(
                 &out.join(&artifact.path),
@@ -63,8 +159,7 @@ pub fn render(session: &Session, name: &str, out: Option<&Path>) -> Result<Rende
         }
     }
     Ok(RenderReport {
-        name: spec.name,
         artifacts,
-        out: out.map(Path::to_path_buf),
+        out: opts.out.as_deref().map(Path::to_path_buf),
     })
 }

@@ -2,6 +2,7 @@
 //! and return response structs so drivers can grow fields without breaking others
 //! (the shape of Terraform's provider interface).
 
+pub mod cloud;
 mod local;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use anyhow::{Result, bail};
 use secrecy::SecretString;
 use serde::Serialize;
 
+pub use self::cloud::Cloud;
 pub use self::local::Local;
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
@@ -148,8 +150,12 @@ pub struct Options {
 pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box<dyn Platform>> {
     match target.platform {
         PlatformKind::Local => Ok(Box::new(Local::new(repo, target, options)?)),
-        other => bail!(
-            "target `{}` uses platform `{other}`, which this build of dbctl cannot drive; platforms it can drive: local",
+        PlatformKind::Openstack
+        | PlatformKind::Nomad
+        | PlatformKind::Kubernetes
+        | PlatformKind::Terraform => Ok(Box::new(Cloud::new(repo, target))),
+        PlatformKind::Ssh => bail!(
+            "target `{}` uses platform `ssh`, which this build of dbctl cannot drive; platforms it can drive: local (render: openstack, nomad, kubernetes, terraform)",
             target.name
         ),
     }

@@ -176,6 +176,45 @@ pub struct RemoveAction {
     pub paths: Vec<String>,
 }
 
+/// What kind of artifact a template renders, which says how a platform applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// An OpenStack Heat (HOT) stack template.
+    HeatStack,
+    /// A shell script of `pcs` commands.
+    PcsScript,
+    /// A pacemaker CIB XML fragment (`<configuration>` with resources and constraints).
+    Cib,
+    /// A Nomad job in the JSON API format (`{"Job": …}`).
+    NomadJob,
+    /// Kubernetes manifests (YAML).
+    Manifest,
+    /// Terraform JSON configuration (`*.tf.json`).
+    Terraform,
+    /// An Ansible-style inventory (`hosts.ini`).
+    Inventory,
+}
+
+/// Render a template into an artifact that the platform applies (a Heat stack, a
+/// Nomad job, a manifest…).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactAction {
+    /// Template under `templates/` (templated).
+    pub template: String,
+    /// Output path, relative to the artifact directory (templated).
+    pub path: String,
+    /// How the platform applies it.
+    pub kind: ArtifactKind,
+    /// Only for these engines (empty: all).
+    #[serde(default)]
+    pub engines: Vec<String>,
+    /// Extra template variables for this artifact (e.g. `format: cib`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
 /// What a step does.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +235,8 @@ pub enum Action {
     Stop(StopAction),
     /// Remove paths.
     Remove(RemoveAction),
+    /// Render an artifact for the platform to apply.
+    Artifact(ArtifactAction),
 }
 
 fn default_dir_mode() -> String {
@@ -233,6 +274,7 @@ struct RawStep {
     admin: Option<AdminAction>,
     stop: Option<StopAction>,
     remove: Option<RemoveAction>,
+    artifact: Option<ArtifactAction>,
 }
 
 /// Playbook errors.
@@ -273,7 +315,7 @@ pub enum PlaybookError {
 }
 
 /// Action keys a step may hold.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 9] = [
     "dirs",
     "template",
     "run",
@@ -282,6 +324,7 @@ pub const ACTIONS: [&str; 8] = [
     "admin",
     "stop",
     "remove",
+    "artifact",
 ];
 
 impl Playbook {
@@ -316,6 +359,7 @@ impl Playbook {
             actions.extend(step.admin.map(Action::Admin));
             actions.extend(step.stop.map(Action::Stop));
             actions.extend(step.remove.map(Action::Remove));
+            actions.extend(step.artifact.map(Action::Artifact));
             if actions.len() != 1 {
                 return Err(PlaybookError::Step {
                     origin: origin.to_owned(),
@@ -349,6 +393,17 @@ impl Playbook {
         })
     }
 
+    /// The artifact steps, in order.
+    pub fn artifacts(&self) -> Vec<&ArtifactAction> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Artifact(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Templates this playbook renders (template `src` and admin `script`), for `render`.
     pub fn templates(&self) -> Vec<(&str, Option<&str>)> {
         self.steps
@@ -380,6 +435,7 @@ pub fn action_counts(playbook: &Playbook) -> BTreeMap<&'static str, usize> {
             Action::Admin(_) => "admin",
             Action::Stop(_) => "stop",
             Action::Remove(_) => "remove",
+            Action::Artifact(_) => "artifact",
         };
         *counts.entry(key).or_default() += 1;
     }

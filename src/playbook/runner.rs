@@ -246,6 +246,10 @@ impl Runner<'_> {
                 }
                 Ok(Outcome::Changed)
             }
+            Action::Artifact(artifact) => Err(format!(
+                "`artifact` step ({}) is applied by its cloud platform, not on a host",
+                artifact.template
+            )),
             Action::Remove(remove) => {
                 for path in self.render_all(&remove.paths, "remove.paths")? {
                     t.remove_all(Path::new(&path))

@@ -7,6 +7,8 @@
 //! - `pg_ident` / `pg_literal`: PostgreSQL identifier `"…"` / string literal `'…'`.
 //! - `my_ident` / `my_literal`: MariaDB identifier `` `…` `` / string literal `'…'`.
 //! - `sha256`: lowercase hex SHA-256 of the text (Redis ACL `#<hash>` passwords).
+//! - `xml`: XML attribute/text escaping (`&`, `<`, `>`, `"`, `'`).
+//! - `sh`: POSIX shell single-quoting.
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 use sha2::{Digest, Sha256};
@@ -59,6 +61,9 @@ impl Renderer {
     pub fn new(assets: &Assets) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Quoting is explicit in every template (`tojson`, `e`, the SQL filters): no
+        // automatic escaping by file extension.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
             .build()
@@ -87,6 +92,14 @@ impl Renderer {
         env.add_filter("sha256", |s: &str| {
             hex::encode(Sha256::digest(s.as_bytes()))
         });
+        env.add_filter("xml", |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&apos;")
+        });
+        env.add_filter("sh", |s: &str| format!("'{}'", s.replace('\'', "'\\''")));
         Self {
             env,
             assets: assets.clone(),
@@ -147,6 +160,10 @@ mod tests {
     fn quoting_filters_escape_their_quotes() {
         let r = Renderer::new(&Assets::new(None));
         let ctx = context! { v => "a\"b'c`d\\" };
+        let sh = r
+            .render_str("{{ v|sh }} {{ '<&>'|xml }}", &ctx, "t")
+            .unwrap();
+        assert_eq!(sh, r#"'a"b'\''c`d\' &lt;&amp;&gt;"#);
         let out = r
             .render_str(
                 "{{ v|pg_ident }} {{ v|pg_literal }} {{ v|my_ident }} {{ v|my_literal }}",

@@ -17,6 +17,9 @@ use serde_saphyr::Spanned;
 pub use self::error::{Source, SpecError};
 use crate::catalog::{Catalog, EngineKind};
 
+/// Terraform providers dbctl renders managed databases for.
+pub const TERRAFORM_PROVIDERS: [&str; 3] = ["aws", "google", "digitalocean"];
+
 /// Largest `size_gb` accepted (64 TiB).
 pub const MAX_SIZE_GB: u64 = 65_536;
 
@@ -93,6 +96,8 @@ pub struct Spec {
     pub user: String,
     /// When true, `delete` is refused.
     pub deletion_protection: bool,
+    /// Networks allowed to reach the database (CIDR).
+    pub allowed_cidrs: Vec<String>,
     /// Engine parameters for the server configuration.
     pub parameters: BTreeMap<String, String>,
 }
@@ -123,6 +128,108 @@ pub struct Target {
     pub address: Option<String>,
     /// `local`: first port to try when allocating one.
     pub first_port: Option<u16>,
+    /// Options of the cloud platforms (see [`raw::RawTarget`] for each key's meaning).
+    #[serde(flatten)]
+    pub cloud: CloudOptions,
+}
+
+/// Target keys of the `openstack`, `nomad`, `kubernetes` and `terraform` platforms,
+/// with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CloudOptions {
+    /// openrc file, repo-relative.
+    pub openrc: Option<String>,
+    /// Private network.
+    pub network: String,
+    /// Subnet of `network`.
+    pub subnet: String,
+    /// External network for floating IPs.
+    pub public_network: String,
+    /// VM image.
+    pub image: String,
+    /// Nova key pair.
+    pub key_name: Option<String>,
+    /// Nodes (openstack, default 2) or instances (nomad/kubernetes, default 1).
+    pub nodes: u32,
+    /// Flavor per plan.
+    pub flavors: BTreeMap<String, String>,
+    /// Control-plane masters (default 3).
+    pub masters: u32,
+    /// Nomad datacenters.
+    pub datacenters: Vec<String>,
+    /// Namespace.
+    pub namespace: String,
+    /// Region.
+    pub region: Option<String>,
+    /// `host` or `csi`.
+    pub volume: String,
+    /// Storage class.
+    pub storage_class: Option<String>,
+    /// Namespaces allowed to reach databases.
+    pub allowed_namespaces: Vec<String>,
+    /// Backup destination URL.
+    pub backup_destination: Option<String>,
+    /// Backup endpoint URL.
+    pub backup_endpoint: Option<String>,
+    /// Backup credentials Secret.
+    pub backup_secret: Option<String>,
+    /// Backup schedule.
+    pub backup_schedule: String,
+    /// Terraform provider.
+    pub provider: Option<String>,
+    /// Terraform backend settings.
+    pub backend: BTreeMap<String, String>,
+    /// Google project.
+    pub project: Option<String>,
+}
+
+impl CloudOptions {
+    /// The options of a target named only by its platform (`render --platform P`).
+    pub fn defaults(platform: PlatformKind) -> Self {
+        Self {
+            openrc: None,
+            network: "db-net".into(),
+            subnet: "db-subnet".into(),
+            public_network: "public".into(),
+            image: "debian-12".into(),
+            key_name: None,
+            nodes: if platform == PlatformKind::Openstack {
+                2
+            } else {
+                1
+            },
+            flavors: BTreeMap::new(),
+            masters: 3,
+            datacenters: vec!["dc1".into()],
+            namespace: "default".into(),
+            region: None,
+            volume: "host".into(),
+            storage_class: None,
+            allowed_namespaces: Vec::new(),
+            backup_destination: None,
+            backup_endpoint: None,
+            backup_secret: None,
+            backup_schedule: "0 0 2 * * *".into(),
+            provider: None,
+            backend: BTreeMap::new(),
+            project: None,
+        }
+    }
+}
+
+impl Target {
+    /// A target for `platform` with default options, named after it.
+    pub fn for_platform(platform: PlatformKind) -> Self {
+        Self {
+            name: platform.as_str().to_owned(),
+            platform,
+            description: None,
+            state_dir: None,
+            address: None,
+            first_port: None,
+            cloud: CloudOptions::defaults(platform),
+        }
+    }
 }
 
 /// The validated `etc/dbctl.yml`.
@@ -169,6 +276,66 @@ impl Config {
                     ),
                 )
             })?;
+            let defaults = CloudOptions::defaults(platform);
+            let key = |k: &str| format!("targets.{name}.{k}");
+            let source = file_source(path, &target.platform);
+            if let Some(volume) = &target.volume
+                && volume != "host"
+                && volume != "csi"
+            {
+                return Err(invalid(
+                    source,
+                    &key("volume"),
+                    format!("`{volume}` is not allowed; allowed: host, csi"),
+                ));
+            }
+            if let Some(provider) = &target.provider
+                && !TERRAFORM_PROVIDERS.contains(&provider.as_str())
+            {
+                return Err(invalid(
+                    source,
+                    &key("provider"),
+                    format!(
+                        "unknown provider `{provider}`; allowed: {}",
+                        TERRAFORM_PROVIDERS.join(", ")
+                    ),
+                ));
+            }
+            if target.nodes == Some(0) || target.masters == Some(0) {
+                return Err(invalid(
+                    source,
+                    &key("nodes"),
+                    "`nodes` and `masters` must be at least 1".into(),
+                ));
+            }
+            let cloud = CloudOptions {
+                openrc: target.openrc,
+                network: target.network.unwrap_or(defaults.network),
+                subnet: target.subnet.unwrap_or(defaults.subnet),
+                public_network: target.public_network.unwrap_or(defaults.public_network),
+                image: target.image.unwrap_or(defaults.image),
+                key_name: target.key_name,
+                nodes: target.nodes.unwrap_or(defaults.nodes),
+                flavors: target.flavors,
+                masters: target.masters.unwrap_or(defaults.masters),
+                datacenters: if target.datacenters.is_empty() {
+                    defaults.datacenters
+                } else {
+                    target.datacenters
+                },
+                namespace: target.namespace.unwrap_or(defaults.namespace),
+                region: target.region,
+                volume: target.volume.unwrap_or(defaults.volume),
+                storage_class: target.storage_class,
+                allowed_namespaces: target.allowed_namespaces,
+                backup_destination: target.backup_destination,
+                backup_endpoint: target.backup_endpoint,
+                backup_secret: target.backup_secret,
+                backup_schedule: target.backup_schedule.unwrap_or(defaults.backup_schedule),
+                provider: target.provider,
+                backend: target.backend,
+                project: target.project,
+            };
             targets.insert(
                 name.clone(),
                 Target {
@@ -178,6 +345,7 @@ impl Config {
                     state_dir: target.state_dir.map(PathBuf::from),
                     address: target.address,
                     first_port: target.first_port,
+                    cloud,
                 },
             );
         }
@@ -265,6 +433,8 @@ pub struct Draft {
     pub user: Option<Given<String>>,
     /// Deletion protection.
     pub deletion_protection: bool,
+    /// Allowed networks.
+    pub allowed_cidrs: Vec<String>,
     /// Engine parameters.
     pub parameters: BTreeMap<String, String>,
     /// Where the parameters came from, for messages.
@@ -314,6 +484,7 @@ impl Draft {
             database: raw.database.map(given),
             user: raw.user.map(given),
             deletion_protection: raw.deletion_protection,
+            allowed_cidrs: raw.allowed_cidrs,
             parameters: raw.parameters,
             parameters_source: Source::File {
                 path: path.to_path_buf(),
@@ -437,6 +608,10 @@ impl Draft {
             }
             None => default_ident,
         };
+        for cidr in &self.allowed_cidrs {
+            check_cidr(cidr)
+                .map_err(|m| invalid(self.parameters_source.clone(), "allowed_cidrs", m))?;
+        }
         for (key, value) in &self.parameters {
             check_parameter(key, value).map_err(|m| {
                 invalid(
@@ -456,6 +631,7 @@ impl Draft {
             database,
             user,
             deletion_protection: self.deletion_protection,
+            allowed_cidrs: self.allowed_cidrs,
             parameters: self.parameters,
         })
     }
@@ -565,6 +741,21 @@ pub fn check_size(size: u64) -> Result<u32, String> {
     } else {
         Err(format!(
             "{size} GB is out of range; allowed: 1 to {MAX_SIZE_GB} GB"
+        ))
+    }
+}
+
+fn check_cidr(cidr: &str) -> Result<(), String> {
+    let ok = cidr.split_once('/').is_some_and(|(ip, len)| {
+        let max = if ip.contains(':') { 128 } else { 32 };
+        ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= max)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a CIDR like 10.0.0.0/8",
+            cidr.escape_debug()
         ))
     }
 }

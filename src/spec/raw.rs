@@ -45,6 +45,10 @@ pub struct RawSpec {
     /// When true, `dbctl delete` refuses to delete this database.
     #[serde(default)]
     pub deletion_protection: bool,
+    /// Networks (CIDR) allowed to reach the database where the platform enforces it
+    /// (Kubernetes NetworkPolicy, security groups), e.g. `["10.0.0.0/8"]`.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
     /// Engine parameters written into the server configuration (`max_connections: "200"`).
     /// Keys: letters, digits, `_`, `.` and `-`.
     #[serde(default)]
@@ -90,6 +94,75 @@ pub struct RawTarget {
     /// standard port + 10000, e.g. 15432). Ports already recorded or bound are skipped.
     #[serde(default)]
     pub first_port: Option<u16>,
+    /// `openstack`: the openrc file with Keystone v3 credentials, relative to the repo
+    /// (e.g. `files/openrc.sh`; never printed).
+    #[serde(default)]
+    pub openrc: Option<String>,
+    /// `openstack`: the private network the database nodes attach to.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// `openstack`: the subnet of `network`.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// `openstack`: the external network floating IPs come from.
+    #[serde(default)]
+    pub public_network: Option<String>,
+    /// `openstack`: the VM image of database nodes (Glance name).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `openstack`: the Nova key pair installed on nodes.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// `openstack`: nodes per database cluster (default 2); `nomad`, `kubernetes`:
+    /// instances (default 1).
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// `openstack`: Nova flavor for each plan (default `db.<plan>`).
+    #[serde(default)]
+    pub flavors: BTreeMap<String, String>,
+    /// `openstack`: control-plane masters (consul + nomad servers, default 3).
+    #[serde(default)]
+    pub masters: Option<u32>,
+    /// `nomad`: datacenters jobs may run in (default `["dc1"]`).
+    #[serde(default)]
+    pub datacenters: Vec<String>,
+    /// `nomad`, `kubernetes`: the namespace (default `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `nomad`: region; `terraform`: cloud region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `nomad`: `host` (host volume named `db-<name>`, default) or `csi`.
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// `kubernetes`: storage class of data volumes (default: the cluster's default).
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// `kubernetes`: namespaces (by `kubernetes.io/metadata.name`) allowed to reach
+    /// databases, besides the spec's `allowed_cidrs`.
+    #[serde(default)]
+    pub allowed_namespaces: Vec<String>,
+    /// `kubernetes`: object storage for backups, e.g. `s3://bucket/path`.
+    #[serde(default)]
+    pub backup_destination: Option<String>,
+    /// `kubernetes`: S3 endpoint URL of `backup_destination` (default: AWS).
+    #[serde(default)]
+    pub backup_endpoint: Option<String>,
+    /// `kubernetes`: Secret holding `ACCESS_KEY_ID`/`ACCESS_SECRET_KEY` for backups.
+    #[serde(default)]
+    pub backup_secret: Option<String>,
+    /// `kubernetes`: cron schedule of backups (default `0 0 2 * * *`, CNPG's six fields).
+    #[serde(default)]
+    pub backup_schedule: Option<String>,
+    /// `terraform`: `aws`, `google` or `digitalocean`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// `terraform`: remote state backend: `type` (`s3`, `gcs`, …) and its settings.
+    #[serde(default)]
+    pub backend: BTreeMap<String, String>,
+    /// `terraform`: `google` project id.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// `secrets` in `etc/dbctl.yml`.

@@ -1,0 +1,255 @@
+//! The cloud platforms (`openstack`, `nomad`, `kubernetes`, `terraform`) as renderers:
+//! their playbooks (`playbooks/<platform>/create.yml`) list `artifact` steps, each a
+//! template under `templates/<platform>/…`, and rendering them is pure — no network,
+//! no clock, no randomness — so the same spec always gives byte-identical artifacts.
+//!
+//! Applying those artifacts (Heat, pacemaker over SSH, the Nomad and Kubernetes APIs,
+//! terraform) is not in this build: `create`, `status` and `delete` on these targets
+//! fail before changing anything and say so.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use minijinja::Value;
+use minijinja::value::Serde;
+use serde::Serialize;
+
+use super::{Artifact, CreateRequest, CreateResponse, Progress, Status};
+use crate::assets::Assets;
+use crate::catalog::{Catalog, EngineKind};
+use crate::gitops::Repo;
+use crate::playbook::Playbook;
+use crate::render::Renderer;
+use crate::spec::{PlatformKind, Spec, Target};
+
+/// Placeholder for secrets in rendered artifacts (they are set when applied).
+pub const REDACTED: &str = "<secret: set at create>";
+
+/// Resource names derived from the database name, shared by every template.
+#[derive(Debug, Clone, Serialize)]
+pub struct Names {
+    /// Heat stack of the floating IP: `db-<name>-ip`.
+    pub ip_stack: String,
+    /// Heat stack of the volume and backup container: `db-<name>-data`.
+    pub data_stack: String,
+    /// Heat stack of the server group and nodes: `db-<name>-cluster`.
+    pub cluster_stack: String,
+    /// Swift container for backups: `backup-<name>`.
+    pub backup_container: String,
+    /// Cinder volume and LVM volume group: `db-<name>-data` / `vg_<name>`.
+    pub volume: String,
+    /// LVM volume group (`-` → `_`).
+    pub volume_group: String,
+    /// Pacemaker resource prefix and group: `db-<name>`.
+    pub resource_group: String,
+    /// Nomad service job: `db-<name>`.
+    pub job: String,
+    /// Nomad configure batch job: `db-<name>-configure`.
+    pub configure_job: String,
+    /// Nomad parameterized SQL job: `db-<name>-sql`.
+    pub sql_job: String,
+    /// Host volume / mountpoint name: `db-<name>`.
+    pub host_volume: String,
+    /// Data mountpoint on nodes: `/srv/db/<name>`.
+    pub mountpoint: String,
+    /// Kubernetes Secret with the application credentials: `<name>-app`.
+    pub secret: String,
+}
+
+impl Names {
+    /// Names for database `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            ip_stack: format!("db-{name}-ip"),
+            data_stack: format!("db-{name}-data"),
+            cluster_stack: format!("db-{name}-cluster"),
+            backup_container: format!("backup-{name}"),
+            volume: format!("db-{name}-data"),
+            volume_group: format!("vg_{}", name.replace('-', "_")),
+            resource_group: format!("db-{name}"),
+            job: format!("db-{name}"),
+            configure_job: format!("db-{name}-configure"),
+            sql_job: format!("db-{name}-sql"),
+            host_volume: format!("db-{name}"),
+            mountpoint: format!("/srv/db/{name}"),
+            secret: format!("{name}-app"),
+        }
+    }
+}
+
+/// Sizes derived from the plan and spec.
+#[derive(Debug, Clone, Serialize)]
+struct Sizing {
+    /// Nomad CPU shares in MHz (cores × 1000).
+    cpu_mhz: u64,
+    /// Kubernetes CPU in millicores.
+    cpu_millis: u64,
+    /// Memory in MiB.
+    memory_mb: u64,
+    /// Data volume in GB.
+    size_gb: u32,
+    /// Share of the volume group for data, percent (PostgreSQL 60, others 80).
+    data_pct: u32,
+    /// Share for WAL, percent (PostgreSQL 20, others 0).
+    wal_pct: u32,
+    /// Nova flavor of the plan.
+    flavor: String,
+}
+
+/// A render-only cloud platform bound to one target.
+pub struct Cloud {
+    kind: PlatformKind,
+    target: Target,
+    catalog: Catalog,
+    assets: Assets,
+    renderer: Renderer,
+}
+
+impl Cloud {
+    /// Binds `target` of `repo`.
+    pub fn new(repo: &Repo, target: &Target) -> Self {
+        Self::with_assets(&repo.catalog, &repo.assets, target)
+    }
+
+    /// Binds `target` with an explicit catalog and assets (benchmarks, tests).
+    pub fn with_assets(catalog: &Catalog, assets: &Assets, target: &Target) -> Self {
+        Self {
+            kind: target.platform,
+            target: target.clone(),
+            catalog: catalog.clone(),
+            assets: assets.clone(),
+            renderer: Renderer::new(assets),
+        }
+    }
+
+    fn not_here(&self, verb: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "target `{}` uses platform `{}`: dbctl renders its artifacts (`dbctl render NAME`) but cannot {verb} databases there in this build; use a `local` target",
+            self.target.name,
+            self.kind
+        )
+    }
+
+    fn context(&self, spec: &Spec) -> Result<Value> {
+        let entry = self
+            .catalog
+            .engine(spec.engine)
+            .with_context(|| format!("engine `{}` is not in the catalog", spec.engine))?;
+        let plan = self
+            .catalog
+            .plan(&spec.plan)
+            .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
+        let (data_pct, wal_pct) = if spec.engine == EngineKind::Postgresql {
+            (60, 20)
+        } else {
+            (80, 0)
+        };
+        let cpu_millis = (plan.cpu * 1000.0).round().max(1.0) as u64;
+        let sizing = Sizing {
+            cpu_mhz: cpu_millis,
+            cpu_millis,
+            memory_mb: plan.memory_mb,
+            size_gb: spec.size_gb,
+            data_pct,
+            wal_pct,
+            flavor: self
+                .target
+                .cloud
+                .flavors
+                .get(&spec.plan)
+                .cloned()
+                .unwrap_or_else(|| format!("db.{}", spec.plan)),
+        };
+        let secrets = BTreeMap::from([("password", REDACTED), ("admin_password", REDACTED)]);
+        let names = Names::new(&spec.name);
+        let output = |stack: &str, key: &str| format!("stack-output:{stack}/{key}");
+        let outputs = BTreeMap::from([
+            ("volume_id", output(&names.data_stack, "volume_id")),
+            ("floating_ip_id", output(&names.ip_stack, "floating_ip_id")),
+            ("vip", output(&names.cluster_stack, "vip")),
+            ("openrc", "/etc/dbctl/openrc.sh".to_owned()),
+        ]);
+        Ok(minijinja::context! {
+            spec => Value::from(Serde(spec)),
+            plan => Value::from(Serde(plan)),
+            engine => Value::from(Serde(entry)),
+            image => format!("{}:{}", entry.image, spec.version),
+            port => entry.port,
+            target => Value::from(Serde(&self.target)),
+            names => Value::from(Serde(&names)),
+            outputs => Value::from(Serde(&outputs)),
+            sizing => Value::from(Serde(&sizing)),
+            secrets => Value::from(Serde(&secrets)),
+        })
+    }
+
+    /// Renders `playbooks/<platform>/<operation>.yml`'s artifacts for `spec`.
+    ///
+    /// # Errors
+    /// A missing or broken playbook or template.
+    pub fn render_operation(&self, spec: &Spec, operation: &str) -> Result<Vec<Artifact>> {
+        let playbook = Playbook::load(&self.assets, &format!("{}/{operation}.yml", self.kind))?;
+        let ctx = self.context(spec)?;
+        let engine = spec.engine.as_str();
+        let mut artifacts = Vec::new();
+        for step in playbook.artifacts() {
+            if !step.engines.is_empty() && !step.engines.iter().any(|e| e == engine) {
+                continue;
+            }
+            let template = self
+                .renderer
+                .render_str(&step.template, &ctx, "artifact.template")?;
+            let path = self
+                .renderer
+                .render_str(&step.path, &ctx, "artifact.path")?;
+            let ctx = if step.vars.is_empty() {
+                ctx.clone()
+            } else {
+                minijinja::context! { ..Value::from(Serde(&step.vars)), ..ctx.clone() }
+            };
+            let mut content = self.renderer.render(&template, &ctx)?;
+            if !content.ends_with('\n') {
+                content.push('\n');
+            }
+            artifacts.push(Artifact { path, content });
+        }
+        Ok(artifacts)
+    }
+}
+
+impl super::Platform for Cloud {
+    fn kind(&self) -> PlatformKind {
+        self.kind
+    }
+
+    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
+        None
+    }
+
+    fn preflight(&self, _spec: &Spec) -> Result<()> {
+        Err(self.not_here("create"))
+    }
+
+    fn create(&self, _req: &CreateRequest<'_>) -> Result<CreateResponse> {
+        Err(self.not_here("create"))
+    }
+
+    fn status(&self, _spec: &Spec) -> Result<Status> {
+        Err(self.not_here("query"))
+    }
+
+    fn delete(&self, _spec: &Spec, _progress: Progress<'_>) -> Result<()> {
+        Err(self.not_here("delete"))
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        if self.kind == PlatformKind::Terraform && self.target.cloud.provider.is_none() {
+            bail!(
+                "target `{}` (platform terraform) needs `provider`; allowed: {}",
+                self.target.name,
+                crate::spec::TERRAFORM_PROVIDERS.join(", ")
+            );
+        }
+        self.render_operation(spec, "create")
+    }
+}
