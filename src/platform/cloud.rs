@@ -250,6 +250,26 @@ impl super::Platform for Cloud {
                 crate::spec::TERRAFORM_PROVIDERS.join(", ")
             );
         }
+        if self.kind == PlatformKind::Terraform {
+            let provider = self.target.cloud.provider.as_deref().unwrap_or_default();
+            let template = format!("terraform/{provider}/{}.tf.json.j2", spec.engine);
+            if !self.renderer.has_template(&template) {
+                let offered: Vec<_> = EngineKind::ALL
+                    .into_iter()
+                    .filter(|e| {
+                        self.renderer
+                            .has_template(&format!("terraform/{provider}/{e}.tf.json.j2"))
+                    })
+                    .map(EngineKind::as_str)
+                    .collect();
+                bail!(
+                    "target `{}`: provider `{provider}` offers no managed {} in dbctl's templates; engines it offers: {} (add `templates/{template}` to the GitOps repo to support it)",
+                    self.target.name,
+                    spec.engine,
+                    offered.join(", ")
+                );
+            }
+        }
         self.render_operation(spec, "create")
     }
 }
