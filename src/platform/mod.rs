@@ -4,6 +4,7 @@
 
 pub mod cloud;
 mod local;
+pub mod nomad_api;
 
 use std::path::PathBuf;
 
