@@ -7,4 +7,5 @@ mod bad_input;
 mod convergence;
 mod lifecycle;
 mod overrides;
+mod render;
 mod schema;

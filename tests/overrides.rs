@@ -59,12 +59,17 @@ fn a_repo_template_override_wins_for_render_and_create() {
         .args(["-INT", pid])
         .status()
         .unwrap();
-    for _ in 0..100 {
-        if world.dbctl(&["status", "tuned", "-o", "json"]).json()["status"]["state"] == "down" {
+    // Wait for the postmaster to exit (not just to stop answering).
+    for _ in 0..300 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    assert_eq!(
+        world.dbctl(&["status", "tuned", "-o", "json"]).json()["status"]["state"],
+        "down"
+    );
     world
         .dbctl(&["create", "-t", "postgresql", "--size", "1", "tuned"])
         .ok();
