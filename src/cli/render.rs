@@ -23,8 +23,12 @@ pub struct RenderArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// Write the artifacts under this directory instead of printing them.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "context")]
     pub out: Option<PathBuf>,
+    /// Print each database's template context (the variables templates see) and
+    /// artifact steps instead of the artifacts.
+    #[arg(long)]
+    pub context: bool,
 }
 
 impl RenderArgs {
@@ -37,6 +41,7 @@ impl RenderArgs {
                 target: self.target,
                 platform: self.platform,
                 out: self.out,
+                context: self.context,
             },
         )?))
     }

@@ -26,6 +26,8 @@ pub struct RenderOptions {
     pub platform: Option<String>,
     /// `--out`: write files under this directory instead of printing them.
     pub out: Option<PathBuf>,
+    /// `--context`: print each database's template context instead of artifacts.
+    pub context: bool,
 }
 
 /// The rendered artifacts.
@@ -35,10 +37,19 @@ pub struct RenderReport {
     pub artifacts: Vec<Artifact>,
     /// The directory they were written to (`--out`).
     pub out: Option<PathBuf>,
+    /// With `--context`: each database's template context and artifact steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<serde_json::Value>,
 }
 
 impl Report for RenderReport {
     fn human(&self) -> String {
+        if !self.contexts.is_empty() {
+            return format!(
+                "{}\n",
+                serde_json::to_string_pretty(&self.contexts).unwrap_or_default()
+            );
+        }
         if let Some(out) = &self.out {
             return format!(
                 "wrote {} artifacts under {}\n",
@@ -148,6 +159,30 @@ pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
         .map(|n| session.existing_spec(&repo, n))
         .collect::<Result<Vec<_>>>()?;
     let fixed = platform_target(&repo, opts)?;
+    if opts.context {
+        let mut contexts = Vec::new();
+        for spec in &specs {
+            let target = match &fixed {
+                Some(t) => t.clone(),
+                None => repo
+                    .config
+                    .target(&spec.target)
+                    .with_context(|| {
+                        format!(
+                            "spec `{}` names unknown target `{}`",
+                            spec.name, spec.target
+                        )
+                    })?
+                    .clone(),
+            };
+            contexts.push(platform::for_target(&repo, &target, &session.platform)?.describe(spec)?);
+        }
+        return Ok(RenderReport {
+            artifacts: Vec::new(),
+            out: None,
+            contexts,
+        });
+    }
     let artifacts = render_specs(&repo, &specs, fixed.as_ref(), &session.platform)?;
     if let Some(out) = &opts.out {
         for artifact in &artifacts {
@@ -161,5 +196,6 @@ pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
     Ok(RenderReport {
         artifacts,
         out: opts.out.as_deref().map(Path::to_path_buf),
+        contexts: Vec::new(),
     })
 }

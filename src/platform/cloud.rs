@@ -183,6 +183,28 @@ impl Cloud {
         })
     }
 
+    fn describe_artifacts(&self, spec: &Spec) -> Result<serde_json::Value> {
+        let playbook = Playbook::load(&self.assets, &format!("{}/create.yml", self.kind))?;
+        let ctx = self.context(spec)?;
+        let mut artifacts = Vec::new();
+        for step in playbook.artifacts() {
+            if !step.engines.is_empty() && !step.engines.iter().any(|e| e == spec.engine.as_str()) {
+                continue;
+            }
+            artifacts.push(serde_json::json!({
+                "template": self.renderer.render_str(&step.template, &ctx, "artifact.template")?,
+                "path": self.renderer.render_str(&step.path, &ctx, "artifact.path")?,
+                "kind": step.kind,
+                "vars": step.vars,
+            }));
+        }
+        Ok(serde_json::json!({
+            "name": spec.name,
+            "context": serde_json::to_value(&ctx)?,
+            "artifacts": artifacts,
+        }))
+    }
+
     /// Renders `playbooks/<platform>/<operation>.yml`'s artifacts for `spec`.
     ///
     /// # Errors
@@ -271,5 +293,9 @@ impl super::Platform for Cloud {
             }
         }
         self.render_operation(spec, "create")
+    }
+
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        self.describe_artifacts(spec)
     }
 }

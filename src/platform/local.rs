@@ -255,6 +255,46 @@ impl Local {
             .write_file(&path, secret.expose_secret().as_bytes(), 0o600, None)?;
         Ok(Some(secret))
     }
+
+    /// The context `render` uses: the instance's pinned port (or the engine's standard
+    /// port + 10000), located binaries (or bare names), secrets as placeholders.
+    fn render_context(&self, spec: &Spec) -> Result<(Value, Instance)> {
+        let engine = self.engine(spec.engine)?;
+        let port = self.read_record(&spec.name).ok().flatten().map_or_else(
+            || {
+                self.catalog
+                    .engine(spec.engine)
+                    .map_or(0, |e| e.port.saturating_add(10_000))
+            },
+            |r| r.port,
+        );
+        let instance = self.make_instance(spec, engine.as_ref(), port);
+        let bin = self.locate(spec, engine.as_ref()).map_or_else(
+            |_| {
+                [
+                    "initdb",
+                    "pg_ctl",
+                    "postgres",
+                    "psql",
+                    "mariadbd",
+                    "mariadb-install-db",
+                    "mariadb",
+                    "redis-server",
+                    "redis-cli",
+                ]
+                .into_iter()
+                .map(|b| (b.to_owned(), b.to_owned()))
+                .collect()
+            },
+            |l| l.bin,
+        );
+        let secrets = BTreeMap::from([
+            ("password", REDACTED.to_owned()),
+            ("admin_password", REDACTED.to_owned()),
+        ]);
+        let ctx = self.context(spec, &instance, &bin, &secrets)?;
+        Ok((ctx, instance))
+    }
 }
 
 impl super::Platform for Local {
@@ -469,41 +509,28 @@ impl super::Platform for Local {
         Ok(())
     }
 
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        let (ctx, _) = self.render_context(spec)?;
+        let mut artifacts = Vec::new();
+        for operation in ["create", "delete"] {
+            let playbook = self.playbook(spec.engine, operation)?;
+            for (template, dest) in playbook.templates() {
+                artifacts.push(serde_json::json!({
+                    "operation": operation,
+                    "template": self.renderer.render_str(template, &ctx, "template name")?,
+                    "dest": dest.map(|d| self.renderer.render_str(d, &ctx, "template dest")).transpose()?,
+                }));
+            }
+        }
+        Ok(serde_json::json!({
+            "name": spec.name,
+            "context": serde_json::to_value(&ctx)?,
+            "artifacts": artifacts,
+        }))
+    }
+
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
-        let engine = self.engine(spec.engine)?;
-        let port = self.read_record(&spec.name).ok().flatten().map_or_else(
-            || {
-                self.catalog
-                    .engine(spec.engine)
-                    .map_or(0, |e| e.port.saturating_add(10_000))
-            },
-            |r| r.port,
-        );
-        let instance = self.make_instance(spec, engine.as_ref(), port);
-        let bin = self.locate(spec, engine.as_ref()).map_or_else(
-            |_| {
-                [
-                    "initdb",
-                    "pg_ctl",
-                    "postgres",
-                    "psql",
-                    "mariadbd",
-                    "mariadb-install-db",
-                    "mariadb",
-                    "redis-server",
-                    "redis-cli",
-                ]
-                .into_iter()
-                .map(|b| (b.to_owned(), b.to_owned()))
-                .collect()
-            },
-            |l| l.bin,
-        );
-        let secrets = BTreeMap::from([
-            ("password", REDACTED.to_owned()),
-            ("admin_password", REDACTED.to_owned()),
-        ]);
-        let ctx = self.context(spec, &instance, &bin, &secrets)?;
+        let (ctx, instance) = self.render_context(spec)?;
         let mut artifacts = Vec::new();
         for operation in ["create", "delete"] {
             let playbook = self.playbook(spec.engine, operation)?;

@@ -135,6 +135,14 @@ pub trait Platform {
     /// # Errors
     /// A template or playbook error.
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>>;
+
+    /// The template context of `spec` and the templates its playbook renders, as JSON
+    /// (`{"name", "context", "artifacts"}`); secrets appear as placeholders. For people
+    /// writing template overrides (`dbctl render --context`).
+    ///
+    /// # Errors
+    /// A template or playbook error.
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value>;
 }
 
 /// Options from the command line that platforms honour.
