@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Session;
-use crate::gitops::{Repo, write_atomic};
+use crate::gitops::Repo;
 use crate::output::Report;
 use crate::platform::{self, Artifact, Platform};
 use crate::spec::{PlatformKind, Spec, Target};
@@ -185,12 +185,16 @@ pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
     }
     let artifacts = render_specs(&repo, &specs, fixed.as_ref(), &session.platform)?;
     if let Some(out) = &opts.out {
+        // Artifacts are reproducible from the repo, so no fsync: thousands of them
+        // would otherwise spend seconds waiting for the disk.
         for artifact in &artifacts {
-            write_atomic(
-                &out.join(&artifact.path),
-                artifact.content.as_bytes(),
-                0o644,
-            )?;
+            let path = out.join(&artifact.path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            }
+            std::fs::write(&path, &artifact.content)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
         }
     }
     Ok(RenderReport {
