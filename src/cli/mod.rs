@@ -45,6 +45,9 @@ pub struct GlobalArgs {
     /// (default: ~/.config/dbctl/identity.txt).
     #[arg(long, global = true, env = "DBCTL_IDENTITY", value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Trust SSH host keys not yet in known_hosts (a changed key is still refused).
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
     /// No progress lines on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -99,6 +102,7 @@ impl Cli {
                 .unwrap_or_else(|| PathBuf::from(".")),
             platform: crate::platform::Options {
                 state_dir: self.global.state_dir.clone(),
+                accept_new_host_keys: self.global.accept_new_host_keys,
             },
             identity: crate::secret::identity_path(self.global.identity.as_deref()),
             printer: printer.clone(),

@@ -180,7 +180,10 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
     let spec = draft.validate(&repo.catalog, &repo.config, &|engine, _target| {
         platform.as_ref().and_then(|p| p.preferred_version(engine))
     })?;
-    let platform = session.platform(&repo, &spec)?;
+    let platform = match platform {
+        Some(p) if spec.target == target_name => p,
+        _ => session.platform(&repo, &spec)?,
+    };
 
     let spec_rel = Repo::spec_rel(&spec.name);
     let conn_rel = Repo::connection_rel(&spec.name);

@@ -3,17 +3,17 @@
 //! (the shape of Terraform's provider interface).
 
 pub mod cloud;
-mod local;
+mod host;
 pub mod nomad_api;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use secrecy::SecretString;
 use serde::Serialize;
 
 pub use self::cloud::Cloud;
-pub use self::local::Local;
+pub use self::host::Host;
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
 use crate::spec::{PlatformKind, Spec, Target};
@@ -150,6 +150,8 @@ pub trait Platform {
 pub struct Options {
     /// `--state-dir` / `DBCTL_STATE_DIR`: where `local` keeps instances.
     pub state_dir: Option<PathBuf>,
+    /// `--accept-new-host-keys`: trust unknown SSH host keys on first use.
+    pub accept_new_host_keys: bool,
 }
 
 /// The driver for `target`.
@@ -158,14 +160,11 @@ pub struct Options {
 /// A platform this build cannot drive yet.
 pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box<dyn Platform>> {
     match target.platform {
-        PlatformKind::Local => Ok(Box::new(Local::new(repo, target, options)?)),
+        PlatformKind::Local => Ok(Box::new(Host::local(repo, target, options)?)),
+        PlatformKind::Ssh => Ok(Box::new(Host::ssh(repo, target, options)?)),
         PlatformKind::Openstack
         | PlatformKind::Nomad
         | PlatformKind::Kubernetes
         | PlatformKind::Terraform => Ok(Box::new(Cloud::new(repo, target))),
-        PlatformKind::Ssh => bail!(
-            "target `{}` uses platform `ssh`, which this build of dbctl cannot drive; platforms it can drive: local (render: openstack, nomad, kubernetes, terraform)",
-            target.name
-        ),
     }
 }

@@ -128,9 +128,31 @@ pub struct Target {
     pub address: Option<String>,
     /// `local`: first port to try when allocating one.
     pub first_port: Option<u16>,
+    /// Options of the `ssh` platform.
+    #[serde(flatten)]
+    pub ssh: SshTarget,
     /// Options of the cloud platforms (see [`raw::RawTarget`] for each key's meaning).
     #[serde(flatten)]
     pub cloud: CloudOptions,
+}
+
+/// Target keys of the `ssh` platform (see [`raw::RawTarget`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SshTarget {
+    /// Hosts.
+    pub hosts: Vec<String>,
+    /// Login user.
+    pub user: Option<String>,
+    /// SSH port.
+    pub port: Option<u16>,
+    /// Private key file.
+    pub identity: Option<PathBuf>,
+    /// known_hosts file.
+    pub known_hosts: Option<PathBuf>,
+    /// Trust unknown host keys on first use.
+    pub accept_new_host_keys: bool,
+    /// Listen address of servers.
+    pub listen: Option<String>,
 }
 
 /// Target keys of the `openstack`, `nomad`, `kubernetes` and `terraform` platforms,
@@ -227,6 +249,7 @@ impl Target {
             state_dir: None,
             address: None,
             first_port: None,
+            ssh: SshTarget::default(),
             cloud: CloudOptions::defaults(platform),
         }
     }
@@ -308,6 +331,13 @@ impl Config {
                     "`nodes` and `masters` must be at least 1".into(),
                 ));
             }
+            if platform == PlatformKind::Ssh && target.hosts.is_empty() {
+                return Err(invalid(
+                    source.clone(),
+                    &key("hosts"),
+                    "an `ssh` target needs `hosts`: a list of host names or addresses".into(),
+                ));
+            }
             let cloud = CloudOptions {
                 openrc: target.openrc,
                 network: target.network.unwrap_or(defaults.network),
@@ -345,6 +375,15 @@ impl Config {
                     state_dir: target.state_dir.map(PathBuf::from),
                     address: target.address,
                     first_port: target.first_port,
+                    ssh: SshTarget {
+                        hosts: target.hosts,
+                        user: target.user,
+                        port: target.port,
+                        identity: target.identity.map(PathBuf::from),
+                        known_hosts: target.known_hosts.map(PathBuf::from),
+                        accept_new_host_keys: target.accept_new_host_keys,
+                        listen: target.listen,
+                    },
                     cloud,
                 },
             );

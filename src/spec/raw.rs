@@ -94,6 +94,27 @@ pub struct RawTarget {
     /// standard port + 10000, e.g. 15432). Ports already recorded or bound are skipped.
     #[serde(default)]
     pub first_port: Option<u16>,
+    /// `ssh`: hosts (names or addresses; databases go to the first).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `ssh`: login user (default: ssh config, else the local user).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `ssh`: SSH port (default: ssh config, else 22).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `ssh`: private key file, relative to the repo or absolute.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// `ssh`: known_hosts file, relative to the repo or absolute (default: the user's).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// `ssh`: trust unknown host keys on first use (a changed key is still refused).
+    #[serde(default)]
+    pub accept_new_host_keys: bool,
+    /// `ssh`: address servers listen on (default `0.0.0.0`; `local`: `127.0.0.1`).
+    #[serde(default)]
+    pub listen: Option<String>,
     /// `openstack`: the openrc file with Keystone v3 credentials, relative to the repo
     /// (e.g. `files/openrc.sh`; never printed).
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! `ssh` transport implements the same trait for remote hosts.
 
 mod local;
+mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use self::local::Local;
+pub use self::ssh::{Ssh, SshOptions};
 
 /// One command to run.
 #[derive(Debug, Clone)]
@@ -241,6 +243,12 @@ pub trait Transport: Send + Sync {
 
     /// True when `user` can reach `path` (every ancestor directory searchable by it).
     fn path_traversable_by(&self, path: &Path, user: &str) -> bool;
+
+    /// Names of the entries of directory `path` (empty when absent).
+    fn list_dir(&self, path: &Path) -> Vec<String>;
+
+    /// True when something listens on TCP `port`.
+    fn port_in_use(&self, port: u16) -> bool;
 }
 
 /// The name of the user running dbctl.

@@ -1,13 +1,14 @@
-//! The `local` platform: engines from the distro's binaries on this machine, one
-//! instance directory per database under the state directory, each server on its own
-//! port on 127.0.0.1, started as the engine's service user when dbctl runs as root.
+//! The host platforms: `local` (this machine) and `ssh` (plain VMs). Engines run from
+//! the distro's binaries, one instance directory per database under the state
+//! directory, each server on its own port, started as the engine's service user when
+//! dbctl (or the SSH login) is root. The same playbooks run on both; the transport is
+//! the difference.
 //!
 //! State layout: `<state_dir>/<name>/{instance.json, data/, conf/, run/, log/}`.
 //! `instance.json` pins the port and records the GitOps repo that owns the instance.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -43,26 +44,27 @@ struct InstanceRecord {
     created_at: String,
 }
 
-/// The `local` platform bound to one target.
-pub struct Local {
+/// A host platform (`local` or `ssh`) bound to one target.
+pub struct Host {
+    kind: PlatformKind,
     target: Target,
     state_dir: PathBuf,
     repo_root: PathBuf,
     catalog: Catalog,
     assets: Assets,
     renderer: Renderer,
-    transport: transport::Local,
+    transport: Box<dyn Transport>,
 }
 
-impl Local {
-    /// Binds the platform to `target` of `repo`. The state directory is `--state-dir`
-    /// (or `$DBCTL_STATE_DIR`), else the target's `state_dir` (relative to the repo),
-    /// else `/var/lib/dbctl` for root and `<data dir>/dbctl` (`~/.local/share/dbctl`)
-    /// for other users.
+impl Host {
+    /// The `local` platform for `target` of `repo`. The state directory is
+    /// `--state-dir` (or `$DBCTL_STATE_DIR`), else the target's `state_dir` (relative to
+    /// the repo), else `/var/lib/dbctl` for root and `<data dir>/dbctl`
+    /// (`~/.local/share/dbctl`) for other users.
     ///
     /// # Errors
     /// No usable home directory for the default state directory.
-    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+    pub fn local(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
         let transport = transport::Local::new();
         let state_dir = if let Some(dir) = &options.state_dir {
             dir.clone()
@@ -80,7 +82,63 @@ impl Local {
         } else {
             std::env::current_dir()?.join(state_dir)
         };
-        Ok(Self {
+        Ok(Self::with_transport(
+            PlatformKind::Local,
+            repo,
+            target,
+            state_dir,
+            Box::new(transport),
+        ))
+    }
+
+    /// The `ssh` platform for `target` of `repo`: connects to the target's first host
+    /// (`hosts`, `user`, `port`, `identity`, `known_hosts`). The state directory is the
+    /// target's `state_dir` (absolute, on the host), else `/var/lib/dbctl`.
+    ///
+    /// # Errors
+    /// A relative `state_dir`, no `hosts`, or a failed connection (after retries).
+    pub fn ssh(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+        let ssh = &target.ssh;
+        let host = ssh
+            .hosts
+            .first()
+            .with_context(|| format!("target `{}` (platform ssh) lists no `hosts`", target.name))?;
+        let state_dir = target
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/dbctl"));
+        if !state_dir.is_absolute() {
+            bail!(
+                "target `{}`: `state_dir` `{}` must be an absolute path on the host",
+                target.name,
+                state_dir.display()
+            );
+        }
+        let mut opts = transport::SshOptions::new(host);
+        opts.port = ssh.port;
+        opts.user.clone_from(&ssh.user);
+        opts.identity = ssh.identity.as_ref().map(|p| repo.root().join(p));
+        opts.known_hosts = ssh.known_hosts.as_ref().map(|p| repo.root().join(p));
+        opts.accept_new_host_keys = options.accept_new_host_keys || ssh.accept_new_host_keys;
+        let transport = transport::Ssh::connect(&opts)?;
+        Ok(Self::with_transport(
+            PlatformKind::Ssh,
+            repo,
+            target,
+            state_dir,
+            Box::new(transport),
+        ))
+    }
+
+    fn with_transport(
+        kind: PlatformKind,
+        repo: &Repo,
+        target: &Target,
+        state_dir: PathBuf,
+        transport: Box<dyn Transport>,
+    ) -> Self {
+        Self {
+            kind,
             target: target.clone(),
             state_dir,
             repo_root: repo.root().to_path_buf(),
@@ -88,11 +146,11 @@ impl Local {
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
             transport,
-        })
+        }
     }
 
     fn engine(&self, kind: EngineKind) -> Result<Box<dyn Engine>> {
-        Ok(engine::for_host(kind, PlatformKind::Local.as_str())?)
+        Ok(engine::for_host(kind, self.kind.as_str())?)
     }
 
     fn known_versions(&self, kind: EngineKind) -> Vec<String> {
@@ -108,15 +166,15 @@ impl Local {
 
     fn read_record(&self, name: &str) -> Result<Option<InstanceRecord>> {
         let path = self.instance_dir(name).join("instance.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+        match self.transport.read_file(&path)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
                 format!(
-                    "`{}` is damaged; remove the instance directory by hand",
-                    path.display()
+                    "`{}` on {} is damaged; remove the instance directory by hand",
+                    path.display(),
+                    self.transport.host()
                 )
             })?)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+            None => Ok(None),
         }
     }
 
@@ -155,12 +213,20 @@ impl Local {
             name: spec.name.clone(),
             engine: spec.engine,
             version: spec.version.clone(),
-            host: self
-                .target
-                .address
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            listen: "127.0.0.1".into(),
+            host: self.target.address.clone().unwrap_or_else(|| {
+                if self.kind == PlatformKind::Ssh {
+                    self.transport.host().to_owned()
+                } else {
+                    "127.0.0.1".into()
+                }
+            }),
+            listen: self.target.ssh.listen.clone().unwrap_or_else(|| {
+                if self.kind == PlatformKind::Ssh {
+                    "0.0.0.0".into()
+                } else {
+                    "127.0.0.1".into()
+                }
+            }),
             port,
             data_dir: dir.join("data"),
             conf_dir: dir.join("conf"),
@@ -168,7 +234,7 @@ impl Local {
             log_dir: dir.join("log"),
             dir,
             service_user: self.service_user(spec.engine),
-            admin_user: engine.admin_user(&self.transport),
+            admin_user: engine.admin_user(self.transport.as_ref()),
             size_gb: spec.size_gb,
             database: spec.database.clone(),
             user: spec.user.clone(),
@@ -183,19 +249,19 @@ impl Local {
                 .engine(kind)
                 .map_or(20_000, |e| e.port.saturating_add(10_000))
         });
-        let mut taken = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&self.state_dir) {
-            for entry in entries.flatten() {
-                let record = entry.path().join("instance.json");
-                if let Ok(bytes) = std::fs::read(&record)
-                    && let Ok(r) = serde_json::from_slice::<InstanceRecord>(&bytes)
-                {
-                    taken.push(r.port);
-                }
-            }
-        }
+        let taken: Vec<u16> = self
+            .transport
+            .list_dir(&self.state_dir)
+            .iter()
+            .filter_map(|name| {
+                let record = self.state_dir.join(name).join("instance.json");
+                let bytes = self.transport.read_file(&record).ok()??;
+                serde_json::from_slice::<InstanceRecord>(&bytes).ok()
+            })
+            .map(|r| r.port)
+            .collect();
         (base..base.saturating_add(2000))
-            .find(|p| !taken.contains(p) && TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .find(|p| !taken.contains(p) && !self.transport.port_in_use(*p))
             .with_context(|| format!("no free TCP port on 127.0.0.1 from {base}"))
     }
 
@@ -231,7 +297,7 @@ impl Local {
 
     fn locate(&self, spec: &Spec, engine: &dyn Engine) -> Result<Located> {
         Ok(engine.locate(
-            &self.transport,
+            self.transport.as_ref(),
             Some(&spec.version),
             &self.known_versions(spec.engine),
         )?)
@@ -297,15 +363,15 @@ impl Local {
     }
 }
 
-impl super::Platform for Local {
+impl super::Platform for Host {
     fn kind(&self) -> PlatformKind {
-        PlatformKind::Local
+        self.kind
     }
 
     fn preferred_version(&self, kind: EngineKind) -> Option<String> {
         let engine = self.engine(kind).ok()?;
         engine
-            .locate(&self.transport, None, &self.known_versions(kind))
+            .locate(self.transport.as_ref(), None, &self.known_versions(kind))
             .ok()
             .map(|l| l.version)
     }
@@ -370,12 +436,18 @@ impl super::Platform for Local {
         let located = self.locate(spec, engine.as_ref())?;
         self.transport.make_dir(&self.state_dir, 0o755, None)?;
         let port = {
-            // Serialise port allocation across concurrent creates in this state dir.
-            let lock_path = self.state_dir.join(".ports.lock");
-            let lock = File::create(&lock_path)
-                .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
-            lock.lock()
-                .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+            // Serialise port allocation across concurrent creates in this state dir
+            // (on `ssh` hosts the per-database repo lock is what serialises).
+            let _lock = if self.kind == PlatformKind::Local {
+                let lock_path = self.state_dir.join(".ports.lock");
+                let lock = File::create(&lock_path)
+                    .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
+                lock.lock()
+                    .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+                Some(lock)
+            } else {
+                None
+            };
             match self.read_record(&spec.name)? {
                 Some(record) => {
                     self.check_record(spec, &record)?;
@@ -416,7 +488,7 @@ impl super::Platform for Local {
         let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
         let playbook = self.playbook(spec.engine, "create")?;
         let runner = Runner {
-            transport: &self.transport,
+            transport: self.transport.as_ref(),
             renderer: &self.renderer,
             engine: engine.as_ref(),
             instance: &instance,
@@ -426,7 +498,7 @@ impl super::Platform for Local {
             progress: req.progress,
         };
         runner.run(&playbook)?;
-        let probe = engine.probe(&self.transport, &instance, &located.bin)?;
+        let probe = engine.probe(self.transport.as_ref(), &instance, &located.bin)?;
         Ok(CreateResponse {
             host: instance.host.clone(),
             port,
@@ -459,7 +531,7 @@ impl super::Platform for Local {
         status.state = State::Down;
         let probe = self
             .locate(spec, engine.as_ref())
-            .and_then(|l| Ok(engine.probe(&self.transport, &instance, &l.bin)?));
+            .and_then(|l| Ok(engine.probe(self.transport.as_ref(), &instance, &l.bin)?));
         match probe {
             Ok(probe) => {
                 status.state = State::Up;
@@ -493,7 +565,7 @@ impl super::Platform for Local {
         let ctx = self.context(spec, &instance, &bin, &secrets)?;
         let playbook = self.playbook(spec.engine, "delete")?;
         let runner = Runner {
-            transport: &self.transport,
+            transport: self.transport.as_ref(),
             renderer: &self.renderer,
             engine: engine.as_ref(),
             instance: &instance,

@@ -1,0 +1,478 @@
+//! The SSH transport: a remote host through the system `ssh` with a ControlMaster
+//! (the `openssh` crate, native multiplexing), so the user's ssh config, agent and
+//! known_hosts apply. Host keys are checked strictly unless `accept_new_host_keys`.
+//!
+//! Every command runs as `sh -c WRAPPER sh CWD PROGRAM ARGS…`: the wrapper (a constant
+//! script, never built from input) changes directory, reads `KEY=VALUE` lines up to an
+//! empty line from stdin and exports them, then execs the program with the rest of
+//! stdin. Secrets therefore travel over the encrypted channel's stdin, never on a
+//! remote command line. Arguments are shell-quoted by `openssh`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use secrecy::ExposeSecret;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use super::{CommandSpec, Output, Transport, TransportError};
+
+/// Sets up the environment and working directory, then execs the program.
+const WRAPPER: &str = r#"cd "$1" || exit 127; shift; while IFS= read -r dbctl_env && [ -n "$dbctl_env" ]; do export "$dbctl_env"; done; exec "$@""#;
+
+/// How to reach a host.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// Host name or address (also the name in messages).
+    pub host: String,
+    /// SSH port (default: ssh config, else 22).
+    pub port: Option<u16>,
+    /// Login user (default: ssh config, else the local user).
+    pub user: Option<String>,
+    /// Private key file.
+    pub identity: Option<PathBuf>,
+    /// known_hosts file (default: the user's).
+    pub known_hosts: Option<PathBuf>,
+    /// Trust and record an unknown host key (`StrictHostKeyChecking=accept-new`);
+    /// a changed key is still refused.
+    pub accept_new_host_keys: bool,
+    /// Connection attempts before giving up (backoff 1 s, 2 s, 4 s …).
+    pub attempts: u32,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Commands in flight at once on this host (sshd's `MaxSessions` is 10).
+    pub max_sessions: usize,
+}
+
+impl SshOptions {
+    /// Defaults for `host`: strict host keys, 3 attempts, 10 s timeout, 8 sessions.
+    pub fn new(host: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            port: None,
+            user: None,
+            identity: None,
+            known_hosts: None,
+            accept_new_host_keys: false,
+            attempts: 3,
+            connect_timeout: Duration::from_secs(10),
+            max_sessions: 8,
+        }
+    }
+}
+
+/// A connected host.
+pub struct Ssh {
+    host: String,
+    user: String,
+    root: bool,
+    session: Arc<Session>,
+    runtime: tokio::runtime::Runtime,
+    sessions: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Ssh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ssh")
+            .field("host", &self.host)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(err: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(err.to_string())
+}
+
+impl Ssh {
+    /// Connects, retrying failures with backoff, and learns the remote user.
+    ///
+    /// # Errors
+    /// [`TransportError::Spawn`] naming the host after the last attempt (a host key
+    /// mismatch fails at once: retrying cannot fix it).
+    pub fn connect(opts: &SshOptions) -> Result<Self, TransportError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| TransportError::Spawn {
+                host: opts.host.clone(),
+                command: "ssh".into(),
+                source,
+            })?;
+        let mut builder = SessionBuilder::default();
+        builder
+            .known_hosts_check(if opts.accept_new_host_keys {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            })
+            .connect_timeout(opts.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(port) = opts.port {
+            builder.port(port);
+        }
+        if let Some(user) = &opts.user {
+            builder.user(user.clone());
+        }
+        if let Some(identity) = &opts.identity {
+            builder.keyfile(identity);
+        }
+        if let Some(known_hosts) = &opts.known_hosts {
+            builder.user_known_hosts_file(known_hosts);
+        }
+        let mut last = String::new();
+        let mut session = None;
+        for attempt in 0..opts.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
+            }
+            match runtime.block_on(builder.connect_mux(&opts.host)) {
+                Ok(s) => {
+                    session = Some(s);
+                    break;
+                }
+                Err(err) => {
+                    last = err.to_string();
+                    let mut source = std::error::Error::source(&err);
+                    while let Some(cause) = source {
+                        last.push_str(": ");
+                        last.push_str(&cause.to_string());
+                        source = cause.source();
+                    }
+                    if last.contains("Host key verification failed")
+                        || last.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(session) = session else {
+            let hint = if last.contains("Host key verification failed") {
+                " (the host key is unknown or changed; check it, or pass `--accept-new-host-keys` to trust a new host on first use)"
+            } else {
+                ""
+            };
+            return Err(TransportError::Spawn {
+                host: opts.host.clone(),
+                command: format!("ssh (after {} attempts)", opts.attempts.max(1)),
+                source: io_error(format!("{}{hint}", last.trim())),
+            });
+        };
+        let mut ssh = Self {
+            host: opts.host.clone(),
+            user: String::new(),
+            root: false,
+            session: Arc::new(session),
+            runtime,
+            sessions: Arc::new(Semaphore::new(opts.max_sessions.max(1))),
+        };
+        let out = ssh.run(&CommandSpec::new("id", ["-un"]))?;
+        ssh.user = out.stdout.trim().to_owned();
+        ssh.root = ssh.user == "root";
+        Ok(ssh)
+    }
+
+    /// Runs a small POSIX sh script with arguments (the script is a constant).
+    fn script(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, TransportError> {
+        let mut cmd = CommandSpec::new("sh", ["-c", script, "sh"]);
+        cmd.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self.exec(&cmd, stdin)
+    }
+
+    fn exec(&self, cmd: &CommandSpec, raw_stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+        let spawn_err = |e: &dyn std::fmt::Display| TransportError::Spawn {
+            host: self.host.clone(),
+            command: cmd.display(),
+            source: io_error(e),
+        };
+        let mut input = Vec::new();
+        for (key, value) in &cmd.env {
+            input.extend_from_slice(format!("{key}={}\n", value.expose_secret()).as_bytes());
+        }
+        input.push(b'\n');
+        if let Some(stdin) = &cmd.stdin {
+            input.extend_from_slice(stdin.expose_secret().as_bytes());
+        }
+        if let Some(raw) = raw_stdin {
+            input.extend_from_slice(raw);
+        }
+        let cwd = cmd
+            .cwd
+            .as_ref()
+            .map_or_else(|| "/".to_owned(), |d| d.to_string_lossy().into_owned());
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(user) = cmd.run_as.as_deref().filter(|u| *u != self.user) {
+            if self.root {
+                argv.extend(["runuser".into(), "-u".into(), user.into(), "--".into()]);
+            } else {
+                argv.extend([
+                    "sudo".into(),
+                    "-n".into(),
+                    "-u".into(),
+                    user.into(),
+                    "--".into(),
+                ]);
+            }
+        }
+        argv.extend(["sh".into(), "-c".into(), WRAPPER.into(), "sh".into(), cwd]);
+        argv.push(cmd.program.clone());
+        argv.extend(cmd.args.iter().cloned());
+        let session = Arc::clone(&self.session);
+        let sessions = Arc::clone(&self.sessions);
+        let timeout = cmd.timeout;
+        let result = self.runtime.block_on(async move {
+            let _permit = sessions.acquire().await.map_err(io_error)?;
+            let mut command = session.command(&argv[0]);
+            command
+                .args(&argv[1..])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let run = async {
+                let mut child = command.spawn().await.map_err(io_error)?;
+                if let Some(mut pipe) = child.stdin().take() {
+                    pipe.write_all(&input).await?;
+                    pipe.shutdown().await?;
+                    drop(pipe);
+                }
+                child.wait_with_output().await.map_err(io_error)
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(out) => out.map(Some),
+                Err(_) => Ok(None),
+            }
+        });
+        match result {
+            Ok(Some(out)) => Ok(Output {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+            Ok(None) => Err(TransportError::Timeout {
+                host: self.host.clone(),
+                command: cmd.display(),
+                seconds: timeout.as_secs(),
+            }),
+            Err(err) => Err(spawn_err(&err)),
+        }
+    }
+
+    fn file_err(&self, action: &'static str, path: &Path, out: &Output) -> TransportError {
+        TransportError::File {
+            host: self.host.clone(),
+            action,
+            path: path.to_path_buf(),
+            source: io_error(out.stderr.trim()),
+        }
+    }
+
+    fn owner_arg(owner: Option<&str>) -> String {
+        owner.map(|o| format!("{o}:")).unwrap_or_default()
+    }
+}
+
+impl Transport for Ssh {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn is_root(&self) -> bool {
+        self.root
+    }
+
+    fn user(&self) -> &str {
+        &self.user
+    }
+
+    fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
+        self.exec(cmd, None)
+    }
+
+    fn spawn_detached(&self, cmd: &CommandSpec, log: &Path) -> Result<u32, TransportError> {
+        let mut detached = CommandSpec::new(
+            "setsid",
+            ["-f", "sh", "-c", r#"exec "$@" >>"$0" 2>&1 </dev/null"#],
+        );
+        detached.args.push(log.to_string_lossy().into_owned());
+        detached.args.push(cmd.program.clone());
+        detached.args.extend(cmd.args.iter().cloned());
+        detached.run_as.clone_from(&cmd.run_as);
+        detached.cwd.clone_from(&cmd.cwd);
+        detached.env.clone_from(&cmd.env);
+        let out = self.exec(&detached, None)?;
+        if out.success() {
+            Ok(0)
+        } else {
+            Err(TransportError::Spawn {
+                host: self.host.clone(),
+                command: cmd.display(),
+                source: io_error(out.stderr.trim()),
+            })
+        }
+    }
+
+    fn write_file(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), TransportError> {
+        let script = r#"umask 077; t="$1.dbctl-tmp"; cat >"$t" && chmod "$2" "$t" && { [ -z "$3" ] || chown "$3" "$t"; } && mv -f "$t" "$1" || { rm -f "$t"; exit 1; }"#;
+        let owner = Self::owner_arg(owner.filter(|o| self.root && *o != self.user));
+        let p = path.to_string_lossy();
+        let out = self.script(script, &[&p, &format!("{mode:o}"), &owner], Some(contents))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.file_err("write", path, &out))
+        }
+    }
+
+    fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
+        let script = r#"mkdir -p "$1" && chmod "$2" "$1" && { [ -z "$3" ] || chown "$3" "$1"; }"#;
+        let owner = Self::owner_arg(owner.filter(|o| self.root && *o != self.user));
+        let p = path.to_string_lossy();
+        let out = self.script(script, &[&p, &format!("{mode:o}"), &owner], None)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.file_err("create", path, &out))
+        }
+    }
+
+    fn remove_all(&self, path: &Path) -> Result<(), TransportError> {
+        let out = self.run(&CommandSpec::new(
+            "rm",
+            ["-rf", "--", &path.to_string_lossy()],
+        ))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.file_err("remove", path, &out))
+        }
+    }
+
+    fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
+        let out = self.script(
+            r#"if [ -e "$1" ]; then exec cat -- "$1"; else exit 3; fi"#,
+            &[&path.to_string_lossy()],
+            None,
+        )?;
+        match out.code {
+            0 => Ok(Some(out.stdout.into_bytes())),
+            3 => Ok(None),
+            _ => Err(self.file_err("read", path, &out)),
+        }
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.run(&CommandSpec::new("test", ["-e", &path.to_string_lossy()]))
+            .is_ok_and(|o| o.success())
+    }
+
+    fn free_bytes(&self, path: &Path) -> Result<u64, TransportError> {
+        let out = self.script(
+            r#"p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -P -B1 "$p" | awk 'NR==2 {print $4}'"#,
+            &[&path.to_string_lossy()],
+            None,
+        )?;
+        out.stdout
+            .trim()
+            .parse()
+            .map_err(|_| self.file_err("measure free space of", path, &out))
+    }
+
+    fn used_bytes(&self, path: &Path) -> u64 {
+        self.script(
+            r#"[ -e "$1" ] && du -s -B1 "$1" 2>/dev/null | cut -f1 || echo 0"#,
+            &[&path.to_string_lossy()],
+            None,
+        )
+        .ok()
+        .and_then(|o| o.stdout.trim().parse().ok())
+        .unwrap_or(0)
+    }
+
+    fn process_alive(&self, pid: u32) -> bool {
+        pid > 0
+            && self
+                .script(r#"kill -0 "$1" 2>&1 || exit 1"#, &[&pid.to_string()], None)
+                .is_ok_and(|o| o.success() || o.stdout.contains("not permitted"))
+    }
+
+    fn signal(&self, pid: u32, signal: &str) -> Result<(), TransportError> {
+        let name = signal.trim_start_matches("SIG");
+        let out = self.script(
+            r#"kill -s "$1" "$2" 2>/dev/null || ! kill -0 "$2" 2>/dev/null"#,
+            &[name, &pid.to_string()],
+            None,
+        )?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Spawn {
+                host: self.host.clone(),
+                command: format!("kill -s {name} {pid}"),
+                source: io_error(out.stderr.trim()),
+            })
+        }
+    }
+
+    fn find_program(&self, candidates: &[String]) -> Option<PathBuf> {
+        let args: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let out = self
+            .script(
+                r#"for c; do case $c in /*) [ -x "$c" ] && { echo "$c"; exit 0; } ;; *) p=$(command -v "$c") && { echo "$p"; exit 0; } ;; esac; done; exit 1"#,
+                &args,
+                None,
+            )
+            .ok()?;
+        out.success().then(|| PathBuf::from(out.stdout.trim()))
+    }
+
+    fn user_exists(&self, user: &str) -> bool {
+        self.run(&CommandSpec::new("id", ["-u", user]))
+            .is_ok_and(|o| o.success())
+    }
+
+    fn path_traversable_by(&self, path: &Path, user: &str) -> bool {
+        if user == self.user {
+            return true;
+        }
+        self.script(
+            r#"p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; runuser -u "$2" -- test -x "$p""#,
+            &[&path.to_string_lossy(), user],
+            None,
+        )
+        .is_ok_and(|o| o.success())
+    }
+
+    fn list_dir(&self, path: &Path) -> Vec<String> {
+        self.script(
+            r#"[ -d "$1" ] && ls -1A -- "$1""#,
+            &[&path.to_string_lossy()],
+            None,
+        )
+        .map(|o| o.stdout.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+    }
+
+    fn port_in_use(&self, port: u16) -> bool {
+        self.script(
+            r#"ss -Htln "sport = :$1" | grep -q ."#,
+            &[&port.to_string()],
+            None,
+        )
+        .is_ok_and(|o| o.success())
+    }
+}
