@@ -9,3 +9,4 @@ mod lifecycle;
 mod overrides;
 mod render;
 mod schema;
+mod ssh;

@@ -1,0 +1,219 @@
+//! The `ssh` platform against a real sshd on 127.0.0.1: create, connect with the
+//! decrypted credentials, status and delete for each engine; a changed host key is
+//! refused; a dead host fails clearly after bounded retries.
+
+use std::time::Instant;
+
+use crate::support::sshd::{Sshd, free_port};
+use crate::support::{World, client};
+
+/// A world whose `vm` target reaches `sshd` as root; instances live in the world's
+/// state directory (absolute, on the "remote" host, which is this machine).
+fn world_with(sshd: &Sshd, port: u16, known_hosts: &std::path::Path) -> World {
+    let world = World::new();
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let target = format!(
+        "targets:\n  vm:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {port}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
+        sshd.client_key.display(),
+        known_hosts.display(),
+        world.state.display(),
+        40_000 + (std::process::id() % 500) as u16 * 10,
+    );
+    std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
+    world.git(&["commit", "-qam", "test: ssh target"]);
+    world
+}
+
+#[test]
+fn engines_over_ssh_create_answer_and_delete() {
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let world = world_with(&sshd, sshd.port, &sshd.known_hosts);
+    for (engine, name) in [
+        ("postgresql", "remote-pg"),
+        ("mariadb", "remote-my"),
+        ("redis", "remote-kv"),
+    ] {
+        world
+            .dbctl(&[
+                "create", "--type", engine, "--size", "1", name, "--target", "vm",
+            ])
+            .ok();
+        let conn = world.reveal(name);
+        assert_eq!(conn["target"], "vm");
+        assert_eq!(conn["host"], "127.0.0.1");
+        let port = conn["port"].as_u64().unwrap().to_string();
+        let password = conn["password"].as_str().unwrap().to_owned();
+        let user = conn["username"].as_str().unwrap().to_owned();
+        let answer = match engine {
+            "postgresql" => client(
+                "psql",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    &user,
+                    "-d",
+                    &user,
+                    "-Atc",
+                    "select 40 + 2",
+                ],
+                &[("PGPASSWORD", &password)],
+                None,
+            ),
+            "mariadb" => client(
+                "mariadb",
+                &[
+                    "--no-defaults",
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &port,
+                    "-u",
+                    &user,
+                    &user,
+                    "-N",
+                    "-e",
+                    "select 40 + 2",
+                ],
+                &[("MYSQL_PWD", &password)],
+                None,
+            ),
+            _ => client(
+                "redis-cli",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "--user",
+                    &user,
+                    "--no-auth-warning",
+                    "INCRBY",
+                    "answer",
+                    "42",
+                ],
+                &[("REDISCLI_AUTH", &password)],
+                None,
+            ),
+        };
+        assert_eq!(answer.trim(), "42", "{engine}");
+        let status = world.dbctl(&["status", name, "-o", "json"]).ok().json();
+        assert_eq!(status["platform"], "ssh");
+        assert_eq!(status["status"]["state"], "up", "{status}");
+        assert!(status["status"]["used_bytes"].as_u64().unwrap() > 0);
+    }
+    let list = world.dbctl(&["list", "-o", "json"]).ok().json();
+    assert_eq!(list["databases"].as_array().unwrap().len(), 3);
+    for name in ["remote-pg", "remote-my", "remote-kv"] {
+        world.dbctl(&["delete", name, "--yes"]).ok();
+        assert!(
+            !world.instance_dir(name).exists(),
+            "{name} left data behind"
+        );
+    }
+    assert!(world.server_pids().is_empty(), "servers left running");
+    assert_eq!(world.dirty(), "");
+}
+
+#[test]
+fn a_changed_host_key_is_refused() {
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    // known_hosts records another key for this host:port, as after a host swap.
+    let other = world.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(other.join("key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_pub = std::fs::read_to_string(other.join("key.pub")).unwrap();
+    let key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let known = world.dir.path().join("known_hosts_wrong");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, key.join(" ")),
+    )
+    .unwrap();
+    let world = world_with(&sshd, sshd.port, &known);
+    let head = world.head();
+    for extra in [&[][..], &["--accept-new-host-keys"][..]] {
+        let mut args = vec![
+            "create", "-t", "redis", "--size", "1", "kv", "--target", "vm",
+        ];
+        args.extend_from_slice(extra);
+        let run = world.dbctl(&args);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains("127.0.0.1"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("Host key verification failed"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(world.head(), head);
+    assert!(!world.state.exists());
+}
+
+#[test]
+fn an_unknown_host_key_needs_accept_new_host_keys() {
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let empty = world.dir.path().join("known_hosts_empty");
+    std::fs::write(&empty, "").unwrap();
+    let world = world_with(&sshd, sshd.port, &empty);
+    world
+        .dbctl(&[
+            "create", "-t", "redis", "--size", "1", "kv", "--target", "vm",
+        ])
+        .fails_with("--accept-new-host-keys");
+    world
+        .dbctl(&[
+            "create",
+            "-t",
+            "redis",
+            "--size",
+            "1",
+            "kv",
+            "--target",
+            "vm",
+            "--accept-new-host-keys",
+        ])
+        .ok();
+    // Recorded (Debian hashes known_hosts entries, so ask ssh-keygen).
+    let found = std::process::Command::new("ssh-keygen")
+        .args(["-F", &format!("[127.0.0.1]:{}", sshd.port), "-f"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "host key not recorded in known_hosts"
+    );
+    world.dbctl(&["delete", "kv", "--yes"]).ok();
+}
+
+#[test]
+fn a_dead_host_fails_clearly_after_bounded_retries() {
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let dead_port = free_port();
+    let world = world_with(&sshd, dead_port, &sshd.known_hosts);
+    let started = Instant::now();
+    let run = world.dbctl(&[
+        "create", "-t", "redis", "--size", "1", "kv", "--target", "vm",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("on 127.0.0.1"), "{}", run.stderr);
+    assert!(run.stderr.contains("after 3 attempts"), "{}", run.stderr);
+    assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
+    // Backoff 1 s + 2 s between three attempts: bounded, not endless.
+    assert!(took.as_secs() >= 3 && took.as_secs() < 30, "took {took:?}");
+    assert!(!world.repo.join("etc/databases/kv.yml").exists());
+}
