@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod convergence;
+mod ha;
 mod lifecycle;
 mod overrides;
 mod render;

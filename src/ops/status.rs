@@ -52,6 +52,30 @@ impl Report for StatusReport {
         if let Some(db) = s.database_bytes {
             rows.push(("database", bytes(db)));
         }
+        if let Some(cluster) = &s.cluster {
+            rows.push((
+                "cluster",
+                format!(
+                    "group {} {} (online: {})",
+                    cluster.group,
+                    cluster
+                        .active_node
+                        .as_deref()
+                        .map_or("not running on one node".to_owned(), |n| format!("on {n}")),
+                    cluster.online_nodes.join(", ")
+                ),
+            ));
+            for (resource, node) in &cluster.resources {
+                rows.push((
+                    "resource",
+                    format!(
+                        "{resource}: {}",
+                        node.as_deref()
+                            .map_or("stopped".to_owned(), |n| format!("started on {n}"))
+                    ),
+                ));
+            }
+        }
         if let Some(detail) = &s.detail {
             rows.push(("detail", detail.clone()));
         }

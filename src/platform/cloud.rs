@@ -130,7 +130,7 @@ impl Cloud {
         )
     }
 
-    fn context(&self, spec: &Spec) -> Result<Value> {
+    pub(crate) fn context(&self, spec: &Spec) -> Result<Value> {
         let entry = self
             .catalog
             .engine(spec.engine)

@@ -519,6 +519,7 @@ impl super::Platform for Host {
             database_bytes: None,
             allotted_gb: spec.size_gb,
             detail: None,
+            cluster: None,
         };
         let Some(record) = self.read_record(&spec.name)? else {
             return Ok(status);

@@ -5,6 +5,7 @@
 pub mod cloud;
 mod host;
 pub mod nomad_api;
+pub mod pacemaker;
 
 use std::path::PathBuf;
 
@@ -85,6 +86,9 @@ pub struct Status {
     pub allotted_gb: u32,
     /// Why it is down, when known.
     pub detail: Option<String>,
+    /// The cluster's view (pacemaker targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<pacemaker::ClusterView>,
 }
 
 /// One rendered file.
@@ -162,6 +166,7 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
     match target.platform {
         PlatformKind::Local => Ok(Box::new(Host::local(repo, target, options)?)),
         PlatformKind::Ssh => Ok(Box::new(Host::ssh(repo, target, options)?)),
+        PlatformKind::Pacemaker => Ok(Box::new(pacemaker::Pacemaker::new(repo, target, options)?)),
         PlatformKind::Openstack
         | PlatformKind::Nomad
         | PlatformKind::Kubernetes

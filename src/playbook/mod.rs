@@ -101,6 +101,9 @@ pub struct RunAction {
     /// Path removed before running (a half-done earlier attempt starts over).
     #[serde(default)]
     pub fresh: Option<String>,
+    /// Working directory (templated; default: the instance directory).
+    #[serde(default)]
+    pub cwd: Option<String>,
     /// Timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,

@@ -157,7 +157,10 @@ impl Runner<'_> {
                     t.remove_all(Path::new(&fresh))
                         .map_err(|e| display_chain(&e))?;
                 }
-                let cmd = self.command(&run.argv, run.run_as, run.timeout_s)?;
+                let mut cmd = self.command(&run.argv, run.run_as, run.timeout_s)?;
+                if let Some(cwd) = &run.cwd {
+                    cmd = cmd.cwd(Path::new(&self.render(cwd, "run.cwd")?));
+                }
                 self.run_checked(&cmd)?;
                 if let Some(marker) = &marker {
                     t.write_file(Path::new(marker), b"", 0o600, None)

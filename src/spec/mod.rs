@@ -39,17 +39,21 @@ pub enum PlatformKind {
     Kubernetes,
     /// Other clouds through Terraform.
     Terraform,
+    /// An existing pacemaker/corosync cluster reached over SSH: the engine runs as a
+    /// pacemaker resource group (filesystem, virtual IP, engine).
+    Pacemaker,
 }
 
 impl PlatformKind {
     /// Every platform, in the order of DESIGN.md.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Local,
         Self::Ssh,
         Self::Openstack,
         Self::Nomad,
         Self::Kubernetes,
         Self::Terraform,
+        Self::Pacemaker,
     ];
 
     /// The name used in `etc/dbctl.yml` and under `templates/` and `playbooks/`.
@@ -61,6 +65,7 @@ impl PlatformKind {
             Self::Nomad => "nomad",
             Self::Kubernetes => "kubernetes",
             Self::Terraform => "terraform",
+            Self::Pacemaker => "pacemaker",
         }
     }
 
@@ -203,6 +208,13 @@ pub struct CloudOptions {
     pub backend: BTreeMap<String, String>,
     /// Google project.
     pub project: Option<String>,
+    /// Pacemaker: the database's virtual IP.
+    pub vip: Option<String>,
+    /// Pacemaker: prefix length of `vip` (default 24).
+    pub vip_netmask: u8,
+    /// Pacemaker: directory on shared storage, visible on every node, holding one
+    /// loop-mounted disk image per database (`<shared_dir>/<name>.img`).
+    pub shared_dir: String,
 }
 
 impl CloudOptions {
@@ -235,6 +247,9 @@ impl CloudOptions {
             provider: None,
             backend: BTreeMap::new(),
             project: None,
+            vip: None,
+            vip_netmask: 24,
+            shared_dir: "/srv/dbctl-shared".into(),
         }
     }
 }
@@ -331,11 +346,27 @@ impl Config {
                     "`nodes` and `masters` must be at least 1".into(),
                 ));
             }
-            if platform == PlatformKind::Ssh && target.hosts.is_empty() {
+            if matches!(platform, PlatformKind::Ssh | PlatformKind::Pacemaker)
+                && target.hosts.is_empty()
+            {
                 return Err(invalid(
                     source.clone(),
                     &key("hosts"),
-                    "an `ssh` target needs `hosts`: a list of host names or addresses".into(),
+                    format!(
+                        "a `{platform}` target needs `hosts`: a list of host names or addresses"
+                    ),
+                ));
+            }
+            if platform == PlatformKind::Pacemaker
+                && target
+                    .vip
+                    .as_deref()
+                    .is_none_or(|v| v.parse::<std::net::IpAddr>().is_err())
+            {
+                return Err(invalid(
+                    source.clone(),
+                    &key("vip"),
+                    "a `pacemaker` target needs `vip`: the IP address clients reach the database at".into(),
                 ));
             }
             let cloud = CloudOptions {
@@ -365,6 +396,9 @@ impl Config {
                 provider: target.provider,
                 backend: target.backend,
                 project: target.project,
+                vip: target.vip,
+                vip_netmask: target.vip_netmask.unwrap_or(defaults.vip_netmask),
+                shared_dir: target.shared_dir.unwrap_or(defaults.shared_dir),
             };
             targets.insert(
                 name.clone(),

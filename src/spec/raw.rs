@@ -77,7 +77,8 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    /// The platform: `local`, `ssh`, `openstack`, `nomad`, `kubernetes` or `terraform`.
+    /// The platform: `local`, `ssh`, `openstack`, `nomad`, `kubernetes`, `terraform` or
+    /// `pacemaker`.
     #[schemars(with = "String")]
     pub platform: Spanned<String>,
     /// What this target is, for people.
@@ -115,6 +116,16 @@ pub struct RawTarget {
     /// `ssh`: address servers listen on (default `0.0.0.0`; `local`: `127.0.0.1`).
     #[serde(default)]
     pub listen: Option<String>,
+    /// `pacemaker`: the virtual IP of the database's resource group.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// `pacemaker`: prefix length of `vip` (default 24).
+    #[serde(default)]
+    pub vip_netmask: Option<u8>,
+    /// `pacemaker`: shared directory, visible on every node, for the databases'
+    /// loop-mounted disk images (default `/srv/dbctl-shared`).
+    #[serde(default)]
+    pub shared_dir: Option<String>,
     /// `openstack`: the openrc file with Keystone v3 credentials, relative to the repo
     /// (e.g. `files/openrc.sh`; never printed).
     #[serde(default)]

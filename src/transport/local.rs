@@ -96,7 +96,7 @@ impl Local {
         for (key, value) in &cmd.env {
             command.env(key, value.expose_secret());
         }
-        match &cmd.cwd {
+        match cmd.cwd.as_ref().filter(|d| d.is_dir()) {
             Some(dir) => {
                 command.current_dir(dir);
             }

@@ -3,7 +3,7 @@
 //! known_hosts apply. Host keys are checked strictly unless `accept_new_host_keys`.
 //!
 //! Every command runs as `sh -c WRAPPER sh CWD PROGRAM ARGS…`: the wrapper (a constant
-//! script, never built from input) changes directory, reads `KEY=VALUE` lines up to an
+//! script, never built from input) changes directory (to `/` when it is missing), reads `KEY=VALUE` lines up to an
 //! empty line from stdin and exports them, then execs the program with the rest of
 //! stdin. Secrets therefore travel over the encrypted channel's stdin, never on a
 //! remote command line. Arguments are shell-quoted by `openssh`.
@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use super::{CommandSpec, Output, Transport, TransportError};
 
 /// Sets up the environment and working directory, then execs the program.
-const WRAPPER: &str = r#"cd "$1" || exit 127; shift; while IFS= read -r dbctl_env && [ -n "$dbctl_env" ]; do export "$dbctl_env"; done; exec "$@""#;
+const WRAPPER: &str = r#"cd "$1" 2>/dev/null || cd /; shift; while IFS= read -r dbctl_env && [ -n "$dbctl_env" ]; do export "$dbctl_env"; done; exec "$@""#;
 
 /// How to reach a host.
 #[derive(Debug, Clone)]
