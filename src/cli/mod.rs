@@ -1,6 +1,7 @@
 //! Command-line definitions (clap). Each subcommand's file only turns flags into an
 //! options struct and calls its operation in [`crate::ops`].
 
+mod apply;
 mod connection;
 mod create;
 mod delete;
@@ -78,6 +79,10 @@ pub enum Command {
     Init(init::InitArgs),
     /// Create a database: write its spec, run it, commit its connection file.
     Create(create::CreateArgs),
+    /// Show what `apply` would change: every spec against what runs.
+    Plan(apply::PlanArgs),
+    /// Converge every spec of the repo, several databases at once, and commit.
+    Apply(apply::ApplyArgs),
     /// List every database of the repo with its live state.
     List(list::ListArgs),
     /// Show whether a database is up, its version, port and size.
@@ -110,6 +115,8 @@ impl Cli {
         let result: anyhow::Result<Box<dyn Report>> = match self.command {
             Command::Init(args) => args.run(&session),
             Command::Create(args) => args.run(&session),
+            Command::Plan(args) => args.run(&session),
+            Command::Apply(args) => args.run(&session),
             Command::List(args) => args.run(&session),
             Command::Status(args) => args.run(&session),
             Command::Connection(args) => args.run(&session),

@@ -222,40 +222,97 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         return Ok(report);
     }
 
-    let _lock = super::lock(&repo, &spec.name, "create", opts.lock_timeout_s)?;
-    let conn_path = repo.path(&conn_rel);
-    let spec_path = repo.path(&spec_rel);
-    let spec_text = spec.to_yaml();
+    let printer = &session.printer;
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    let converged = converge(
+        &repo,
+        &spec,
+        platform.as_ref(),
+        opts.lock_timeout_s,
+        printer,
+        &progress,
+    )?;
+    report.changed = converged.changed;
+    report.server_version = converged.server_version;
+    report.host = converged.host;
+    report.port = converged.port;
+    report.uri = converged.uri;
+    if !converged.changed {
+        return Ok(report);
+    }
+    if !opts.no_commit {
+        report.commit = commit(&repo, &[&spec_rel, &conn_rel], &spec.name)?;
+        if opts.push {
+            git::push(repo.root())?;
+            report.pushed = true;
+        }
+    }
+    Ok(report)
+}
+
+/// What [`converge`] found or did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Converged {
+    /// False when the database was already up with its connection file.
+    pub changed: bool,
+    /// Full server version.
+    pub server_version: Option<String>,
+    /// Client address.
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// URI without password.
+    pub uri: Option<String>,
+}
+
+/// Brings one validated spec to its desired state on `platform`, without committing:
+/// takes the database's lock; when the spec file and connection file exist and the
+/// server is up, does nothing; otherwise writes the spec file (if missing), runs the
+/// platform's create with a new password and writes the connection file atomically.
+///
+/// # Errors
+/// The lock is held elsewhere, or a step fails.
+pub fn converge(
+    repo: &Repo,
+    spec: &crate::spec::Spec,
+    platform: &dyn crate::platform::Platform,
+    lock_timeout_s: u64,
+    printer: &crate::output::Printer,
+    progress: crate::platform::Progress<'_>,
+) -> Result<Converged> {
+    let _lock = super::lock(repo, &spec.name, "create", lock_timeout_s)?;
+    let spec_path = repo.path(&Repo::spec_rel(&spec.name));
+    let conn_path = repo.path(&Repo::connection_rel(&spec.name));
     let spec_on_disk = std::fs::read_to_string(&spec_path).ok();
     if conn_path.exists() && spec_on_disk.is_some() {
-        let status = platform.status(&spec)?;
+        let status = platform.status(spec)?;
         if status.state == State::Up {
-            report.server_version = status.server_version;
-            report.host = status.host;
-            report.port = status.port;
-            if let Ok(text) = std::fs::read_to_string(&conn_path)
-                && let Ok(conn) = ConnectionFile::parse(&text)
-            {
-                report.uri = Some(conn.uri);
-            }
-            return Ok(report);
+            let uri = std::fs::read_to_string(&conn_path)
+                .ok()
+                .and_then(|text| ConnectionFile::parse(&text).ok())
+                .map(|conn| conn.uri);
+            return Ok(Converged {
+                changed: false,
+                server_version: status.server_version,
+                host: status.host,
+                port: status.port,
+                uri,
+            });
         }
     }
     if spec_on_disk.is_none() {
-        write_atomic(&spec_path, spec_text.as_bytes(), 0o644)?;
+        write_atomic(&spec_path, spec.to_yaml().as_bytes(), 0o644)?;
     }
     let password = secret::generate_password();
-    let printer = &session.printer;
     printer.status(&format!(
         "creating `{}` ({} {}) on target `{}`",
         spec.name, spec.engine, spec.version, spec.target
     ));
-    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
     let created = platform
         .create(&CreateRequest {
-            spec: &spec,
+            spec,
             password: &password,
-            progress: &progress,
+            progress,
         })
         .with_context(|| format!("cannot create `{}`", spec.name))?;
     let conn = ConnectionFile {
@@ -272,19 +329,13 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         written_at: jiff::Timestamp::now().to_string(),
     };
     write_atomic(&conn_path, conn.to_yaml().as_bytes(), 0o644)?;
-    report.changed = true;
-    report.server_version = Some(created.server_version);
-    report.host = Some(created.host);
-    report.port = Some(created.port);
-    report.uri = Some(created.uri);
-    if !opts.no_commit {
-        report.commit = commit(&repo, &[&spec_rel, &conn_rel], &spec.name)?;
-        if opts.push {
-            git::push(repo.root())?;
-            report.pushed = true;
-        }
-    }
-    Ok(report)
+    Ok(Converged {
+        changed: true,
+        server_version: Some(created.server_version),
+        host: Some(created.host),
+        port: Some(created.port),
+        uri: Some(created.uri),
+    })
 }
 
 fn commit(repo: &Repo, paths: &[&Path], name: &str) -> Result<Option<String>> {

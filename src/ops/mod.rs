@@ -1,6 +1,7 @@
 //! Operations, one per file. Each takes an options struct and returns a report; none
 //! prints results itself (progress goes through [`Printer`]).
 
+pub mod apply;
 pub mod connection;
 pub mod create;
 pub mod delete;

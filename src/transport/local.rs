@@ -297,7 +297,13 @@ impl Transport for Local {
         let Ok(raw) = i32::try_from(pid) else {
             return false;
         };
+        // A zombie (exited, not yet reaped: some container inits never reap) is dead.
+        let zombie = std::fs::read_to_string(format!("/proc/{raw}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        });
         raw > 0
+            && !zombie
             && !matches!(
                 kill(Pid::from_raw(raw), None),
                 Err(nix::errno::Errno::ESRCH)

@@ -406,8 +406,12 @@ impl Transport for Ssh {
     fn process_alive(&self, pid: u32) -> bool {
         pid > 0
             && self
-                .script(r#"kill -0 "$1" 2>&1 || exit 1"#, &[&pid.to_string()], None)
-                .is_ok_and(|o| o.success() || o.stdout.contains("not permitted"))
+                .script(
+                    r#"s=$(ps -o stat= -p "$1") || exit 1; case $s in Z*) exit 1;; esac"#,
+                    &[&pid.to_string()],
+                    None,
+                )
+                .is_ok_and(|o| o.success())
     }
 
     fn signal(&self, pid: u32, signal: &str) -> Result<(), TransportError> {
