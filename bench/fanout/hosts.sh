@@ -1,0 +1,55 @@
+#!/bin/bash
+# N "hosts" for the fan-out benchmark: network namespaces <ID>1..<ID>N at
+# 10.203.1.11.. on a bridge in namespace <ID>b (10.203.1.1, where the tools run), each
+# with its own sshd. Same filesystem, separate networks (every host's servers can
+# use the same ports).
+#   hosts.sh up DIR ID N | hosts.sh down DIR ID N
+set -eu
+cmd=$1 dir=$2 id=$3 n=$4
+br=${id}b
+if [ "$cmd" = down ]; then
+  for ns in $(seq -f "${id}%g" 1 "$n") "$br"; do
+    if ip netns list | grep -qw "$ns"; then
+      for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
+      ip netns del "$ns" 2>/dev/null || true
+    fi
+  done
+  exit 0
+fi
+mkdir -p "$dir" /run/sshd
+[ -e "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
+: > "$dir/known_hosts"
+ip netns add "$br"
+ip -n "$br" link set lo up
+ip -n "$br" link add br0 type bridge
+ip -n "$br" addr add 10.203.1.1/24 dev br0
+ip -n "$br" link set br0 up
+for i in $(seq 1 "$n"); do
+  ns=${id}$i addr=10.203.1.$((10 + i))
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip link add "${id}v$i" type veth peer name "${id}p$i"
+  ip link set "${id}v$i" netns "$br"
+  ip -n "$br" link set "${id}v$i" master br0 up
+  ip link set "${id}p$i" netns "$ns"
+  ip -n "$ns" link set "${id}p$i" name eth0
+  ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  host="$dir/host$i"
+  mkdir -p "$host"
+  [ -e "$host/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$host/host_key"
+  cat > "$host/sshd_config" <<CONF
+ListenAddress $addr
+HostKey $host/host_key
+PidFile $host/sshd.pid
+AuthorizedKeysFile $dir/client_key.pub
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+PermitRootLogin prohibit-password
+MaxStartups 100
+MaxSessions 50
+CONF
+  ip netns exec "$ns" /usr/sbin/sshd -f "$host/sshd_config" -E "$host/sshd.log"
+  echo "$addr $(cut -d' ' -f1,2 "$host/host_key.pub")" >> "$dir/known_hosts"
+done
