@@ -217,3 +217,65 @@ fn a_dead_host_fails_clearly_after_bounded_retries() {
     assert!(took.as_secs() >= 3 && took.as_secs() < 30, "took {took:?}");
     assert!(!world.repo.join("etc/databases/kv.yml").exists());
 }
+
+#[test]
+fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let world = world_with(&sshd, sshd.port, &sshd.known_hosts);
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "    platform: ssh\n",
+            "    platform: ssh\n    install_packages: true\n",
+            1,
+        ),
+    )
+    .unwrap();
+    // PostgreSQL 16 is in the catalog but not installed, and Debian 12 has no package
+    // for it: dbctl asks apt-get on the host and reports what apt-get said.
+    let run = world.dbctl(&[
+        "create",
+        "-t",
+        "postgresql",
+        "--version",
+        "16",
+        "--size",
+        "1",
+        "pg16",
+        "--target",
+        "vm",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Install postgresql-16"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("installing `postgresql-16` on 127.0.0.1 failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("postgresql-16"), "{}", run.stderr);
+    // Without install_packages the same request stops in preflight, before any change.
+    std::fs::write(&config, &text).unwrap();
+    let _ = std::fs::remove_file(world.repo.join("etc/databases/pg16.yml"));
+    world
+        .dbctl(&[
+            "create",
+            "-t",
+            "postgresql",
+            "--version",
+            "16",
+            "--size",
+            "1",
+            "pg16",
+            "--target",
+            "vm",
+        ])
+        .fails_with("postgresql 16 is not installed on 127.0.0.1");
+}

@@ -25,7 +25,7 @@ use crate::playbook::Playbook;
 use crate::playbook::runner::{Runner, display_chain};
 use crate::render::Renderer;
 use crate::spec::{PlatformKind, Spec, Target};
-use crate::transport::{self, Transport};
+use crate::transport::{self, CommandSpec, Transport};
 
 /// Bytes in one GB as dbctl counts sizes (GiB, as OpenStack and most clouds do).
 pub const GB: u64 = 1 << 30;
@@ -303,6 +303,47 @@ impl Host {
         )?)
     }
 
+    /// The distro package providing a missing binary of `spec`'s engine, when the target
+    /// has `install_packages: true` and the engine is not installed.
+    fn package_to_install(&self, spec: &Spec, engine: &dyn Engine) -> Option<String> {
+        if !self.target.ssh.install_packages {
+            return None;
+        }
+        match engine.locate(
+            self.transport.as_ref(),
+            Some(&spec.version),
+            &self.known_versions(spec.engine),
+        ) {
+            Err(engine::EngineError::NotInstalled { package, .. }) => Some(package),
+            // Debian installs PostgreSQL majors side by side (`postgresql-16` beside 15).
+            Err(engine::EngineError::VersionMismatch { wanted, .. })
+                if spec.engine == EngineKind::Postgresql =>
+            {
+                Some(format!("postgresql-{wanted}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Installs `package` with `apt-get` (as the login, which must be root).
+    fn install(&self, package: &str) -> Result<()> {
+        let cmd = CommandSpec::new(
+            "apt-get",
+            ["install", "-y", "-q", "--no-install-recommends", package],
+        )
+        .secret_env("DEBIAN_FRONTEND", SecretString::from("noninteractive"))
+        .timeout(std::time::Duration::from_secs(900));
+        let out = self.transport.run(&cmd)?;
+        if !out.success() {
+            bail!(
+                "installing `{package}` on {} failed: {}",
+                self.transport.host(),
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Reads the admin secret of an engine that needs one, generating it on first use.
     fn admin_secret(&self, instance: &Instance, create: bool) -> Result<Option<SecretString>> {
         let path = instance.conf_dir.join("admin.secret");
@@ -378,12 +419,23 @@ impl super::Platform for Host {
 
     fn preflight(&self, spec: &Spec) -> Result<()> {
         let engine = self.engine(spec.engine)?;
-        let located = self.locate(spec, engine.as_ref())?;
+        let installing = self.package_to_install(spec, engine.as_ref());
+        let located = match &installing {
+            // `create` installs it first; until then templates see bare program names.
+            Some(_) => Located {
+                version: spec.version.clone(),
+                bin: BTreeMap::new(),
+            },
+            None => self.locate(spec, engine.as_ref())?,
+        };
         let record = self.read_record(&spec.name)?;
         if let Some(record) = &record {
             self.check_record(spec, record)?;
         }
-        if let Some(user) = self.service_user(spec.engine) {
+        if let Some(user) = self
+            .service_user(spec.engine)
+            .filter(|_| installing.is_none())
+        {
             if !self.transport.user_exists(&user) {
                 bail!(
                     "user `{user}`, which runs {} servers when dbctl runs as root, does not exist on this machine; install the {} server package",
@@ -419,12 +471,14 @@ impl super::Platform for Host {
             ("password", REDACTED.to_owned()),
             ("admin_password", REDACTED.to_owned()),
         ]);
-        let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
-        for operation in ["create", "delete"] {
-            let playbook = self.playbook(spec.engine, operation)?;
-            for (template, _) in playbook.templates() {
-                let name = self.renderer.render_str(template, &ctx, "template name")?;
-                self.renderer.render(&name, &ctx)?;
+        if installing.is_none() {
+            let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
+            for operation in ["create", "delete"] {
+                let playbook = self.playbook(spec.engine, operation)?;
+                for (template, _) in playbook.templates() {
+                    let name = self.renderer.render_str(template, &ctx, "template name")?;
+                    self.renderer.render(&name, &ctx)?;
+                }
             }
         }
         Ok(())
@@ -433,6 +487,10 @@ impl super::Platform for Host {
     fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
         let spec = req.spec;
         let engine = self.engine(spec.engine)?;
+        if let Some(package) = self.package_to_install(spec, engine.as_ref()) {
+            (req.progress)(1, 1, &format!("Install {package}"));
+            self.install(&package)?;
+        }
         let located = self.locate(spec, engine.as_ref())?;
         self.transport.make_dir(&self.state_dir, 0o755, None)?;
         let port = {

@@ -158,6 +158,8 @@ pub struct SshTarget {
     pub accept_new_host_keys: bool,
     /// Listen address of servers.
     pub listen: Option<String>,
+    /// Install missing engine packages with apt-get.
+    pub install_packages: bool,
 }
 
 /// Target keys of the `openstack`, `nomad`, `kubernetes` and `terraform` platforms,
@@ -417,6 +419,7 @@ impl Config {
                         known_hosts: target.known_hosts.map(PathBuf::from),
                         accept_new_host_keys: target.accept_new_host_keys,
                         listen: target.listen,
+                        install_packages: target.install_packages,
                     },
                     cloud,
                 },

@@ -113,6 +113,9 @@ pub struct RawTarget {
     /// `ssh`: trust unknown host keys on first use (a changed key is still refused).
     #[serde(default)]
     pub accept_new_host_keys: bool,
+    /// `local`, `ssh`: install the engine's distro packages (apt-get) when missing.
+    #[serde(default)]
+    pub install_packages: bool,
     /// `ssh`: address servers listen on (default `0.0.0.0`; `local`: `127.0.0.1`).
     #[serde(default)]
     pub listen: Option<String>,
