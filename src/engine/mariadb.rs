@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{
-    Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked, series,
+    Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked, version_series,
 };
 use crate::catalog::EngineKind;
 use crate::transport::{CommandSpec, Transport};
@@ -64,28 +64,12 @@ impl Engine for Mariadb {
             &wanted,
             "mariadb-server",
         )?;
-        let out = run_checked(
-            t,
-            self.kind(),
-            &CommandSpec::new(&bin["mariadbd"], ["--version"]),
-            "`mariadbd --version`",
-        )?;
-        let full = out
-            .split_whitespace()
-            .skip_while(|w| *w != "Ver")
-            .nth(1)
-            .unwrap_or_default();
-        let found = series(full);
-        if let Some(wanted) = version
-            && wanted != found
-        {
-            return Err(EngineError::VersionMismatch {
-                engine: self.kind(),
-                wanted: wanted.to_owned(),
-                installed: found,
-                host: t.host().to_owned(),
-            });
-        }
+        let found = version_series(t, self.kind(), &bin["mariadbd"], version, |out| {
+            out.split_whitespace()
+                .skip_while(|w| *w != "Ver")
+                .nth(1)
+                .map(str::to_owned)
+        })?;
         Ok(Located {
             version: found,
             bin,

@@ -246,6 +246,33 @@ pub(crate) fn find_all(
     Ok(bin)
 }
 
+/// Runs `binary --version`, takes the word `pick` finds, and checks its series against
+/// `wanted`; returns the series found.
+pub(crate) fn version_series(
+    t: &dyn Transport,
+    kind: EngineKind,
+    binary: &str,
+    wanted: Option<&str>,
+    pick: impl Fn(&str) -> Option<String>,
+) -> Result<String, EngineError> {
+    let out = run_checked(
+        t,
+        kind,
+        &CommandSpec::new(binary, ["--version"]),
+        &format!("`{binary} --version`"),
+    )?;
+    let found = series(&pick(&out).unwrap_or_default());
+    match wanted {
+        Some(wanted) if wanted != found => Err(EngineError::VersionMismatch {
+            engine: kind,
+            wanted: wanted.to_owned(),
+            installed: found,
+            host: t.host().to_owned(),
+        }),
+        _ => Ok(found),
+    }
+}
+
 /// The `major.minor` series of a version string (`10.11.14-MariaDB` → `10.11`).
 pub(crate) fn series(version: &str) -> String {
     version

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::{
-    Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked, series,
+    Engine, EngineError, Instance, Located, Probe, find_all, make_uri, run_checked, version_series,
 };
 use crate::catalog::EngineKind;
 use crate::transport::{CommandSpec, Transport};
@@ -78,27 +78,11 @@ impl Engine for Redis {
             &wanted,
             "redis-server",
         )?;
-        let out = run_checked(
-            t,
-            self.kind(),
-            &CommandSpec::new(&bin["redis-server"], ["--version"]),
-            "`redis-server --version`",
-        )?;
-        let full = out
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("v="))
-            .unwrap_or_default();
-        let found = series(full);
-        if let Some(wanted) = version
-            && wanted != found
-        {
-            return Err(EngineError::VersionMismatch {
-                engine: self.kind(),
-                wanted: wanted.to_owned(),
-                installed: found,
-                host: t.host().to_owned(),
-            });
-        }
+        let found = version_series(t, self.kind(), &bin["redis-server"], version, |out| {
+            out.split_whitespace()
+                .find_map(|w| w.strip_prefix("v="))
+                .map(str::to_owned)
+        })?;
         Ok(Located {
             version: found,
             bin,

@@ -98,6 +98,19 @@ fn platform_target(repo: &Repo, opts: &RenderOptions) -> Result<Option<Target>> 
     Ok(None)
 }
 
+/// The target `spec` renders for: `fixed` (from `--target`/`--platform`) or its own.
+fn target_of(repo: &Repo, spec: &Spec, fixed: Option<&Target>) -> Result<Target> {
+    match fixed {
+        Some(t) => Ok(t.clone()),
+        None => repo.config.target(&spec.target).cloned().with_context(|| {
+            format!(
+                "spec `{}` names unknown target `{}`",
+                spec.name, spec.target
+            )
+        }),
+    }
+}
+
 /// Renders `specs` with one driver per target (templates are parsed once per driver).
 ///
 /// # Errors
@@ -111,19 +124,7 @@ pub fn render_specs(
     let mut drivers: BTreeMap<String, Box<dyn Platform>> = BTreeMap::new();
     let mut artifacts = Vec::new();
     for spec in specs {
-        let target = match fixed {
-            Some(t) => t.clone(),
-            None => repo
-                .config
-                .target(&spec.target)
-                .with_context(|| {
-                    format!(
-                        "spec `{}` names unknown target `{}`",
-                        spec.name, spec.target
-                    )
-                })?
-                .clone(),
-        };
+        let target = target_of(repo, spec, fixed)?;
         if !drivers.contains_key(&target.name) {
             drivers.insert(
                 target.name.clone(),
@@ -162,19 +163,7 @@ pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
     if opts.context {
         let mut contexts = Vec::new();
         for spec in &specs {
-            let target = match &fixed {
-                Some(t) => t.clone(),
-                None => repo
-                    .config
-                    .target(&spec.target)
-                    .with_context(|| {
-                        format!(
-                            "spec `{}` names unknown target `{}`",
-                            spec.name, spec.target
-                        )
-                    })?
-                    .clone(),
-            };
+            let target = target_of(&repo, spec, fixed.as_ref())?;
             contexts.push(platform::for_target(&repo, &target, &session.platform)?.describe(spec)?);
         }
         return Ok(RenderReport {
