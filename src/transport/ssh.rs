@@ -19,6 +19,25 @@ use tokio::sync::Semaphore;
 
 use super::{CommandSpec, Output, Transport, TransportError};
 
+/// Connection attempts in flight at once to one host from this process: sshd drops
+/// bursts of unauthenticated connections (`MaxStartups`, 10 by default), and `apply`
+/// may connect to one host for many databases at once.
+const CONNECTS_PER_HOST: usize = 4;
+
+fn connect_permits(host: &str) -> Arc<Semaphore> {
+    static PERMITS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    > = std::sync::OnceLock::new();
+    let map = PERMITS.get_or_init(Default::default);
+    let mut map = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(
+        map.entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(CONNECTS_PER_HOST))),
+    )
+}
+
 /// Sets up the environment and working directory, then execs the program.
 const WRAPPER: &str = r#"cd "$1" 2>/dev/null || cd /; shift; while IFS= read -r dbctl_env && [ -n "$dbctl_env" ]; do export "$dbctl_env"; done; exec "$@""#;
 
@@ -129,7 +148,12 @@ impl Ssh {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
             }
-            match runtime.block_on(builder.connect_mux(&opts.host)) {
+            let permits = connect_permits(&opts.host);
+            let connected = runtime.block_on(async {
+                let _permit = permits.acquire().await;
+                builder.connect_mux(&opts.host).await
+            });
+            match connected {
                 Ok(s) => {
                     session = Some(s);
                     break;
