@@ -428,3 +428,57 @@ fn cloud_targets_refuse_create_before_changing_anything() {
     assert_eq!(world.head(), head);
     assert!(!world.repo.join("etc/databases/cloudy.yml").exists());
 }
+
+#[test]
+fn control_plane_stacks_validate_and_the_inventory_lists_every_node() {
+    let world = world();
+    for (name, engine, version) in [("orders", "postgresql", "15"), ("sessions", "redis", "7.0")] {
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!(
+                "name: {name}\nengine: {engine}\nversion: \"{version}\"\nsize_gb: 5\ntarget: os\n"
+            ),
+        )
+        .unwrap();
+    }
+    let out = world.dir.path().join("cp");
+    world
+        .dbctl(&[
+            "control-plane",
+            "--target",
+            "os",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+    let base = out.join("openstack/control-plane/os");
+    let stacks = files(&base.join("heat"), ".yaml");
+    assert_eq!(stacks.len(), 2);
+    let masters = std::fs::read_to_string(base.join("heat/os-masters.yaml")).unwrap();
+    assert_eq!(
+        masters.matches("type: OS::Nova::Server\n").count(),
+        3,
+        "default 3 masters"
+    );
+    let mut args = vec![validator("hot.py")];
+    args.extend(stacks);
+    validate(Path::new("/usr/bin/python3"), &args, 2);
+    let hosts = std::fs::read_to_string(base.join("hosts.ini")).unwrap();
+    assert_eq!(
+        hosts.matches(" ansible_host=").count(),
+        3 + 2 * 3,
+        "{hosts}"
+    );
+    for line in [
+        "[masters]",
+        "[db_orders]",
+        "[db_sessions]",
+        "db-orders-node-3 ",
+        "[databases:children]\ndb_orders\ndb_sessions",
+    ] {
+        assert!(hosts.contains(line), "{line:?} missing:\n{hosts}");
+    }
+    world
+        .dbctl(&["control-plane", "--target", "k8s"])
+        .fails_with("a control plane is rendered for `openstack` targets");
+}

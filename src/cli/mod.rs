@@ -3,6 +3,7 @@
 
 mod apply;
 mod connection;
+mod control_plane;
 mod create;
 mod delete;
 mod init;
@@ -91,6 +92,9 @@ pub enum Command {
     Connection(connection::ConnectionArgs),
     /// Delete a database: stop it, remove its data, spec and connection file.
     Delete(delete::DeleteArgs),
+    /// Render an openstack target's control plane: network and Consul + Nomad masters
+    /// as Heat stacks, and the inventory (hosts.ini).
+    ControlPlane(control_plane::ControlPlaneArgs),
     /// Print (or write) the artifacts dbctl renders for a database.
     Render(render::RenderArgs),
 }
@@ -122,6 +126,7 @@ impl Cli {
             Command::Connection(args) => args.run(&session),
             Command::Delete(args) => args.run(&session),
             Command::Render(args) => args.run(&session),
+            Command::ControlPlane(args) => args.run(&session),
         };
         match result {
             Ok(report) => {

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod connection;
+pub mod control_plane;
 pub mod create;
 pub mod delete;
 pub mod init;

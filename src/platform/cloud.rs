@@ -205,6 +205,50 @@ impl Cloud {
         }))
     }
 
+    /// Renders the control plane of an `openstack` target
+    /// (`playbooks/openstack/control-plane.yml`): network and masters stacks and the
+    /// inventory listing the nodes of `specs` (the databases on this target).
+    ///
+    /// # Errors
+    /// Not an openstack target, or a broken template.
+    pub fn render_control_plane(&self, specs: &[Spec]) -> Result<Vec<Artifact>> {
+        if self.kind != PlatformKind::Openstack {
+            bail!(
+                "target `{}` uses platform `{}`; a control plane is rendered for `openstack` targets",
+                self.target.name,
+                self.kind
+            );
+        }
+        let playbook = Playbook::load(&self.assets, "openstack/control-plane.yml")?;
+        let names = BTreeMap::from([
+            ("network", format!("{}-network", self.target.name)),
+            ("masters", format!("{}-masters", self.target.name)),
+        ]);
+        let databases: Vec<_> = specs
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "engine": s.engine, "version": s.version}))
+            .collect();
+        let ctx = minijinja::context! {
+            target => Value::from(Serde(&self.target)),
+            names => Value::from(Serde(&names)),
+            cidr => self.target.cloud.cidr.clone(),
+            flavor => self.target.cloud.flavors.get("master").cloned().unwrap_or_else(|| "m1.medium".into()),
+            databases => Value::from(Serde(&databases)),
+        };
+        let mut artifacts = Vec::new();
+        for step in playbook.artifacts() {
+            let path = self
+                .renderer
+                .render_str(&step.path, &ctx, "artifact.path")?;
+            let mut content = self.renderer.render(&step.template, &ctx)?;
+            if !content.ends_with('\n') {
+                content.push('\n');
+            }
+            artifacts.push(Artifact { path, content });
+        }
+        Ok(artifacts)
+    }
+
     /// Renders `playbooks/<platform>/<operation>.yml`'s artifacts for `spec`.
     ///
     /// # Errors

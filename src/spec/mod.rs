@@ -184,6 +184,8 @@ pub struct CloudOptions {
     pub flavors: BTreeMap<String, String>,
     /// Control-plane masters (default 3).
     pub masters: u32,
+    /// Control-plane subnet CIDR.
+    pub cidr: String,
     /// Nomad datacenters.
     pub datacenters: Vec<String>,
     /// Namespace.
@@ -236,6 +238,7 @@ impl CloudOptions {
             },
             flavors: BTreeMap::new(),
             masters: 3,
+            cidr: "10.20.0.0/24".into(),
             datacenters: vec!["dc1".into()],
             namespace: "default".into(),
             region: None,
@@ -381,6 +384,7 @@ impl Config {
                 nodes: target.nodes.unwrap_or(defaults.nodes),
                 flavors: target.flavors,
                 masters: target.masters.unwrap_or(defaults.masters),
+                cidr: target.cidr.unwrap_or(defaults.cidr),
                 datacenters: if target.datacenters.is_empty() {
                     defaults.datacenters
                 } else {

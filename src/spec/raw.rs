@@ -155,6 +155,9 @@ pub struct RawTarget {
     /// `openstack`: Nova flavor for each plan (default `db.<plan>`).
     #[serde(default)]
     pub flavors: BTreeMap<String, String>,
+    /// `openstack`: CIDR of the control plane's private subnet (default 10.20.0.0/24).
+    #[serde(default)]
+    pub cidr: Option<String>,
     /// `openstack`: control-plane masters (consul + nomad servers, default 3).
     #[serde(default)]
     pub masters: Option<u32>,
