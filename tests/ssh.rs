@@ -279,3 +279,53 @@ fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
         ])
         .fails_with("postgresql 16 is not installed on 127.0.0.1");
 }
+
+/// Output lines reach the caller as the command prints them, locally and over SSH.
+#[test]
+fn command_output_streams_line_by_line() {
+    use dbctl::transport::{CommandSpec, Local, Ssh, SshOptions, Stream, Transport};
+
+    fn check(t: &dyn Transport) {
+        let cmd = CommandSpec::new("sh", ["-c", "echo one; echo warn >&2; sleep 1.5; echo two"]);
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        let out = t
+            .run_streaming(&cmd, &mut |stream, line| {
+                seen.push((stream, line.to_owned(), started.elapsed()))
+            })
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "one\ntwo\n");
+        assert_eq!(out.stderr, "warn\n");
+        let at = |text: &str| {
+            seen.iter()
+                .find(|(_, l, _)| l == text)
+                .map(|(s, _, t)| (*s, *t))
+                .unwrap()
+        };
+        let (stream, first) = at("one");
+        assert_eq!(stream, Stream::Stdout);
+        assert_eq!(at("warn").0, Stream::Stderr);
+        let (_, second) = at("two");
+        assert!(
+            first.as_secs_f64() < 1.0,
+            "{}: first line only after {first:?}",
+            t.host()
+        );
+        assert!(
+            second.as_secs_f64() >= 1.4,
+            "{}: second line at {second:?}",
+            t.host()
+        );
+    }
+
+    check(&Local::new());
+    let world = World::bare();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let mut opts = SshOptions::new("127.0.0.1");
+    opts.port = Some(sshd.port);
+    opts.user = Some("root".into());
+    opts.identity = Some(sshd.client_key.clone());
+    opts.known_hosts = Some(sshd.known_hosts.clone());
+    check(&Ssh::connect(&opts).unwrap());
+}

@@ -53,6 +53,9 @@ pub struct GlobalArgs {
     /// No progress lines on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Show the output of the commands each step runs, as it arrives.
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
 }
 
 /// Flags shared by commands that change something.
@@ -102,7 +105,7 @@ pub enum Command {
 impl Cli {
     /// Runs the parsed command; returns the exit code.
     pub fn run(self) -> u8 {
-        let printer = Printer::new(self.global.output, self.global.quiet);
+        let printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
         let session = Session {
             repo_root: self
                 .global

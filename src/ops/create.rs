@@ -313,6 +313,9 @@ pub fn converge(
             spec,
             password: &password,
             progress,
+            output: printer
+                .verbose()
+                .then_some(&|line: &str| printer.output(line) as _),
         })
         .with_context(|| format!("cannot create `{}`", spec.name))?;
     let conn = ConnectionFile {

@@ -42,16 +42,31 @@ pub struct Printer {
     /// The chosen format.
     pub format: Format,
     quiet: bool,
+    verbose: bool,
     tty: bool,
 }
 
 impl Printer {
-    /// A printer for `format`; `quiet` silences progress.
-    pub fn new(format: Format, quiet: bool) -> Self {
+    /// A printer for `format`; `quiet` silences progress; `verbose` shows the output
+    /// of the commands steps run.
+    pub fn new(format: Format, quiet: bool, verbose: bool) -> Self {
         Self {
             format,
             quiet,
+            verbose,
             tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// True with `--verbose` (and not `--quiet` or JSON).
+    pub fn verbose(&self) -> bool {
+        self.verbose && !self.quiet && self.format == Format::Human
+    }
+
+    /// One output line of a command a step runs, indented under its step (stderr).
+    pub fn output(&self, line: &str) {
+        if self.verbose() {
+            let _ = writeln!(std::io::stderr(), "      | {line}");
         }
     }
 

@@ -554,6 +554,7 @@ impl super::Platform for Host {
             ctx,
             secrets: secret_values,
             progress: req.progress,
+            output: req.output,
         };
         runner.run(&playbook)?;
         let probe = engine.probe(self.transport.as_ref(), &instance, &located.bin)?;
@@ -632,6 +633,7 @@ impl super::Platform for Host {
             ctx,
             secrets: Vec::new(),
             progress,
+            output: None,
         };
         runner
             .run(&playbook)

@@ -22,6 +22,9 @@ use crate::spec::{PlatformKind, Spec, Target};
 /// Progress callback: step number (1-based), step count, step name.
 pub type Progress<'a> = &'a dyn Fn(usize, usize, &str);
 
+/// Receives the output lines of the commands steps run (`--verbose`).
+pub type OutputSink<'a> = &'a dyn Fn(&str);
+
 /// Inputs of [`Platform::create`].
 pub struct CreateRequest<'a> {
     /// The validated spec.
@@ -30,6 +33,8 @@ pub struct CreateRequest<'a> {
     pub password: &'a SecretString,
     /// Step progress.
     pub progress: Progress<'a>,
+    /// Output lines of the commands steps run, as they arrive (`--verbose`).
+    pub output: Option<OutputSink<'a>>,
 }
 
 /// Result of [`Platform::create`]: how clients reach the database.

@@ -20,7 +20,9 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use super::cloud::{Cloud, REDACTED};
-use super::{Artifact, CreateRequest, CreateResponse, Options, Progress, State, Status};
+use super::{
+    Artifact, CreateRequest, CreateResponse, Options, OutputSink, Progress, State, Status,
+};
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance, Located};
 use crate::gitops::Repo;
@@ -191,8 +193,9 @@ impl Pacemaker {
         engine: &dyn Engine,
         path: &str,
         secrets: BTreeMap<&str, String>,
-        progress: Progress<'_>,
+        sinks: (Progress<'_>, Option<OutputSink<'_>>),
     ) -> Result<()> {
+        let (progress, output) = sinks;
         let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &node.ssh);
         let ctx = self.context(spec, &instance, &located, &secrets)?;
@@ -209,6 +212,7 @@ impl Pacemaker {
                 .map(|v| secrecy::SecretString::from(v.clone()))
                 .collect(),
             progress,
+            output,
         };
         runner.run(&playbook)?;
         Ok(())
@@ -337,7 +341,7 @@ impl super::Platform for Pacemaker {
                 engine.as_ref(),
                 &format!("pacemaker/{}/prepare.yml", spec.engine),
                 secrets,
-                progress,
+                (progress, req.output),
             )?;
         }
         for node in &self.nodes {
@@ -380,7 +384,7 @@ impl super::Platform for Pacemaker {
             engine.as_ref(),
             &format!("pacemaker/{}/bootstrap.yml", spec.engine),
             secrets,
-            &noop,
+            (&noop, req.output),
         )?;
         let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine.as_ref(), &active.ssh);

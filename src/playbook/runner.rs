@@ -57,6 +57,9 @@ pub struct Runner<'a> {
     pub secrets: Vec<SecretString>,
     /// Progress callback: step number, total, name.
     pub progress: &'a dyn Fn(usize, usize, &str),
+    /// Receives each output line of the commands steps run, as it arrives
+    /// (`--verbose`); secrets are redacted first.
+    pub output: Option<&'a dyn Fn(&str)>,
 }
 
 impl Runner<'_> {
@@ -279,7 +282,13 @@ impl Runner<'_> {
     }
 
     fn run_checked(&self, cmd: &CommandSpec) -> Result<(), String> {
-        let out = self.transport.run(cmd).map_err(|e| display_chain(&e))?;
+        let out = match self.output {
+            Some(sink) => self
+                .transport
+                .run_streaming(cmd, &mut |_, line| sink(&self.redact(line))),
+            None => self.transport.run(cmd),
+        }
+        .map_err(|e| display_chain(&e))?;
         if out.success() {
             Ok(())
         } else {

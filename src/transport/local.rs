@@ -1,6 +1,6 @@
 //! The local transport: this machine, through `std::process` and the filesystem.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User, chown};
 use secrecy::ExposeSecret;
 
-use super::{CommandSpec, Output, Transport, TransportError};
+use super::{CommandSpec, Output, Stream, Transport, TransportError};
 
 /// This machine.
 #[derive(Debug, Clone)]
@@ -121,7 +121,15 @@ impl Transport for Local {
         &self.user
     }
 
-    fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
+    fn run_streaming(
+        &self,
+        cmd: &CommandSpec,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<Output, TransportError> {
+        enum Msg {
+            Line(Stream, String),
+            Exit(std::io::Result<std::process::ExitStatus>),
+        }
         let spawn_err = |source| TransportError::Spawn {
             host: self.host().to_owned(),
             command: cmd.display(),
@@ -145,25 +153,73 @@ impl Transport for Local {
             });
         }
         let (tx, rx) = mpsc::channel();
+        let mut readers = Vec::new();
+        let pipes: [(Stream, Option<Box<dyn Read + Send>>); 2] = [
+            (
+                Stream::Stdout,
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+            (
+                Stream::Stderr,
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ),
+        ];
+        for (stream, pipe) in pipes {
+            let Some(pipe) = pipe else { continue };
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(pipe).split(b'\n') {
+                    let Ok(line) = line else { break };
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    if tx.send(Msg::Line(stream, text)).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
         std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(cmd.timeout) {
-            Ok(result) => {
-                let out = result.map_err(spawn_err)?;
-                Ok(Output {
-                    code: out.status.code().unwrap_or(-1),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                })
+            for reader in readers {
+                let _ = reader.join();
             }
-            Err(_) => {
-                let _ = kill(Pid::from_raw(pid.cast_signed()), Signal::SIGKILL);
-                Err(TransportError::Timeout {
-                    host: self.host().to_owned(),
-                    command: cmd.display(),
-                    seconds: cmd.timeout.as_secs(),
-                })
+            let _ = tx.send(Msg::Exit(child.wait()));
+        });
+        let deadline = std::time::Instant::now() + cmd.timeout;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Msg::Line(stream, line)) => {
+                    on_line(stream, &line);
+                    let buffer = if stream == Stream::Stdout {
+                        &mut stdout
+                    } else {
+                        &mut stderr
+                    };
+                    buffer.push_str(&line);
+                    buffer.push('\n');
+                }
+                Ok(Msg::Exit(status)) => {
+                    let status = status.map_err(spawn_err)?;
+                    return Ok(Output {
+                        code: status.code().unwrap_or(-1),
+                        stdout,
+                        stderr,
+                    });
+                }
+                Err(_) => {
+                    let _ = kill(Pid::from_raw(pid.cast_signed()), Signal::SIGKILL);
+                    return Err(TransportError::Timeout {
+                        host: self.host().to_owned(),
+                        command: cmd.display(),
+                        seconds: cmd.timeout.as_secs(),
+                    });
+                }
             }
         }
     }

@@ -94,6 +94,18 @@ impl CommandSpec {
     }
 }
 
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives output lines as they arrive: which stream, and the line without newline.
+pub type LineSink<'a> = &'a mut dyn FnMut(Stream, &str);
+
 /// What a finished command returned.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -170,11 +182,24 @@ pub trait Transport: Send + Sync {
     /// The user commands run as.
     fn user(&self) -> &str;
 
+    /// Runs a command to completion, calling `on_line` with each line of its stdout and
+    /// stderr as it arrives (without the newline), and returns all of it too.
+    ///
+    /// # Errors
+    /// [`TransportError::Spawn`], [`TransportError::Timeout`].
+    fn run_streaming(
+        &self,
+        cmd: &CommandSpec,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<Output, TransportError>;
+
     /// Runs a command to completion, capturing its output.
     ///
     /// # Errors
     /// [`TransportError::Spawn`], [`TransportError::Timeout`].
-    fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError>;
+    fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
+        self.run_streaming(cmd, &mut |_, _| {})
+    }
 
     /// Starts a long-running server process in its own session, detached from dbctl
     /// (it survives dbctl exiting), with stdout and stderr appended to `log`. Returns its pid.

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use secrecy::ExposeSecret;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 
-use super::{CommandSpec, Output, Transport, TransportError};
+use super::{CommandSpec, LineSink, Output, Stream, Transport, TransportError};
 
 /// Connection attempts in flight at once to one host from this process: sshd drops
 /// bursts of unauthenticated connections (`MaxStartups`, 10 by default), and `apply`
@@ -213,6 +213,17 @@ impl Ssh {
     }
 
     fn exec(&self, cmd: &CommandSpec, raw_stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+        self.exec_streaming(cmd, raw_stdin, None)
+    }
+
+    /// Runs `cmd`; with `on_line`, output is read line by line as it arrives,
+    /// otherwise captured byte for byte.
+    fn exec_streaming(
+        &self,
+        cmd: &CommandSpec,
+        raw_stdin: Option<&[u8]>,
+        mut on_line: Option<LineSink<'_>>,
+    ) -> Result<Output, TransportError> {
         let spawn_err = |e: &dyn std::fmt::Display| TransportError::Spawn {
             host: self.host.clone(),
             command: cmd.display(),
@@ -268,7 +279,43 @@ impl Ssh {
                     pipe.shutdown().await?;
                     drop(pipe);
                 }
-                child.wait_with_output().await.map_err(io_error)
+                let Some(on_line) = on_line.as_mut() else {
+                    let out = child.wait_with_output().await.map_err(io_error)?;
+                    return Ok((
+                        out.status,
+                        String::from_utf8_lossy(&out.stdout).into_owned(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    ));
+                };
+                let mut out_lines = child.stdout().take().map(|p| BufReader::new(p).lines());
+                let mut err_lines = child.stderr().take().map(|p| BufReader::new(p).lines());
+                let (mut stdout, mut stderr) = (String::new(), String::new());
+                while out_lines.is_some() || err_lines.is_some() {
+                    tokio::select! {
+                        line = async { out_lines.as_mut()?.next_line().await.transpose() }, if out_lines.is_some() => {
+                            match line {
+                                Some(Ok(line)) => {
+                                    on_line(Stream::Stdout, &line);
+                                    stdout.push_str(&line);
+                                    stdout.push('\n');
+                                }
+                                _ => out_lines = None,
+                            }
+                        }
+                        line = async { err_lines.as_mut()?.next_line().await.transpose() }, if err_lines.is_some() => {
+                            match line {
+                                Some(Ok(line)) => {
+                                    on_line(Stream::Stderr, &line);
+                                    stderr.push_str(&line);
+                                    stderr.push('\n');
+                                }
+                                _ => err_lines = None,
+                            }
+                        }
+                    }
+                }
+                let status = child.wait().await.map_err(io_error)?;
+                Ok::<_, std::io::Error>((status, stdout, stderr))
             };
             match tokio::time::timeout(timeout, run).await {
                 Ok(out) => out.map(Some),
@@ -276,10 +323,10 @@ impl Ssh {
             }
         });
         match result {
-            Ok(Some(out)) => Ok(Output {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            Ok(Some((status, stdout, stderr))) => Ok(Output {
+                code: status.code().unwrap_or(-1),
+                stdout,
+                stderr,
             }),
             Ok(None) => Err(TransportError::Timeout {
                 host: self.host.clone(),
@@ -315,6 +362,14 @@ impl Transport for Ssh {
 
     fn user(&self) -> &str {
         &self.user
+    }
+
+    fn run_streaming(
+        &self,
+        cmd: &CommandSpec,
+        on_line: &mut dyn FnMut(Stream, &str),
+    ) -> Result<Output, TransportError> {
+        self.exec_streaming(cmd, None, Some(on_line))
     }
 
     fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
