@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Session;
-use super::render::RenderReport;
+use super::render::{RenderReport, write_artifacts};
 use crate::platform::Cloud;
 
 /// Runs `dbctl control-plane --target T [--out DIR]`.
@@ -37,15 +37,7 @@ pub fn control_plane(session: &Session, target: &str, out: Option<&Path>) -> Res
     }
     let artifacts = Cloud::new(&repo, target).render_control_plane(&specs)?;
     if let Some(out) = out {
-        for artifact in &artifacts {
-            let path = out.join(&artifact.path);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            }
-            std::fs::write(&path, &artifact.content)
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
-        }
+        write_artifacts(out, &artifacts)?;
     }
     Ok(RenderReport {
         artifacts,

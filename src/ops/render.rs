@@ -98,6 +98,24 @@ fn platform_target(repo: &Repo, opts: &RenderOptions) -> Result<Option<Target>> 
     Ok(None)
 }
 
+/// Writes `artifacts` under `out`, creating directories. No fsync: artifacts are
+/// reproducible from the repo, and thousands of fsyncs would take seconds.
+///
+/// # Errors
+/// A directory or file that cannot be written, named.
+pub fn write_artifacts(out: &Path, artifacts: &[Artifact]) -> Result<()> {
+    for artifact in artifacts {
+        let path = out.join(&artifact.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        std::fs::write(&path, &artifact.content)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The target `spec` renders for: `fixed` (from `--target`/`--platform`) or its own.
 fn target_of(repo: &Repo, spec: &Spec, fixed: Option<&Target>) -> Result<Target> {
     match fixed {
@@ -174,17 +192,7 @@ pub fn render(session: &Session, opts: &RenderOptions) -> Result<RenderReport> {
     }
     let artifacts = render_specs(&repo, &specs, fixed.as_ref(), &session.platform)?;
     if let Some(out) = &opts.out {
-        // Artifacts are reproducible from the repo, so no fsync: thousands of them
-        // would otherwise spend seconds waiting for the disk.
-        for artifact in &artifacts {
-            let path = out.join(&artifact.path);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            }
-            std::fs::write(&path, &artifact.content)
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
-        }
+        write_artifacts(out, &artifacts)?;
     }
     Ok(RenderReport {
         artifacts,
