@@ -427,6 +427,18 @@ fn cloud_targets_refuse_create_before_changing_anything() {
         .fails_with("renders its artifacts");
     assert_eq!(world.head(), head);
     assert!(!world.repo.join("etc/databases/cloudy.yml").exists());
+    // A spec on a render-only target is listed as `unknown`, not as an invalid spec.
+    std::fs::write(
+        world.repo.join("etc/databases/cloudy.yml"),
+        "name: cloudy\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: k8s\n",
+    )
+    .unwrap();
+    let list = world.dbctl(&["list"]).ok().stdout;
+    let row = list.lines().find(|l| l.contains("cloudy")).unwrap();
+    assert!(
+        row.contains("unknown") && row.contains("renders its artifacts"),
+        "{list}"
+    );
 }
 
 #[test]

@@ -98,8 +98,11 @@ pub struct ListEntry {
     pub spec: Option<Spec>,
     /// Live status, when the spec is valid.
     pub status: Option<Status>,
-    /// Why the spec or status could not be read.
+    /// Why the spec could not be read (an invalid spec: `list` exits 1).
     pub error: Option<String>,
+    /// Why the live state could not be read (a platform without status, an
+    /// unreachable host); the row says `unknown`.
+    pub status_error: Option<String>,
 }
 
 /// `list`: every spec in the repo with its live state.
@@ -129,6 +132,15 @@ impl Report for ListReport {
                         (Some(h), Some(p)) => format!("{h}:{p}"),
                         _ => "-".into(),
                     },
+                ],
+                (Some(spec), None) => vec![
+                    spec.name.clone(),
+                    spec.engine.to_string(),
+                    spec.version.clone(),
+                    spec.target.clone(),
+                    format!("{} GB", spec.size_gb),
+                    "unknown".into(),
+                    e.status_error.clone().unwrap_or_default(),
                 ],
                 _ => vec![
                     e.name.clone(),
@@ -187,12 +199,14 @@ pub fn list(session: &Session) -> Result<ListReport> {
                         spec: Some(spec),
                         status: Some(status),
                         error: None,
+                        status_error: None,
                     },
                     Err(err) => ListEntry {
                         name,
                         spec: Some(spec),
                         status: None,
-                        error: Some(format!("{err:#}")),
+                        error: None,
+                        status_error: Some(format!("{err:#}")),
                     },
                 }
             }
@@ -202,6 +216,7 @@ pub fn list(session: &Session) -> Result<ListReport> {
                 spec: None,
                 status: None,
                 error: Some(format!("{err:#}")),
+                status_error: None,
             },
         };
         databases.push(entry);
