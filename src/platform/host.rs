@@ -54,6 +54,7 @@ pub struct Host {
     assets: Assets,
     renderer: Renderer,
     transport: Box<dyn Transport>,
+    located: std::sync::Mutex<BTreeMap<(EngineKind, String), Located>>,
 }
 
 impl Host {
@@ -146,6 +147,7 @@ impl Host {
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
             transport,
+            located: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -295,12 +297,23 @@ impl Host {
         })
     }
 
+    /// The engine's binaries for the spec's version, found once per run (each lookup
+    /// costs a few commands on the host, and preflight, create and the final probe all
+    /// need them). A failed lookup is not remembered: `install_packages` may fix it.
     fn locate(&self, spec: &Spec, engine: &dyn Engine) -> Result<Located> {
-        Ok(engine.locate(
+        let key = (spec.engine, spec.version.clone());
+        if let Some(found) = self.located.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let found = engine.locate(
             self.transport.as_ref(),
             Some(&spec.version),
             &self.known_versions(spec.engine),
-        )?)
+        )?;
+        if let Ok(mut cache) = self.located.lock() {
+            cache.insert(key, found.clone());
+        }
+        Ok(found)
     }
 
     /// The distro package providing a missing binary of `spec`'s engine, when the target
