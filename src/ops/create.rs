@@ -165,6 +165,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         allowed_cidrs: opts.allowed_cidrs.clone(),
         parameters: opts.parameters.clone(),
         parameters_source: Source::Flag("--param"),
+        allowed_cidrs_source: Source::Flag("--allow"),
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.

@@ -519,6 +519,8 @@ pub struct Draft {
     pub parameters: BTreeMap<String, String>,
     /// Where the parameters came from, for messages.
     pub parameters_source: Source,
+    /// Where `allowed_cidrs` came from, for messages.
+    pub allowed_cidrs_source: Source,
 }
 
 impl Draft {
@@ -567,6 +569,11 @@ impl Draft {
             allowed_cidrs: raw.allowed_cidrs,
             parameters: raw.parameters,
             parameters_source: Source::File {
+                path: path.to_path_buf(),
+                line: 0,
+                column: 0,
+            },
+            allowed_cidrs_source: Source::File {
                 path: path.to_path_buf(),
                 line: 0,
                 column: 0,
@@ -672,25 +679,47 @@ impl Draft {
             }
             Some(db) => {
                 check_identifier(&db.value)
+                    .and_then(|()| check_not_system_database(&db.value))
                     .map_err(|m| invalid(db.source.clone(), "database", m))?;
                 db.value.clone()
             }
             None if engine == EngineKind::Redis => "0".to_owned(),
-            None => default_ident.clone(),
+            None => {
+                // The default comes from the name: `postgres` or `mysql` would hand the
+                // engine's own database to the application.
+                check_not_system_database(&default_ident).map_err(|m| {
+                    invalid(
+                        self.name.source.clone(),
+                        "database",
+                        format!(
+                            "{m} (the default from the name); pass `--database` or set `database`"
+                        ),
+                    )
+                })?;
+                default_ident.clone()
+            }
         };
         let user = match &self.user {
             Some(user) => {
                 check_identifier(&user.value)
-                    .map_err(|m| invalid(user.source.clone(), "user", m))?;
-                check_not_reserved(&user.value)
+                    .and_then(|()| check_not_reserved(&user.value))
                     .map_err(|m| invalid(user.source.clone(), "user", m))?;
                 user.value.clone()
             }
-            None => default_ident,
+            None => {
+                check_not_reserved(&default_ident).map_err(|m| {
+                    invalid(
+                        self.name.source.clone(),
+                        "user",
+                        format!("{m} (the default from the name); pass `--user` or set `user`"),
+                    )
+                })?;
+                default_ident
+            }
         };
         for cidr in &self.allowed_cidrs {
             check_cidr(cidr)
-                .map_err(|m| invalid(self.parameters_source.clone(), "allowed_cidrs", m))?;
+                .map_err(|m| invalid(self.allowed_cidrs_source.clone(), "allowed_cidrs", m))?;
         }
         for (key, value) in &self.parameters {
             check_parameter(key, value).map_err(|m| {
@@ -795,6 +824,25 @@ fn check_not_reserved(user: &str) -> Result<(), String> {
     if RESERVED.contains(&user) || user.starts_with("pg_") {
         Err(format!(
             "`{user}` is reserved for the engine's administrator; choose another application user"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_not_system_database(db: &str) -> Result<(), String> {
+    const SYSTEM: [&str; 7] = [
+        "postgres",
+        "template0",
+        "template1",
+        "mysql",
+        "information_schema",
+        "performance_schema",
+        "sys",
+    ];
+    if SYSTEM.contains(&db) {
+        Err(format!(
+            "`{db}` is the engine's own database; choose another application database"
         ))
     } else {
         Ok(())
