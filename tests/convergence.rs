@@ -1,31 +1,10 @@
 //! Crash safety and locking: a create killed with SIGKILL at any step converges when
 //! re-run; two creates of one database never proceed at once.
 
-use crate::support::{World, client};
+use crate::support::{World, psql};
 
 fn check_answers(world: &World, name: &str) {
-    let conn = world.reveal(name);
-    let port = conn["port"].as_u64().unwrap().to_string();
-    let password = conn["password"].as_str().unwrap().to_owned();
-    let user = conn["username"].as_str().unwrap().to_owned();
-    let out = client(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            &user,
-            "-d",
-            conn["database"].as_str().unwrap(),
-            "-Atc",
-            "select 1",
-        ],
-        &[("PGPASSWORD", &password)],
-        None,
-    );
-    assert_eq!(out.trim(), "1");
+    assert_eq!(psql(&world.reveal(name), "select 1"), "1");
 }
 
 #[test]

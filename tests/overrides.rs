@@ -1,7 +1,7 @@
 //! Templates and playbooks in the GitOps repo override the built-in ones at the same
 //! path; `render` shows what would be written.
 
-use crate::support::{World, client};
+use crate::support::{World, psql};
 
 #[test]
 fn a_repo_template_override_wins_for_render_and_create() {
@@ -73,26 +73,7 @@ fn a_repo_template_override_wins_for_render_and_create() {
     world
         .dbctl(&["create", "-t", "postgresql", "--size", "1", "tuned"])
         .ok();
-    let conn = world.reveal("tuned");
-    let port = conn["port"].as_u64().unwrap().to_string();
-    let password = conn["password"].as_str().unwrap().to_owned();
-    let shown = client(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "tuned",
-            "-d",
-            "tuned",
-            "-Atc",
-            "show max_connections",
-        ],
-        &[("PGPASSWORD", &password)],
-        None,
-    );
+    let shown = psql(&world.reveal("tuned"), "show max_connections");
     assert_eq!(shown.trim(), "42");
     world.dbctl(&["delete", "tuned", "--yes"]).ok();
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::support::sshd::{Sshd, free_port};
-use crate::support::{World, client};
+use crate::support::{World, client, psql};
 
 /// A world whose `vm` target reaches `sshd` as root; instances live in the world's
 /// state directory (absolute, on the "remote" host, which is this machine).
@@ -47,23 +47,7 @@ fn engines_over_ssh_create_answer_and_delete() {
         let password = conn["password"].as_str().unwrap().to_owned();
         let user = conn["username"].as_str().unwrap().to_owned();
         let answer = match engine {
-            "postgresql" => client(
-                "psql",
-                &[
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    &user,
-                    "-d",
-                    &user,
-                    "-Atc",
-                    "select 40 + 2",
-                ],
-                &[("PGPASSWORD", &password)],
-                None,
-            ),
+            "postgresql" => psql(&conn, "select 40 + 2"),
             "mariadb" => client(
                 "mariadb",
                 &[

@@ -104,6 +104,36 @@ impl Repo {
         )?))
     }
 
+    /// The target `name` given with `flag` (e.g. `--target`).
+    ///
+    /// # Errors
+    /// An unknown target, listing the targets of `etc/dbctl.yml`.
+    pub fn target(&self, name: &str, flag: &str) -> Result<&crate::spec::Target> {
+        self.config.target(name).with_context(|| {
+            format!(
+                "unknown target `{name}` for `{flag}`; allowed: {}",
+                self.config
+                    .targets
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
+    /// Every spec of the repo, validated, sorted by name.
+    ///
+    /// # Errors
+    /// The first invalid spec, naming its file, line and key.
+    pub fn specs(&self) -> Result<Vec<Spec>> {
+        let mut specs = Vec::new();
+        for name in self.spec_names()? {
+            specs.extend(self.load_spec(&name)?);
+        }
+        Ok(specs)
+    }
+
     /// Names of every spec file in `etc/databases/`, sorted.
     ///
     /// # Errors

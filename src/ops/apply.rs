@@ -151,17 +151,6 @@ impl Report for ApplyReport {
     }
 }
 
-/// Loads every spec, all valid or an error naming the first bad one.
-fn specs(repo: &Repo) -> Result<Vec<Spec>> {
-    let mut specs = Vec::new();
-    for name in repo.spec_names()? {
-        if let Some(spec) = repo.load_spec(&name)? {
-            specs.push(spec);
-        }
-    }
-    Ok(specs)
-}
-
 fn plan_one(session: &Session, repo: &Repo, spec: &Spec) -> Change {
     let (action, reason) = match session.platform(repo, spec).and_then(|p| p.status(spec)) {
         Ok(status) => match status.state {
@@ -221,7 +210,7 @@ fn bounded<T: Sync, R: Send>(items: &[T], parallel: usize, f: impl Fn(&T) -> R +
 /// An invalid spec or configuration (nothing is queried then).
 pub fn plan(session: &Session, parallel: usize, detailed_exitcode: bool) -> Result<PlanReport> {
     let repo = session.repo()?;
-    let specs = specs(&repo)?;
+    let specs = repo.specs()?;
     let changes = bounded(&specs, parallel, |spec| plan_one(session, &repo, spec));
     let pending = changes.iter().filter(|c| c.action != Action::None).count();
     Ok(PlanReport {
@@ -252,7 +241,7 @@ pub struct ApplyOptions {
 /// reported in the result (exit code 1) while the others complete.
 pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     let repo = session.repo()?;
-    let specs = specs(&repo)?;
+    let specs = repo.specs()?;
     if specs.is_empty() {
         bail!("no specs in `etc/databases/`; `dbctl create` adds one");
     }

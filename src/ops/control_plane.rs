@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::Session;
 use super::render::{RenderReport, write_artifacts};
@@ -16,25 +16,12 @@ use crate::platform::Cloud;
 /// Unknown or non-openstack target, invalid specs, template errors, unwritable files.
 pub fn control_plane(session: &Session, target: &str, out: Option<&Path>) -> Result<RenderReport> {
     let repo = session.repo()?;
-    let target = repo.config.target(target).with_context(|| {
-        format!(
-            "unknown target `{target}`; allowed: {}",
-            repo.config
-                .targets
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    let mut specs = Vec::new();
-    for name in repo.spec_names()? {
-        if let Some(spec) = repo.load_spec(&name)?
-            && spec.target == target.name
-        {
-            specs.push(spec);
-        }
-    }
+    let target = repo.target(target, "--target")?;
+    let specs: Vec<_> = repo
+        .specs()?
+        .into_iter()
+        .filter(|s| s.target == target.name)
+        .collect();
     let artifacts = Cloud::new(&repo, target).render_control_plane(&specs)?;
     if let Some(out) = out {
         write_artifacts(out, &artifacts)?;

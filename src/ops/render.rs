@@ -66,17 +66,7 @@ impl Report for RenderReport {
 
 fn platform_target(repo: &Repo, opts: &RenderOptions) -> Result<Option<Target>> {
     if let Some(name) = &opts.target {
-        let target = repo.config.target(name).with_context(|| {
-            format!(
-                "unknown target `{name}` for `--target`; allowed: {}",
-                repo.config
-                    .targets
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        let target = repo.target(name, "--target")?;
         return Ok(Some(target.clone()));
     }
     if let Some(name) = &opts.platform {

@@ -301,3 +301,30 @@ pub fn client(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `sql` with psql as the application user of a revealed connection (JSON of
+/// `dbctl connection NAME --reveal -o json`), password through `PGPASSWORD`; returns
+/// the unaligned, tuples-only output, trimmed.
+#[track_caller]
+pub fn psql(conn: &Value, sql: &str) -> String {
+    let field = |key: &str| match &conn[key] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (host, port, user, db) = (
+        field("host"),
+        field("port"),
+        field("username"),
+        field("database"),
+    );
+    client(
+        "psql",
+        &[
+            "-h", &host, "-p", &port, "-U", &user, "-d", &db, "-Atc", sql,
+        ],
+        &[("PGPASSWORD", &field("password"))],
+        None,
+    )
+    .trim()
+    .to_owned()
+}
