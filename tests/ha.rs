@@ -4,104 +4,10 @@
 //! VIP, PostgreSQL), a client writes through the VIP, the active node goes to standby,
 //! and every committed row is there on the other node.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Run, World};
-
-/// The cluster, torn down (every namespace process killed by PID) on drop.
-struct Cluster {
-    dir: PathBuf,
-    id: String,
-}
-
-impl Cluster {
-    fn up(dir: &Path) -> Self {
-        let id = format!("d{}", std::process::id() % 10_000);
-        let cluster = Self {
-            dir: dir.to_path_buf(),
-            id,
-        };
-        let out = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ha/cluster.sh"))
-            .args(["up", dir.to_str().unwrap(), &cluster.id])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster did not come up:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    fn bridge(&self) -> String {
-        format!("{}b", self.id)
-    }
-
-    /// Runs `args` in the cluster's network (the bridge namespace).
-    fn exec(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.bridge()]).args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn ssh(&self, node_ip: &str, command: &str) -> std::process::Output {
-        let key = self.dir.join("client_key");
-        let known = self.dir.join("known_hosts");
-        self.exec(
-            &[
-                "ssh",
-                "-i",
-                key.to_str().unwrap(),
-                "-o",
-                &format!("UserKnownHostsFile={}", known.display()),
-                "-o",
-                "StrictHostKeyChecking=yes",
-                &format!("root@{node_ip}"),
-                command,
-            ],
-            &[],
-        )
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ha/cluster.sh"))
-            .args(["down", self.dir.to_str().unwrap(), &self.id])
-            .status();
-    }
-}
-
-/// dbctl inside the cluster's network, with the world's environment.
-fn dbctl(world: &World, cluster: &Cluster, args: &[&str]) -> Run {
-    let bin = assert_cmd::cargo::cargo_bin("dbctl");
-    let template = world.command(args);
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &cluster.bridge()])
-        .arg(&bin)
-        .args(args);
-    for (key, value) in template.get_envs() {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    cmd.current_dir(&world.repo);
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::World;
+use crate::support::cluster::{Cluster, dbctl};
 
 fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
     let out = cluster.exec(
@@ -128,7 +34,7 @@ fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> 
 #[test]
 fn postgresql_group_fails_over_with_every_committed_row() {
     let world = World::new();
-    let cluster = Cluster::up(&world.dir.path().join("cluster"));
+    let cluster = Cluster::up(&world.dir.path().join("cluster"), 'h');
     let config = world.repo.join("etc/dbctl.yml");
     let text = std::fs::read_to_string(&config).unwrap();
     let target = format!(

@@ -8,6 +8,7 @@ mod bad_input;
 mod convergence;
 mod ha;
 mod lifecycle;
+mod openstack;
 mod overrides;
 mod render;
 mod schema;

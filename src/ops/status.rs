@@ -57,7 +57,7 @@ impl Report for StatusReport {
                 "cluster",
                 format!(
                     "group {} {} (online: {})",
-                    cluster.group,
+                    cluster.groups.join(", "),
                     cluster
                         .active_node
                         .as_deref()
@@ -65,14 +65,14 @@ impl Report for StatusReport {
                     cluster.online_nodes.join(", ")
                 ),
             ));
-            for (resource, node) in &cluster.resources {
+            for (resource, member) in &cluster.resources {
                 rows.push((
                     "resource",
-                    format!(
-                        "{resource}: {}",
-                        node.as_deref()
-                            .map_or("stopped".to_owned(), |n| format!("started on {n}"))
-                    ),
+                    match (&member.node, member.disabled) {
+                        (Some(node), _) => format!("{resource}: {} on {node}", member.role),
+                        (None, true) => format!("{resource}: disabled"),
+                        (None, false) => format!("{resource}: {}", member.role),
+                    },
                 ));
             }
         }

@@ -131,6 +131,12 @@ impl Cloud {
     }
 
     pub(crate) fn context(&self, spec: &Spec) -> Result<Value> {
+        self.context_with(spec, &BTreeMap::new())
+    }
+
+    /// The template context with `known` outputs of Heat stacks (`vip`, `volume_id`,
+    /// `floating_ip_id`) in place of their `stack-output:` placeholders.
+    fn context_with(&self, spec: &Spec, known: &BTreeMap<&str, String>) -> Result<Value> {
         let entry = self
             .catalog
             .engine(spec.engine)
@@ -163,12 +169,15 @@ impl Cloud {
         let secrets = BTreeMap::from([("password", REDACTED), ("admin_password", REDACTED)]);
         let names = Names::new(&spec.name);
         let output = |stack: &str, key: &str| format!("stack-output:{stack}/{key}");
-        let outputs = BTreeMap::from([
+        let mut outputs = BTreeMap::from([
             ("volume_id", output(&names.data_stack, "volume_id")),
             ("floating_ip_id", output(&names.ip_stack, "floating_ip_id")),
             ("vip", output(&names.cluster_stack, "vip")),
             ("openrc", "/etc/dbctl/openrc.sh".to_owned()),
         ]);
+        for (key, value) in known {
+            outputs.insert(key, value.clone());
+        }
         Ok(minijinja::context! {
             spec => Value::from(Serde(spec)),
             plan => Value::from(Serde(plan)),
@@ -254,8 +263,22 @@ impl Cloud {
     /// # Errors
     /// A missing or broken playbook or template.
     pub fn render_operation(&self, spec: &Spec, operation: &str) -> Result<Vec<Artifact>> {
+        self.render_operation_with(spec, operation, &BTreeMap::new())
+    }
+
+    /// [`Self::render_operation`] with `known` Heat outputs (`vip`, `volume_id`,
+    /// `floating_ip_id`) in place of their `stack-output:` placeholders.
+    ///
+    /// # Errors
+    /// A missing or broken playbook or template.
+    pub fn render_operation_with(
+        &self,
+        spec: &Spec,
+        operation: &str,
+        known: &BTreeMap<&str, String>,
+    ) -> Result<Vec<Artifact>> {
         let playbook = Playbook::load(&self.assets, &format!("{}/{operation}.yml", self.kind))?;
-        let ctx = self.context(spec)?;
+        let ctx = self.context_with(spec, known)?;
         let engine = spec.engine.as_str();
         let mut artifacts = Vec::new();
         for step in playbook.artifacts() {

@@ -5,6 +5,7 @@
 pub mod cloud;
 mod host;
 pub mod nomad_api;
+pub mod openstack;
 pub mod pacemaker;
 
 use std::path::PathBuf;
@@ -172,9 +173,9 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
         PlatformKind::Local => Ok(Box::new(Host::local(repo, target, options)?)),
         PlatformKind::Ssh => Ok(Box::new(Host::ssh(repo, target, options)?)),
         PlatformKind::Pacemaker => Ok(Box::new(pacemaker::Pacemaker::new(repo, target, options)?)),
-        PlatformKind::Openstack
-        | PlatformKind::Nomad
-        | PlatformKind::Kubernetes
-        | PlatformKind::Terraform => Ok(Box::new(Cloud::new(repo, target))),
+        PlatformKind::Openstack => Ok(Box::new(openstack::Openstack::new(repo, target, options))),
+        PlatformKind::Nomad | PlatformKind::Kubernetes | PlatformKind::Terraform => {
+            Ok(Box::new(Cloud::new(repo, target)))
+        }
     }
 }

@@ -24,7 +24,7 @@ use super::{
     Artifact, CreateRequest, CreateResponse, Options, OutputSink, Progress, State, Status,
 };
 use crate::catalog::{Catalog, EngineKind};
-use crate::engine::{self, Engine, Instance, Located};
+use crate::engine::{self, Engine, Instance};
 use crate::gitops::Repo;
 use crate::playbook::Playbook;
 use crate::playbook::runner::Runner;
@@ -36,47 +36,129 @@ use crate::transport::{CommandSpec, Ssh, SshOptions, Transport};
 const GROUP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// One cluster node: its pacemaker name and its SSH connection.
-struct Node {
-    name: String,
-    ssh: Ssh,
+pub struct Node {
+    /// The node's name in pacemaker (`crm_node -n`).
+    pub name: String,
+    /// The connection to it.
+    pub ssh: Ssh,
 }
 
-/// Where a group's members run, as `crm_resource --locate` tells.
+/// One member of a database's groups, as `crm_mon --output-as=xml` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    /// The node running it (`None`: stopped).
+    pub node: Option<String>,
+    /// Its role (`Started`, `Stopped`, …).
+    pub role: String,
+    /// Disabled on purpose (`target-role=Stopped`).
+    pub disabled: bool,
+}
+
+/// Where a database's groups run, as `crm_mon --output-as=xml` tells.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterView {
-    /// The pacemaker group.
-    pub group: String,
-    /// Member → node running it (`None`: stopped).
-    pub resources: BTreeMap<String, Option<String>>,
-    /// The node running every member, when they all run on one.
+    /// The pacemaker groups of the database.
+    pub groups: Vec<String>,
+    /// Member → where it runs.
+    pub resources: BTreeMap<String, Member>,
+    /// The node running every enabled member, when they all run on one.
     pub active_node: Option<String>,
     /// Nodes pacemaker reports online.
     pub online_nodes: Vec<String>,
 }
 
-/// The pacemaker platform bound to one target.
-pub struct Pacemaker {
-    target: Target,
-    catalog: Catalog,
-    assets: crate::assets::Assets,
-    renderer: Renderer,
-    cloud: Cloud,
+impl ClusterView {
+    /// Reads `crm_mon --output-as=xml` (pacemaker 2.1's result schema:
+    /// `/pacemaker-result/nodes/node[@online]`, `/pacemaker-result/resources/group/resource`
+    /// with `node` children) for `groups`.
+    ///
+    /// # Errors
+    /// Text that is not crm_mon's XML.
+    pub fn parse(xml: &str, groups: &[String]) -> Result<Self> {
+        let doc = roxmltree::Document::parse(xml).context("crm_mon printed no valid XML")?;
+        let root = doc.root_element();
+        let online_nodes = child(root, "nodes")
+            .into_iter()
+            .flat_map(|n| n.children().filter(|c| c.has_tag_name("node")))
+            .filter(|n| n.attribute("online") == Some("true"))
+            .filter_map(|n| n.attribute("name").map(str::to_owned))
+            .collect();
+        let mut resources = BTreeMap::new();
+        for group in child(root, "resources")
+            .into_iter()
+            .flat_map(|r| r.children().filter(|c| c.has_tag_name("group")))
+            .filter(|g| {
+                g.attribute("id")
+                    .is_some_and(|id| groups.iter().any(|x| x == id))
+            })
+        {
+            for r in group.children().filter(|c| c.has_tag_name("resource")) {
+                let Some(id) = r.attribute("id") else {
+                    continue;
+                };
+                let node = (r.attribute("active") == Some("true"))
+                    .then(|| child(r, "node").and_then(|n| n.attribute("name")))
+                    .flatten()
+                    .map(str::to_owned);
+                resources.insert(
+                    id.to_owned(),
+                    Member {
+                        node,
+                        role: r.attribute("role").unwrap_or("Unknown").to_owned(),
+                        disabled: r
+                            .attribute("target_role")
+                            .is_some_and(|t| t.eq_ignore_ascii_case("stopped")),
+                    },
+                );
+            }
+        }
+        let mut enabled = resources.values().filter(|m| !m.disabled);
+        let active_node = match enabled.next() {
+            Some(Member {
+                node: Some(first), ..
+            }) if enabled.all(|m| m.node.as_ref() == Some(first)) => Some(first.clone()),
+            _ => None,
+        };
+        Ok(Self {
+            groups: groups.to_vec(),
+            resources,
+            active_node,
+            online_nodes,
+        })
+    }
+}
+
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    node.children().find(|c| c.has_tag_name(tag))
+}
+
+/// A pacemaker/corosync cluster reached over SSH: push resource groups, see where they
+/// run, remove them. Shared by the `pacemaker` platform and the `openstack` platform's
+/// pacemaker step.
+pub struct Cluster {
+    target: String,
     nodes: Vec<Node>,
 }
 
-impl Pacemaker {
-    /// Connects to every node in the target's `hosts` and learns its pacemaker name.
+impl Cluster {
+    /// Connects to every host with the target's SSH settings and learns each node's
+    /// pacemaker name.
     ///
     /// # Errors
     /// A failed SSH connection, or a host where `crm_node -n` fails (not a cluster node).
-    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+    pub fn connect(
+        root: &Path,
+        target: &Target,
+        hosts: &[String],
+        options: &Options,
+    ) -> Result<Self> {
         let mut nodes = Vec::new();
-        for host in &target.ssh.hosts {
+        for host in hosts {
             let mut opts = SshOptions::new(host);
             opts.port = target.ssh.port;
             opts.user.clone_from(&target.ssh.user);
-            opts.identity = target.ssh.identity.as_ref().map(|p| repo.root().join(p));
-            opts.known_hosts = target.ssh.known_hosts.as_ref().map(|p| repo.root().join(p));
+            opts.identity = target.ssh.identity.as_ref().map(|p| root.join(p));
+            opts.known_hosts = target.ssh.known_hosts.as_ref().map(|p| root.join(p));
             opts.accept_new_host_keys =
                 options.accept_new_host_keys || target.ssh.accept_new_host_keys;
             let ssh = Ssh::connect(&opts)?;
@@ -93,65 +175,215 @@ impl Pacemaker {
                 ssh,
             });
         }
+        if nodes.is_empty() {
+            bail!("target `{}` lists no cluster nodes", target.name);
+        }
         Ok(Self {
-            target: target.clone(),
-            catalog: repo.catalog.clone(),
-            assets: repo.assets.clone(),
-            renderer: Renderer::new(&repo.assets),
-            cloud: Cloud::new(repo, target),
+            target: target.name.clone(),
             nodes,
         })
     }
 
-    fn first(&self) -> &Node {
+    /// The nodes, in the order of the hosts.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The first node: where dbctl runs `pcs`.
+    pub fn first(&self) -> &Node {
         &self.nodes[0]
     }
 
-    fn node(&self, name: &str) -> Option<&Node> {
+    /// The node pacemaker calls `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    fn group(spec: &Spec) -> String {
-        format!("db-{}", spec.name)
+    /// Whether `group` is in the CIB.
+    ///
+    /// # Errors
+    /// SSH failures.
+    pub fn group_exists(&self, group: &str) -> Result<bool> {
+        let out = self
+            .first()
+            .ssh
+            .run(&CommandSpec::new("pcs", ["resource", "config", group]))?;
+        Ok(out.success())
     }
 
-    fn mountpoint(&self, spec: &Spec) -> PathBuf {
-        self.target
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/srv/dbctl"))
-            .join(&spec.name)
-    }
-
-    fn device(&self, spec: &Spec) -> PathBuf {
-        Path::new(&self.target.cloud.shared_dir).join(format!("{}.img", spec.name))
-    }
-
-    fn check_engine(&self, spec: &Spec) -> Result<Box<dyn Engine>> {
-        if spec.engine != EngineKind::Postgresql {
+    /// Runs a rendered pcs script (idempotent by construction: it pushes only the
+    /// difference to the live CIB) on the first node.
+    ///
+    /// # Errors
+    /// The script fails; the message has pcs's stderr.
+    pub fn push(&self, script: &Artifact, what: &str) -> Result<()> {
+        let ssh = &self.first().ssh;
+        let name = Path::new(&script.path).file_name().map_or_else(
+            || "group.pcs.sh".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let remote = PathBuf::from(format!("/tmp/dbctl-{what}-{name}"));
+        ssh.write_file(&remote, script.content.as_bytes(), 0o700, None)?;
+        let out = ssh.run(
+            &CommandSpec::new("sh", [remote.to_string_lossy().into_owned()])
+                .timeout(Duration::from_secs(120)),
+        )?;
+        ssh.remove_all(&remote)?;
+        if !out.success() {
             bail!(
-                "engine `{}` cannot run on platform `pacemaker` yet: dbctl has pacemaker templates for postgresql only",
-                spec.engine
+                "pushing resource group `{what}` on {} (target `{}`) failed: {}",
+                ssh.host(),
+                self.target,
+                out.stderr.trim()
             );
         }
-        Ok(engine::for_host(spec.engine, "pacemaker")?)
+        Ok(())
     }
 
+    /// Where each member of `groups` runs.
+    ///
+    /// # Errors
+    /// SSH failures, or crm_mon failing.
+    pub fn view(&self, groups: &[String]) -> Result<ClusterView> {
+        let ssh = &self.first().ssh;
+        let out = ssh.run(&CommandSpec::new(
+            "crm_mon",
+            ["--one-shot", "--inactive", "--output-as=xml"],
+        ))?;
+        if !out.success() && out.stdout.trim().is_empty() {
+            bail!("`crm_mon` failed on {}: {}", ssh.host(), out.stderr.trim());
+        }
+        ClusterView::parse(&out.stdout, groups)
+    }
+
+    /// Waits until every enabled member of `groups` runs, all on one node.
+    ///
+    /// # Errors
+    /// [`GROUP_TIMEOUT`] passed (the members' states in the message), SSH failures.
+    pub fn wait_started(&self, groups: &[String]) -> Result<ClusterView> {
+        let deadline = Instant::now() + GROUP_TIMEOUT;
+        loop {
+            let view = self.view(groups)?;
+            if view.active_node.is_some() {
+                return Ok(view);
+            }
+            if Instant::now() >= deadline {
+                let states: Vec<_> = view
+                    .resources
+                    .iter()
+                    .map(|(id, m)| format!("{id}: {}", m.role))
+                    .collect();
+                bail!(
+                    "resource groups {} did not start on one node within {} s on target `{}`: {}",
+                    groups.join(", "),
+                    GROUP_TIMEOUT.as_secs(),
+                    self.target,
+                    states.join(", ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Runs `pcs` with `args` on the first node.
+    ///
+    /// # Errors
+    /// pcs fails; the message has its stderr.
+    pub fn pcs(&self, args: &[&str]) -> Result<()> {
+        let ssh = &self.first().ssh;
+        let out = ssh.run(
+            &CommandSpec::new("pcs", args.iter().copied()).timeout(Duration::from_secs(150)),
+        )?;
+        if !out.success() {
+            bail!(
+                "`pcs {}` on {} (target `{}`) failed: {}",
+                args.join(" "),
+                ssh.host(),
+                self.target,
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops and removes `groups` (those that exist), last first.
+    ///
+    /// # Errors
+    /// pcs fails.
+    pub fn remove_groups(&self, groups: &[String]) -> Result<()> {
+        for group in groups.iter().rev() {
+            if self.group_exists(group)? {
+                self.pcs(&["resource", "disable", group, "--wait=120"])?;
+                self.pcs(&["resource", "delete", group])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How one database sits on a cluster: its groups, paths, client address, the pcs
+/// script that creates its groups and the playbooks that prepare and bootstrap it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Its pacemaker groups, in start order.
+    pub groups: Vec<String>,
+    /// The engine's resource id (`db-<name>-engine`).
+    pub engine_resource: String,
+    /// The mounted directory holding everything of the database.
+    pub dir: PathBuf,
+    /// The engine's data directory.
+    pub data_dir: PathBuf,
+    /// The engine's log directory.
+    pub log_dir: PathBuf,
+    /// The address clients use (the VIP, or the floating IP).
+    pub host: String,
+    /// The rendered pcs script.
+    pub script: Artifact,
+    /// Playbook run on the first node before the groups exist (e.g. formatting a shared
+    /// disk image and initialising the data directory in it).
+    pub prepare_before_push: Option<String>,
+    /// Playbook run on the active node when the script left the engine disabled: the
+    /// storage is mounted there, the engine starts once it has run.
+    pub prepare_mounted: Option<String>,
+    /// Playbook run on the active node once the engine runs (users, databases).
+    pub bootstrap: String,
+    /// Extra template variables of the playbooks (`mountpoint`, `device`, …).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Deploys one database's groups on a cluster: shared by the `pacemaker` platform and
+/// the `openstack` platform's pacemaker step.
+pub struct Deployment<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// The catalog.
+    pub catalog: &'a Catalog,
+    /// Templates and playbooks.
+    pub assets: &'a crate::assets::Assets,
+    /// The renderer of `assets`.
+    pub renderer: &'a Renderer,
+    /// The cluster.
+    pub cluster: &'a Cluster,
+    /// Where the database sits.
+    pub layout: &'a Layout,
+}
+
+impl Deployment<'_> {
     fn instance(&self, spec: &Spec, engine: &dyn Engine, t: &dyn Transport) -> Instance {
-        let mountpoint = self.mountpoint(spec);
+        let l = self.layout;
         let port = self.catalog.engine(spec.engine).map_or(5432, |e| e.port);
         Instance {
             name: spec.name.clone(),
             engine: spec.engine,
             version: spec.version.clone(),
-            host: self.target.cloud.vip.clone().unwrap_or_default(),
+            host: l.host.clone(),
             listen: "*".into(),
             port,
-            data_dir: mountpoint.join("pgdata"),
-            conf_dir: mountpoint.clone(),
+            data_dir: l.data_dir.clone(),
+            conf_dir: l.dir.clone(),
             run_dir: PathBuf::from("/run/postgresql"),
-            log_dir: mountpoint.join("log"),
-            dir: mountpoint,
+            log_dir: l.log_dir.clone(),
+            dir: l.dir.clone(),
             service_user: self
                 .catalog
                 .engine(spec.engine)
@@ -161,29 +393,6 @@ impl Pacemaker {
             database: spec.database.clone(),
             user: spec.user.clone(),
         }
-    }
-
-    fn context(
-        &self,
-        spec: &Spec,
-        instance: &Instance,
-        located: &Located,
-        secrets: &BTreeMap<&str, String>,
-    ) -> Result<Value> {
-        let plan = self
-            .catalog
-            .plan(&spec.plan)
-            .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
-        Ok(minijinja::context! {
-            spec => Value::from(Serde(spec)),
-            plan => Value::from(Serde(plan)),
-            target => Value::from(Serde(&self.target)),
-            instance => Value::from(Serde(instance)),
-            bin => Value::from(Serde(&located.bin)),
-            secrets => Value::from(Serde(secrets)),
-            mountpoint => self.mountpoint(spec).to_string_lossy().into_owned(),
-            device => self.device(spec).to_string_lossy().into_owned(),
-        })
     }
 
     fn run_playbook(
@@ -198,11 +407,23 @@ impl Pacemaker {
         let (progress, output) = sinks;
         let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &node.ssh);
-        let ctx = self.context(spec, &instance, &located, &secrets)?;
-        let playbook = Playbook::load(&self.assets, path)?;
+        let plan = self
+            .catalog
+            .plan(&spec.plan)
+            .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
+        let ctx = minijinja::context! {
+            spec => Value::from(Serde(spec)),
+            plan => Value::from(Serde(plan)),
+            target => Value::from(Serde(self.target)),
+            instance => Value::from(Serde(&instance)),
+            bin => Value::from(Serde(&located.bin)),
+            secrets => Value::from(Serde(&secrets)),
+            ..Value::from(Serde(&self.layout.vars))
+        };
+        let playbook = Playbook::load(self.assets, path)?;
         let runner = Runner {
             transport: &node.ssh,
-            renderer: &self.renderer,
+            renderer: self.renderer,
             engine,
             instance: &instance,
             bin: &located.bin,
@@ -218,176 +439,90 @@ impl Pacemaker {
         Ok(())
     }
 
-    fn group_exists(&self, group: &str) -> Result<bool> {
-        let out = self
-            .first()
-            .ssh
-            .run(&CommandSpec::new("pcs", ["resource", "config", group]))?;
-        Ok(out.success())
+    fn active<'c>(&'c self, view: &ClusterView) -> Result<&'c Node> {
+        view.active_node
+            .as_deref()
+            .and_then(|n| self.cluster.node(n))
+            .with_context(|| {
+                format!(
+                    "the node running {} is not one dbctl reaches (target `{}`)",
+                    view.groups.join(", "),
+                    self.target.name
+                )
+            })
     }
 
-    /// Where each member of `group` runs.
+    /// Creates or converges the groups and the database in them; idempotent.
     ///
     /// # Errors
-    /// SSH failures.
-    pub fn view(&self, spec: &Spec) -> Result<ClusterView> {
-        let group = Self::group(spec);
-        let ssh = &self.first().ssh;
-        let mut resources = BTreeMap::new();
-        for member in ["fs", "vip", "engine"] {
-            let id = format!("{group}-{member}");
-            let out = ssh.run(&CommandSpec::new(
-                "crm_resource",
-                ["--locate", "--resource", &id],
-            ))?;
-            let node = out
-                .stdout
-                .lines()
-                .find_map(|l| l.split("is running on:").nth(1))
-                .map(|n| n.trim().to_owned());
-            resources.insert(id, node);
-        }
-        let nodes: Vec<_> = resources.values().collect();
-        let active_node = match nodes.first() {
-            Some(Some(first)) if nodes.iter().all(|n| n.as_ref() == Some(first)) => {
-                Some(first.clone())
-            }
-            _ => None,
-        };
-        let out = ssh.run(&CommandSpec::new("crm_node", ["--list"]))?;
-        let online_nodes = out
-            .stdout
-            .lines()
-            .filter(|l| l.contains("member"))
-            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
-            .collect();
-        Ok(ClusterView {
-            group,
-            resources,
-            active_node,
-            online_nodes,
-        })
-    }
-
-    fn wait_started(&self, spec: &Spec) -> Result<ClusterView> {
-        let deadline = Instant::now() + GROUP_TIMEOUT;
-        loop {
-            let view = self.view(spec)?;
-            if view.active_node.is_some() {
-                return Ok(view);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "resource group `{}` did not start within {} s on target `{}`: {:?}",
-                    view.group,
-                    GROUP_TIMEOUT.as_secs(),
-                    self.target.name,
-                    view.resources
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn pcs_script(&self, spec: &Spec) -> Result<Artifact> {
-        self.cloud
-            .render_operation(spec, "create")?
-            .into_iter()
-            .find(|a| a.path.ends_with(".pcs.sh"))
-            .context("playbooks/pacemaker/create.yml renders no `.pcs.sh` artifact")
-    }
-}
-
-impl super::Platform for Pacemaker {
-    fn kind(&self) -> PlatformKind {
-        PlatformKind::Pacemaker
-    }
-
-    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
-        let engine = engine::for_host(kind, "pacemaker").ok()?;
-        let known = self.catalog.engine(kind)?.versions.clone();
-        engine
-            .locate(&self.first().ssh, None, &known)
-            .ok()
-            .map(|l| l.version)
-    }
-
-    fn preflight(&self, spec: &Spec) -> Result<()> {
-        let engine = self.check_engine(spec)?;
-        for node in &self.nodes {
-            engine.locate(&node.ssh, Some(&spec.version), &[])?;
-            if node.ssh.find_program(&["pcs".into()]).is_none() {
-                bail!(
-                    "`pcs` is not installed on {} (node {})",
-                    node.ssh.host(),
-                    node.name
-                );
-            }
-        }
-        self.pcs_script(spec)?;
-        Ok(())
-    }
-
-    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+    /// The failing step, naming host and command.
+    pub fn create(
+        &self,
+        req: &CreateRequest<'_>,
+        engine: &dyn Engine,
+        first_step: usize,
+        steps: usize,
+    ) -> Result<CreateResponse> {
         let spec = req.spec;
-        let engine = self.check_engine(spec)?;
-        let group = Self::group(spec);
+        let l = self.layout;
         let progress = req.progress;
-        if !self.group_exists(&group)? {
+        let noop = |_: usize, _: usize, _: &str| {};
+        let exists = self.cluster.group_exists(&l.groups[0])?;
+        if let Some(prepare) = &l.prepare_before_push
+            && !exists
+        {
             let secrets = BTreeMap::from([("password", REDACTED.to_owned())]);
             self.run_playbook(
-                self.first(),
+                self.cluster.first(),
                 spec,
-                engine.as_ref(),
-                &format!("pacemaker/{}/prepare.yml", spec.engine),
+                engine,
+                prepare,
                 secrets,
-                (progress, req.output),
+                (&noop, req.output),
             )?;
         }
-        for node in &self.nodes {
-            node.ssh.make_dir(&self.mountpoint(spec), 0o755, None)?;
+        for node in self.cluster.nodes() {
+            node.ssh.make_dir(&l.dir, 0o755, None)?;
         }
-        progress(1, 3, &format!("Push resource group {group}"));
-        let script = self.pcs_script(spec)?;
-        let remote = PathBuf::from(format!("/tmp/dbctl-{group}.pcs.sh"));
-        let ssh = &self.first().ssh;
-        ssh.write_file(&remote, script.content.as_bytes(), 0o700, None)?;
-        let out = ssh.run(
-            &CommandSpec::new("sh", [remote.to_string_lossy().into_owned()])
-                .timeout(Duration::from_secs(120)),
-        )?;
-        ssh.remove_all(&remote)?;
-        if !out.success() {
-            bail!(
-                "pushing resource group `{group}` on {} failed: {}",
-                ssh.host(),
-                out.stderr.trim()
-            );
-        }
-        progress(2, 3, &format!("Wait until {group} runs on one node"));
-        let view = self.wait_started(spec)?;
-        let active = view
-            .active_node
-            .as_deref()
-            .and_then(|n| self.node(n))
-            .context("the node running the group is not in the target's `hosts`")?;
+        let groups = l.groups.join(", ");
+        progress(first_step, steps, &format!("Push resource groups {groups}"));
+        self.cluster.push(&l.script, &l.groups[0])?;
         progress(
-            3,
-            3,
+            first_step + 1,
+            steps,
+            &format!("Wait until {groups} run on one node"),
+        );
+        let mut view = self.cluster.wait_started(&l.groups)?;
+        if let Some(prepare) = &l.prepare_mounted
+            && view
+                .resources
+                .get(&l.engine_resource)
+                .is_some_and(|m| m.disabled)
+        {
+            let active = self.active(&view)?;
+            let secrets = BTreeMap::from([("password", REDACTED.to_owned())]);
+            self.run_playbook(active, spec, engine, prepare, secrets, (&noop, req.output))?;
+            self.cluster
+                .pcs(&["resource", "enable", &l.engine_resource])?;
+            view = self.cluster.wait_started(&l.groups)?;
+        }
+        let active = self.active(&view)?;
+        progress(
+            first_step + 2,
+            steps,
             &format!("Create the application role on {}", active.name),
         );
         let secrets = BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
-        let noop = |_: usize, _: usize, _: &str| {};
         self.run_playbook(
             active,
             spec,
-            engine.as_ref(),
-            &format!("pacemaker/{}/bootstrap.yml", spec.engine),
+            engine,
+            &l.bootstrap,
             secrets,
             (&noop, req.output),
         )?;
         let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
-        let instance = self.instance(spec, engine.as_ref(), &active.ssh);
+        let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
         Ok(CreateResponse {
             host: instance.host.clone(),
@@ -399,13 +534,17 @@ impl super::Platform for Pacemaker {
         })
     }
 
-    fn status(&self, spec: &Spec) -> Result<Status> {
-        let engine = self.check_engine(spec)?;
-        let view = self.view(spec)?;
+    /// The cluster view and the engine's state on the active node.
+    ///
+    /// # Errors
+    /// Only when the cluster cannot be queried.
+    pub fn status(&self, spec: &Spec, engine: &dyn Engine) -> Result<Status> {
+        let l = self.layout;
+        let view = self.cluster.view(&l.groups)?;
         let mut status = Status {
             state: State::Absent,
             server_version: None,
-            host: self.target.cloud.vip.clone(),
+            host: Some(l.host.clone()),
             port: None,
             used_bytes: 0,
             database_bytes: None,
@@ -413,15 +552,19 @@ impl super::Platform for Pacemaker {
             detail: None,
             cluster: Some(view.clone()),
         };
-        if !self.group_exists(&view.group)? {
+        if view.resources.is_empty() && !self.cluster.group_exists(&l.groups[0])? {
             return Ok(status);
         }
         status.state = State::Down;
-        let Some(active) = view.active_node.as_deref().and_then(|n| self.node(n)) else {
-            status.detail = Some(format!("group `{}` is not running on one node", view.group));
+        let Some(active) = view
+            .active_node
+            .as_deref()
+            .and_then(|n| self.cluster.node(n))
+        else {
+            status.detail = Some(format!("{} not running on one node", l.groups.join(", ")));
             return Ok(status);
         };
-        let instance = self.instance(spec, engine.as_ref(), &active.ssh);
+        let instance = self.instance(spec, engine, &active.ssh);
         status.port = Some(instance.port);
         status.used_bytes = active.ssh.used_bytes(&instance.dir);
         let probe = engine
@@ -437,31 +580,153 @@ impl super::Platform for Pacemaker {
         }
         Ok(status)
     }
+}
+
+/// The pacemaker platform bound to one target.
+pub struct Pacemaker {
+    target: Target,
+    catalog: Catalog,
+    assets: crate::assets::Assets,
+    renderer: Renderer,
+    cloud: Cloud,
+    cluster: Cluster,
+}
+
+impl Pacemaker {
+    /// Connects to every node in the target's `hosts` and learns its pacemaker name.
+    ///
+    /// # Errors
+    /// A failed SSH connection, or a host where `crm_node -n` fails (not a cluster node).
+    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+        Ok(Self {
+            target: target.clone(),
+            catalog: repo.catalog.clone(),
+            assets: repo.assets.clone(),
+            renderer: Renderer::new(&repo.assets),
+            cloud: Cloud::new(repo, target),
+            cluster: Cluster::connect(repo.root(), target, &target.ssh.hosts, options)?,
+        })
+    }
+
+    fn mountpoint(&self, spec: &Spec) -> PathBuf {
+        self.target
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/srv/dbctl"))
+            .join(&spec.name)
+    }
+
+    fn device(&self, spec: &Spec) -> PathBuf {
+        Path::new(&self.target.cloud.shared_dir).join(format!("{}.img", spec.name))
+    }
+
+    fn check_engine(&self, spec: &Spec) -> Result<Box<dyn Engine>> {
+        check_engine(spec, "pacemaker")
+    }
+
+    fn layout(&self, spec: &Spec) -> Result<Layout> {
+        let dir = self.mountpoint(spec);
+        let script = self
+            .cloud
+            .render_operation(spec, "create")?
+            .into_iter()
+            .find(|a| a.path.ends_with(".pcs.sh"))
+            .context("playbooks/pacemaker/create.yml renders no `.pcs.sh` artifact")?;
+        Ok(Layout {
+            groups: vec![format!("db-{}", spec.name)],
+            engine_resource: format!("db-{}-engine", spec.name),
+            data_dir: dir.join("pgdata"),
+            log_dir: dir.join("log"),
+            host: self.target.cloud.vip.clone().unwrap_or_default(),
+            script,
+            prepare_before_push: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
+            prepare_mounted: None,
+            bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
+            vars: BTreeMap::from([
+                ("mountpoint".to_owned(), dir.to_string_lossy().into_owned()),
+                (
+                    "device".to_owned(),
+                    self.device(spec).to_string_lossy().into_owned(),
+                ),
+            ]),
+            dir,
+        })
+    }
+
+    fn deployment<'a>(&'a self, layout: &'a Layout) -> Deployment<'a> {
+        Deployment {
+            target: &self.target,
+            catalog: &self.catalog,
+            assets: &self.assets,
+            renderer: &self.renderer,
+            cluster: &self.cluster,
+            layout,
+        }
+    }
+}
+
+/// The engine driver for a database run by pacemaker, when dbctl has its templates.
+///
+/// # Errors
+/// Engines without pacemaker templates.
+pub fn check_engine(spec: &Spec, platform: &str) -> Result<Box<dyn Engine>> {
+    if spec.engine != EngineKind::Postgresql {
+        bail!(
+            "engine `{}` cannot run on platform `{platform}` with pacemaker yet: dbctl has pacemaker templates for postgresql only",
+            spec.engine
+        );
+    }
+    Ok(engine::for_host(spec.engine, "pacemaker")?)
+}
+
+impl super::Platform for Pacemaker {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Pacemaker
+    }
+
+    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
+        let engine = engine::for_host(kind, "pacemaker").ok()?;
+        let known = self.catalog.engine(kind)?.versions.clone();
+        engine
+            .locate(&self.cluster.first().ssh, None, &known)
+            .ok()
+            .map(|l| l.version)
+    }
+
+    fn preflight(&self, spec: &Spec) -> Result<()> {
+        let engine = self.check_engine(spec)?;
+        check_nodes(&self.cluster, engine.as_ref(), spec)?;
+        self.layout(spec)?;
+        Ok(())
+    }
+
+    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+        let engine = self.check_engine(req.spec)?;
+        let layout = self.layout(req.spec)?;
+        self.deployment(&layout).create(req, engine.as_ref(), 1, 3)
+    }
+
+    fn status(&self, spec: &Spec) -> Result<Status> {
+        let engine = self.check_engine(spec)?;
+        let layout = self.layout(spec)?;
+        self.deployment(&layout).status(spec, engine.as_ref())
+    }
 
     fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
-        let group = Self::group(spec);
-        let ssh = &self.first().ssh;
-        if self.group_exists(&group)? {
-            progress(1, 2, &format!("Stop and remove resource group {group}"));
-            for args in [
-                vec!["resource", "disable", group.as_str(), "--wait=120"],
-                vec!["resource", "delete", group.as_str()],
-            ] {
-                let out =
-                    ssh.run(&CommandSpec::new("pcs", args).timeout(Duration::from_secs(150)))?;
-                if !out.success() {
-                    bail!(
-                        "removing `{group}` on {} failed: {}",
-                        ssh.host(),
-                        out.stderr.trim()
-                    );
-                }
-            }
-        }
+        let layout = self.layout(spec)?;
+        progress(
+            1,
+            2,
+            &format!(
+                "Stop and remove resource group {}",
+                layout.groups.join(", ")
+            ),
+        );
+        self.cluster.remove_groups(&layout.groups)?;
         progress(2, 2, "Remove the disk image and mountpoints");
-        ssh.remove_all(&self.device(spec))?;
-        for node in &self.nodes {
-            node.ssh.remove_all(&self.mountpoint(spec))?;
+        self.cluster.first().ssh.remove_all(&self.device(spec))?;
+        for node in self.cluster.nodes() {
+            node.ssh.remove_all(&layout.dir)?;
         }
         Ok(())
     }
@@ -473,4 +738,22 @@ impl super::Platform for Pacemaker {
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
         super::Platform::describe(&self.cloud, spec)
     }
+}
+
+/// Checks every node has the engine's binaries and `pcs`.
+///
+/// # Errors
+/// What is missing, naming the host and node.
+pub fn check_nodes(cluster: &Cluster, engine: &dyn Engine, spec: &Spec) -> Result<()> {
+    for node in cluster.nodes() {
+        engine.locate(&node.ssh, Some(&spec.version), &[])?;
+        if node.ssh.find_program(&["pcs".into()]).is_none() {
+            bail!(
+                "`pcs` is not installed on {} (node {})",
+                node.ssh.host(),
+                node.name
+            );
+        }
+    }
+    Ok(())
 }

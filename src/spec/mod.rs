@@ -168,6 +168,10 @@ pub struct SshTarget {
 pub struct CloudOptions {
     /// openrc file, repo-relative.
     pub openrc: Option<String>,
+    /// What runs the engine on openstack nodes: `nomad` or `pacemaker`.
+    pub runtime: String,
+    /// Heat environment file, repo-relative.
+    pub heat_environment: Option<String>,
     /// Private network.
     pub network: String,
     /// Subnet of `network`.
@@ -226,6 +230,8 @@ impl CloudOptions {
     pub fn defaults(platform: PlatformKind) -> Self {
         Self {
             openrc: None,
+            runtime: "nomad".into(),
+            heat_environment: None,
             network: "db-net".into(),
             subnet: "db-subnet".into(),
             public_network: "public".into(),
@@ -332,6 +338,16 @@ impl Config {
                     format!("`{volume}` is not allowed; allowed: host, csi"),
                 ));
             }
+            if let Some(runtime) = &target.runtime
+                && runtime != "nomad"
+                && runtime != "pacemaker"
+            {
+                return Err(invalid(
+                    source,
+                    &key("runtime"),
+                    format!("`{runtime}` is not allowed; allowed: nomad, pacemaker"),
+                ));
+            }
             if let Some(provider) = &target.provider
                 && !TERRAFORM_PROVIDERS.contains(&provider.as_str())
             {
@@ -376,6 +392,8 @@ impl Config {
             }
             let cloud = CloudOptions {
                 openrc: target.openrc,
+                runtime: target.runtime.unwrap_or(defaults.runtime),
+                heat_environment: target.heat_environment,
                 network: target.network.unwrap_or(defaults.network),
                 subnet: target.subnet.unwrap_or(defaults.subnet),
                 public_network: target.public_network.unwrap_or(defaults.public_network),

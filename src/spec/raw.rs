@@ -133,6 +133,16 @@ pub struct RawTarget {
     /// (e.g. `files/openrc.sh`; never printed).
     #[serde(default)]
     pub openrc: Option<String>,
+    /// `openstack`: what runs the engine on the nodes: `nomad` (a Nomad agent in the
+    /// resource group runs it as a job, the ancestor's design; default) or `pacemaker`
+    /// (the engine is a member of the resource group).
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// `openstack`: a Heat environment file (repo-relative YAML: `resource_registry`,
+    /// `parameter_defaults`) passed with every stack; provider templates it maps types
+    /// to are read relative to it and sent along.
+    #[serde(default)]
+    pub heat_environment: Option<String>,
     /// `openstack`: the private network the database nodes attach to.
     #[serde(default)]
     pub network: Option<String>,

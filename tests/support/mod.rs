@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sshd;
 
 use std::io::{BufRead, BufReader};

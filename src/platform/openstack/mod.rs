@@ -1,0 +1,519 @@
+//! The `openstack` platform, the ancestor's design: three Heat stacks per database
+//! (floating IP; data volume and backup container; nodes) through the Heat API with a
+//! Keystone v3 token from the target's openrc file, then the database's pacemaker
+//! resource groups pushed to the nodes the cluster stack reports (over SSH, as the
+//! `pacemaker` platform does), with Heat's outputs (VIP, volume and floating IP ids)
+//! in the rendered groups.
+//!
+//! `runtime: pacemaker` runs the engine as a member of the group: dbctl creates it
+//! disabled, prepares its data directory on the node that mounted the storage,
+//! enables it and bootstraps users. `runtime: nomad` (the ancestor's docker + Nomad
+//! agent) renders but is refused by `create`: driving Nomad's API is not in this build.
+
+pub mod heat;
+pub mod keystone;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use self::heat::{Heat, Stack, StackRequest};
+use self::keystone::{Credentials, Session};
+use super::cloud::{Cloud, Names};
+use super::pacemaker::{self, Cluster, Deployment, Layout};
+use super::{Artifact, CreateRequest, CreateResponse, Options, Progress, State, Status};
+use crate::assets::Assets;
+use crate::catalog::{Catalog, EngineKind};
+use crate::gitops::Repo;
+use crate::render::Renderer;
+use crate::spec::{PlatformKind, Spec, Target};
+use crate::transport::Transport;
+
+/// Errors of the OpenStack APIs. Messages name the service, the URL and what the API
+/// said; never a password or token.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenstackError {
+    /// The openrc file is unreadable or incomplete.
+    #[error("openrc file `{path}`: {message}")]
+    Openrc {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The service could not be reached.
+    #[error("{service} at {url} is unreachable: {message}")]
+    Unreachable {
+        /// `Keystone` or `Heat`.
+        service: &'static str,
+        /// The URL.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// The API answered with an error status.
+    #[error("{service} refused {method} {url} ({status}): {message}")]
+    Api {
+        /// `Keystone` or `Heat`.
+        service: &'static str,
+        /// HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The API's error message.
+        message: String,
+    },
+    /// The API answered with something unexpected.
+    #[error("{service}: {message}")]
+    Protocol {
+        /// `Keystone` or `Heat`.
+        service: &'static str,
+        /// What was unexpected.
+        message: String,
+    },
+    /// Another operation runs on the stack.
+    #[error("Heat stack `{stack}` is busy ({status}); wait for it to finish and re-run")]
+    Busy {
+        /// The stack.
+        stack: String,
+        /// Its status.
+        status: String,
+    },
+    /// A stack operation failed.
+    #[error("Heat stack `{stack}` is {status}: {reason}")]
+    StackFailed {
+        /// The stack.
+        stack: String,
+        /// Its status (`CREATE_FAILED`, …).
+        status: String,
+        /// Heat's reason.
+        reason: String,
+    },
+    /// A stack operation did not finish in time.
+    #[error("Heat stack `{stack}` is still {status} after {seconds} s")]
+    StackTimeout {
+        /// The stack.
+        stack: String,
+        /// Its status.
+        status: String,
+        /// How long dbctl waited.
+        seconds: u64,
+    },
+}
+
+impl OpenstackError {
+    fn http(service: &'static str, url: &str, err: &reqwest::Error) -> Self {
+        Self::Unreachable {
+            service,
+            url: url.to_owned(),
+            message: std::iter::successors(Some(err as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": "),
+        }
+    }
+}
+
+/// The message of an OpenStack error body (`{"error": {"message": …}}`, Heat's
+/// `{"error": {"message", "type"}, "explanation"}`), else the body's first line.
+fn api_message(body: &str) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let from_json = json.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.pointer("/explanation"))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+    });
+    from_json.unwrap_or_else(|| body.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// What the three stacks report, once complete.
+#[derive(Debug, Clone, Default)]
+struct Outputs {
+    /// Private addresses of the nodes.
+    node_ips: Vec<String>,
+    /// The VIP pacemaker moves.
+    vip: Option<String>,
+    /// The public address, when the cloud gave one.
+    floating_ip: Option<String>,
+    /// Template variables: `vip`, `volume_id`, `floating_ip_id`.
+    vars: BTreeMap<String, String>,
+}
+
+impl Outputs {
+    fn read(names: &Names, stacks: &BTreeMap<String, Stack>) -> Self {
+        let text = |stack: &str, key: &str| {
+            stacks
+                .get(stack)
+                .and_then(|s| s.output(key))
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+        };
+        let node_ips = stacks
+            .get(&names.cluster_stack)
+            .and_then(|s| s.output("node_ips"))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut vars = BTreeMap::new();
+        for (key, stack, output) in [
+            ("vip", &names.cluster_stack, "vip"),
+            ("volume_id", &names.data_stack, "volume_id"),
+            ("floating_ip_id", &names.ip_stack, "floating_ip_id"),
+        ] {
+            if let Some(value) = text(stack, output) {
+                vars.insert(key.to_owned(), value);
+            }
+        }
+        Self {
+            node_ips,
+            vip: text(&names.cluster_stack, "vip"),
+            floating_ip: text(&names.ip_stack, "floating_ip").filter(|s| !s.is_empty()),
+            vars,
+        }
+    }
+}
+
+/// The openstack platform bound to one target.
+pub struct Openstack {
+    root: PathBuf,
+    target: Target,
+    catalog: Catalog,
+    assets: Assets,
+    renderer: Renderer,
+    cloud: Cloud,
+    options: Options,
+}
+
+impl Openstack {
+    /// Binds `target` of `repo`; connects to nothing yet.
+    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Self {
+        Self {
+            root: repo.root().to_owned(),
+            target: target.clone(),
+            catalog: repo.catalog.clone(),
+            assets: repo.assets.clone(),
+            renderer: Renderer::new(&repo.assets),
+            cloud: Cloud::new(repo, target),
+            options: options.clone(),
+        }
+    }
+
+    fn repo_path(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+
+    fn credentials(&self) -> Result<Credentials> {
+        let openrc = self.target.cloud.openrc.as_deref().with_context(|| {
+            format!(
+                "target `{}` (platform openstack) needs `openrc`: the repo-relative path of an openrc file with Keystone v3 credentials (e.g. files/openrc.sh)",
+                self.target.name
+            )
+        })?;
+        Ok(Credentials::from_openrc(&self.repo_path(openrc))?)
+    }
+
+    fn session(&self) -> Result<Session> {
+        let creds = self.credentials()?;
+        Session::authenticate(&creds)
+            .with_context(|| format!("authenticating with `{}`", creds.source.display()))
+    }
+
+    /// The environment's text and the provider templates it names (read relative to
+    /// it), as Heat's `environment` and `files`.
+    fn environment(&self) -> Result<(String, BTreeMap<String, String>)> {
+        let Some(rel) = &self.target.cloud.heat_environment else {
+            return Ok((String::new(), BTreeMap::new()));
+        };
+        let path = self.repo_path(rel);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read heat_environment `{}`", path.display()))?;
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "heat_environment `{}` is not valid YAML: {e}",
+                path.display()
+            )
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut files = BTreeMap::new();
+        let mut pending = vec![doc.get("resource_registry").cloned().unwrap_or_default()];
+        while let Some(node) = pending.pop() {
+            let Some(map) = node.as_object() else {
+                continue;
+            };
+            for value in map.values() {
+                match value {
+                    serde_json::Value::String(s)
+                        if !s.starts_with("OS::")
+                            && [".yaml", ".yml", ".template"]
+                                .iter()
+                                .any(|e| s.ends_with(e)) =>
+                    {
+                        let file = dir.join(s);
+                        let content = std::fs::read_to_string(&file).with_context(|| {
+                            format!(
+                                "heat_environment `{}` maps a type to `{s}`, which cannot be read at `{}`",
+                                path.display(),
+                                file.display()
+                            )
+                        })?;
+                        files.insert(s.clone(), content);
+                    }
+                    serde_json::Value::Object(_) => pending.push(value.clone()),
+                    _ => {}
+                }
+            }
+        }
+        Ok((text, files))
+    }
+
+    fn check_runtime(&self) -> Result<()> {
+        if self.target.cloud.runtime != "pacemaker" {
+            bail!(
+                "target `{}` runs engines with Nomad (`runtime: {}`, the default): dbctl renders its jobs (`dbctl render NAME`) but does not drive Nomad's API in this build; set `runtime: pacemaker` on the target to run the engine as a member of the resource group",
+                self.target.name,
+                self.target.cloud.runtime
+            );
+        }
+        Ok(())
+    }
+
+    /// The three stacks of `spec`, in creation order.
+    fn stack_requests(&self, spec: &Spec) -> Result<Vec<StackRequest>> {
+        let names = Names::new(&spec.name);
+        let (environment, files) = self.environment()?;
+        let artifacts = self.cloud.render_operation(spec, "create")?;
+        [&names.ip_stack, &names.data_stack, &names.cluster_stack]
+            .into_iter()
+            .map(|stack| {
+                let artifact = artifacts
+                    .iter()
+                    .find(|a| {
+                        Path::new(&a.path)
+                            .file_stem()
+                            .is_some_and(|s| s == stack.as_str())
+                    })
+                    .with_context(|| {
+                        format!("playbooks/openstack/create.yml renders no Heat stack `{stack}`")
+                    })?;
+                Ok(StackRequest {
+                    name: stack.clone(),
+                    template: artifact.content.clone(),
+                    environment: environment.clone(),
+                    files: files.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn read_stacks(&self, heat: &Heat<'_>, spec: &Spec) -> Result<BTreeMap<String, Stack>> {
+        let names = Names::new(&spec.name);
+        let mut stacks = BTreeMap::new();
+        for name in [&names.ip_stack, &names.data_stack, &names.cluster_stack] {
+            if let Some(stack) = heat.get(name)? {
+                stacks.insert(name.clone(), stack);
+            }
+        }
+        Ok(stacks)
+    }
+
+    fn layout(&self, spec: &Spec, outputs: &Outputs) -> Result<Layout> {
+        let names = Names::new(&spec.name);
+        let vars: BTreeMap<&str, String> = outputs
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let script = self
+            .cloud
+            .render_operation_with(spec, "create", &vars)?
+            .into_iter()
+            .find(|a| a.path.ends_with("engine-group.pcs.sh"))
+            .context("playbooks/openstack/create.yml renders no `engine-group.pcs.sh` artifact")?;
+        let dir = PathBuf::from(&names.mountpoint).join("data");
+        Ok(Layout {
+            groups: vec![
+                format!("{}-storage", names.resource_group),
+                format!("{}-service", names.resource_group),
+            ],
+            engine_resource: format!("{}-engine", names.resource_group),
+            data_dir: dir.join("pgdata"),
+            log_dir: dir.join("log"),
+            host: outputs
+                .floating_ip
+                .clone()
+                .or_else(|| outputs.vip.clone())
+                .unwrap_or_default(),
+            script,
+            prepare_before_push: None,
+            prepare_mounted: Some(format!("openstack/{}/prepare.yml", spec.engine)),
+            bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
+            vars: BTreeMap::from([("mountpoint".to_owned(), names.mountpoint.clone())]),
+            dir,
+        })
+    }
+
+    fn cluster(&self, outputs: &Outputs, cluster_stack: &str) -> Result<Cluster> {
+        if outputs.node_ips.is_empty() {
+            bail!(
+                "Heat stack `{cluster_stack}` reports no `node_ips`: dbctl reaches the nodes at those addresses"
+            );
+        }
+        Cluster::connect(&self.root, &self.target, &outputs.node_ips, &self.options)
+    }
+
+    fn deployment<'a>(&'a self, cluster: &'a Cluster, layout: &'a Layout) -> Deployment<'a> {
+        Deployment {
+            target: &self.target,
+            catalog: &self.catalog,
+            assets: &self.assets,
+            renderer: &self.renderer,
+            cluster,
+            layout,
+        }
+    }
+}
+
+impl super::Platform for Openstack {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Openstack
+    }
+
+    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
+        None
+    }
+
+    fn preflight(&self, spec: &Spec) -> Result<()> {
+        self.check_runtime()?;
+        pacemaker::check_engine(spec, "openstack")?;
+        self.stack_requests(spec)?;
+        self.layout(spec, &Outputs::default())?;
+        self.session()?;
+        Ok(())
+    }
+
+    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+        let spec = req.spec;
+        self.check_runtime()?;
+        let engine = pacemaker::check_engine(spec, "openstack")?;
+        let progress = req.progress;
+        let names = Names::new(&spec.name);
+        progress(1, 5, "Authenticate with Keystone");
+        let session = self.session()?;
+        let heat = Heat::new(&session);
+        let requests = self.stack_requests(spec)?;
+        let stack_names: Vec<_> = requests.iter().map(|r| r.name.as_str()).collect();
+        progress(
+            2,
+            5,
+            &format!("Apply Heat stacks {}", stack_names.join(", ")),
+        );
+        for request in &requests {
+            heat.apply(request)?;
+        }
+        let mut stacks = BTreeMap::new();
+        for request in &requests {
+            let stack = heat.wait(&request.name)?.with_context(|| {
+                format!(
+                    "Heat stack `{}` vanished while dbctl waited for it",
+                    request.name
+                )
+            })?;
+            stacks.insert(request.name.clone(), stack);
+        }
+        let outputs = Outputs::read(&names, &stacks);
+        let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+        let layout = self.layout(spec, &outputs)?;
+        pacemaker::check_nodes(&cluster, engine.as_ref(), spec)?;
+        self.deployment(&cluster, &layout)
+            .create(req, engine.as_ref(), 3, 5)
+    }
+
+    fn status(&self, spec: &Spec) -> Result<Status> {
+        let engine = pacemaker::check_engine(spec, "openstack")?;
+        let names = Names::new(&spec.name);
+        let session = self.session()?;
+        let heat = Heat::new(&session);
+        let stacks = self.read_stacks(&heat, spec)?;
+        let absent = Status {
+            state: State::Absent,
+            server_version: None,
+            host: None,
+            port: None,
+            used_bytes: 0,
+            database_bytes: None,
+            allotted_gb: spec.size_gb,
+            detail: None,
+            cluster: None,
+        };
+        let Some(cluster_stack) = stacks.get(&names.cluster_stack) else {
+            return Ok(absent);
+        };
+        if !cluster_stack.complete() {
+            return Ok(Status {
+                state: State::Down,
+                detail: Some(format!(
+                    "Heat stack `{}` is {}",
+                    cluster_stack.stack_name, cluster_stack.stack_status
+                )),
+                ..absent
+            });
+        }
+        let outputs = Outputs::read(&names, &stacks);
+        let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+        let layout = self.layout(spec, &outputs)?;
+        self.deployment(&cluster, &layout)
+            .status(spec, engine.as_ref())
+    }
+
+    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+        let names = Names::new(&spec.name);
+        progress(1, 3, "Authenticate with Keystone");
+        let session = self.session()?;
+        let heat = Heat::new(&session);
+        let stacks = self.read_stacks(&heat, spec)?;
+        let outputs = Outputs::read(&names, &stacks);
+        if stacks.contains_key(&names.cluster_stack) && !outputs.node_ips.is_empty() {
+            let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+            let layout = self.layout(spec, &outputs)?;
+            progress(
+                2,
+                3,
+                &format!(
+                    "Stop and remove resource groups {}",
+                    layout.groups.join(", ")
+                ),
+            );
+            cluster.remove_groups(&layout.groups)?;
+            for node in cluster.nodes() {
+                node.ssh.remove_all(Path::new(&names.mountpoint))?;
+            }
+        }
+        progress(3, 3, "Delete the Heat stacks");
+        let order = [&names.cluster_stack, &names.data_stack, &names.ip_stack];
+        for name in order {
+            heat.delete(name)?;
+        }
+        for name in order {
+            heat.wait(name)?;
+        }
+        Ok(())
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        super::Platform::render(&self.cloud, spec)
+    }
+
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        super::Platform::describe(&self.cloud, spec)
+    }
+}

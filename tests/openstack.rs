@@ -1,0 +1,341 @@
+//! The `openstack` platform against a live Keystone + Heat (Debian's packages,
+//! `tests/openstack/cloud.sh`) and a real two-node corosync/pacemaker cluster in network
+//! namespaces (`tests/ha/cluster.sh`).
+//!
+//! Heat here runs Heat-native resources only, so the test's Heat environment
+//! (`tests/openstack/heat-env.yaml`, a target's `heat_environment`) maps Nova, Neutron,
+//! Cinder and Swift types onto provider templates and `OS::Heat::None`; its ports take
+//! the namespace hosts' addresses, so the nodes Heat reports are the cluster's. There is
+//! no Cinder or Neutron here either: the GitOps repo overrides the storage and network
+//! members of the resource group (a shared disk image instead of a Cinder volume + LVM,
+//! no floating IP) — the override mechanism an operator would use for another storage
+//! design. Everything else is dbctl's built-in openstack playbook and templates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::World;
+use crate::support::cluster::{Cluster, dbctl};
+
+/// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
+struct Cloud {
+    dir: PathBuf,
+    namespace: String,
+}
+
+impl Cloud {
+    fn up(dir: &Path, namespace: &str) -> Self {
+        let cloud = Self {
+            dir: dir.to_path_buf(),
+            namespace: namespace.to_owned(),
+        };
+        let out = Command::new("ip")
+            .args(["netns", "exec", namespace, "bash"])
+            .arg(script())
+            .args(["up", dir.to_str().unwrap(), "10.203.0.1"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Keystone + Heat did not come up:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cloud
+    }
+
+    fn openrc(&self) -> PathBuf {
+        self.dir.join("openrc.sh")
+    }
+
+    /// The `OS_*` variables of the openrc file.
+    fn env(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.openrc())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn password(&self) -> String {
+        self.env()
+            .into_iter()
+            .find(|(k, _)| k == "OS_PASSWORD")
+            .unwrap()
+            .1
+    }
+
+    /// `openstack stack list` with the real client: name → status.
+    fn stacks(&self) -> Vec<(String, String)> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.namespace]).args([
+            "/usr/bin/python3",
+            "/usr/bin/openstack",
+            "stack",
+            "list",
+            "-f",
+            "json",
+        ]);
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut stacks: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["Stack Name"].as_str().unwrap().to_owned(),
+                    s["Stack Status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        stacks.sort();
+        stacks
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["down", self.dir.to_str().unwrap()])
+            .status();
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/cloud.sh")
+}
+
+fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
+    let out = cluster.exec(
+        &[
+            "psql",
+            "-h",
+            "10.203.0.100",
+            "-U",
+            "os_db",
+            "-d",
+            "os_db",
+            "-Atc",
+            sql,
+        ],
+        &[("PGPASSWORD", password), ("PGCONNECT_TIMEOUT", "2")],
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The GitOps repo: an openstack target, its Heat environment, and the storage and
+/// network overrides this machine needs (see the module's doc).
+fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
+    let files = world.repo.join("files/heat");
+    std::fs::create_dir_all(&files).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack");
+    for name in ["port.yaml", "server.yaml"] {
+        std::fs::copy(fixtures.join(name), files.join(name)).unwrap();
+    }
+    let env = std::fs::read_to_string(fixtures.join("heat-env.yaml")).unwrap()
+        + "parameter_defaults:\n  node_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-db-vip: 10.203.0.100\n";
+    std::fs::write(files.join("env.yaml"), env).unwrap();
+    std::fs::copy(cloud.openrc(), world.repo.join("files/openrc.sh")).unwrap();
+    std::fs::write(
+        world.repo.join("files/bad-openrc.sh"),
+        std::fs::read_to_string(cloud.openrc())
+            .unwrap()
+            .replace(&cloud.password(), "not-the-password"),
+    )
+    .unwrap();
+    let overrides = world.repo.join("templates/openstack/pacemaker");
+    std::fs::create_dir_all(&overrides).unwrap();
+    std::fs::write(
+        overrides.join("storage.j2"),
+        format!(
+            "{{#- This cloud has no Cinder: data lives on a disk image on shared storage. -#}}\n\
+             {{%- set storage = [\n  {{\"id\": g ~ \"-fs-data\", \"class\": \"ocf\", \"provider\": \"heartbeat\", \"type\": \"Filesystem\",\n   \"params\": {{\"device\": \"{}/\" ~ spec.name ~ \".img\", \"directory\": names.mountpoint ~ \"/data\", \"fstype\": \"ext4\", \"options\": \"loop\"}}, \"interval\": \"20s\"}},\n] -%}}\n",
+            cluster.dir.join("shared").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        overrides.join("network.j2"),
+        "{#- This cloud has no floating IPs: the VIP only. -#}\n\
+         {%- set network = [\n  {\"id\": g ~ \"-vip\", \"class\": \"ocf\", \"provider\": \"heartbeat\", \"type\": \"IPaddr2\",\n   \"params\": {\"ip\": outputs.vip, \"cidr_netmask\": \"24\"}, \"interval\": \"10s\"},\n] -%}\n",
+    )
+    .unwrap();
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let ssh = format!(
+        "    user: root\n    identity: {}\n    known_hosts: {}\n",
+        cluster.dir.join("client_key").display(),
+        cluster.dir.join("known_hosts").display(),
+    );
+    let targets = format!(
+        "targets:\n  os-test:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/openrc.sh\n    heat_environment: files/heat/env.yaml\n{ssh}  os-bad:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/bad-openrc.sh\n{ssh}"
+    );
+    std::fs::write(&config, text.replacen("targets:\n", &targets, 1)).unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "test: openstack target"]);
+}
+
+#[test]
+fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
+    let world = World::new();
+    let cluster = Cluster::up(&world.dir.path().join("cluster"), 'o');
+    let cloud = Cloud::up(&world.dir.path().join("cloud"), &cluster.bridge());
+    configure(&world, &cluster, &cloud);
+    // The test's stand-in for the Cinder volume Heat would create.
+    let image = cluster.dir.join("shared/os-db.img");
+    let made = Command::new("sh")
+        .args([
+            "-c",
+            "truncate -s 1G \"$1\" && mkfs.ext4 -q -F \"$1\"",
+            "sh",
+        ])
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let create = [
+        "create",
+        "--type",
+        "postgresql",
+        "--version",
+        "15",
+        "--size",
+        "1",
+        "--target",
+    ];
+
+    // Refused credentials: a clear error naming Keystone and the openrc file; nothing
+    // written, no stack created.
+    let head = world.head();
+    let bad = dbctl(
+        &world,
+        &cluster,
+        &[&create[..], &["os-bad", "os-db"]].concat(),
+    )
+    .fails_with("Keystone refused");
+    assert!(bad.stderr.contains("files/bad-openrc.sh"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("not-the-password"), "{}", bad.stderr);
+    assert_eq!(world.head(), head);
+    assert!(world.dirty().is_empty(), "{}", world.dirty());
+    assert!(cloud.stacks().is_empty());
+
+    let started = Instant::now();
+    let run = dbctl(
+        &world,
+        &cluster,
+        &[&create[..], &["os-test", "os-db"]].concat(),
+    )
+    .ok();
+    eprintln!(
+        "openstack create: {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        run.stderr
+    );
+    for step in [
+        "Apply Heat stacks",
+        "Push resource groups",
+        "Create the application role",
+    ] {
+        assert!(run.stderr.contains(step), "{}", run.stderr);
+    }
+    assert!(!run.stderr.contains(&cloud.password()) && !run.stdout.contains(&cloud.password()));
+    assert_eq!(
+        cloud.stacks(),
+        ["db-os-db-cluster", "db-os-db-data", "db-os-db-ip"]
+            .map(|s| (s.to_owned(), "CREATE_COMPLETE".to_owned()))
+    );
+    let conn = dbctl(
+        &world,
+        &cluster,
+        &["connection", "os-db", "--reveal", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        conn["host"], "10.203.0.100",
+        "the VIP from the cluster stack: {conn}"
+    );
+    let password = conn["password"].as_str().unwrap().to_owned();
+    let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(status["status"]["state"], "up", "{status}");
+    assert_eq!(
+        status["status"]["cluster"]["groups"],
+        serde_json::json!(["db-os-db-storage", "db-os-db-service"])
+    );
+    let active = status["status"]["cluster"]["active_node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (active_ip, standby) = if active == "node1" {
+        ("10.203.0.11", "node2")
+    } else {
+        ("10.203.0.12", "node1")
+    };
+
+    psql(&cluster, &password, "create table t (id int primary key)").unwrap();
+    psql(
+        &cluster,
+        &password,
+        "insert into t select generate_series(1, 500)",
+    )
+    .unwrap();
+
+    // Both groups move together: storage first, then VIP and engine.
+    let out = cluster.ssh(active_ip, &format!("pcs node standby {active}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let count = loop {
+        match psql(&cluster, &password, "select count(*) from t") {
+            Ok(count) => break count,
+            Err(err) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "no failover: {err}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(count, "500");
+    let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        status["status"]["cluster"]["active_node"], standby,
+        "{status}"
+    );
+    let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+
+    // Delete: groups gone from the CIB, stacks gone from Heat.
+    dbctl(&world, &cluster, &["delete", "os-db", "--yes"]).ok();
+    for group in ["db-os-db-storage", "db-os-db-service"] {
+        let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
+        assert!(!out.status.success(), "{group} still configured");
+    }
+    assert!(cloud.stacks().is_empty(), "{:?}", cloud.stacks());
+}
