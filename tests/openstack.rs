@@ -72,6 +72,27 @@ impl Cloud {
 
     /// `openstack stack list` with the real client: name → status.
     fn stacks(&self) -> Vec<(String, String)> {
+        self.list()
+            .into_iter()
+            .map(|s| {
+                (
+                    s["Stack Name"].as_str().unwrap().to_owned(),
+                    s["Stack Status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Stacks updated since they were created.
+    fn updated(&self) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .filter(|s| !s["Updated Time"].is_null())
+            .map(|s| s["Stack Name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn list(&self) -> Vec<Value> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.namespace]).args([
             "/usr/bin/python3",
@@ -91,18 +112,8 @@ impl Cloud {
             String::from_utf8_lossy(&out.stderr)
         );
         let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut stacks: Vec<_> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["Stack Name"].as_str().unwrap().to_owned(),
-                    s["Stack Status"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
-        stacks.sort();
+        let mut stacks = list.as_array().unwrap().clone();
+        stacks.sort_by_key(|s| s["Stack Name"].as_str().unwrap_or_default().to_owned());
         stacks
     }
 }
@@ -118,6 +129,20 @@ impl Drop for Cloud {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/cloud.sh")
+}
+
+/// The node running the groups per `dbctl status -o json`, its address, the other node.
+fn placement(status: &Value) -> (String, &'static str, &'static str) {
+    let active = status["status"]["cluster"]["active_node"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no active node: {status}"))
+        .to_owned();
+    let (ip, other) = if active == "node1" {
+        ("10.203.0.11", "node2")
+    } else {
+        ("10.203.0.12", "node1")
+    };
+    (active, ip, other)
 }
 
 fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
@@ -283,15 +308,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         status["status"]["cluster"]["groups"],
         serde_json::json!(["db-os-db-storage", "db-os-db-service"])
     );
-    let active = status["status"]["cluster"]["active_node"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (active_ip, standby) = if active == "node1" {
-        ("10.203.0.11", "node2")
-    } else {
-        ("10.203.0.12", "node1")
-    };
+    let (_, active_ip, _) = placement(&status);
 
     psql(&cluster, &password, "create table t (id int primary key)").unwrap();
     psql(
@@ -300,6 +317,44 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         "insert into t select generate_series(1, 500)",
     )
     .unwrap();
+
+    // Someone removes the groups: `apply` puts them back on the same storage (data kept,
+    // initdb not re-run) and leaves the unchanged Heat stacks alone.
+    let out = cluster.ssh(
+        active_ip,
+        "pcs resource delete db-os-db-service && pcs resource delete db-os-db-storage",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(status["status"]["state"], "absent", "{status}");
+    dbctl(&world, &cluster, &["apply"]).ok();
+    assert!(
+        cloud.updated().is_empty(),
+        "stacks updated: {:?}",
+        cloud.updated()
+    );
+    let conn = dbctl(
+        &world,
+        &cluster,
+        &["connection", "os-db", "--reveal", "-o", "json"],
+    )
+    .ok()
+    .json();
+    let password = conn["password"].as_str().unwrap().to_owned();
+    assert_eq!(
+        psql(&cluster, &password, "select count(*) from t").unwrap(),
+        "500"
+    );
+    let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let (active, active_ip, standby) = placement(&status);
 
     // Both groups move together: storage first, then VIP and engine.
     let out = cluster.ssh(active_ip, &format!("pcs node standby {active}"));
