@@ -313,3 +313,142 @@ fn command_output_streams_line_by_line() {
     opts.known_hosts = Some(sshd.known_hosts.clone());
     check(&Ssh::connect(&opts).unwrap());
 }
+
+/// Namespace hosts from `bench/fanout/hosts.sh`, each with its own state directory at
+/// `state_dir` (a private bind mount, as on separate VMs); torn down on drop.
+struct NamespaceHosts {
+    dir: std::path::PathBuf,
+    id: String,
+    count: usize,
+    state_dir: std::path::PathBuf,
+}
+
+impl NamespaceHosts {
+    fn up(dir: &std::path::Path, count: usize) -> Self {
+        let id = format!("s{}", std::process::id() % 10_000);
+        let hosts = Self {
+            dir: dir.to_path_buf(),
+            state_dir: std::path::PathBuf::from(format!("/srv/dbctl-{id}")),
+            id,
+            count,
+        };
+        let out = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args(["up", dir.to_str().unwrap(), &hosts.id, &count.to_string()])
+            .arg(&hosts.state_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hosts did not come up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hosts
+    }
+
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/fanout/hosts.sh")
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}b", self.id)
+    }
+
+    /// What host `i` (1-based) holds in its state directory.
+    fn state(&self, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("host{i}/private"))
+    }
+}
+
+impl Drop for NamespaceHosts {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::script())
+            .args([
+                "down",
+                self.dir.to_str().unwrap(),
+                &self.id,
+                &self.count.to_string(),
+            ])
+            .status();
+        let _ = std::fs::remove_dir(&self.state_dir);
+    }
+}
+
+#[test]
+fn databases_spread_over_a_targets_hosts_and_stay_there() {
+    use crate::support::cluster::dbctl_in;
+    let world = World::new();
+    let hosts = NamespaceHosts::up(&world.dir.path().join("hosts"), 2);
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let target = format!(
+        "targets:\n  pool:\n    platform: ssh\n    hosts: [10.203.1.11, 10.203.1.12]\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n",
+        hosts.dir.join("client_key").display(),
+        hosts.dir.join("known_hosts").display(),
+        hosts.state_dir.display(),
+    );
+    std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
+    world.git(&["commit", "-qam", "test: a target with two hosts"]);
+    let ns = hosts.bridge();
+    let create = |name: &str| {
+        dbctl_in(
+            &world,
+            &ns,
+            &[
+                "create", "--type", "redis", "--target", "pool", "--size", "1", name,
+            ],
+        )
+        .ok();
+        dbctl_in(&world, &ns, &["connection", name, "--reveal", "-o", "json"])
+            .ok()
+            .json()
+    };
+
+    // The least-loaded host takes each new database; ties go to the first.
+    let a = create("kv-a");
+    let b = create("kv-b");
+    let c = create("kv-c");
+    assert_eq!(a["host"], "10.203.1.11");
+    assert_eq!(b["host"], "10.203.1.12");
+    assert_eq!(c["host"], "10.203.1.11");
+    for (i, name) in [(1, "kv-a"), (2, "kv-b"), (1, "kv-c")] {
+        assert!(
+            hosts.state(i).join(name).join("instance.json").exists(),
+            "{name} not on host{i}"
+        );
+        assert!(
+            !hosts.state(3 - i).join(name).exists(),
+            "{name} also on host{}",
+            3 - i
+        );
+    }
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "redis-cli", "-h", "10.203.1.12", "-p"])
+        .arg(b["port"].to_string())
+        .args([
+            "--user",
+            b["username"].as_str().unwrap(),
+            "--no-auth-warning",
+            "PING",
+        ])
+        .env("REDISCLI_AUTH", b["password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+    let status = dbctl_in(&world, &ns, &["status", "kv-b", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(status["status"]["state"], "up", "{status}");
+    assert_eq!(status["status"]["host"], "10.203.1.12");
+
+    // Placement is stable: re-applying changes nothing; a deleted database's slot is
+    // reused by the next one.
+    let head = world.head();
+    dbctl_in(&world, &ns, &["apply"]).ok();
+    assert_eq!(world.head(), head);
+    dbctl_in(&world, &ns, &["delete", "kv-a", "--yes"]).ok();
+    assert!(!hosts.state(1).join("kv-a").exists());
+    let d = create("kv-d");
+    assert_eq!(d["host"], "10.203.1.11");
+}

@@ -2,10 +2,11 @@
 # N "hosts" for the fan-out benchmark: network namespaces <ID>1..<ID>N at
 # 10.203.1.11.. on a bridge in namespace <ID>b (10.203.1.1, where the tools run), each
 # with its own sshd. Same filesystem, separate networks (every host's servers can
-# use the same ports).
-#   hosts.sh up DIR ID N | hosts.sh down DIR ID N
+# use the same ports). With PRIVATE, each host's sshd (and so everything run over SSH)
+# sees its own DIR/host<i>/private at that path, like the state directory of a real VM.
+#   hosts.sh up DIR ID N [PRIVATE] | hosts.sh down DIR ID N
 set -eu
-cmd=$1 dir=$2 id=$3 n=$4
+cmd=$1 dir=$2 id=$3 n=$4 private=${5:-}
 br=${id}b
 if [ "$cmd" = down ]; then
   for ns in $(seq -f "${id}%g" 1 "$n") "$br"; do
@@ -50,6 +51,14 @@ PermitRootLogin prohibit-password
 MaxStartups 100
 MaxSessions 50
 CONF
-  ip netns exec "$ns" /usr/sbin/sshd -f "$host/sshd_config" -E "$host/sshd.log"
+  if [ -n "$private" ]; then
+    mkdir -p "$host/private" "$private"
+    chmod 755 "$dir" "$host" "$host/private"
+    ip netns exec "$ns" unshare -m --propagation private sh -c \
+      'mount --bind "$1" "$2" && exec /usr/sbin/sshd -f "$3" -E "$4"' sh \
+      "$host/private" "$private" "$host/sshd_config" "$host/sshd.log"
+  else
+    ip netns exec "$ns" /usr/sbin/sshd -f "$host/sshd_config" -E "$host/sshd.log"
+  fi
   echo "$addr $(cut -d' ' -f1,2 "$host/host_key.pub")" >> "$dir/known_hosts"
 done

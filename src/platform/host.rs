@@ -92,18 +92,14 @@ impl Host {
         ))
     }
 
-    /// The `ssh` platform for `target` of `repo`: connects to the target's first host
-    /// (`hosts`, `user`, `port`, `identity`, `known_hosts`). The state directory is the
-    /// target's `state_dir` (absolute, on the host), else `/var/lib/dbctl`.
+    /// The `ssh` platform for `target` of `repo` on one of its hosts (`user`, `port`,
+    /// `identity`, `known_hosts` from the target). The state directory is the target's
+    /// `state_dir` (absolute, on the host), else `/var/lib/dbctl`.
     ///
     /// # Errors
-    /// A relative `state_dir`, no `hosts`, or a failed connection (after retries).
-    pub fn ssh(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+    /// A relative `state_dir`, or a failed connection (after retries).
+    pub fn ssh(repo: &Repo, target: &Target, host: &str, options: &Options) -> Result<Self> {
         let ssh = &target.ssh;
-        let host = ssh
-            .hosts
-            .first()
-            .with_context(|| format!("target `{}` (platform ssh) lists no `hosts`", target.name))?;
         let state_dir = target
             .state_dir
             .clone()
@@ -129,6 +125,37 @@ impl Host {
             state_dir,
             Box::new(transport),
         ))
+    }
+
+    /// Whether this host has an instance directory for `name`.
+    ///
+    /// # Errors
+    /// The host cannot be read.
+    pub fn has_instance(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .transport
+            .read_file(&self.instance_dir(name).join("instance.json"))?
+            .is_some())
+    }
+
+    /// How many instances the state directory holds.
+    pub fn instance_count(&self) -> usize {
+        self.transport
+            .list_dir(&self.state_dir)
+            .iter()
+            .filter(|name| {
+                self.transport
+                    .read_file(&self.state_dir.join(name).join("instance.json"))
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .count()
+    }
+
+    /// The host's address, as the transport knows it.
+    pub fn address(&self) -> &str {
+        self.transport.host()
     }
 
     fn with_transport(

@@ -4,6 +4,7 @@
 
 pub mod cloud;
 mod host;
+mod hosts;
 pub mod nomad_api;
 pub mod openstack;
 pub mod pacemaker;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use self::cloud::Cloud;
 pub use self::host::Host;
+pub use self::hosts::HostSet;
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
 use crate::spec::{PlatformKind, Spec, Target};
@@ -171,7 +173,7 @@ pub struct Options {
 pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box<dyn Platform>> {
     match target.platform {
         PlatformKind::Local => Ok(Box::new(Host::local(repo, target, options)?)),
-        PlatformKind::Ssh => Ok(Box::new(Host::ssh(repo, target, options)?)),
+        PlatformKind::Ssh => Ok(Box::new(HostSet::connect(repo, target, options)?)),
         PlatformKind::Pacemaker => Ok(Box::new(pacemaker::Pacemaker::new(repo, target, options)?)),
         PlatformKind::Openstack => Ok(Box::new(openstack::Openstack::new(repo, target, options))),
         PlatformKind::Nomad | PlatformKind::Kubernetes | PlatformKind::Terraform => {

@@ -95,7 +95,8 @@ pub struct RawTarget {
     /// standard port + 10000, e.g. 15432). Ports already recorded or bound are skipped.
     #[serde(default)]
     pub first_port: Option<u16>,
-    /// `ssh`: hosts (names or addresses; databases go to the first).
+    /// `ssh`: hosts (names or addresses). A new database goes to the host holding the
+    /// fewest; it stays there. `pacemaker`: the cluster's nodes.
     #[serde(default)]
     pub hosts: Vec<String>,
     /// `ssh`: login user (default: ssh config, else the local user).

@@ -90,12 +90,15 @@ impl Drop for Cluster {
 
 /// dbctl inside the cluster's network, with the world's environment.
 pub fn dbctl(world: &World, cluster: &Cluster, args: &[&str]) -> Run {
+    dbctl_in(world, &cluster.bridge(), args)
+}
+
+/// dbctl inside network namespace `namespace`, with the world's environment.
+pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
     let bin = assert_cmd::cargo::cargo_bin("dbctl");
     let template = world.command(args);
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &cluster.bridge()])
-        .arg(&bin)
-        .args(args);
+    cmd.args(["netns", "exec", namespace]).arg(&bin).args(args);
     for (key, value) in template.get_envs() {
         match value {
             Some(v) => cmd.env(key, v),

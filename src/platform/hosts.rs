@@ -1,0 +1,122 @@
+//! An `ssh` target with several hosts: each database lives on one of them.
+//!
+//! Placement needs no record of its own: the host whose state directory already holds
+//! the database's `instance.json` keeps it; a new database goes to the host holding the
+//! fewest instances (ties: the first in `hosts`). The connection file carries the
+//! chosen host's address. Hosts are connected concurrently.
+
+use anyhow::{Context, Result};
+
+use super::{Artifact, CreateRequest, CreateResponse, Host, Options, Progress, Status};
+use crate::catalog::EngineKind;
+use crate::gitops::Repo;
+use crate::spec::{PlatformKind, Spec, Target};
+
+/// The `ssh` platform over every host of a target.
+pub struct HostSet {
+    hosts: Vec<Host>,
+}
+
+impl HostSet {
+    /// Connects to each of the target's `hosts` at once.
+    ///
+    /// # Errors
+    /// The first failed connection (naming its host), or no hosts.
+    pub fn connect(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+        let results: Vec<Result<Host>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = target
+                .ssh
+                .hosts
+                .iter()
+                .map(|h| scope.spawn(move || Host::ssh(repo, target, h, options)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting panicked")))
+                })
+                .collect()
+        });
+        let hosts = results.into_iter().collect::<Result<Vec<_>>>()?;
+        if hosts.is_empty() {
+            anyhow::bail!("target `{}` (platform ssh) lists no `hosts`", target.name);
+        }
+        Ok(Self { hosts })
+    }
+
+    /// The host holding `name`, if any.
+    fn holder(&self, name: &str) -> Result<Option<&Host>> {
+        for host in &self.hosts {
+            if host
+                .has_instance(name)
+                .with_context(|| format!("reading the state directory on {}", host.address()))?
+            {
+                return Ok(Some(host));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where `name` lives or goes: its holder, else the least-loaded host.
+    fn placement(&self, name: &str) -> Result<&Host> {
+        if let Some(host) = self.holder(name)? {
+            return Ok(host);
+        }
+        let counts: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|h| scope.spawn(move || h.instance_count()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(usize::MAX))
+                .collect()
+        });
+        let best = (0..self.hosts.len())
+            .min_by_key(|&i| (counts[i], i))
+            .unwrap_or(0);
+        Ok(&self.hosts[best])
+    }
+}
+
+impl super::Platform for HostSet {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Ssh
+    }
+
+    fn preferred_version(&self, engine: EngineKind) -> Option<String> {
+        self.hosts[0].preferred_version(engine)
+    }
+
+    fn preflight(&self, spec: &Spec) -> Result<()> {
+        self.placement(&spec.name)?.preflight(spec)
+    }
+
+    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+        self.placement(&req.spec.name)?.create(req)
+    }
+
+    fn status(&self, spec: &Spec) -> Result<Status> {
+        match self.holder(&spec.name)? {
+            Some(host) => host.status(spec),
+            None => self.hosts[0].status(spec),
+        }
+    }
+
+    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+        match self.holder(&spec.name)? {
+            Some(host) => host.delete(spec, progress),
+            None => self.hosts[0].delete(spec, progress),
+        }
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        self.placement(&spec.name)?.render(spec)
+    }
+
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        self.placement(&spec.name)?.describe(spec)
+    }
+}
