@@ -420,12 +420,28 @@ fn a_repo_override_wins_for_cloud_templates() {
 fn cloud_targets_refuse_create_before_changing_anything() {
     let world = world();
     let head = world.head();
+    let dirty = world.dirty();
     world
         .dbctl(&[
             "create", "-t", "redis", "--size", "1", "cloudy", "--target", "k8s",
         ])
         .fails_with("renders its artifacts");
+    // openstack drives Heat and pacemaker, not (yet) Nomad: the default runtime is
+    // refused before anything is contacted.
+    world
+        .dbctl(&[
+            "create",
+            "-t",
+            "postgresql",
+            "--size",
+            "1",
+            "cloudy",
+            "--target",
+            "os",
+        ])
+        .fails_with("set `runtime: pacemaker`");
     assert_eq!(world.head(), head);
+    assert_eq!(world.dirty(), dirty);
     assert!(!world.repo.join("etc/databases/cloudy.yml").exists());
     // A spec on a render-only target is listed as `unknown`, not as an invalid spec.
     std::fs::write(

@@ -335,6 +335,8 @@ pub struct Layout {
     pub data_dir: PathBuf,
     /// The engine's log directory.
     pub log_dir: PathBuf,
+    /// Node-local directory of the engine's socket and pid file.
+    pub run_dir: PathBuf,
     /// The address clients use (the VIP, or the floating IP).
     pub host: String,
     /// The rendered pcs script.
@@ -381,7 +383,7 @@ impl Deployment<'_> {
             port,
             data_dir: l.data_dir.clone(),
             conf_dir: l.dir.clone(),
-            run_dir: PathBuf::from("/run/postgresql"),
+            run_dir: l.run_dir.clone(),
             log_dir: l.log_dir.clone(),
             dir: l.dir.clone(),
             service_user: self
@@ -632,15 +634,17 @@ impl Pacemaker {
             .into_iter()
             .find(|a| a.path.ends_with(".pcs.sh"))
             .context("playbooks/pacemaker/create.yml renders no `.pcs.sh` artifact")?;
+        let (data_dir, run_dir) = engine_dirs(spec, &dir);
         Ok(Layout {
             groups: vec![format!("db-{}", spec.name)],
             engine_resource: format!("db-{}-engine", spec.name),
-            data_dir: dir.join("pgdata"),
+            data_dir,
+            run_dir,
             log_dir: dir.join("log"),
             host: self.target.cloud.vip.clone().unwrap_or_default(),
             script,
-            prepare_before_push: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
-            prepare_mounted: None,
+            prepare_before_push: Some("pacemaker/image.yml".into()),
+            prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([
                 ("mountpoint".to_owned(), dir.to_string_lossy().into_owned()),
@@ -665,18 +669,35 @@ impl Pacemaker {
     }
 }
 
+/// Engines dbctl has pacemaker templates and playbooks for.
+pub const ENGINES: [EngineKind; 2] = [EngineKind::Postgresql, EngineKind::Mariadb];
+
 /// The engine driver for a database run by pacemaker, when dbctl has its templates.
 ///
 /// # Errors
 /// Engines without pacemaker templates.
 pub fn check_engine(spec: &Spec, platform: &str) -> Result<Box<dyn Engine>> {
-    if spec.engine != EngineKind::Postgresql {
+    if !ENGINES.contains(&spec.engine) {
         bail!(
-            "engine `{}` cannot run on platform `{platform}` with pacemaker yet: dbctl has pacemaker templates for postgresql only",
-            spec.engine
+            "engine `{}` cannot run on platform `{platform}` with pacemaker yet: dbctl has pacemaker templates for {}",
+            spec.engine,
+            ENGINES.map(EngineKind::as_str).join(", ")
         );
     }
     Ok(engine::for_host(spec.engine, "pacemaker")?)
+}
+
+/// The engine's data directory inside the group's filesystem mounted at `dir`, and its
+/// node-local run directory (socket, pid file), as `pacemaker/<engine>/engine.j2` and
+/// `openstack/pacemaker/engine.j2` configure them.
+pub fn engine_dirs(spec: &Spec, dir: &Path) -> (PathBuf, PathBuf) {
+    match spec.engine {
+        EngineKind::Mariadb => (
+            dir.join("mysql"),
+            PathBuf::from(format!("/run/mysqld-{}", spec.name)),
+        ),
+        _ => (dir.join("pgdata"), PathBuf::from("/run/postgresql")),
+    }
 }
 
 impl super::Platform for Pacemaker {

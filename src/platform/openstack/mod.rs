@@ -340,13 +340,15 @@ impl Openstack {
             .find(|a| a.path.ends_with("engine-group.pcs.sh"))
             .context("playbooks/openstack/create.yml renders no `engine-group.pcs.sh` artifact")?;
         let dir = PathBuf::from(&names.mountpoint).join("data");
+        let (data_dir, run_dir) = pacemaker::engine_dirs(spec, &dir);
         Ok(Layout {
             groups: vec![
                 format!("{}-storage", names.resource_group),
                 format!("{}-service", names.resource_group),
             ],
             engine_resource: format!("{}-engine", names.resource_group),
-            data_dir: dir.join("pgdata"),
+            data_dir,
+            run_dir,
             log_dir: dir.join("log"),
             host: outputs
                 .floating_ip
@@ -355,7 +357,7 @@ impl Openstack {
                 .unwrap_or_default(),
             script,
             prepare_before_push: None,
-            prepare_mounted: Some(format!("openstack/{}/prepare.yml", spec.engine)),
+            prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([("mountpoint".to_owned(), names.mountpoint.clone())]),
             dir,
