@@ -1,35 +1,13 @@
-//! PostgreSQL and MariaDB databases as pacemaker resource groups on a real two-node
+//! PostgreSQL, MariaDB and Redis databases as pacemaker resource groups on a real two-node
 //! corosync/pacemaker cluster in network namespaces (`tests/ha/cluster.sh`): dbctl runs
 //! in the cluster's network, creates the group (filesystem on a loop-mounted image,
 //! VIP, the engine), a client writes through the VIP, the active node goes to standby,
 //! and every committed row is there on the other node.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::World;
-use crate::support::cluster::{Cluster, dbctl};
-
-fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
-    let out = cluster.exec(
-        &[
-            "psql",
-            "-h",
-            "10.203.0.100",
-            "-U",
-            "my_ha_db",
-            "-d",
-            "my_ha_db",
-            "-Atc",
-            sql,
-        ],
-        &[("PGPASSWORD", password), ("PGCONNECT_TIMEOUT", "2")],
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
+use crate::support::cluster::{Client, Cluster, dbctl, placement};
 
 /// Target `ha-test`: the cluster's nodes, VIP 10.203.0.100, images in its shared dir.
 fn configure(world: &World, cluster: &Cluster) {
@@ -46,64 +24,47 @@ fn configure(world: &World, cluster: &Cluster) {
     world.git(&["commit", "-qam", "test: pacemaker target"]);
 }
 
-#[test]
-fn postgresql_group_fails_over_with_every_committed_row() {
-    let world = World::new();
-    let cluster = Cluster::up(&world.dir.path().join("cluster"), 'h');
-    configure(&world, &cluster);
+/// What a scenario runs through the client: `setup` once, `insert(first, last)` ten
+/// times (100 rows each), then `count`, which must answer 1000.
+struct Workload {
+    setup: &'static str,
+    insert: fn(u32, u32) -> String,
+    count: &'static str,
+}
 
-    dbctl(
-        &world,
-        &cluster,
-        &[
-            "create",
-            "--type",
-            "postgresql",
-            "--target",
-            "ha-test",
-            "--size",
-            "1",
-            "my-ha-db",
-        ],
-    )
-    .ok();
+/// One engine's scenario: create on the cluster, 1,000 rows committed through the VIP
+/// in ten transactions, standby of the active node, every row there on the other node,
+/// re-running create changes nothing, delete removes group and image.
+fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, work: &Workload) {
+    let world = World::new();
+    let cluster = Cluster::up(&world.dir.path().join("cluster"), tag);
+    configure(&world, &cluster);
+    let name = format!("ha-{engine}");
+    let user = name.replace('-', "_");
+    let create = [
+        "create", "--type", engine, "--target", "ha-test", "--size", "1", &name,
+    ];
+    dbctl(&world, &cluster, &create).ok();
     let conn = dbctl(
         &world,
         &cluster,
-        &["connection", "my-ha-db", "--reveal", "-o", "json"],
+        &["connection", &name, "--reveal", "-o", "json"],
     )
     .ok()
     .json();
     assert_eq!(conn["host"], "10.203.0.100");
     let password = conn["password"].as_str().unwrap().to_owned();
-    let status = dbctl(&world, &cluster, &["status", "my-ha-db", "-o", "json"])
+    let status = dbctl(&world, &cluster, &["status", &name, "-o", "json"])
         .ok()
         .json();
     assert_eq!(status["status"]["state"], "up", "{status}");
-    let active = status["status"]["cluster"]["active_node"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (active_ip, standby) = if active == "node1" {
-        ("10.203.0.11", "node2")
-    } else {
-        ("10.203.0.12", "node1")
-    };
+    let (active, active_ip, standby) = placement(&status);
 
-    // Committed writes through the VIP, in several transactions.
-    psql(
-        &cluster,
-        &password,
-        "create table orders (id int primary key, note text)",
-    )
-    .unwrap();
+    let sql = |sql: &str| client.query(&cluster, &user, &password, sql);
+    sql(work.setup).unwrap();
     for batch in 0..10 {
-        let sql = format!(
-            "insert into orders select g, 'batch {batch}' from generate_series({}, {}) g",
-            batch * 100 + 1,
-            batch * 100 + 100
-        );
-        psql(&cluster, &password, &sql).unwrap();
+        let first = batch * 100 + 1;
+        sql(&(work.insert)(first, first + 99)).unwrap();
     }
 
     let started = Instant::now();
@@ -113,25 +74,13 @@ fn postgresql_group_fails_over_with_every_committed_row() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let count = loop {
-        match psql(&cluster, &password, "select count(*) from orders") {
-            Ok(count) => break count,
-            Err(err) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "no failover: {err}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    };
-    let failover = started.elapsed();
+    let count = client.query_until_up(&cluster, &user, &password, work.count);
     eprintln!(
-        "failover: the VIP answered again {:.1} s after `pcs node standby {active}`",
-        failover.as_secs_f64()
+        "{engine} failover: the VIP answered again {:.1} s after `pcs node standby {active}`",
+        started.elapsed().as_secs_f64()
     );
     assert_eq!(count, "1000", "committed rows lost in failover");
-    let status = dbctl(&world, &cluster, &["status", "my-ha-db", "-o", "json"])
+    let status = dbctl(&world, &cluster, &["status", &name, "-o", "json"])
         .ok()
         .json();
     assert_eq!(status["status"]["state"], "up");
@@ -139,153 +88,69 @@ fn postgresql_group_fails_over_with_every_committed_row() {
         status["status"]["cluster"]["active_node"], standby,
         "{status}"
     );
-    let human = dbctl(&world, &cluster, &["status", "my-ha-db"]).ok().stdout;
+    let human = dbctl(&world, &cluster, &["status", &name]).ok().stdout;
     assert!(
-        human.contains(&format!("group db-my-ha-db on {standby}")),
+        human.contains(&format!("group db-{name} on {standby}")),
         "{human}"
     );
 
-    // Re-running create is a no-op; delete removes the group and the image.
-    let again = dbctl(
-        &world,
-        &cluster,
-        &[
-            "create",
-            "--type",
-            "postgresql",
-            "--target",
-            "ha-test",
-            "--size",
-            "1",
-            "my-ha-db",
-        ],
-    )
-    .ok();
+    let again = dbctl(&world, &cluster, &create).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    dbctl(&world, &cluster, &["delete", "my-ha-db", "--yes"]).ok();
-    let out = cluster.ssh("10.203.0.11", "pcs resource config db-my-ha-db");
+    dbctl(&world, &cluster, &["delete", &name, "--yes"]).ok();
+    let out = cluster.ssh("10.203.0.11", &format!("pcs resource config db-{name}"));
     assert!(!out.status.success(), "group still configured");
     assert!(
-        !cluster.dir.join("shared/my-ha-db.img").exists(),
+        !cluster.dir.join(format!("shared/{name}.img")).exists(),
         "image left behind"
     );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
 }
 
-fn mariadb(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
-    let out = cluster.exec(
-        &[
-            "mariadb",
-            "--no-defaults",
-            "--connect-timeout=2",
-            "-h",
-            "10.203.0.100",
-            "-u",
-            "ha_shop",
-            "-D",
-            "ha_shop",
-            "-N",
-            "-e",
-            sql,
-        ],
-        &[("MYSQL_PWD", password)],
+#[test]
+fn postgresql_group_fails_over_with_every_committed_row() {
+    fails_over_with_every_committed_row(
+        'h',
+        "postgresql",
+        Client::Psql,
+        &Workload {
+            setup: "create table orders (id int primary key, note text)",
+            insert: |a, b| {
+                format!("insert into orders select g, 'batch' from generate_series({a}, {b}) g")
+            },
+            count: "select count(*) from orders",
+        },
     );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]
 fn mariadb_group_fails_over_with_every_committed_row() {
-    let world = World::new();
-    let cluster = Cluster::up(&world.dir.path().join("cluster"), 'm');
-    configure(&world, &cluster);
-    dbctl(
-        &world,
-        &cluster,
-        &[
-            "create", "--type", "mariadb", "--target", "ha-test", "--size", "1", "ha-shop",
-        ],
-    )
-    .ok();
-    let conn = dbctl(
-        &world,
-        &cluster,
-        &["connection", "ha-shop", "--reveal", "-o", "json"],
-    )
-    .ok()
-    .json();
-    assert_eq!(conn["host"], "10.203.0.100");
-    assert_eq!(conn["port"], 3306);
-    let password = conn["password"].as_str().unwrap().to_owned();
-    let status = dbctl(&world, &cluster, &["status", "ha-shop", "-o", "json"])
-        .ok()
-        .json();
-    assert_eq!(status["status"]["state"], "up", "{status}");
-    let active = status["status"]["cluster"]["active_node"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (active_ip, standby) = if active == "node1" {
-        ("10.203.0.11", "node2")
-    } else {
-        ("10.203.0.12", "node1")
-    };
-    mariadb(
-        &cluster,
-        &password,
-        "create table orders (id int primary key) engine=InnoDB",
-    )
-    .unwrap();
-    for batch in 0..5 {
-        let sql = format!(
-            "insert into orders select seq from seq_{}_to_{}",
-            batch * 100 + 1,
-            batch * 100 + 100
-        );
-        mariadb(&cluster, &password, &sql).unwrap();
-    }
+    fails_over_with_every_committed_row(
+        'm',
+        "mariadb",
+        Client::Mariadb,
+        &Workload {
+            setup: "create table orders (id int primary key, note text)",
+            insert: |a, b| format!("insert into orders select seq, 'batch' from seq_{a}_to_{b}"),
+            count: "select count(*) from orders",
+        },
+    );
+}
 
-    let started = Instant::now();
-    let out = cluster.ssh(active_ip, &format!("pcs node standby {active}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+#[test]
+fn redis_group_fails_over_with_every_committed_write() {
+    // Each RPUSH is one acknowledged write; Redis's AOF (appendonly yes) is flushed
+    // when the agent stops the server on standby.
+    fails_over_with_every_committed_row(
+        'r',
+        "redis",
+        Client::Redis,
+        &Workload {
+            setup: "DEL orders",
+            insert: |a, b| {
+                let values: Vec<String> = (a..=b).map(|i| i.to_string()).collect();
+                format!("RPUSH orders {}", values.join(" "))
+            },
+            count: "LLEN orders",
+        },
     );
-    let count = loop {
-        match mariadb(&cluster, &password, "select count(*) from orders") {
-            Ok(count) => break count,
-            Err(err) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "no failover: {err}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    };
-    eprintln!(
-        "mariadb failover: the VIP answered again {:.1} s after `pcs node standby {active}`",
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(count, "500", "committed rows lost in failover");
-    let status = dbctl(&world, &cluster, &["status", "ha-shop", "-o", "json"])
-        .ok()
-        .json();
-    assert_eq!(
-        status["status"]["cluster"]["active_node"], standby,
-        "{status}"
-    );
-
-    dbctl(&world, &cluster, &["delete", "ha-shop", "--yes"]).ok();
-    let out = cluster.ssh("10.203.0.11", "pcs resource config db-ha-shop");
-    assert!(!out.status.success(), "group still configured");
-    assert!(
-        !cluster.dir.join("shared/ha-shop.img").exists(),
-        "image left behind"
-    );
-    let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
 }

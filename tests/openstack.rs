@@ -13,12 +13,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::support::World;
-use crate::support::cluster::{Cluster, dbctl};
+use crate::support::cluster::{Client, Cluster, dbctl, placement};
 
 /// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
 struct Cloud {
@@ -129,42 +129,6 @@ impl Drop for Cloud {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/cloud.sh")
-}
-
-/// The node running the groups per `dbctl status -o json`, its address, the other node.
-fn placement(status: &Value) -> (String, &'static str, &'static str) {
-    let active = status["status"]["cluster"]["active_node"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no active node: {status}"))
-        .to_owned();
-    let (ip, other) = if active == "node1" {
-        ("10.203.0.11", "node2")
-    } else {
-        ("10.203.0.12", "node1")
-    };
-    (active, ip, other)
-}
-
-fn psql(cluster: &Cluster, password: &str, sql: &str) -> Result<String, String> {
-    let out = cluster.exec(
-        &[
-            "psql",
-            "-h",
-            "10.203.0.100",
-            "-U",
-            "os_db",
-            "-d",
-            "os_db",
-            "-Atc",
-            sql,
-        ],
-        &[("PGPASSWORD", password), ("PGCONNECT_TIMEOUT", "2")],
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// The GitOps repo: an openstack target, its Heat environment, and the storage and
@@ -310,13 +274,9 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     );
     let (_, active_ip, _) = placement(&status);
 
-    psql(&cluster, &password, "create table t (id int primary key)").unwrap();
-    psql(
-        &cluster,
-        &password,
-        "insert into t select generate_series(1, 500)",
-    )
-    .unwrap();
+    let sql = |password: &str, sql: &str| Client::Psql.query(&cluster, "os_db", password, sql);
+    sql(&password, "create table t (id int primary key)").unwrap();
+    sql(&password, "insert into t select generate_series(1, 500)").unwrap();
 
     // Someone removes the groups: `apply` puts them back on the same storage (data kept,
     // initdb not re-run) and leaves the unchanged Heat stacks alone.
@@ -347,10 +307,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     .ok()
     .json();
     let password = conn["password"].as_str().unwrap().to_owned();
-    assert_eq!(
-        psql(&cluster, &password, "select count(*) from t").unwrap(),
-        "500"
-    );
+    assert_eq!(sql(&password, "select count(*) from t").unwrap(), "500");
     let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
         .ok()
         .json();
@@ -363,19 +320,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let started = Instant::now();
-    let count = loop {
-        match psql(&cluster, &password, "select count(*) from t") {
-            Ok(count) => break count,
-            Err(err) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "no failover: {err}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    };
+    let count = Client::Psql.query_until_up(&cluster, "os_db", &password, "select count(*) from t");
     assert_eq!(count, "500");
     let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
         .ok()

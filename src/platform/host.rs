@@ -609,17 +609,7 @@ impl super::Platform for Host {
     }
 
     fn status(&self, spec: &Spec) -> Result<Status> {
-        let mut status = Status {
-            state: State::Absent,
-            server_version: None,
-            host: None,
-            port: None,
-            used_bytes: 0,
-            database_bytes: None,
-            allotted_gb: spec.size_gb,
-            detail: None,
-            cluster: None,
-        };
+        let mut status = Status::absent(spec.size_gb);
         let Some(record) = self.read_record(&spec.name)? else {
             return Ok(status);
         };

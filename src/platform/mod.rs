@@ -99,6 +99,23 @@ pub struct Status {
     pub cluster: Option<pacemaker::ClusterView>,
 }
 
+impl Status {
+    /// Nothing on the target: a database of `allotted_gb` GB that does not exist.
+    pub fn absent(allotted_gb: u32) -> Self {
+        Self {
+            state: State::Absent,
+            server_version: None,
+            host: None,
+            port: None,
+            used_bytes: 0,
+            database_bytes: None,
+            allotted_gb,
+            detail: None,
+            cluster: None,
+        }
+    }
+}
+
 /// One rendered file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Artifact {

@@ -441,6 +441,19 @@ impl Deployment<'_> {
         Ok(())
     }
 
+    /// The engine's admin password, in `admin.secret` beside the data (so it moves with
+    /// the group), generated on first use.
+    fn admin_secret(&self, node: &Node) -> Result<String> {
+        let path = self.layout.dir.join("admin.secret");
+        if let Some(bytes) = node.ssh.read_file(&path)? {
+            return Ok(String::from_utf8_lossy(&bytes).trim().to_owned());
+        }
+        let secret = crate::secret::generate_password();
+        node.ssh
+            .write_file(&path, secret.expose_secret().as_bytes(), 0o600, None)?;
+        Ok(secret.expose_secret().to_owned())
+    }
+
     fn active<'c>(&'c self, view: &ClusterView) -> Result<&'c Node> {
         view.active_node
             .as_deref()
@@ -495,6 +508,14 @@ impl Deployment<'_> {
             &format!("Wait until {groups} run on one node"),
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
+        let secrets = |node: &Node| -> Result<BTreeMap<&str, String>> {
+            let mut secrets =
+                BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
+            if engine.needs_admin_secret() {
+                secrets.insert("admin_password", self.admin_secret(node)?);
+            }
+            Ok(secrets)
+        };
         if let Some(prepare) = &l.prepare_mounted
             && view
                 .resources
@@ -502,7 +523,7 @@ impl Deployment<'_> {
                 .is_some_and(|m| m.disabled)
         {
             let active = self.active(&view)?;
-            let secrets = BTreeMap::from([("password", REDACTED.to_owned())]);
+            let secrets = secrets(active)?;
             self.run_playbook(active, spec, engine, prepare, secrets, (&noop, req.output))?;
             self.cluster
                 .pcs(&["resource", "enable", &l.engine_resource])?;
@@ -514,7 +535,7 @@ impl Deployment<'_> {
             steps,
             &format!("Create the application role on {}", active.name),
         );
-        let secrets = BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
+        let secrets = secrets(active)?;
         self.run_playbook(
             active,
             spec,
@@ -544,15 +565,9 @@ impl Deployment<'_> {
         let l = self.layout;
         let view = self.cluster.view(&l.groups)?;
         let mut status = Status {
-            state: State::Absent,
-            server_version: None,
             host: Some(l.host.clone()),
-            port: None,
-            used_bytes: 0,
-            database_bytes: None,
-            allotted_gb: spec.size_gb,
-            detail: None,
             cluster: Some(view.clone()),
+            ..Status::absent(spec.size_gb)
         };
         if view.resources.is_empty() && !self.cluster.group_exists(&l.groups[0])? {
             return Ok(status);
@@ -647,6 +662,7 @@ impl Pacemaker {
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([
+                ("daemonize".to_owned(), "no".to_owned()),
                 ("mountpoint".to_owned(), dir.to_string_lossy().into_owned()),
                 (
                     "device".to_owned(),
@@ -670,7 +686,11 @@ impl Pacemaker {
 }
 
 /// Engines dbctl has pacemaker templates and playbooks for.
-pub const ENGINES: [EngineKind; 2] = [EngineKind::Postgresql, EngineKind::Mariadb];
+pub const ENGINES: [EngineKind; 3] = [
+    EngineKind::Postgresql,
+    EngineKind::Mariadb,
+    EngineKind::Redis,
+];
 
 /// The engine driver for a database run by pacemaker, when dbctl has its templates.
 ///
@@ -696,6 +716,9 @@ pub fn engine_dirs(spec: &Spec, dir: &Path) -> (PathBuf, PathBuf) {
             dir.join("mysql"),
             PathBuf::from(format!("/run/mysqld-{}", spec.name)),
         ),
+        // The socket moves with the filesystem: redis-server exits when it cannot
+        // create it.
+        EngineKind::Redis => (dir.join("data"), dir.join("run")),
         _ => (dir.join("pgdata"), PathBuf::from("/run/postgresql")),
     }
 }

@@ -113,3 +113,116 @@ pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The node running a database's groups per `dbctl status -o json`, its address, and
+/// the other node.
+pub fn placement(status: &serde_json::Value) -> (String, &'static str, &'static str) {
+    let active = status["status"]["cluster"]["active_node"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no active node: {status}"))
+        .to_owned();
+    let (ip, other) = if active == "node1" {
+        ("10.203.0.11", "node2")
+    } else {
+        ("10.203.0.12", "node1")
+    };
+    (active, ip, other)
+}
+
+/// A SQL client reaching a database through the VIP 10.203.0.100 from the cluster's
+/// network, as the application user (`user` is also the database's name).
+#[derive(Clone, Copy)]
+pub enum Client {
+    /// `psql`.
+    Psql,
+    /// `mariadb`.
+    Mariadb,
+    /// `redis-cli` (the "SQL" is a command, split at spaces).
+    Redis,
+}
+
+impl Client {
+    /// Runs `sql`; the trimmed output, or the client's error.
+    pub fn query(
+        self,
+        cluster: &Cluster,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let out = match self {
+            Self::Psql => cluster.exec(
+                &[
+                    "psql",
+                    "-h",
+                    "10.203.0.100",
+                    "-U",
+                    user,
+                    "-d",
+                    user,
+                    "-Atc",
+                    sql,
+                ],
+                &[("PGPASSWORD", password), ("PGCONNECT_TIMEOUT", "2")],
+            ),
+            Self::Mariadb => cluster.exec(
+                &[
+                    "mariadb",
+                    "--no-defaults",
+                    "--connect-timeout=2",
+                    "-h",
+                    "10.203.0.100",
+                    "-u",
+                    user,
+                    "-D",
+                    user,
+                    "-N",
+                    "-e",
+                    sql,
+                ],
+                &[("MYSQL_PWD", password)],
+            ),
+            Self::Redis => {
+                let mut args = vec![
+                    "redis-cli",
+                    "-h",
+                    "10.203.0.100",
+                    "--user",
+                    user,
+                    "--no-auth-warning",
+                    "-e",
+                ];
+                args.extend(sql.split(' '));
+                cluster.exec(&args, &[("REDISCLI_AUTH", password)])
+            }
+        };
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Retries `sql` until it answers (a failover in progress), for at most 120 s.
+    pub fn query_until_up(
+        self,
+        cluster: &Cluster,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            match self.query(cluster, user, password, sql) {
+                Ok(out) => return out,
+                Err(err) => {
+                    assert!(
+                        started.elapsed() < std::time::Duration::from_secs(120),
+                        "no failover: {err}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}

@@ -359,7 +359,10 @@ impl Openstack {
             prepare_before_push: None,
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
-            vars: BTreeMap::from([("mountpoint".to_owned(), names.mountpoint.clone())]),
+            vars: BTreeMap::from([
+                ("daemonize".to_owned(), "no".to_owned()),
+                ("mountpoint".to_owned(), names.mountpoint.clone()),
+            ]),
             dir,
         })
     }
@@ -446,17 +449,7 @@ impl super::Platform for Openstack {
         let session = self.session()?;
         let heat = Heat::new(&session);
         let stacks = self.read_stacks(&heat, spec)?;
-        let absent = Status {
-            state: State::Absent,
-            server_version: None,
-            host: None,
-            port: None,
-            used_bytes: 0,
-            database_bytes: None,
-            allotted_gb: spec.size_gb,
-            detail: None,
-            cluster: None,
-        };
+        let absent = Status::absent(spec.size_gb);
         let Some(cluster_stack) = stacks.get(&names.cluster_stack) else {
             return Ok(absent);
         };
