@@ -1,13 +1,15 @@
 //! The `pacemaker` platform: an existing pacemaker/corosync cluster whose nodes dbctl
 //! reaches over SSH. A database is a resource group — filesystem on a loop-mounted
 //! disk image in the target's `shared_dir`, virtual IP (`IPaddr2`), and the engine as a
-//! pacemaker resource (`ocf:heartbeat:pgsql`) — so it fails over as one.
+//! pacemaker resource (`ocf:heartbeat:pgsql`, `ocf:heartbeat:mysql`, or
+//! `ocf:heartbeat:anything` for Redis) — so it fails over as one.
 //!
-//! `create`: prepare the data directory on the first node (playbook
-//! `pacemaker/<engine>/prepare.yml`, skipped once the group exists), push the rendered
-//! pcs script (idempotent: `pcs cluster cib-push … diff-against=…`), wait until every
-//! member runs on one node, then create the application role there
-//! (`pacemaker/<engine>/bootstrap.yml`). Only PostgreSQL has templates so far.
+//! `create` ([`Deployment::create`], shared with the openstack platform): make the disk
+//! image (`pacemaker/image.yml`, once), push the rendered pcs script with the engine
+//! disabled (idempotent: `pcs cluster cib-push … diff-against=…`), wait until the
+//! filesystem and VIP run on one node, prepare the data directory there
+//! (`pacemaker/<engine>/prepare.yml`), enable the engine, wait, then create the
+//! application user (`pacemaker/<engine>/bootstrap.yml`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
