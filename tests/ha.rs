@@ -68,7 +68,7 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     }
 
     let started = Instant::now();
-    let out = cluster.ssh(active_ip, &format!("pcs node standby {active}"));
+    let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));
     assert!(
         out.status.success(),
         "{}",
@@ -76,7 +76,7 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     );
     let count = client.query_until_up(&cluster, &user, &password, work.count);
     eprintln!(
-        "{engine} failover: the VIP answered again {:.1} s after `pcs node standby {active}`",
+        "{engine} failover: the group ran on the other node and answered {:.1} s after `pcs node standby {active}`",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(count, "1000", "committed rows lost in failover");

@@ -314,7 +314,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let (active, active_ip, standby) = placement(&status);
 
     // Both groups move together: storage first, then VIP and engine.
-    let out = cluster.ssh(active_ip, &format!("pcs node standby {active}"));
+    let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));
     assert!(
         out.status.success(),
         "{}",
