@@ -278,8 +278,9 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     sql(&password, "create table t (id int primary key)").unwrap();
     sql(&password, "insert into t select generate_series(1, 500)").unwrap();
 
-    // Someone removes the groups: `apply` puts them back on the same storage (data kept,
-    // initdb not re-run) and leaves the unchanged Heat stacks alone.
+    // Someone removes the groups, and the nodes' image changes in etc/dbctl.yml: `apply`
+    // updates the cluster stack only (the others are unchanged, by their digests) and
+    // puts the groups back on the same storage (data kept, initdb not re-run).
     let out = cluster.ssh(
         active_ip,
         "pcs resource delete db-os-db-service && pcs resource delete db-os-db-storage",
@@ -293,11 +294,28 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         .ok()
         .json();
     assert_eq!(status["status"]["state"], "absent", "{status}");
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "    runtime: pacemaker\n",
+        "    runtime: pacemaker\n    image: debian-13\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    world.git(&["commit", "-qam", "test: nodes on debian-13"]);
     dbctl(&world, &cluster, &["apply"]).ok();
-    assert!(
-        cloud.updated().is_empty(),
-        "stacks updated: {:?}",
-        cloud.updated()
+    assert_eq!(cloud.updated(), ["db-os-db-cluster"]);
+    assert_eq!(
+        cloud.stacks(),
+        ["db-os-db-cluster", "db-os-db-data", "db-os-db-ip"].map(|s| (
+            s.to_owned(),
+            if s.ends_with("cluster") {
+                "UPDATE_COMPLETE"
+            } else {
+                "CREATE_COMPLETE"
+            }
+            .to_owned()
+        ))
     );
     let conn = dbctl(
         &world,
