@@ -51,6 +51,11 @@ const TARGETS: &str = "  os:
   do:
     platform: terraform
     provider: digitalocean
+  ha:
+    platform: pacemaker
+    hosts: [node1.invalid, node2.invalid]
+    vip: 192.0.2.10
+    shared_dir: /srv/shared
 ";
 
 /// A repo with cloud targets and one spec per engine (`db-<engine>`).
@@ -187,6 +192,40 @@ fn pacemaker_groups_pass_crm_verify_and_fail_over_together() {
         "{nomad}"
     );
     assert!(nomad.contains("cib-push \"$work/new.xml\" diff-against=\"$work/live.xml\""));
+}
+
+#[test]
+fn pacemaker_target_groups_render_offline_and_pass_crm_verify() {
+    // The nodes do not exist: rendering must not need them.
+    let world = world();
+    let names = ["db-postgresql", "db-mariadb", "db-redis"];
+    let out = render(&world, &[&names[..], &["--target", "ha"]].concat());
+    let cibs = files(&out, ".cib.xml");
+    assert_eq!(cibs.len(), 3, "one group per engine");
+    let mut args = vec![validator("pacemaker.py")];
+    args.extend(cibs);
+    validate(Path::new("/usr/bin/python3"), &args, 3);
+    for (name, agent) in names.iter().zip([
+        "'ocf:heartbeat:pgsql'",
+        "'ocf:heartbeat:mysql'",
+        "'ocf:heartbeat:anything'",
+    ]) {
+        let pcs =
+            std::fs::read_to_string(out.join(format!("pacemaker/{name}/resource-group.pcs.sh")))
+                .unwrap();
+        let engine = pcs
+            .lines()
+            .find(|l| l.contains(agent))
+            .unwrap_or_else(|| panic!("{pcs}"));
+        assert!(
+            engine.ends_with("--disabled"),
+            "the engine starts disabled: {engine}"
+        );
+        assert!(pcs.contains("'ip=192.0.2.10'"), "{pcs}");
+    }
+    world
+        .dbctl(&["render", "db-mongodb", "--target", "ha"])
+        .fails_with("pacemaker templates for postgresql, mariadb, redis");
 }
 
 #[test]

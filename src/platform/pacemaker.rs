@@ -608,14 +608,17 @@ pub struct Pacemaker {
     assets: crate::assets::Assets,
     renderer: Renderer,
     cloud: Cloud,
-    cluster: Cluster,
+    root: PathBuf,
+    options: Options,
+    cluster: std::sync::OnceLock<Cluster>,
 }
 
 impl Pacemaker {
-    /// Connects to every node in the target's `hosts` and learns its pacemaker name.
+    /// Binds `target`; the nodes are connected on first use, so rendering works
+    /// without reaching them.
     ///
     /// # Errors
-    /// A failed SSH connection, or a host where `crm_node -n` fails (not a cluster node).
+    /// None today; kept for drivers that validate on construction.
     pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
         Ok(Self {
             target: target.clone(),
@@ -623,8 +626,27 @@ impl Pacemaker {
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
             cloud: Cloud::new(repo, target),
-            cluster: Cluster::connect(repo.root(), target, &target.ssh.hosts, options)?,
+            root: repo.root().to_owned(),
+            options: options.clone(),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The cluster: every node in the target's `hosts`, connected once.
+    ///
+    /// # Errors
+    /// A failed SSH connection, or a host that is not a pacemaker node.
+    fn cluster(&self) -> Result<&Cluster> {
+        if let Some(cluster) = self.cluster.get() {
+            return Ok(cluster);
+        }
+        let cluster = Cluster::connect(
+            &self.root,
+            &self.target,
+            &self.target.ssh.hosts,
+            &self.options,
+        )?;
+        Ok(self.cluster.get_or_init(|| cluster))
     }
 
     fn mountpoint(&self, spec: &Spec) -> PathBuf {
@@ -675,15 +697,15 @@ impl Pacemaker {
         })
     }
 
-    fn deployment<'a>(&'a self, layout: &'a Layout) -> Deployment<'a> {
-        Deployment {
+    fn deployment<'a>(&'a self, layout: &'a Layout) -> Result<Deployment<'a>> {
+        Ok(Deployment {
             target: &self.target,
             catalog: &self.catalog,
             assets: &self.assets,
             renderer: &self.renderer,
-            cluster: &self.cluster,
+            cluster: self.cluster()?,
             layout,
-        }
+        })
     }
 }
 
@@ -734,14 +756,14 @@ impl super::Platform for Pacemaker {
         let engine = engine::for_host(kind, "pacemaker").ok()?;
         let known = self.catalog.engine(kind)?.versions.clone();
         engine
-            .locate(&self.cluster.first().ssh, None, &known)
+            .locate(&self.cluster().ok()?.first().ssh, None, &known)
             .ok()
             .map(|l| l.version)
     }
 
     fn preflight(&self, spec: &Spec) -> Result<()> {
         let engine = self.check_engine(spec)?;
-        check_nodes(&self.cluster, engine.as_ref(), spec)?;
+        check_nodes(self.cluster()?, engine.as_ref(), spec)?;
         self.layout(spec)?;
         Ok(())
     }
@@ -749,13 +771,13 @@ impl super::Platform for Pacemaker {
     fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
         let engine = self.check_engine(req.spec)?;
         let layout = self.layout(req.spec)?;
-        self.deployment(&layout).create(req, engine.as_ref(), 1, 3)
+        self.deployment(&layout)?.create(req, engine.as_ref(), 1, 3)
     }
 
     fn status(&self, spec: &Spec) -> Result<Status> {
         let engine = self.check_engine(spec)?;
         let layout = self.layout(spec)?;
-        self.deployment(&layout).status(spec, engine.as_ref())
+        self.deployment(&layout)?.status(spec, engine.as_ref())
     }
 
     fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
@@ -768,16 +790,18 @@ impl super::Platform for Pacemaker {
                 layout.groups.join(", ")
             ),
         );
-        self.cluster.remove_groups(&layout.groups)?;
+        let cluster = self.cluster()?;
+        cluster.remove_groups(&layout.groups)?;
         progress(2, 2, "Remove the disk image and mountpoints");
-        self.cluster.first().ssh.remove_all(&self.device(spec))?;
-        for node in self.cluster.nodes() {
+        cluster.first().ssh.remove_all(&self.device(spec))?;
+        for node in cluster.nodes() {
             node.ssh.remove_all(&layout.dir)?;
         }
         Ok(())
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        self.check_engine(spec)?;
         self.cloud.render_operation(spec, "create")
     }
 
