@@ -192,6 +192,7 @@ pub struct Openstack {
     renderer: Renderer,
     cloud: Cloud,
     options: Options,
+    session: std::sync::OnceLock<Session>,
 }
 
 impl Openstack {
@@ -205,6 +206,7 @@ impl Openstack {
             renderer: Renderer::new(&repo.assets),
             cloud: Cloud::new(repo, target),
             options: options.clone(),
+            session: std::sync::OnceLock::new(),
         }
     }
 
@@ -222,10 +224,15 @@ impl Openstack {
         Ok(Credentials::from_openrc(&self.repo_path(openrc))?)
     }
 
-    fn session(&self) -> Result<Session> {
+    /// The Keystone session, authenticated once per run (preflight, then create).
+    fn session(&self) -> Result<&Session> {
+        if let Some(session) = self.session.get() {
+            return Ok(session);
+        }
         let creds = self.credentials()?;
-        Session::authenticate(&creds)
-            .with_context(|| format!("authenticating with `{}`", creds.source.display()))
+        let session = Session::authenticate(&creds)
+            .with_context(|| format!("authenticating with `{}`", creds.source.display()))?;
+        Ok(self.session.get_or_init(|| session))
     }
 
     /// The environment's text and the provider templates it names (read relative to
@@ -414,7 +421,7 @@ impl super::Platform for Openstack {
         let names = Names::new(&spec.name);
         progress(1, 5, "Authenticate with Keystone");
         let session = self.session()?;
-        let heat = Heat::new(&session);
+        let heat = Heat::new(session);
         let requests = self.stack_requests(spec)?;
         let stack_names: Vec<_> = requests.iter().map(|r| r.name.as_str()).collect();
         progress(
@@ -447,7 +454,7 @@ impl super::Platform for Openstack {
         let engine = pacemaker::check_engine(spec, "openstack")?;
         let names = Names::new(&spec.name);
         let session = self.session()?;
-        let heat = Heat::new(&session);
+        let heat = Heat::new(session);
         let stacks = self.read_stacks(&heat, spec)?;
         let absent = Status::absent(spec.size_gb);
         let Some(cluster_stack) = stacks.get(&names.cluster_stack) else {
@@ -474,7 +481,7 @@ impl super::Platform for Openstack {
         let names = Names::new(&spec.name);
         progress(1, 3, "Authenticate with Keystone");
         let session = self.session()?;
-        let heat = Heat::new(&session);
+        let heat = Heat::new(session);
         let stacks = self.read_stacks(&heat, spec)?;
         let outputs = Outputs::read(&names, &stacks);
         if stacks.contains_key(&names.cluster_stack) && !outputs.node_ips.is_empty() {
