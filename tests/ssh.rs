@@ -451,4 +451,26 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
     assert!(!hosts.state(1).join("kv-a").exists());
     let d = create("kv-d");
     assert_eq!(d["host"], "10.203.1.11");
+
+    // Four new specs converged at once: hosts are chosen and ports reserved one at a
+    // time, so they spread out and none collides.
+    for name in ["kv-e", "kv-f", "kv-g", "kv-h"] {
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!("name: {name}\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: pool\n"),
+        )
+        .unwrap();
+    }
+    dbctl_in(&world, &ns, &["apply", "--parallel", "4"]).ok();
+    let list = dbctl_in(&world, &ns, &["list", "-o", "json"]).ok().json();
+    let databases = list["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 7, "{list}");
+    assert!(databases.iter().all(|d| d["status"]["state"] == "up"), "{list}");
+    let on = |i: usize| {
+        std::fs::read_dir(hosts.state(i))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().join("instance.json").exists())
+            .count()
+    };
+    assert_eq!((on(1), on(2)), (4, 3), "seven databases over two hosts");
 }

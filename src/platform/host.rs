@@ -158,6 +158,62 @@ impl Host {
         self.transport.host()
     }
 
+    /// Serialises reservations (port allocation and `instance.json`) across concurrent
+    /// runs: `local` locks `<state_dir>/.ports.lock`; `ssh` locks
+    /// `<repo>/.dbctl/locks/target.<target>.lock`, which also covers choosing a host
+    /// for a target with several (`HostSet`).
+    ///
+    /// # Errors
+    /// The lock file cannot be created or locked.
+    pub fn reservation_lock(&self) -> Result<File> {
+        let path = if self.kind == PlatformKind::Local {
+            self.state_dir.join(".ports.lock")
+        } else {
+            let dir = self.repo_root.join(".dbctl/locks");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            dir.join(format!("target.{}.lock", self.target.name))
+        };
+        let lock =
+            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock `{}`", path.display()))?;
+        Ok(lock)
+    }
+
+    /// The port of `spec`'s instance: the one `instance.json` records, else a newly
+    /// allocated one, recorded in a new `instance.json`. Call it holding
+    /// [`Self::reservation_lock`].
+    ///
+    /// # Errors
+    /// The instance belongs to another repo or engine, no free port, or I/O on the host.
+    pub fn reserve(&self, spec: &Spec) -> Result<u16> {
+        if let Some(record) = self.read_record(&spec.name)? {
+            self.check_record(spec, &record)?;
+            return Ok(record.port);
+        }
+        self.transport.make_dir(&self.state_dir, 0o755, None)?;
+        let port = self.allocate_port(spec.engine)?;
+        let dir = self.instance_dir(&spec.name);
+        let owner = self.service_user(spec.engine);
+        self.transport.make_dir(&dir, 0o755, owner.as_deref())?;
+        let record = InstanceRecord {
+            name: spec.name.clone(),
+            engine: spec.engine,
+            version: spec.version.clone(),
+            port,
+            repo: self.repo_root.clone(),
+            created_at: jiff::Timestamp::now().to_string(),
+        };
+        self.transport.write_file(
+            &dir.join("instance.json"),
+            &serde_json::to_vec_pretty(&record)?,
+            0o644,
+            None,
+        )?;
+        Ok(port)
+    }
+
     fn with_transport(
         kind: PlatformKind,
         repo: &Repo,
@@ -534,45 +590,8 @@ impl super::Platform for Host {
         let located = self.locate(spec, engine.as_ref())?;
         self.transport.make_dir(&self.state_dir, 0o755, None)?;
         let port = {
-            // Serialise port allocation across concurrent creates in this state dir
-            // (on `ssh` hosts the per-database repo lock is what serialises).
-            let _lock = if self.kind == PlatformKind::Local {
-                let lock_path = self.state_dir.join(".ports.lock");
-                let lock = File::create(&lock_path)
-                    .with_context(|| format!("cannot create `{}`", lock_path.display()))?;
-                lock.lock()
-                    .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
-                Some(lock)
-            } else {
-                None
-            };
-            match self.read_record(&spec.name)? {
-                Some(record) => {
-                    self.check_record(spec, &record)?;
-                    record.port
-                }
-                None => {
-                    let port = self.allocate_port(spec.engine)?;
-                    let dir = self.instance_dir(&spec.name);
-                    let owner = self.service_user(spec.engine);
-                    self.transport.make_dir(&dir, 0o755, owner.as_deref())?;
-                    let record = InstanceRecord {
-                        name: spec.name.clone(),
-                        engine: spec.engine,
-                        version: spec.version.clone(),
-                        port,
-                        repo: self.repo_root.clone(),
-                        created_at: jiff::Timestamp::now().to_string(),
-                    };
-                    self.transport.write_file(
-                        &dir.join("instance.json"),
-                        &serde_json::to_vec_pretty(&record)?,
-                        0o644,
-                        None,
-                    )?;
-                    port
-                }
-            }
+            let _lock = self.reservation_lock()?;
+            self.reserve(spec)?
         };
         let instance = self.make_instance(spec, engine.as_ref(), port);
         let mut secret_values = vec![req.password.clone()];

@@ -3,7 +3,8 @@
 //! Placement needs no record of its own: the host whose state directory already holds
 //! the database's `instance.json` keeps it; a new database goes to the host holding the
 //! fewest instances (ties: the first in `hosts`). The connection file carries the
-//! chosen host's address. Hosts are connected concurrently.
+//! chosen host's address. Hosts are connected concurrently. Choosing a host and
+//! reserving the instance (port, `instance.json`) happen under the target's lock.
 
 use anyhow::{Context, Result};
 
@@ -95,7 +96,15 @@ impl super::Platform for HostSet {
     }
 
     fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
-        self.placement(&req.spec.name)?.create(req)
+        // Choose and reserve under the target's lock, so concurrent creates (`apply
+        // --parallel`) see each other's instances: balanced hosts, distinct ports.
+        let host = {
+            let _lock = self.hosts[0].reservation_lock()?;
+            let host = self.placement(&req.spec.name)?;
+            host.reserve(req.spec)?;
+            host
+        };
+        host.create(req)
     }
 
     fn status(&self, spec: &Spec) -> Result<Status> {
