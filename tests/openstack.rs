@@ -272,6 +272,19 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         status["status"]["cluster"]["groups"],
         serde_json::json!(["db-os-db-storage", "db-os-db-service"])
     );
+    assert_eq!(
+        status["status"]["stacks"],
+        serde_json::json!({
+            "db-os-db-cluster": "CREATE_COMPLETE",
+            "db-os-db-data": "CREATE_COMPLETE",
+            "db-os-db-ip": "CREATE_COMPLETE",
+        })
+    );
+    let human = dbctl(&world, &cluster, &["status", "os-db"]).ok().stdout;
+    assert!(
+        human.contains("db-os-db-cluster CREATE_COMPLETE"),
+        "{human}"
+    );
     let (_, active_ip, _) = placement(&status);
 
     let sql = |password: &str, sql: &str| Client::Psql.query(&cluster, "os_db", password, sql);

@@ -465,7 +465,10 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
     let list = dbctl_in(&world, &ns, &["list", "-o", "json"]).ok().json();
     let databases = list["databases"].as_array().unwrap();
     assert_eq!(databases.len(), 7, "{list}");
-    assert!(databases.iter().all(|d| d["status"]["state"] == "up"), "{list}");
+    assert!(
+        databases.iter().all(|d| d["status"]["state"] == "up"),
+        "{list}"
+    );
     let on = |i: usize| {
         std::fs::read_dir(hosts.state(i))
             .unwrap()

@@ -76,6 +76,10 @@ impl Report for StatusReport {
                 ));
             }
         }
+        if !s.stacks.is_empty() {
+            let stacks: Vec<_> = s.stacks.iter().map(|(n, st)| format!("{n} {st}")).collect();
+            rows.push(("stacks", stacks.join(", ")));
+        }
         if let Some(detail) = &s.detail {
             rows.push(("detail", detail.clone()));
         }

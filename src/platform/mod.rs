@@ -9,6 +9,7 @@ pub mod nomad_api;
 pub mod openstack;
 pub mod pacemaker;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -97,6 +98,9 @@ pub struct Status {
     /// The cluster's view (pacemaker targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<pacemaker::ClusterView>,
+    /// Heat stack → its status (`CREATE_COMPLETE`, …), for openstack targets.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stacks: BTreeMap<String, String>,
 }
 
 impl Status {
@@ -112,6 +116,7 @@ impl Status {
             allotted_gb,
             detail: None,
             cluster: None,
+            stacks: BTreeMap::new(),
         }
     }
 }

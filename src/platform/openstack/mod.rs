@@ -456,7 +456,14 @@ impl super::Platform for Openstack {
         let session = self.session()?;
         let heat = Heat::new(session);
         let stacks = self.read_stacks(&heat, spec)?;
-        let absent = Status::absent(spec.size_gb);
+        let stack_states: BTreeMap<String, String> = stacks
+            .iter()
+            .map(|(name, stack)| (name.clone(), stack.stack_status.clone()))
+            .collect();
+        let absent = Status {
+            stacks: stack_states.clone(),
+            ..Status::absent(spec.size_gb)
+        };
         let Some(cluster_stack) = stacks.get(&names.cluster_stack) else {
             return Ok(absent);
         };
@@ -473,8 +480,13 @@ impl super::Platform for Openstack {
         let outputs = Outputs::read(&names, &stacks);
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
-        self.deployment(&cluster, &layout)
-            .status(spec, engine.as_ref())
+        let status = self
+            .deployment(&cluster, &layout)
+            .status(spec, engine.as_ref())?;
+        Ok(Status {
+            stacks: stack_states,
+            ..status
+        })
     }
 
     fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
