@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::support::World;
-use crate::support::cluster::{Client, Cluster, dbctl, placement};
+use crate::support::cluster::{Client, Cluster, dbctl, placement, reveal_in};
 
 /// Target `ha-test`: the cluster's nodes, VIP 10.203.0.100, images in its shared dir.
 fn configure(world: &World, cluster: &Cluster) {
@@ -45,13 +45,7 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         "create", "--type", engine, "--target", "ha-test", "--size", "1", &name,
     ];
     dbctl(&world, &cluster, &create).ok();
-    let conn = dbctl(
-        &world,
-        &cluster,
-        &["connection", &name, "--reveal", "-o", "json"],
-    )
-    .ok()
-    .json();
+    let conn = reveal_in(&world, &cluster.bridge(), &name);
     assert_eq!(conn["host"], "10.203.0.100");
     let password = conn["password"].as_str().unwrap().to_owned();
     let status = dbctl(&world, &cluster, &["status", &name, "-o", "json"])

@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::support::World;
-use crate::support::cluster::{Client, Cluster, dbctl, placement};
+use crate::support::cluster::{Client, Cluster, dbctl, placement, reveal_in};
 
 /// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
 struct Cloud {
@@ -252,13 +252,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         ["db-os-db-cluster", "db-os-db-data", "db-os-db-ip"]
             .map(|s| (s.to_owned(), "CREATE_COMPLETE".to_owned()))
     );
-    let conn = dbctl(
-        &world,
-        &cluster,
-        &["connection", "os-db", "--reveal", "-o", "json"],
-    )
-    .ok()
-    .json();
+    let conn = reveal_in(&world, &cluster.bridge(), "os-db");
     assert_eq!(
         conn["host"], "10.203.0.100",
         "the VIP from the cluster stack: {conn}"
@@ -330,13 +324,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
             .to_owned()
         ))
     );
-    let conn = dbctl(
-        &world,
-        &cluster,
-        &["connection", "os-db", "--reveal", "-o", "json"],
-    )
-    .ok()
-    .json();
+    let conn = reveal_in(&world, &cluster.bridge(), "os-db");
     let password = conn["password"].as_str().unwrap().to_owned();
     assert_eq!(sql(&password, "select count(*) from t").unwrap(), "500");
     let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])

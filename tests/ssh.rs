@@ -377,7 +377,7 @@ impl Drop for NamespaceHosts {
 
 #[test]
 fn databases_spread_over_a_targets_hosts_and_stay_there() {
-    use crate::support::cluster::dbctl_in;
+    use crate::support::cluster::{dbctl_in, reveal_in};
     let world = World::new();
     let hosts = NamespaceHosts::up(&world.dir.path().join("hosts"), 2);
     let config = world.repo.join("etc/dbctl.yml");
@@ -400,9 +400,7 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
             ],
         )
         .ok();
-        dbctl_in(&world, &ns, &["connection", name, "--reveal", "-o", "json"])
-            .ok()
-            .json()
+        reveal_in(&world, &ns, name)
     };
 
     // The least-loaded host takes each new database; ties go to the first.

@@ -93,6 +93,17 @@ pub fn dbctl(world: &World, cluster: &Cluster, args: &[&str]) -> Run {
     dbctl_in(world, &cluster.bridge(), args)
 }
 
+/// `dbctl connection NAME --reveal -o json` inside network namespace `namespace`.
+pub fn reveal_in(world: &World, namespace: &str, name: &str) -> serde_json::Value {
+    dbctl_in(
+        world,
+        namespace,
+        &["connection", name, "--reveal", "-o", "json"],
+    )
+    .ok()
+    .json()
+}
+
 /// dbctl inside network namespace `namespace`, with the world's environment.
 pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
     let bin = assert_cmd::cargo::cargo_bin("dbctl");
