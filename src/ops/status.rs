@@ -1,11 +1,13 @@
 //! `dbctl status` and `dbctl list`: live state by connecting to each server.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 
 use super::Session;
 use crate::output::{Report, bytes, table};
-use crate::platform::Status;
+use crate::platform::{Platform, Status};
 use crate::spec::Spec;
 
 /// `status` of one database.
@@ -193,10 +195,18 @@ pub fn status(session: &Session, name: &str) -> Result<StatusReport> {
 pub fn list(session: &Session) -> Result<ListReport> {
     let repo = session.repo()?;
     let mut databases = Vec::new();
+    // One driver per target: SSH connections and Keystone sessions are made once.
+    let mut platforms: BTreeMap<String, Result<Box<dyn Platform>, String>> = BTreeMap::new();
     for name in repo.spec_names()? {
         let entry = match repo.load_spec(&name) {
             Ok(Some(spec)) => {
-                let status = session.platform(&repo, &spec).and_then(|p| p.status(&spec));
+                let platform = platforms.entry(spec.target.clone()).or_insert_with(|| {
+                    session.platform(&repo, &spec).map_err(|e| format!("{e:#}"))
+                });
+                let status = match platform {
+                    Ok(p) => p.status(&spec).map_err(|e| format!("{e:#}")),
+                    Err(e) => Err(e.clone()),
+                };
                 match status {
                     Ok(status) => ListEntry {
                         name,
@@ -210,7 +220,7 @@ pub fn list(session: &Session) -> Result<ListReport> {
                         spec: Some(spec),
                         status: None,
                         error: None,
-                        status_error: Some(format!("{err:#}")),
+                        status_error: Some(err),
                     },
                 }
             }
