@@ -147,6 +147,14 @@ fn bad_config_names_file_line_and_key() {
             ],
         ),
         (
+            good.replace("platform: local", "platform: local\n    runtime: docker"),
+            vec![
+                "etc/dbctl.yml",
+                "`targets.local.runtime`",
+                "allowed: nomad, pacemaker",
+            ],
+        ),
+        (
             good.replace("    - age1", "    - notage1"),
             vec!["`secrets.recipients`", "not an age recipient"],
         ),
@@ -156,6 +164,77 @@ fn bad_config_names_file_line_and_key() {
         world.git(&["commit", "-qam", "break config"]);
         let before = snapshot(&world);
         let run = world.dbctl(&["create", "--type", "redis", "db1"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        for needle in needles {
+            assert!(
+                run.stderr.contains(needle),
+                "stderr lacks {needle:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert_unchanged(&world, &before);
+    }
+}
+
+#[test]
+fn openstack_target_files_are_checked_before_any_change() {
+    let world = World::new();
+    let config = world.repo.join("etc/dbctl.yml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let target = |extra: &str| {
+        good.replacen(
+            "targets:\n",
+            &format!("targets:\n  os:\n    platform: openstack\n    runtime: pacemaker\n{extra}"),
+            1,
+        )
+    };
+    std::fs::create_dir_all(world.repo.join("files")).unwrap();
+    std::fs::write(
+        world.repo.join("files/env.yaml"),
+        "resource_registry: [unclosed\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.repo.join("files/openrc.sh"),
+        "export OS_AUTH_URL=http://127.0.0.1:9/v3\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            target(""),
+            vec!["`targets.os.openrc` in etc/dbctl.yml is missing"],
+        ),
+        (
+            target("    heat_environment: files/none.yaml\n    openrc: files/openrc.sh\n"),
+            vec![
+                "`targets.os.heat_environment`",
+                "cannot read",
+                "files/none.yaml",
+            ],
+        ),
+        (
+            target("    heat_environment: files/env.yaml\n    openrc: files/openrc.sh\n"),
+            vec![
+                "`targets.os.heat_environment`",
+                "files/env.yaml",
+                "not valid YAML",
+            ],
+        ),
+        (
+            target("    openrc: files/openrc.sh\n"),
+            vec![
+                "`targets.os.openrc`",
+                "files/openrc.sh",
+                "missing OS_USERNAME",
+            ],
+        ),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&config, &text).unwrap();
+        world.git(&["add", "-A"]);
+        world.git(&["commit", "-qm", "openstack target"]);
+        let before = snapshot(&world);
+        let run = world.dbctl(&["create", "--type", "postgresql", "--target", "os", "db1"]);
         assert_eq!(run.code, 1, "{}", run.stderr);
         for needle in needles {
             assert!(

@@ -214,14 +214,19 @@ impl Openstack {
         self.root.join(path)
     }
 
+    /// `targets.<name>.<key>` in etc/dbctl.yml, for messages.
+    fn key(&self, key: &str) -> String {
+        format!("`targets.{}.{key}` in etc/dbctl.yml", self.target.name)
+    }
+
     fn credentials(&self) -> Result<Credentials> {
         let openrc = self.target.cloud.openrc.as_deref().with_context(|| {
             format!(
-                "target `{}` (platform openstack) needs `openrc`: the repo-relative path of an openrc file with Keystone v3 credentials (e.g. files/openrc.sh)",
-                self.target.name
+                "{} is missing: an openstack target needs the repo-relative path of an openrc file with Keystone v3 credentials (e.g. files/openrc.sh)",
+                self.key("openrc")
             )
         })?;
-        Ok(Credentials::from_openrc(&self.repo_path(openrc))?)
+        Credentials::from_openrc(&self.repo_path(openrc)).with_context(|| self.key("openrc"))
     }
 
     /// The Keystone session, authenticated once per run (preflight, then create).
@@ -242,11 +247,17 @@ impl Openstack {
             return Ok((String::new(), BTreeMap::new()));
         };
         let path = self.repo_path(rel);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read heat_environment `{}`", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read `{}`",
+                self.key("heat_environment"),
+                path.display()
+            )
+        })?;
         let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "heat_environment `{}` is not valid YAML: {e}",
+                "{}: `{}` is not valid YAML: {e}",
+                self.key("heat_environment"),
                 path.display()
             )
         })?;
@@ -268,7 +279,8 @@ impl Openstack {
                         let file = dir.join(s);
                         let content = std::fs::read_to_string(&file).with_context(|| {
                             format!(
-                                "heat_environment `{}` maps a type to `{s}`, which cannot be read at `{}`",
+                                "{}: `{}` maps a type to `{s}`, which cannot be read at `{}`",
+                                self.key("heat_environment"),
                                 path.display(),
                                 file.display()
                             )
