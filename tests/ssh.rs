@@ -220,7 +220,7 @@ fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
     .unwrap();
     // PostgreSQL 16 is in the catalog but not installed, and Debian 12 has no package
     // for it: dbctl asks apt-get on the host and reports what apt-get said.
-    let run = world.dbctl(&[
+    let pg16 = [
         "create",
         "-t",
         "postgresql",
@@ -231,7 +231,8 @@ fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
         "pg16",
         "--target",
         "vm",
-    ]);
+    ];
+    let run = world.dbctl(&pg16);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("Install postgresql-16"),
@@ -249,18 +250,7 @@ fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
     std::fs::write(&config, &text).unwrap();
     let _ = std::fs::remove_file(world.repo.join("etc/databases/pg16.yml"));
     world
-        .dbctl(&[
-            "create",
-            "-t",
-            "postgresql",
-            "--version",
-            "16",
-            "--size",
-            "1",
-            "pg16",
-            "--target",
-            "vm",
-        ])
+        .dbctl(&pg16)
         .fails_with("postgresql 16 is not installed on 127.0.0.1");
 }
 

@@ -20,22 +20,11 @@ fi
 mkdir -p "$dir" /run/sshd
 [ -e "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
 : > "$dir/known_hosts"
-ip netns add "$br"
-ip -n "$br" link set lo up
-ip -n "$br" link add br0 type bridge
-ip -n "$br" addr add 10.203.1.1/24 dev br0
-ip -n "$br" link set br0 up
+. "$(cd "$(dirname "$0")" && pwd)/../../tests/support/netns.sh"
+netns_bridge "$br" 10.203.1.1/24
 for i in $(seq 1 "$n"); do
   ns=${id}$i addr=10.203.1.$((10 + i))
-  ip netns add "$ns"
-  ip -n "$ns" link set lo up
-  ip link add "${id}v$i" type veth peer name "${id}p$i"
-  ip link set "${id}v$i" netns "$br"
-  ip -n "$br" link set "${id}v$i" master br0 up
-  ip link set "${id}p$i" netns "$ns"
-  ip -n "$ns" link set "${id}p$i" name eth0
-  ip -n "$ns" addr add "$addr/24" dev eth0
-  ip -n "$ns" link set eth0 up
+  netns_host "$br" "$ns" "${id}$i" "$addr/24"
   host="$dir/host$i"
   mkdir -p "$host"
   [ -e "$host/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$host/host_key"

@@ -30,22 +30,11 @@ mkdir -p "$dir/shared"
 chmod 755 "$dir" "$dir/shared"
 [ -e "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
 : > "$dir/known_hosts"
-ip netns add "$br"
-ip -n "$br" link set lo up
-ip -n "$br" link add br0 type bridge
-ip -n "$br" addr add 10.203.0.1/24 dev br0
-ip -n "$br" link set br0 up
+. "$here/../support/netns.sh"
+netns_bridge "$br" 10.203.0.1/24
 nodes=""
 for i in 1 2; do
-  ns=${id}$i
-  ip netns add "$ns"
-  ip link add "${id}v$i" type veth peer name "${id}p$i"
-  ip link set "${id}v$i" netns "$br"
-  ip -n "$br" link set "${id}v$i" master br0 up
-  ip link set "${id}p$i" netns "$ns"
-  ip -n "$ns" link set "${id}p$i" name eth0
-  ip -n "$ns" addr add "10.203.0.1$i/24" dev eth0
-  ip -n "$ns" link set eth0 up
+  netns_host "$br" "${id}$i" "${id}$i" "10.203.0.1$i/24"
   node="$dir/node$i"
   mkdir -p "$node"
   [ -e "$node/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$node/host_key"
