@@ -310,7 +310,14 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     );
     std::fs::write(&config, text).unwrap();
     world.git(&["commit", "-qam", "test: nodes on debian-13"]);
-    dbctl(&world, &cluster, &["apply"]).ok();
+    let applied = dbctl(&world, &cluster, &["apply", "--verbose"]).ok();
+    for line in [
+        "Heat stack db-os-db-cluster: updating",
+        "Heat stack db-os-db-ip: unchanged",
+        "Heat stack db-os-db-data: unchanged",
+    ] {
+        assert!(applied.stderr.contains(line), "{}", applied.stderr);
+    }
     assert_eq!(cloud.updated(), ["db-os-db-cluster"]);
     assert_eq!(
         cloud.stacks(),

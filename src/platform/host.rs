@@ -99,7 +99,6 @@ impl Host {
     /// # Errors
     /// A relative `state_dir`, or a failed connection (after retries).
     pub fn ssh(repo: &Repo, target: &Target, host: &str, options: &Options) -> Result<Self> {
-        let ssh = &target.ssh;
         let state_dir = target
             .state_dir
             .clone()
@@ -111,12 +110,7 @@ impl Host {
                 state_dir.display()
             );
         }
-        let mut opts = transport::SshOptions::new(host);
-        opts.port = ssh.port;
-        opts.user.clone_from(&ssh.user);
-        opts.identity = ssh.identity.as_ref().map(|p| repo.root().join(p));
-        opts.known_hosts = ssh.known_hosts.as_ref().map(|p| repo.root().join(p));
-        opts.accept_new_host_keys = options.accept_new_host_keys || ssh.accept_new_host_keys;
+        let opts = super::ssh_options(repo.root(), target, host, options);
         let transport = transport::Ssh::connect(&opts)?;
         Ok(Self::with_transport(
             PlatformKind::Ssh,

@@ -24,22 +24,9 @@ impl HostSet {
     /// # Errors
     /// The first failed connection (naming its host), or no hosts.
     pub fn connect(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
-        let results: Vec<Result<Host>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = target
-                .ssh
-                .hosts
-                .iter()
-                .map(|h| scope.spawn(move || Host::ssh(repo, target, h, options)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting panicked")))
-                })
-                .collect()
-        });
-        let hosts = results.into_iter().collect::<Result<Vec<_>>>()?;
+        let hosts = super::par_map(&target.ssh.hosts, |h| Host::ssh(repo, target, h, options))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
         if hosts.is_empty() {
             anyhow::bail!("target `{}` (platform ssh) lists no `hosts`", target.name);
         }
@@ -64,17 +51,7 @@ impl HostSet {
         if let Some(host) = self.holder(name)? {
             return Ok(host);
         }
-        let counts: Vec<usize> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .hosts
-                .iter()
-                .map(|h| scope.spawn(move || h.instance_count()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(usize::MAX))
-                .collect()
-        });
+        let counts = super::par_map(&self.hosts, Host::instance_count);
         let best = (0..self.hosts.len())
             .min_by_key(|&i| (counts[i], i))
             .unwrap_or(0);

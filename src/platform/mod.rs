@@ -10,7 +10,7 @@ pub mod openstack;
 pub mod pacemaker;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use secrecy::SecretString;
@@ -22,6 +22,7 @@ pub use self::hosts::HostSet;
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
 use crate::spec::{PlatformKind, Spec, Target};
+use crate::transport::SshOptions;
 
 /// Progress callback: step number (1-based), step count, step name.
 pub type Progress<'a> = &'a dyn Fn(usize, usize, &str);
@@ -186,6 +187,40 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// `--accept-new-host-keys`: trust unknown SSH host keys on first use.
     pub accept_new_host_keys: bool,
+}
+
+/// How to reach `host` of `target`: the target's `user`, `port`, `identity` and
+/// `known_hosts` (paths relative to the repo `root`), trusting new host keys when the
+/// target or `--accept-new-host-keys` says so.
+pub(crate) fn ssh_options(
+    root: &Path,
+    target: &Target,
+    host: &str,
+    options: &Options,
+) -> SshOptions {
+    let ssh = &target.ssh;
+    let mut opts = SshOptions::new(host);
+    opts.port = ssh.port;
+    opts.user.clone_from(&ssh.user);
+    opts.identity = ssh.identity.as_ref().map(|p| root.join(p));
+    opts.known_hosts = ssh.known_hosts.as_ref().map(|p| root.join(p));
+    opts.accept_new_host_keys = options.accept_new_host_keys || ssh.accept_new_host_keys;
+    opts
+}
+
+/// `f` over `items`, one thread each, results in the items' order: SSH round trips
+/// to several hosts at once. A panic in `f` is re-raised.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.iter().map(|item| scope.spawn(|| f(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The driver for `target`.

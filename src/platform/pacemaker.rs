@@ -32,7 +32,7 @@ use crate::playbook::Playbook;
 use crate::playbook::runner::Runner;
 use crate::render::Renderer;
 use crate::spec::{PlatformKind, Spec, Target};
-use crate::transport::{CommandSpec, Ssh, SshOptions, Transport};
+use crate::transport::{CommandSpec, Ssh, Transport};
 
 /// How long members of a group may take to start or stop.
 const GROUP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -143,8 +143,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to every host with the target's SSH settings and learns each node's
-    /// pacemaker name.
+    /// Connects to every host at once with the target's SSH settings and learns each
+    /// node's pacemaker name.
     ///
     /// # Errors
     /// A failed SSH connection, or a host where `crm_node -n` fails (not a cluster node).
@@ -154,16 +154,8 @@ impl Cluster {
         hosts: &[String],
         options: &Options,
     ) -> Result<Self> {
-        let mut nodes = Vec::new();
-        for host in hosts {
-            let mut opts = SshOptions::new(host);
-            opts.port = target.ssh.port;
-            opts.user.clone_from(&target.ssh.user);
-            opts.identity = target.ssh.identity.as_ref().map(|p| root.join(p));
-            opts.known_hosts = target.ssh.known_hosts.as_ref().map(|p| root.join(p));
-            opts.accept_new_host_keys =
-                options.accept_new_host_keys || target.ssh.accept_new_host_keys;
-            let ssh = Ssh::connect(&opts)?;
+        let nodes = super::par_map(hosts, |host| -> Result<Node> {
+            let ssh = Ssh::connect(&super::ssh_options(root, target, host, options))?;
             let out = ssh.run(&CommandSpec::new("crm_node", ["-n"]))?;
             if !out.success() {
                 bail!(
@@ -172,11 +164,13 @@ impl Cluster {
                     out.stderr.trim()
                 );
             }
-            nodes.push(Node {
+            Ok(Node {
                 name: out.stdout.trim().to_owned(),
                 ssh,
-            });
-        }
+            })
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
         if nodes.is_empty() {
             bail!("target `{}` lists no cluster nodes", target.name);
         }
@@ -214,26 +208,21 @@ impl Cluster {
     }
 
     /// Runs a rendered pcs script (idempotent by construction: it pushes only the
-    /// difference to the live CIB) on the first node.
+    /// difference to the live CIB) on the first node. The script goes as `sh -c`'s
+    /// argument (it holds no secrets), so no file is left in the node's `/tmp`.
     ///
     /// # Errors
     /// The script fails; the message has pcs's stderr.
     pub fn push(&self, script: &Artifact, what: &str) -> Result<()> {
         let ssh = &self.first().ssh;
-        let name = Path::new(&script.path).file_name().map_or_else(
-            || "group.pcs.sh".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let remote = PathBuf::from(format!("/tmp/dbctl-{what}-{name}"));
-        ssh.write_file(&remote, script.content.as_bytes(), 0o700, None)?;
         let out = ssh.run(
-            &CommandSpec::new("sh", [remote.to_string_lossy().into_owned()])
+            &CommandSpec::new("sh", ["-c", script.content.as_str(), "sh"])
                 .timeout(Duration::from_secs(120)),
         )?;
-        ssh.remove_all(&remote)?;
         if !out.success() {
             bail!(
-                "pushing resource group `{what}` on {} (target `{}`) failed: {}",
+                "pushing resource group `{what}` ({}) on {} (target `{}`) failed: {}",
+                script.path,
                 ssh.host(),
                 self.target,
                 out.stderr.trim()

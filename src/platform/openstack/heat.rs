@@ -131,6 +131,16 @@ pub enum Applied {
     Unchanged,
 }
 
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Created => "creating",
+            Self::Updated => "updating",
+            Self::Unchanged => "unchanged",
+        })
+    }
+}
+
 /// A Heat client on an authenticated session.
 pub struct Heat<'a> {
     session: &'a Session,

@@ -442,7 +442,10 @@ impl super::Platform for Openstack {
             &format!("Apply Heat stacks {}", stack_names.join(", ")),
         );
         for request in &requests {
-            heat.apply(request)?;
+            let applied = heat.apply(request)?;
+            if let Some(output) = req.output {
+                output(&format!("Heat stack {}: {applied}", request.name));
+            }
         }
         let mut stacks = BTreeMap::new();
         for request in &requests {
