@@ -74,13 +74,13 @@ pub struct Asset {
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     /// The override exists but cannot be read.
-    #[error("cannot read `{path}`")]
+    #[error("cannot read the override `{path}`")]
     Read {
         /// The override file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why (a link dbctl does not follow, an I/O error).
         #[source]
-        source: std::io::Error,
+        source: crate::safefs::SafeFsError,
     },
     /// The asset is not valid UTF-8.
     #[error("`{0}` is not UTF-8 text")]
@@ -112,8 +112,9 @@ impl Assets {
         }
         if let Some(root) = &self.repo_root {
             let file = root.join(tree.dir_name()).join(path);
-            match std::fs::read(&file) {
-                Ok(bytes) => {
+            let rel = Path::new(tree.dir_name()).join(path);
+            match crate::safefs::Anchor::new(root).read(&rel) {
+                Ok(Some(bytes)) => {
                     let text = String::from_utf8(bytes)
                         .map_err(|_| AssetError::NotUtf8(file.display().to_string()))?;
                     return Ok(Some(Asset {
@@ -121,7 +122,7 @@ impl Assets {
                         origin: Origin::Repo(file),
                     }));
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(None) => {}
                 Err(source) => return Err(AssetError::Read { path: file, source }),
             }
         }

@@ -25,6 +25,7 @@ pub mod output;
 pub mod platform;
 pub mod playbook;
 pub mod render;
+pub mod safefs;
 pub mod secret;
 pub mod spec;
 pub mod transport;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
 
+use crate::safefs::Anchor;
+
 /// Opens the git repository at `root`, running `git init` (libgit2) when there is none.
 ///
 /// # Errors
@@ -24,50 +26,105 @@ pub fn open_or_init(root: &Path) -> Result<(Repository, bool)> {
     }
 }
 
-/// Commits exactly `paths` (repo-relative) as they are in the working tree — a path whose
-/// file is gone is removed — on top of `HEAD`, leaving anything else the user staged
-/// alone. Updates the index for those paths too. Returns `None` when nothing changed.
+/// Whether [`commit_paths`] may record a path whose file is gone as deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removals {
+    /// `delete`, after the database is gone: missing files are committed as removed.
+    Allowed,
+    /// Every other verb: a missing file is left as HEAD has it, so no run ever stages
+    /// the deletion of a live database's spec or connection file.
+    Refused,
+}
+
+/// How often a commit is tried while another git process holds `.git/index.lock` or
+/// a ref lock, with 0.2 s, 0.4 s, … between tries (about 6 s in all).
+const LOCK_TRIES: u32 = 8;
+
+/// Commits exactly `paths` (repo-relative) as they are in the working tree on top of
+/// `HEAD`, leaving anything else the user staged alone; a path whose file is gone is
+/// removed only with [`Removals::Allowed`]. Files are read without following links
+/// (a link is refused, so no file outside the repo lands in a commit). The index is
+/// updated for those paths first, then the commit is made, so a failure at any point
+/// leaves at worst the files staged, never an index that contradicts HEAD; a re-run
+/// commits them. Returns `None` when HEAD already has them.
 ///
 /// The author is the repo's `user.name`/`user.email`, else `dbctl <dbctl@localhost>`.
 ///
 /// # Errors
-/// libgit2 failures, naming the path.
-pub fn commit_paths(root: &Path, paths: &[&Path], message: &str) -> Result<Option<Oid>> {
-    let repo = Repository::open(root)
-        .with_context(|| format!("`{}` is not a git repo", root.display()))?;
-    let head = match repo.head() {
-        Ok(head) => Some(head.peel_to_commit().context("cannot read HEAD commit")?),
-        Err(_) => None,
-    };
-    let mut index = Index::new().context("cannot create an in-memory index")?;
-    if let Some(commit) = &head {
-        index
-            .read_tree(&commit.tree()?)
-            .context("cannot read HEAD tree")?;
-    }
-    let mut real_index = repo.index().context("cannot open the git index")?;
+/// A link or unreadable file, naming it; git's lock still held after the retries
+/// (naming `.git/index.lock`); other libgit2 failures.
+pub fn commit_paths(
+    root: &Path,
+    paths: &[&Path],
+    message: &str,
+    removals: Removals,
+) -> Result<Option<Oid>> {
+    let anchor = Anchor::new(root);
+    let mut contents = Vec::new();
     for rel in paths {
-        let abs = root.join(rel);
-        let rel_str = rel.to_string_lossy();
-        if abs.exists() {
-            let blob = repo
-                .blob_path(&abs)
-                .with_context(|| format!("cannot hash `{rel_str}` into git"))?;
-            let meta = std::fs::metadata(&abs)?;
-            index.add(&entry_for(&rel_str, blob, meta.len()))?;
-            real_index
-                .add_path(rel)
-                .with_context(|| format!("cannot stage `{rel_str}`"))?;
-        } else {
-            let _ = index.remove_path(rel);
-            let _ = real_index.remove_path(rel);
+        let bytes = anchor
+            .read(rel)
+            .with_context(|| format!("cannot commit `{}`", rel.display()))?;
+        contents.push((*rel, bytes));
+    }
+    let mut attempt = 0;
+    loop {
+        match try_commit(root, &contents, message, removals) {
+            Err(err) if err.code() == git2::ErrorCode::Locked && attempt + 1 < LOCK_TRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+            }
+            Err(err) if err.code() == git2::ErrorCode::Locked => {
+                bail!(
+                    "cannot commit in `{}`: git is locked by another process (`.git/index.lock` or a ref lock; {}); the files are written, so re-running dbctl once that git process has ended commits them",
+                    root.display(),
+                    err.message()
+                );
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err)
+                    .context(format!("cannot commit in `{}`", root.display())));
+            }
+            Ok(oid) => return Ok(oid),
         }
     }
-    let tree_id = index
-        .write_tree_to(&repo)
-        .context("cannot write git tree")?;
+}
+
+fn try_commit(
+    root: &Path,
+    contents: &[(&Path, Option<Vec<u8>>)],
+    message: &str,
+    removals: Removals,
+) -> Result<Option<Oid>, git2::Error> {
+    let repo = Repository::open(root)?;
+    let head = match repo.head() {
+        Ok(head) => Some(head.peel_to_commit()?),
+        Err(_) => None,
+    };
+    let mut index = Index::new()?;
+    if let Some(commit) = &head {
+        index.read_tree(&commit.tree()?)?;
+    }
+    let mut real_index = repo.index()?;
+    for (rel, bytes) in contents {
+        let rel_str = rel.to_string_lossy();
+        match bytes {
+            Some(bytes) => {
+                let blob = repo.blob(bytes)?;
+                let entry = entry_for(&rel_str, blob, bytes.len());
+                index.add(&entry)?;
+                real_index.add_frombuffer(&entry, bytes)?;
+            }
+            None if removals == Removals::Allowed => {
+                let _ = index.remove_path(rel);
+                let _ = real_index.remove_path(rel);
+            }
+            None => {}
+        }
+    }
+    real_index.write()?;
+    let tree_id = index.write_tree_to(&repo)?;
     if head.as_ref().is_some_and(|c| c.tree_id() == tree_id) {
-        real_index.write()?;
         return Ok(None);
     }
     let tree = repo.find_tree(tree_id)?;
@@ -75,14 +132,11 @@ pub fn commit_paths(root: &Path, paths: &[&Path], message: &str) -> Result<Optio
         .signature()
         .or_else(|_| Signature::now("dbctl", "dbctl@localhost"))?;
     let parents: Vec<_> = head.iter().collect();
-    let oid = repo
-        .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-        .context("cannot create git commit")?;
-    real_index.write().context("cannot write the git index")?;
-    Ok(Some(oid))
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .map(Some)
 }
 
-fn entry_for(path: &str, id: Oid, size: u64) -> IndexEntry {
+fn entry_for(path: &str, id: Oid, size: usize) -> IndexEntry {
     IndexEntry {
         ctime: IndexTime::new(0, 0),
         mtime: IndexTime::new(0, 0),
@@ -99,27 +153,59 @@ fn entry_for(path: &str, id: Oid, size: u64) -> IndexEntry {
     }
 }
 
-/// Pushes the current branch with the system `git push`, retrying up to 3 times with
-/// backoff (2 s, 4 s) on failure.
+/// How many times [`push`] tries.
+const PUSH_TRIES: u32 = 4;
+
+/// Pushes the current branch with the system `git push` (the user's ssh config, agent
+/// and credential helpers apply). When another clone pushed first (the push is
+/// rejected as not a fast-forward), fetches and rebases this clone's unpushed commits —
+/// dbctl's own — onto the upstream branch (`git pull --rebase --autostash`), then pushes
+/// again; other failures are retried with backoff (2 s, 4 s, 6 s).
 ///
 /// # Errors
-/// The last attempt's stderr when every attempt fails.
+/// A rebase conflict (the rebase is aborted, so the clone is as before the pull, the
+/// commit kept locally), or the last attempt's stderr when every attempt fails.
 pub fn push(root: &Path) -> Result<()> {
-    let mut last = String::new();
-    for attempt in 0..3u32 {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_secs(2 * u64::from(attempt)));
-        }
-        let out = Command::new("git")
+    let git = |args: &[&str]| -> Result<std::process::Output> {
+        Command::new("git")
             .arg("-C")
             .arg(root)
-            .args(["push", "--porcelain"])
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
             .output()
-            .context("cannot run `git push`; is git installed?")?;
+            .with_context(|| format!("cannot run `git {}`; is git installed?", args.join(" ")))
+    };
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .trim()
+        .to_owned()
+    };
+    let mut last = String::new();
+    for attempt in 0..PUSH_TRIES {
+        let out = git(&["push", "--porcelain"])?;
         if out.status.success() {
             return Ok(());
         }
-        last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        last = text(&out);
+        let behind = ["non-fast-forward", "fetch first", "[rejected]", "rejected"]
+            .iter()
+            .any(|m| last.contains(m));
+        if behind {
+            let pull = git(&["pull", "--rebase", "--autostash", "--quiet"])?;
+            if !pull.status.success() {
+                let detail = text(&pull);
+                let _ = git(&["rebase", "--abort"]);
+                bail!(
+                    "`git push` was rejected because the remote has new commits, and rebasing this clone's commits onto them conflicts: {detail}; the commit is kept locally: resolve with `git pull --rebase`, then `git push`"
+                );
+            }
+        } else if attempt + 1 < PUSH_TRIES {
+            std::thread::sleep(Duration::from_secs(2 * u64::from(attempt + 1)));
+        }
     }
-    bail!("`git push` failed after 3 attempts: {last}")
+    bail!("`git push` failed after {PUSH_TRIES} attempts: {last}")
 }

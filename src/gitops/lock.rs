@@ -1,16 +1,18 @@
 //! Per-database locks so two runs against the same database never proceed at once.
 //!
 //! A lock is `<repo>/.dbctl/locks/<name>.lock`, held with an exclusive `flock` for the
-//! life of the process and holding its owner (pid, user, host, operation, start time) as
-//! JSON. The kernel drops the lock when the owner dies, so a crashed run never leaves a
+//! life of the process; its owner (pid, user, host, operation, start time) is written as
+//! JSON to `<name>.lock.owner` once it is held. The kernel drops the lock when the owner dies, so a crashed run never leaves a
 //! stale lock: its time to live is its process's life.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::fs::{File, TryLockError};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::safefs::Anchor;
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,17 +58,38 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct Lock {
     file: File,
+    anchor: Anchor,
+    rel: PathBuf,
+}
+
+impl Lock {
+    /// Releases the lock and removes its files: for a database that no longer exists.
+    /// Safe against waiters: each checks, once it holds the lock, that the file it
+    /// locked is still the one at the path, and starts over when it is not.
+    pub fn remove(self) {
+        let _ = self.anchor.remove_all(&owner_rel(&self.rel));
+        let _ = self.anchor.remove_all(&self.rel);
+    }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
+        let _ = self.anchor.remove_all(&owner_rel(&self.rel));
         let _ = self.file.unlock();
     }
 }
 
+/// `<name>.lock.owner`: the holder, written atomically once the lock is held, so a
+/// reader never sees it half-written.
+fn owner_rel(lock: &Path) -> PathBuf {
+    let mut name = lock.as_os_str().to_owned();
+    name.push(".owner");
+    PathBuf::from(name)
+}
+
 /// Takes the lock of database `name` under `repo_root`, waiting up to `wait` (zero: fail
-/// at once) while another process holds it.
+/// at once) while another process holds it. The lock file is opened without following
+/// links (see [`crate::safefs`]).
 ///
 /// # Errors
 /// [`LockError::Held`] naming the holder, or [`LockError::Io`].
@@ -76,35 +99,37 @@ pub fn acquire(
     operation: &str,
     wait: Duration,
 ) -> Result<Lock, LockError> {
-    let dir = repo_root.join(super::WORK_DIR).join("locks");
-    let path = dir.join(format!("{name}.lock"));
+    let anchor = Anchor::new(repo_root);
+    let rel = Path::new(super::WORK_DIR)
+        .join("locks")
+        .join(format!("{name}.lock"));
+    let path = repo_root.join(&rel);
     let io = |source| LockError::Io {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    let deadline = Instant::now() + wait;
-    loop {
+    let safe = |e: crate::safefs::SafeFsError| LockError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    // A wait too long to add to now is as good as forever.
+    let deadline = Instant::now().checked_add(wait);
+    let file = loop {
+        let file = anchor.open_lock(&rel).map_err(safe)?;
         match file.try_lock() {
-            Ok(()) => break,
+            Ok(()) => {
+                // `remove` may have unlinked the file we waited on: lock the current one.
+                let same = std::fs::symlink_metadata(&path)
+                    .ok()
+                    .zip(file.metadata().ok())
+                    .is_some_and(|(at_path, locked)| at_path.ino() == locked.ino());
+                if same {
+                    break file;
+                }
+            }
             Err(TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    let mut text = String::new();
-                    let _ = file.read_to_string(&mut text);
-                    let owner = serde_json::from_str(&text).unwrap_or_else(|_| Owner {
-                        pid: 0,
-                        user: "?".into(),
-                        host: "?".into(),
-                        operation: "?".into(),
-                        since: "?".into(),
-                    });
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let owner = read_owner(&anchor, &rel);
                     return Err(LockError::Held {
                         name: name.to_owned(),
                         owner: Box::new(owner),
@@ -114,7 +139,7 @@ pub fn acquire(
             }
             Err(TryLockError::Error(err)) => return Err(io(err)),
         }
-    }
+    };
     let owner = Owner {
         pid: std::process::id(),
         user: crate::transport::current_user_name(),
@@ -125,9 +150,28 @@ pub fn acquire(
         since: jiff::Timestamp::now().to_string(),
     };
     let body = serde_json::to_vec(&owner).unwrap_or_default();
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    file.write_all(&body).map_err(io)?;
-    file.sync_data().map_err(io)?;
-    Ok(Lock { file })
+    anchor
+        .write_atomic(&owner_rel(&rel), &body, 0o644, None)
+        .map_err(safe)?;
+    Ok(Lock { file, anchor, rel })
+}
+
+/// The holder of a lock, from its owner file; the holder may have just taken it and not
+/// yet written the file, so this waits up to a second for it.
+fn read_owner(anchor: &Anchor, rel: &Path) -> Owner {
+    for _ in 0..10 {
+        if let Ok(Some(bytes)) = anchor.read(&owner_rel(rel))
+            && let Ok(owner) = serde_json::from_slice(&bytes)
+        {
+            return owner;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Owner {
+        pid: 0,
+        user: "unknown".into(),
+        host: "unknown".into(),
+        operation: "unknown".into(),
+        since: "unknown".into(),
+    }
 }

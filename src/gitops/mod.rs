@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::assets::Assets;
 use crate::catalog::Catalog;
+use crate::safefs::Anchor;
 use crate::spec::{Config, Draft, Spec};
 
 /// Path of the configuration, relative to the repo root.
@@ -26,6 +27,7 @@ pub const WORK_DIR: &str = ".dbctl";
 #[derive(Debug)]
 pub struct Repo {
     root: PathBuf,
+    anchor: Anchor,
     /// The validated `etc/dbctl.yml`.
     pub config: Config,
     /// Engines and plans (built in, or the repo's overrides).
@@ -43,19 +45,20 @@ impl Repo {
         let root = root
             .canonicalize()
             .with_context(|| format!("GitOps repo `{}` does not exist", root.display()))?;
-        let config_file = root.join(CONFIG_PATH);
-        if !config_file.is_file() {
+        let anchor = Anchor::new(&root);
+        let Some(bytes) = anchor.read(Path::new(CONFIG_PATH))? else {
             bail!(
                 "`{}` is not a dbctl GitOps repo: `{CONFIG_PATH}` is missing; run `dbctl init` there or pass `--repo`",
                 root.display()
             );
-        }
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("`{CONFIG_PATH}` is not UTF-8 text"))?;
         let assets = Assets::new(Some(&root));
         let catalog = Catalog::load(&assets)?;
-        let text = std::fs::read_to_string(&config_file)
-            .with_context(|| format!("cannot read `{}`", config_file.display()))?;
         let config = Config::parse(&text, Path::new(CONFIG_PATH), &catalog)?;
         Ok(Self {
+            anchor,
             root,
             config,
             catalog,
@@ -83,18 +86,43 @@ impl Repo {
         self.root.join(rel)
     }
 
+    /// The repo root as an [`Anchor`]: reads and writes below it never follow links.
+    pub fn anchor(&self) -> &Anchor {
+        &self.anchor
+    }
+
+    /// Reads repo-relative `rel` as UTF-8 text without following links; `Ok(None)` when
+    /// it does not exist.
+    ///
+    /// # Errors
+    /// A link, a non-regular file, an I/O error or text that is not UTF-8, naming `rel`.
+    pub fn read_text(&self, rel: &Path) -> Result<Option<String>> {
+        match self.anchor.read(rel)? {
+            None => Ok(None),
+            Some(bytes) => {
+                Ok(Some(String::from_utf8(bytes).map_err(|_| {
+                    anyhow::anyhow!("`{}` is not UTF-8 text", rel.display())
+                })?))
+            }
+        }
+    }
+
+    /// Writes repo-relative `rel` atomically with `mode` (see [`write_atomic`]).
+    ///
+    /// # Errors
+    /// As [`write_atomic`].
+    pub fn write(&self, rel: &Path, contents: &[u8], mode: u32) -> Result<()> {
+        write_atomic(&self.root, rel, contents, mode)
+    }
+
     /// Loads and validates the spec of `name`; `Ok(None)` when there is no spec file.
     ///
     /// # Errors
     /// An unreadable or invalid spec, naming file, line and key.
     pub fn load_spec(&self, name: &str) -> Result<Option<Spec>> {
         let rel = Self::spec_rel(name);
-        let text = match std::fs::read_to_string(self.path(&rel)) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot read `{}`", rel.display()));
-            }
+        let Some(text) = self.read_text(&rel)? else {
+            return Ok(None);
         };
         let draft = Draft::parse(&text, &rel)?;
         Ok(Some(draft.validate(
@@ -139,59 +167,27 @@ impl Repo {
     /// # Errors
     /// An unreadable directory.
     pub fn spec_names(&self) -> Result<Vec<String>> {
-        let dir = self.root.join(SPECS_DIR);
-        let mut names = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(names),
-            Err(err) => return Err(err).with_context(|| format!("cannot read `{SPECS_DIR}`")),
-        };
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("cannot read `{SPECS_DIR}`"))?
-                .path();
-            if path.extension().is_some_and(|e| e == "yml")
-                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
-            {
-                names.push(stem.to_owned());
-            }
-        }
+        let mut names: Vec<String> = self
+            .anchor
+            .list_dir(Path::new(SPECS_DIR))
+            .with_context(|| format!("cannot read `{SPECS_DIR}`"))?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".yml").map(str::to_owned))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
         names.sort();
         Ok(names)
     }
 }
 
-/// Writes `contents` to `path` atomically (temporary file in the same directory, fsync,
-/// rename) with Unix `mode`, creating parent directories.
+/// Writes `contents` to `rel` below `root` atomically (a new file with an unpredictable
+/// name, fsync, rename) with Unix `mode`, creating parent directories, never following a
+/// link (see [`crate::safefs`]).
 ///
 /// # Errors
-/// Any I/O failure, naming the file.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let dir = path
-        .parent()
-        .with_context(|| format!("`{}` has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write `{}`", path.display()))
+/// A link along the path, or any I/O failure, naming the file.
+pub fn write_atomic(root: &Path, rel: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    Anchor::new(root)
+        .write_atomic(rel, contents, mode, None)
+        .with_context(|| format!("cannot write `{}`", rel.display()))
 }

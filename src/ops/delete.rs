@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Session;
@@ -99,7 +99,7 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
     if opts.dry_run {
         return Ok(report);
     }
-    let _lock = super::lock(&repo, &spec.name, "delete", opts.lock_timeout_s)?;
+    let lock = super::lock(&repo, &spec.name, "delete", opts.lock_timeout_s)?;
     let printer = &session.printer;
     printer.status(&format!(
         "deleting `{}` on target `{}`",
@@ -108,22 +108,21 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
     platform.delete(&spec, &progress)?;
     for rel in &paths {
-        let path = repo.path(rel);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(
-                    anyhow::Error::new(err).context(format!("cannot remove `{}`", rel.display()))
-                );
-            }
-        }
+        repo.anchor()
+            .remove_all(rel)
+            .with_context(|| format!("cannot remove `{}`", rel.display()))?;
     }
+    // The database is gone: its lock file goes too.
+    lock.remove();
     if !opts.no_commit {
         let refs: Vec<_> = paths.iter().map(PathBuf::as_path).collect();
-        report.commit =
-            git::commit_paths(repo.root(), &refs, &format!("dbctl delete {}", spec.name))?
-                .map(|o| o.to_string());
+        report.commit = git::commit_paths(
+            repo.root(),
+            &refs,
+            &format!("dbctl delete {}", spec.name),
+            git::Removals::Allowed,
+        )?
+        .map(|o| o.to_string());
         if opts.push {
             git::push(repo.root())?;
             report.pushed = true;

@@ -114,18 +114,22 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
                     "secrets:\n  # age recipients that can decrypt connection-file passwords.\n  recipients:\n    - {recipient} # {}\n",
                     identity.display()
                 ));
-                gitops::write_atomic(&config, text.as_bytes(), 0o644)?;
+                gitops::write_atomic(&root, Path::new(CONFIG_PATH), text.as_bytes(), 0o644)?;
                 created.push(format!("{CONFIG_PATH} (secrets.recipients)"));
             }
         }
     } else {
-        gitops::write_atomic(&config, config_text(&recipient, identity).as_bytes(), 0o644)?;
+        gitops::write_atomic(
+            &root,
+            Path::new(CONFIG_PATH),
+            config_text(&recipient, identity).as_bytes(),
+            0o644,
+        )?;
         created.push(CONFIG_PATH.to_owned());
     }
     for dir in [SPECS_DIR, CONNECTIONS_DIR] {
-        let keep = root.join(dir).join(".gitkeep");
         if !root.join(dir).exists() {
-            gitops::write_atomic(&keep, b"", 0o644)?;
+            gitops::write_atomic(&root, &Path::new(dir).join(".gitkeep"), b"", 0o644)?;
             created.push(format!("{dir}/.gitkeep"));
         }
     }
@@ -138,7 +142,7 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
             text.push('\n');
         }
         text.push_str(&format!("# dbctl's locks and scratch files\n{line}\n"));
-        gitops::write_atomic(&ignore, text.as_bytes(), 0o644)?;
+        gitops::write_atomic(&root, Path::new(".gitignore"), text.as_bytes(), 0o644)?;
         if current.is_empty() {
             created.push(".gitignore".into());
         }
@@ -151,7 +155,12 @@ pub fn init(root: &Path, identity: &Path) -> Result<InitReport> {
     ];
     paths.retain(|p| root.join(p).exists());
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    let commit = git::commit_paths(&root, &refs, "dbctl init: GitOps repo for databases")?;
+    let commit = git::commit_paths(
+        &root,
+        &refs,
+        "dbctl init: GitOps repo for databases",
+        git::Removals::Refused,
+    )?;
     Ok(InitReport {
         repo: root,
         git_initialised,

@@ -83,6 +83,9 @@ impl Host {
         } else {
             std::env::current_dir()?.join(state_dir)
         };
+        // Instance directories belong to service users: nothing below the state
+        // directory is reached through a link (see `safefs`).
+        let transport = transport.anchored(&state_dir);
         Ok(Self::with_transport(
             PlatformKind::Local,
             repo,
@@ -160,16 +163,21 @@ impl Host {
     /// # Errors
     /// The lock file cannot be created or locked.
     pub fn reservation_lock(&self) -> Result<File> {
-        let path = if self.kind == PlatformKind::Local {
-            self.state_dir.join(".ports.lock")
+        let (anchor, rel) = if self.kind == PlatformKind::Local {
+            (
+                crate::safefs::Anchor::new(&self.state_dir),
+                PathBuf::from(".ports.lock"),
+            )
         } else {
-            let dir = self.repo_root.join(".dbctl/locks");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            dir.join(format!("target.{}.lock", self.target.name))
+            (
+                crate::safefs::Anchor::new(&self.repo_root),
+                Path::new(".dbctl/locks").join(format!("target.{}.lock", self.target.name)),
+            )
         };
-        let lock =
-            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+        let path = anchor.root().join(&rel);
+        let lock = anchor
+            .open_lock(&rel)
+            .with_context(|| format!("cannot create `{}`", path.display()))?;
         lock.lock()
             .with_context(|| format!("cannot lock `{}`", path.display()))?;
         Ok(lock)
@@ -453,6 +461,52 @@ impl Host {
         Ok(Some(secret))
     }
 
+    /// The last error lines of the instance's server logs (`log/server.log`,
+    /// `log/console.log`), with their path, for a failed create: what an operator reads
+    /// first. Secrets are redacted; at most five lines.
+    fn log_errors(&self, instance: &Instance, secrets: &[SecretString]) -> String {
+        const MARKS: [&str; 6] = ["FATAL", "ERROR", "PANIC", "[ERROR]", "# ", "error"];
+        let mut parts = Vec::new();
+        for file in ["server.log", "console.log"] {
+            let path = instance.log_dir.join(file);
+            let Ok(Some(bytes)) = self.transport.read_file(&path) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| MARKS.iter().any(|m| l.contains(m)))
+                .map(|l| {
+                    let mut l = l.chars().take(300).collect::<String>();
+                    for s in secrets {
+                        let v = s.expose_secret();
+                        if !v.is_empty() {
+                            l = l.replace(v, "********");
+                        }
+                    }
+                    l
+                })
+                .collect();
+            let keep = lines.len().saturating_sub(5);
+            lines.drain(..keep);
+            if !lines.is_empty() {
+                parts.push(format!(
+                    "`{}` says:\n  {}",
+                    path.display(),
+                    lines.join("\n  ")
+                ));
+            }
+        }
+        if parts.is_empty() {
+            format!(
+                "no errors in the server logs under `{}`",
+                instance.log_dir.display()
+            )
+        } else {
+            parts.join("\n")
+        }
+    }
+
     /// The context `render` uses: the instance's pinned port (or the engine's standard
     /// port + 10000), located binaries (or bare names), secrets as placeholders.
     fn render_context(&self, spec: &Spec) -> Result<(Value, Instance)> {
@@ -485,10 +539,7 @@ impl Host {
             },
             |l| l.bin,
         );
-        let secrets = BTreeMap::from([
-            ("password", REDACTED.to_owned()),
-            ("admin_password", REDACTED.to_owned()),
-        ]);
+        let secrets = super::secret_vars(None);
         let ctx = self.context(spec, &instance, &bin, &secrets)?;
         Ok((ctx, instance))
     }
@@ -557,10 +608,7 @@ impl super::Platform for Host {
         // Render every template now, so a template error stops us before any change.
         let port = record.map_or(0, |r| r.port);
         let instance = self.make_instance(spec, engine.as_ref(), port);
-        let secrets = BTreeMap::from([
-            ("password", REDACTED.to_owned()),
-            ("admin_password", REDACTED.to_owned()),
-        ]);
+        let secrets = super::secret_vars(None);
         if installing.is_none() {
             let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
             for operation in ["create", "delete"] {
@@ -588,14 +636,16 @@ impl super::Platform for Host {
             self.reserve(spec)?
         };
         let instance = self.make_instance(spec, engine.as_ref(), port);
-        let mut secret_values = vec![req.password.clone()];
-        let mut secrets = BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
+        let mut secrets = super::secret_vars(Some(req.password));
         if engine.needs_admin_secret()
             && let Some(admin) = self.admin_secret(&instance, true)?
         {
             secrets.insert("admin_password", admin.expose_secret().to_owned());
-            secret_values.push(admin);
         }
+        let secret_values: Vec<SecretString> = secrets
+            .values()
+            .map(|v| SecretString::from(v.clone()))
+            .collect();
         let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
         let playbook = self.playbook(spec.engine, "create")?;
         let runner = Runner {
@@ -605,11 +655,14 @@ impl super::Platform for Host {
             instance: &instance,
             bin: &located.bin,
             ctx,
-            secrets: secret_values,
+            secrets: secret_values.clone(),
             progress: req.progress,
             output: req.output,
         };
-        runner.run(&playbook)?;
+        if let Err(err) = runner.run(&playbook) {
+            let quoted = self.log_errors(&instance, &secret_values);
+            bail!("on {}: {err}\n{quoted}", self.transport.host());
+        }
         let probe = engine.probe(self.transport.as_ref(), &instance, &located.bin)?;
         Ok(CreateResponse {
             host: instance.host.clone(),

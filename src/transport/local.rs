@@ -8,16 +8,22 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, User, chown};
+use nix::unistd::{Gid, Pid, Uid, User, chown};
 use secrecy::ExposeSecret;
 
 use super::{CommandSpec, Output, Stream, Transport, TransportError};
+use crate::safefs::{Anchor, SafeFsError};
 
 /// This machine.
+///
+/// Paths below an anchor (the state directory, see [`Local::anchored`]) are reached
+/// through [`crate::safefs::Anchor`], so no file operation there follows a link a
+/// service user planted; other paths use the standard library.
 #[derive(Debug, Clone)]
 pub struct Local {
     user: String,
     root: bool,
+    anchors: Vec<Anchor>,
 }
 
 impl Default for Local {
@@ -32,6 +38,50 @@ impl Local {
         Self {
             user: super::current_user_name(),
             root: nix::unistd::geteuid().is_root(),
+            anchors: Vec::new(),
+        }
+    }
+
+    /// The same machine with `dir` (absolute) as an anchor: file operations below it
+    /// never follow links.
+    #[must_use]
+    pub fn anchored(mut self, dir: &Path) -> Self {
+        self.anchors.push(Anchor::new(dir));
+        self
+    }
+
+    /// The anchor `path` lies below and the part of `path` below it.
+    fn anchor_of<'p>(&self, path: &'p Path) -> Option<(&Anchor, &'p Path)> {
+        self.anchors.iter().find_map(|a| {
+            a.relative(path)
+                .filter(|rel| !rel.as_os_str().is_empty())
+                .map(|rel| (a, rel))
+        })
+    }
+
+    fn owner_ids(&self, owner: Option<&str>) -> Result<Option<(Uid, Gid)>, TransportError> {
+        match owner.filter(|o| self.root && *o != self.user) {
+            None => Ok(None),
+            Some(name) => {
+                let user = self.lookup(name)?;
+                Ok(Some((user.uid, user.gid)))
+            }
+        }
+    }
+
+    fn safe_err(&self, err: SafeFsError) -> TransportError {
+        let path = match &err {
+            SafeFsError::Symlink { path }
+            | SafeFsError::Kind { path, .. }
+            | SafeFsError::TooLarge { path, .. }
+            | SafeFsError::Escapes { path, .. }
+            | SafeFsError::Io { path, .. } => path.clone(),
+        };
+        TransportError::File {
+            host: self.host().to_owned(),
+            action: "use",
+            path,
+            source: std::io::Error::other(err.to_string()),
         }
     }
 
@@ -225,12 +275,18 @@ impl Transport for Local {
     }
 
     fn spawn_detached(&self, cmd: &CommandSpec, log: &Path) -> Result<u32, TransportError> {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(log)
-            .map_err(|e| self.file_err("open log", log, e))?;
+        let log_file = match self.anchor_of(log) {
+            Some((anchor, rel)) => anchor
+                .open_append(rel, 0o640)
+                .map_err(|e| self.safe_err(e))?,
+            None => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(log)
+                .map_err(|e| self.file_err("open log", log, e))?,
+        };
         let log_err = log_file
             .try_clone()
             .map_err(|e| self.file_err("open log", log, e))?;
@@ -260,6 +316,12 @@ impl Transport for Local {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), TransportError> {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            let owner = self.owner_ids(owner)?;
+            return anchor
+                .write_atomic(rel, contents, mode, owner)
+                .map_err(|e| self.safe_err(e));
+        }
         let dir = path.parent().unwrap_or(Path::new("/"));
         let name = path
             .file_name()
@@ -286,6 +348,12 @@ impl Transport for Local {
     }
 
     fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            let owner = self.owner_ids(owner)?;
+            return anchor
+                .create_dir_all(rel, mode, owner)
+                .map_err(|e| self.safe_err(e));
+        }
         std::fs::create_dir_all(path).map_err(|e| self.file_err("create", path, e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| self.file_err("set the mode of", path, e))?;
@@ -293,6 +361,9 @@ impl Transport for Local {
     }
 
     fn remove_all(&self, path: &Path) -> Result<(), TransportError> {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            return anchor.remove_all(rel).map_err(|e| self.safe_err(e));
+        }
         let result = match std::fs::symlink_metadata(path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(err) => Err(err),
@@ -308,6 +379,9 @@ impl Transport for Local {
     }
 
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            return anchor.read(rel).map_err(|e| self.safe_err(e));
+        }
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -316,6 +390,9 @@ impl Transport for Local {
     }
 
     fn exists(&self, path: &Path) -> bool {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            return anchor.kind(rel).is_ok_and(|k| k.is_some());
+        }
         path.exists()
     }
 
@@ -431,6 +508,9 @@ impl Transport for Local {
     }
 
     fn list_dir(&self, path: &Path) -> Vec<String> {
+        if let Some((anchor, rel)) = self.anchor_of(path) {
+            return anchor.list_dir(rel).unwrap_or_default();
+        }
         std::fs::read_dir(path)
             .map(|entries| {
                 entries
