@@ -75,7 +75,7 @@ fn bad_create_flags_are_refused_before_any_change() {
         ),
         (
             &["--type", "postgresql", "--param", "bad key=1", "db1"],
-            &["`--param`", "parameter names"],
+            &["`--param`", "not a postgresql setting dbctl allows"],
         ),
         (
             &["--type", "redis", "--database", "16", "db1"],

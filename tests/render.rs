@@ -69,10 +69,16 @@ fn world() -> World {
     )
     .unwrap();
     for (engine, version) in ENGINES {
+        // Each engine's own name for its connection limit (parameters are per engine).
+        let parameters = match engine {
+            "redis" => "{maxclients: \"150\"}",
+            "mongodb" => "{}",
+            _ => "{max_connections: \"150\"}",
+        };
         std::fs::write(
             world.repo.join(format!("etc/databases/db-{engine}.yml")),
             format!(
-                "name: db-{engine}\nengine: {engine}\nversion: \"{version}\"\nsize_gb: 20\nallowed_cidrs: [\"10.0.0.0/8\"]\nparameters: {{max_connections: \"150\"}}\n"
+                "name: db-{engine}\nengine: {engine}\nversion: \"{version}\"\nsize_gb: 20\nallowed_cidrs: [\"10.0.0.0/8\"]\nparameters: {parameters}\n"
             ),
         )
         .unwrap();

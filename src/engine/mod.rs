@@ -3,6 +3,7 @@
 //! Server lifecycle itself (init, configure, start, stop) is in the playbooks.
 
 mod mariadb;
+pub mod parameter;
 mod postgresql;
 mod redis;
 

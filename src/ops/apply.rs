@@ -245,6 +245,7 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     if specs.is_empty() {
         bail!("no specs in `etc/databases/`; `dbctl create` adds one");
     }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let changes = bounded(&specs, opts.parallel, |spec| plan_one(session, &repo, spec));
     let todo: Vec<(Spec, Action)> = specs
         .into_iter()
@@ -262,6 +263,7 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
                 &repo,
                 spec,
                 p.as_ref(),
+                &session.identity,
                 opts.lock_timeout_s,
                 printer,
                 &progress,
@@ -293,19 +295,23 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
         .filter(|a| a.result.as_ref().is_some_and(|r| r.changed))
         .map(|a| a.name.as_str())
         .collect();
-    if !opts.no_commit && !done.is_empty() {
-        let paths: Vec<PathBuf> = done
+    if !opts.no_commit {
+        // Every spec's files, not only those changed now: an earlier run may have
+        // written some and failed to commit them. Missing files are never staged as
+        // deletions.
+        let paths: Vec<PathBuf> = names
             .iter()
             .flat_map(|n| [Repo::spec_rel(n), Repo::connection_rel(n)])
             .collect();
         let refs: Vec<_> = paths.iter().map(PathBuf::as_path).collect();
-        report.commit = git::commit_paths(
-            repo.root(),
-            &refs,
-            &format!("dbctl apply: {}", done.join(", ")),
-        )?
-        .map(|o| o.to_string());
-        if opts.push {
+        let message = if done.is_empty() {
+            "dbctl apply: files an earlier run wrote".to_owned()
+        } else {
+            format!("dbctl apply: {}", done.join(", "))
+        };
+        report.commit = git::commit_paths(repo.root(), &refs, &message, git::Removals::Refused)?
+            .map(|o| o.to_string());
+        if opts.push && report.commit.is_some() {
             git::push(repo.root())?;
             report.pushed = true;
         }

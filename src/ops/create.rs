@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::Session;
 use crate::gitops::connection::ConnectionFile;
-use crate::gitops::{Repo, git, write_atomic};
+use crate::gitops::{Repo, git};
 use crate::output::Report;
 use crate::platform::{CreateRequest, State};
 use crate::secret;
@@ -201,6 +201,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
     if repo.config.recipients.is_empty() {
         return Err(secret::SecretError::NoRecipients.into());
     }
+    check_enforceable(&spec, platform.as_ref())?;
     platform.preflight(&spec)?;
 
     let mut report = CreateReport {
@@ -229,6 +230,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         &repo,
         &spec,
         platform.as_ref(),
+        &session.identity,
         opts.lock_timeout_s,
         printer,
         &progress,
@@ -238,12 +240,11 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
     report.host = converged.host;
     report.port = converged.port;
     report.uri = converged.uri;
-    if !converged.changed {
-        return Ok(report);
-    }
+    // Commit even when nothing changed: an earlier run may have written the files and
+    // failed to commit them (a held git lock, a full disk).
     if !opts.no_commit {
         report.commit = commit(&repo, &[&spec_rel, &conn_rel], &spec.name)?;
-        if opts.push {
+        if opts.push && report.commit.is_some() {
             git::push(repo.root())?;
             report.pushed = true;
         }
@@ -269,56 +270,106 @@ pub struct Converged {
 /// Brings one validated spec to its desired state on `platform`, without committing:
 /// takes the database's lock; when the spec file and connection file exist and the
 /// server is up, does nothing; otherwise writes the spec file (if missing), runs the
-/// platform's create with a new password and writes the connection file atomically.
+/// platform's create and writes the connection file atomically.
+///
+/// Credentials survive a re-run: when the connection file exists, its password
+/// (decrypted with `identity`) is the one the platform keeps, and the file is only
+/// rewritten when how to reach the database changed; only a database without a
+/// connection file gets a new password. A first create that fails stops the server
+/// and removes what this run made (instance, spec file), so nothing runs half-made.
 ///
 /// # Errors
-/// The lock is held elsewhere, or a step fails.
+/// The lock is held elsewhere, a connection file this identity cannot decrypt, or a
+/// failed step (with the server log's last errors where the platform has them).
 pub fn converge(
     repo: &Repo,
     spec: &crate::spec::Spec,
     platform: &dyn crate::platform::Platform,
+    identity: &Path,
     lock_timeout_s: u64,
     printer: &crate::output::Printer,
     progress: crate::platform::Progress<'_>,
 ) -> Result<Converged> {
+    check_enforceable(spec, platform)?;
     let _lock = super::lock(repo, &spec.name, "create", lock_timeout_s)?;
-    let spec_path = repo.path(&Repo::spec_rel(&spec.name));
-    let conn_path = repo.path(&Repo::connection_rel(&spec.name));
-    let spec_on_disk = std::fs::read_to_string(&spec_path).ok();
-    if conn_path.exists() && spec_on_disk.is_some() {
-        let status = platform.status(spec)?;
-        if status.state == State::Up {
-            let uri = std::fs::read_to_string(&conn_path)
-                .ok()
-                .and_then(|text| ConnectionFile::parse(&text).ok())
-                .map(|conn| conn.uri);
-            return Ok(Converged {
-                changed: false,
-                server_version: status.server_version,
-                host: status.host,
-                port: status.port,
-                uri,
-            });
-        }
+    let spec_rel = Repo::spec_rel(&spec.name);
+    let conn_rel = Repo::connection_rel(&spec.name);
+    let spec_on_disk = repo.read_text(&spec_rel)?;
+    let existing = match repo.read_text(&conn_rel)? {
+        Some(text) => Some(ConnectionFile::parse(&text).map_err(|m| {
+            anyhow::anyhow!(
+                "invalid `{}`: {m}; restore it from git history or remove it to get new credentials",
+                conn_rel.display()
+            )
+        })?),
+        None => None,
+    };
+    let before = platform.status(spec)?;
+    if let Some(conn) = &existing
+        && spec_on_disk.is_some()
+        && before.state == State::Up
+    {
+        return Ok(Converged {
+            changed: false,
+            server_version: before.server_version,
+            host: before.host,
+            port: before.port,
+            uri: Some(conn.uri.clone()),
+        });
     }
-    if spec_on_disk.is_none() {
-        write_atomic(&spec_path, spec.to_yaml().as_bytes(), 0o644)?;
+    let password = match &existing {
+        Some(conn) => secret::decrypt(
+            &conn.password,
+            identity,
+            &format!("{}: password", conn_rel.display()),
+        )
+        .with_context(|| {
+            format!(
+                "`{}` is {}; dbctl keeps its credentials and needs them to converge it: use an identity of `secrets.recipients` (`--identity`, DBCTL_IDENTITY), or remove the connection file to issue new credentials",
+                spec.name, before.state
+            )
+        })?,
+        None => secret::generate_password(),
+    };
+    let fresh = existing.is_none() && before.state == State::Absent;
+    let wrote_spec = spec_on_disk.is_none();
+    if wrote_spec {
+        repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
     }
-    let password = secret::generate_password();
     printer.status(&format!(
-        "creating `{}` ({} {}) on target `{}`",
-        spec.name, spec.engine, spec.version, spec.target
+        "{} `{}` ({} {}) on target `{}`",
+        if fresh { "creating" } else { "converging" },
+        spec.name,
+        spec.engine,
+        spec.version,
+        spec.target
     ));
-    let created = platform
-        .create(&CreateRequest {
-            spec,
-            password: &password,
-            progress,
-            output: printer
-                .verbose()
-                .then_some(&|line: &str| printer.output(line) as _),
-        })
-        .with_context(|| format!("cannot create `{}`", spec.name))?;
+    let created = match platform.create(&CreateRequest {
+        spec,
+        password: &password,
+        progress,
+        output: printer
+            .verbose()
+            .then_some(&|line: &str| printer.output(line) as _),
+    }) {
+        Ok(created) => created,
+        Err(err) if fresh => {
+            // Nothing of this database existed before this run: leave nothing behind.
+            let cleaned = platform.delete(spec, &|_, _, _| {});
+            if wrote_spec {
+                let _ = repo.anchor().remove_all(&spec_rel);
+            }
+            let note = match cleaned {
+                Ok(()) => "dbctl stopped the server and removed what this run created".to_owned(),
+                Err(e) => format!(
+                    "cleaning up failed too ({e:#}); `dbctl delete {} --yes` retries it",
+                    spec.name
+                ),
+            };
+            return Err(err.context(format!("cannot create `{}` ({note})", spec.name)));
+        }
+        Err(err) => return Err(err.context(format!("cannot converge `{}`", spec.name))),
+    };
     let conn = ConnectionFile {
         name: spec.name.clone(),
         engine: spec.engine.to_string(),
@@ -327,12 +378,33 @@ pub fn converge(
         port: created.port,
         database: spec.database.clone(),
         username: spec.user.clone(),
-        password: secret::encrypt(&password, &repo.config.recipients)?,
+        password: String::new(),
         uri: created.uri.clone(),
         target: spec.target.clone(),
         written_at: jiff::Timestamp::now().to_string(),
     };
-    write_atomic(&conn_path, conn.to_yaml().as_bytes(), 0o644)?;
+    let unchanged = existing.as_ref().is_some_and(|old| {
+        ConnectionFile {
+            password: String::new(),
+            written_at: old.written_at.clone(),
+            ..conn.clone()
+        } == ConnectionFile {
+            password: String::new(),
+            ..old.clone()
+        }
+    });
+    if !unchanged {
+        let encrypted = match &existing {
+            // The same password keeps its ciphertext: no diff for readers of the repo.
+            Some(old) => old.password.clone(),
+            None => secret::encrypt(&password, &repo.config.recipients)?,
+        };
+        let conn = ConnectionFile {
+            password: encrypted,
+            ..conn
+        };
+        repo.write(&conn_rel, conn.to_yaml().as_bytes(), 0o644)?;
+    }
     Ok(Converged {
         changed: true,
         server_version: Some(created.server_version),
@@ -342,11 +414,35 @@ pub fn converge(
     })
 }
 
+/// Refuses a spec whose `allowed_cidrs` the server on a host platform cannot enforce
+/// (see [`crate::spec::check_enforceable_cidrs`]).
+fn check_enforceable(
+    spec: &crate::spec::Spec,
+    platform: &dyn crate::platform::Platform,
+) -> Result<()> {
+    use crate::spec::PlatformKind;
+    if matches!(
+        platform.kind(),
+        PlatformKind::Local | PlatformKind::Ssh | PlatformKind::Pacemaker | PlatformKind::Openstack
+    ) {
+        crate::spec::check_enforceable_cidrs(spec).map_err(|m| {
+            anyhow::anyhow!(
+                "`{}`: key `allowed_cidrs`: {m}",
+                Repo::spec_rel(&spec.name).display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn commit(repo: &Repo, paths: &[&Path], name: &str) -> Result<Option<String>> {
-    Ok(
-        git::commit_paths(repo.root(), paths, &format!("dbctl create {name}"))?
-            .map(|oid| oid.to_string()),
-    )
+    Ok(git::commit_paths(
+        repo.root(),
+        paths,
+        &format!("dbctl create {name}"),
+        git::Removals::Refused,
+    )?
+    .map(|oid| oid.to_string()))
 }
 
 fn describe_difference(old: &crate::spec::Spec, new: &crate::spec::Spec) -> String {

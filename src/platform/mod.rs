@@ -223,6 +223,33 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     })
 }
 
+/// The secret template variables of a database: `password` (the Redis ACL file hashes
+/// it), and the stored forms SQL engines are given instead of it, so the plain password
+/// never reaches a server or its logs: `password_scram` (PostgreSQL SCRAM-SHA-256
+/// verifier) and `password_mysql` (MariaDB `mysql_native_password` hash). `None` gives
+/// placeholders, for rendering.
+pub(crate) fn secret_vars(password: Option<&SecretString>) -> BTreeMap<&'static str, String> {
+    match password {
+        Some(p) => BTreeMap::from([
+            (
+                "password",
+                secrecy::ExposeSecret::expose_secret(p).to_owned(),
+            ),
+            ("password_scram", crate::secret::scram_sha256_verifier(p)),
+            ("password_mysql", crate::secret::mysql_native_hash(p)),
+        ]),
+        None => [
+            "password",
+            "password_scram",
+            "password_mysql",
+            "admin_password",
+        ]
+        .into_iter()
+        .map(|k| (k, host::REDACTED.to_owned()))
+        .collect(),
+    }
+}
+
 /// The driver for `target`.
 ///
 /// # Errors

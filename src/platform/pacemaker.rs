@@ -21,7 +21,7 @@ use minijinja::value::Serde;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use super::cloud::{Cloud, REDACTED};
+use super::cloud::Cloud;
 use super::{
     Artifact, CreateRequest, CreateResponse, Options, OutputSink, Progress, State, Status,
 };
@@ -330,6 +330,9 @@ pub struct Layout {
     pub run_dir: PathBuf,
     /// The address clients use (the VIP, or the floating IP).
     pub host: String,
+    /// The address the engine listens on: the target's `listen`, else every address
+    /// (`*`), since the VIP moves between nodes.
+    pub listen: String,
     /// The rendered pcs script.
     pub script: Artifact,
     /// Playbook run on the first node before the groups exist (e.g. formatting a shared
@@ -370,7 +373,7 @@ impl Deployment<'_> {
             engine: spec.engine,
             version: spec.version.clone(),
             host: l.host.clone(),
-            listen: "*".into(),
+            listen: l.listen.clone(),
             port,
             data_dir: l.data_dir.clone(),
             conf_dir: l.dir.clone(),
@@ -477,7 +480,7 @@ impl Deployment<'_> {
         if let Some(prepare) = &l.prepare_before_push
             && !exists
         {
-            let secrets = BTreeMap::from([("password", REDACTED.to_owned())]);
+            let secrets = super::secret_vars(None);
             self.run_playbook(
                 self.cluster.first(),
                 spec,
@@ -500,8 +503,7 @@ impl Deployment<'_> {
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
         let secrets = |node: &Node| -> Result<BTreeMap<&str, String>> {
-            let mut secrets =
-                BTreeMap::from([("password", req.password.expose_secret().to_owned())]);
+            let mut secrets = super::secret_vars(Some(req.password));
             if engine.needs_admin_secret() {
                 secrets.insert("admin_password", self.admin_secret(node)?);
             }
@@ -670,6 +672,7 @@ impl Pacemaker {
             run_dir,
             log_dir: dir.join("log"),
             host: self.target.cloud.vip.clone().unwrap_or_default(),
+            listen: self.target.ssh.listen.clone().unwrap_or_else(|| "*".into()),
             script,
             prepare_before_push: Some("pacemaker/image.yml".into()),
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),

@@ -6,6 +6,8 @@
 //! Filters (all return strings):
 //! - `pg_ident` / `pg_literal`: PostgreSQL identifier `"…"` / string literal `'…'`.
 //! - `my_ident` / `my_literal`: MariaDB identifier `` `…` `` / string literal `'…'`.
+//! - `my_host`: an IPv4 CIDR as a MariaDB account host (`10.0.0.0/8` →
+//!   `10.0.0.0/255.0.0.0`, MariaDB "CREATE USER: Host Name Component").
 //! - `sha256`: lowercase hex SHA-256 of the text (Redis ACL `#<hash>` passwords).
 //! - `xml`: XML attribute/text escaping (`&`, `<`, `>`, `"`, `'`).
 //! - `sh`: POSIX shell single-quoting.
@@ -14,6 +16,23 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use sha2::{Digest, Sha256};
 
 use crate::assets::{Assets, Tree};
+
+/// A CIDR as a MariaDB account host: `a.b.c.d/len` → `a.b.c.d/netmask` (IPv4; specs
+/// give MariaDB IPv4 networks only), `/32` → the address.
+fn my_host(cidr: &str) -> String {
+    let Some((ip, len)) = cidr.split_once('/') else {
+        return cidr.to_owned();
+    };
+    match (ip.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) {
+        (Ok(ip), Ok(32)) => ip.to_string(),
+        (Ok(ip), Ok(len)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            let net = std::net::Ipv4Addr::from(u32::from(ip) & mask);
+            format!("{net}/{}", std::net::Ipv4Addr::from(mask))
+        }
+        _ => cidr.to_owned(),
+    }
+}
 
 /// Rendering failures.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +108,7 @@ impl Renderer {
         env.add_filter("my_literal", |s: &str| {
             format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
         });
+        env.add_filter("my_host", |s: &str| my_host(s));
         env.add_filter("sha256", |s: &str| {
             hex::encode(Sha256::digest(s.as_bytes()))
         });

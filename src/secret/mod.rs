@@ -62,6 +62,52 @@ pub fn generate_password() -> SecretString {
     SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), PASSWORD_LEN))
 }
 
+/// PostgreSQL's stored form of `password` for SCRAM-SHA-256
+/// (`SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>`, base64), computed here so
+/// the plain password never reaches the server, and so never its logs whatever their
+/// settings. RFC 5802 section 3 and RFC 7677; PostgreSQL's `pg_fe_scram_build_secret`.
+/// Passwords dbctl generates are ASCII letters and digits, which SASLprep leaves as
+/// they are.
+pub fn scram_sha256_verifier(password: &SecretString) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    use sha2::Digest;
+    const ITERATIONS: u32 = 4096;
+    let salt: [u8; 16] = rand::random();
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.expose_secret().as_bytes(),
+        &salt,
+        ITERATIONS,
+        &mut salted,
+    );
+    let hmac = |label: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&salted)
+            .expect("HMAC takes keys of any length");
+        mac.update(label);
+        mac.finalize().into_bytes()
+    };
+    let stored_key = sha2::Sha256::digest(hmac(b"Client Key"));
+    let server_key = hmac(b"Server Key");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
+}
+
+/// MariaDB's stored form of `password` for `mysql_native_password`
+/// (`*` and the upper-case hex of SHA1(SHA1(password))), for `IDENTIFIED BY PASSWORD`,
+/// so the plain password never reaches the server (MariaDB "Authentication Plugin -
+/// mysql_native_password").
+pub fn mysql_native_hash(password: &SecretString) -> String {
+    use sha1::Digest;
+    let inner = sha1::Sha1::digest(password.expose_secret().as_bytes());
+    format!("*{}", hex::encode_upper(sha1::Sha1::digest(inner)))
+}
+
 /// The identity file to use: `explicit` (from `--identity`), else `$DBCTL_IDENTITY`,
 /// else `<config dir>/dbctl/identity.txt` (`~/.config/dbctl/identity.txt` on Linux).
 pub fn identity_path(explicit: Option<&Path>) -> PathBuf {

@@ -103,7 +103,8 @@ pub struct Spec {
     pub deletion_protection: bool,
     /// Networks allowed to reach the database (CIDR).
     pub allowed_cidrs: Vec<String>,
-    /// Engine parameters for the server configuration.
+    /// Engine parameters for the server configuration: allowed names with canonical
+    /// values (see [`crate::engine::parameter`]).
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -739,14 +740,17 @@ impl Draft {
             check_cidr(cidr)
                 .map_err(|m| invalid(self.allowed_cidrs_source.clone(), "allowed_cidrs", m))?;
         }
+        let mut parameters = BTreeMap::new();
         for (key, value) in &self.parameters {
-            check_parameter(key, value).map_err(|m| {
-                invalid(
-                    self.parameters_source.clone(),
-                    &format!("parameters.{key}"),
-                    m,
-                )
-            })?;
+            let (key, value) =
+                crate::engine::parameter::validate(engine, key, value).map_err(|m| {
+                    invalid(
+                        self.parameters_source.clone(),
+                        &format!("parameters.{}", key.escape_debug()),
+                        m,
+                    )
+                })?;
+            parameters.insert(key, value);
         }
         Ok(Spec {
             name: self.name.value,
@@ -759,7 +763,7 @@ impl Draft {
             user,
             deletion_protection: self.deletion_protection,
             allowed_cidrs: self.allowed_cidrs,
-            parameters: self.parameters,
+            parameters,
         })
     }
 }
@@ -891,6 +895,32 @@ pub fn check_size(size: u64) -> Result<u32, String> {
     }
 }
 
+/// Checks that a server itself can enforce `spec.allowed_cidrs` (host platforms:
+/// `local`, `ssh`, `pacemaker`, `openstack`, where pg_hba or MariaDB accounts do it):
+/// MariaDB account hosts take IPv4 networks; Redis cannot tell clients apart by address
+/// at all, so a spec must not promise it there. (Kubernetes enforces it with a
+/// NetworkPolicy.)
+///
+/// # Errors
+/// A message naming the network and what is allowed.
+pub fn check_enforceable_cidrs(spec: &Spec) -> Result<(), String> {
+    spec.allowed_cidrs
+        .iter()
+        .try_for_each(|cidr| check_cidr_for(spec.engine, cidr))
+}
+
+fn check_cidr_for(engine: EngineKind, cidr: &str) -> Result<(), String> {
+    match engine {
+        EngineKind::Mariadb if cidr.contains(':') => Err(format!(
+            "`{cidr}`: MariaDB accounts take IPv4 networks only; list IPv4 networks or none"
+        )),
+        EngineKind::Redis => Err(format!(
+            "`{cidr}`: Redis cannot restrict clients by address, so dbctl will not pretend to; leave `allowed_cidrs` empty and limit who reaches the port with the target's `listen` or a firewall"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_cidr(cidr: &str) -> Result<(), String> {
     let ok = cidr.split_once('/').is_some_and(|(ip, len)| {
         let max = if ip.contains(':') { 128 } else { 32 };
@@ -904,23 +934,6 @@ fn check_cidr(cidr: &str) -> Result<(), String> {
             cidr.escape_debug()
         ))
     }
-}
-
-fn check_parameter(key: &str, value: &str) -> Result<(), String> {
-    let key_ok = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !key_ok {
-        return Err("parameter names may hold only letters, digits, `_`, `.` and `-`".into());
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() || c == '\'' || c == '"')
-    {
-        return Err("parameter values may not hold quotes or control characters".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -369,6 +369,7 @@ impl Openstack {
             data_dir,
             run_dir,
             log_dir: dir.join("log"),
+            listen: self.target.ssh.listen.clone().unwrap_or_else(|| "*".into()),
             host: outputs
                 .floating_ip
                 .clone()
