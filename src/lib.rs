@@ -38,8 +38,19 @@ use clap::Parser;
 /// Runs dbctl with `args` (program name first) and returns the exit code: 0 ok,
 /// 1 error (including bad flags), 2 changes pending (`plan --detailed-exitcode`).
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
-    match cli::Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    match cli::Cli::try_parse_from(&args) {
         Ok(cli) => ExitCode::from(cli.run()),
+        Err(err) if err.use_stderr() && wants_json(&args) => {
+            // Usage errors too come out as JSON when JSON was asked for.
+            let message = err.kind().to_string();
+            let detail = err.render().to_string();
+            println!(
+                "{}",
+                serde_json::json!({ "reason": "error", "kind": "usage", "error": message, "detail": detail.trim() })
+            );
+            ExitCode::from(1)
+        }
         Err(err) => {
             let _ = err.print();
             if err.use_stderr() {
@@ -49,4 +60,15 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             }
         }
     }
+}
+
+/// Whether the command line asks for `-o json` / `--output json` (read before parsing
+/// succeeds, to print a usage error as JSON).
+fn wants_json(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.windows(2)
+        .any(|w| matches!(w[0], "-o" | "--output") && w[1] == "json")
+        || args
+            .iter()
+            .any(|a| matches!(*a, "--output=json" | "-ojson" | "-o=json"))
 }

@@ -126,13 +126,13 @@ fn bad_config_names_file_line_and_key() {
                 "default_target: local",
                 "default_target: local\ncolour: blue",
             ),
-            vec!["etc/dbctl.yml", "line 3", "unknown field `colour`"],
+            vec!["etc/dbctl.yml", "line 5", "unknown field `colour`"],
         ),
         (
             good.replace("default_target: local", "default_target: elsewhere"),
             vec![
                 "etc/dbctl.yml",
-                "line 2",
+                "line 4",
                 "`default_target`",
                 "`elsewhere` is not a target",
             ],

@@ -37,7 +37,7 @@ pub struct ApplyArgs {
     #[arg(long, conflicts_with = "no_commit")]
     pub push: bool,
     /// Wait up to this many seconds for another run on the same database.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
 }
 

@@ -6,6 +6,11 @@ use crate::output::Report;
 
 /// `dbctl connection`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl connection my-db                              the committed file (password encrypted)
+  psql \"$(dbctl connection my-db --reveal --format uri)\"
+  eval \"$(dbctl connection my-db --reveal --format env)\"")]
 pub struct ConnectionArgs {
     /// Database name.
     pub name: String,

@@ -8,6 +8,11 @@ use crate::output::Report;
 
 /// `dbctl create`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl create --type postgresql --size 10 my-db
+  dbctl create -t mariadb --size 20 --allow 10.0.0.0/8 --param max_connections=300 shop
+  dbctl create -t redis --size 1 --target vms --push cache")]
 pub struct CreateArgs {
     /// Database name: lowercase letters, digits and `-`, starting with a letter.
     pub name: String,

@@ -18,9 +18,19 @@ use clap::{Args, Parser, Subcommand};
 use crate::ops::Session;
 use crate::output::{Format, Printer, Report};
 
+const EXAMPLES: &str = "\
+Examples:
+  dbctl init                                        scaffold a GitOps repo here
+  dbctl create --type postgresql --size 10 my-db    run a database, commit its connection file
+  dbctl connection my-db --reveal --format uri      the URI with the password decrypted
+  dbctl status my-db --exit-code                    exit 3 unless it is up
+  dbctl plan --detailed-exitcode                    CI: exit 2 when apply would change something
+  dbctl apply --push                                CI on main: converge every spec, commit, push
+  dbctl delete my-db --yes                          stop it and remove its data";
+
 /// Turns a GitOps repository into running, backed-up databases.
 #[derive(Debug, Parser)]
-#[command(name = "dbctl", version, about, max_term_width = 100)]
+#[command(name = "dbctl", version, about, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
@@ -72,7 +82,7 @@ pub struct ChangeArgs {
     pub dry_run: bool,
     /// Wait up to this many seconds for another run on the same database to finish
     /// (default: fail at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
 }
 

@@ -18,9 +18,8 @@ pub struct RenderArgs {
     /// Render for this target of etc/dbctl.yml instead of each spec's own.
     #[arg(long, conflicts_with = "platform")]
     pub target: Option<String>,
-    /// Render for a default target of this platform (local, openstack, nomad,
-    /// kubernetes, terraform).
-    #[arg(long)]
+    /// Render for a default target of this platform.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::spec::PlatformKind::ALL.map(crate::spec::PlatformKind::as_str)))]
     pub platform: Option<String>,
     /// Write the artifacts under this directory instead of printing them.
     #[arg(long, value_name = "DIR", conflicts_with = "context")]

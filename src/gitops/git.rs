@@ -26,6 +26,20 @@ pub fn open_or_init(root: &Path) -> Result<(Repository, bool)> {
     }
 }
 
+/// The first commit of HEAD's history (the oldest root, when several).
+///
+/// # Errors
+/// No git repo at `root`, or no commit yet.
+pub fn root_commit(root: &Path) -> Result<Oid> {
+    let repo = Repository::open(root)?;
+    let mut walk = repo.revwalk()?;
+    walk.push_head()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    walk.next()
+        .context("the repo has no commit")?
+        .context("cannot walk the history")
+}
+
 /// Whether [`commit_paths`] may record a path whose file is gone as deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removals {

@@ -86,6 +86,40 @@ impl Repo {
         self.root.join(rel)
     }
 
+    /// The repo's identity, the same in every clone: `repo_id` from `etc/dbctl.yml`,
+    /// else `git:<root commit>` (the first commit of HEAD's history).
+    ///
+    /// # Errors
+    /// Neither: no `repo_id` and no commit (or no git repo) to name the repo by.
+    pub fn id(&self) -> Result<String> {
+        if let Some(id) = &self.config.repo_id {
+            return Ok(id.clone());
+        }
+        git::root_commit(&self.root)
+            .map(|oid| format!("git:{oid}"))
+            .with_context(|| {
+                format!(
+                    "cannot tell which GitOps repo `{}` is: `{CONFIG_PATH}` has no `repo_id` and git has no commit to name it by; add `repo_id: <8 to 64 characters>` there",
+                    self.root.display()
+                )
+            })
+    }
+
+    /// Fails unless the repo is a git work tree, for verbs that commit.
+    ///
+    /// # Errors
+    /// Naming the directory and the ways out (`git init`, `--no-commit`).
+    pub fn require_git(&self) -> Result<()> {
+        if git2::Repository::open(&self.root).is_ok_and(|r| !r.is_bare()) {
+            Ok(())
+        } else {
+            bail!(
+                "`{}` is not a git work tree: dbctl commits spec and connection files there; run `git init` (or `dbctl init`) in it, or pass `--no-commit`",
+                self.root.display()
+            )
+        }
+    }
+
     /// The repo root as an [`Anchor`]: reads and writes below it never follow links.
     pub fn anchor(&self) -> &Anchor {
         &self.anchor

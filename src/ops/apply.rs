@@ -241,6 +241,9 @@ pub struct ApplyOptions {
 /// reported in the result (exit code 1) while the others complete.
 pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     let repo = session.repo()?;
+    if !opts.no_commit {
+        repo.require_git()?;
+    }
     let specs = repo.specs()?;
     if specs.is_empty() {
         bail!("no specs in `etc/databases/`; `dbctl create` adds one");

@@ -42,12 +42,31 @@ pub struct ConnectionReport {
     /// The file's fields; `password` is plaintext when revealed.
     #[serde(flatten)]
     pub file: ConnectionFile,
-    /// True when `password` holds the plaintext.
+    /// True when `password` holds the plaintext (and `uri` carries it).
     pub revealed: bool,
+    /// With `--format env`: the variables, as the human view prints them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip)]
     format: ConnectionFormat,
     #[serde(skip)]
     uri_with_password: String,
+}
+
+impl ConnectionReport {
+    fn env_vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = vec![
+            ("DATABASE_URL", self.uri_with_password.clone()),
+            ("DB_HOST", self.file.host.clone()),
+            ("DB_PORT", self.file.port.to_string()),
+            ("DB_NAME", self.file.database.clone()),
+            ("DB_USER", self.file.username.clone()),
+        ];
+        if self.revealed {
+            vars.push(("DB_PASSWORD", self.file.password.clone()));
+        }
+        vars
+    }
 }
 
 impl Report for ConnectionReport {
@@ -55,20 +74,11 @@ impl Report for ConnectionReport {
         match self.format {
             ConnectionFormat::Yaml => self.file.to_yaml(),
             ConnectionFormat::Uri => format!("{}\n", self.uri_with_password),
-            ConnectionFormat::Env => {
-                let mut text = format!(
-                    "DATABASE_URL={}\nDB_HOST={}\nDB_PORT={}\nDB_NAME={}\nDB_USER={}\n",
-                    self.uri_with_password,
-                    self.file.host,
-                    self.file.port,
-                    self.file.database,
-                    self.file.username
-                );
-                if self.revealed {
-                    text.push_str(&format!("DB_PASSWORD={}\n", self.file.password));
-                }
-                text
-            }
+            ConnectionFormat::Env => self
+                .env_vars()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect(),
         }
     }
 }
@@ -82,7 +92,7 @@ pub fn connection(session: &Session, opts: &ConnectionOptions) -> Result<Connect
     let repo = session.repo()?;
     crate::spec::check_name(&opts.name).map_err(|m| anyhow::anyhow!("database name {m}"))?;
     let rel = Repo::connection_rel(&opts.name);
-    let text = std::fs::read_to_string(repo.path(&rel)).with_context(|| {
+    let text = repo.read_text(&rel)?.with_context(|| {
         format!(
             "no connection file `{}`; `dbctl create` writes it once the database exists",
             rel.display()
@@ -99,13 +109,25 @@ pub fn connection(session: &Session, opts: &ConnectionOptions) -> Result<Connect
         )?;
         uri_with_password = with_password(&file.uri, &password, Path::new(&rel))?;
         file.password = password.expose_secret().to_owned();
+        file.uri.clone_from(&uri_with_password);
     }
-    Ok(ConnectionReport {
+    let mut report = ConnectionReport {
         file,
         revealed: opts.reveal,
+        env: None,
         format: opts.format,
         uri_with_password,
-    })
+    };
+    if opts.format == ConnectionFormat::Env {
+        report.env = Some(
+            report
+                .env_vars()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        );
+    }
+    Ok(report)
 }
 
 fn with_password(uri: &str, password: &SecretString, rel: &Path) -> Result<String> {

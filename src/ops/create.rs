@@ -146,6 +146,9 @@ fn flag<T>(value: Option<T>, flag: &'static str) -> Option<Given<T>> {
 /// Invalid input (nothing changed), a lock held by another run, or a failed step.
 pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
     let repo = session.repo()?;
+    if !opts.no_commit {
+        repo.require_git()?;
+    }
     let draft = Draft {
         name: Given {
             value: opts.name.clone(),

@@ -73,6 +73,9 @@ impl Report for DeleteReport {
 /// a step fails.
 pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
     let repo = session.repo()?;
+    if !opts.no_commit {
+        repo.require_git()?;
+    }
     let spec = session.existing_spec(&repo, &opts.name)?;
     if spec.deletion_protection {
         bail!(

@@ -65,6 +65,8 @@ impl Report for InitReport {
 fn config_text(recipient: &str, identity: &Path) -> String {
     format!(
         "# dbctl configuration: targets, secret recipients and defaults.\n\
+         # Shared by every clone of this repo; instances record it (see docs/architecture.md).\n\
+         repo_id: {:016x}\n\
          default_target: local\n\
          targets:\n  \
            local:\n    \
@@ -76,6 +78,7 @@ fn config_text(recipient: &str, identity: &Path) -> String {
              - {recipient} # {}\n\
          defaults:\n  \
            plan: small\n",
+        rand::random::<u64>(),
         identity.display()
     )
 }

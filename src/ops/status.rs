@@ -19,14 +19,35 @@ pub struct StatusReport {
     pub platform: String,
     /// What the platform found.
     pub status: Status,
+    /// When the running server is of another version series than the spec asks:
+    /// `15 running, 16 wanted`.
+    pub version_drift: Option<String>,
+    /// `--exit-code`: exit 3 unless the database is up.
+    #[serde(skip)]
+    pub exit_code_on_down: bool,
+}
+
+/// `15 running, 16 wanted` when `server` (`15.18`) is not of the `wanted` series (`16`).
+pub fn version_drift(wanted: &str, server: Option<&str>) -> Option<String> {
+    let server = server?;
+    let same = server == wanted || server.starts_with(&format!("{wanted}."));
+    (!same).then(|| {
+        let wanted_depth = wanted.split('.').count();
+        let running: Vec<&str> = server.split('.').take(wanted_depth).collect();
+        format!("{} running, {wanted} wanted", running.join("."))
+    })
 }
 
 impl Report for StatusReport {
     fn human(&self) -> String {
         let s = &self.status;
+        let state = match &self.version_drift {
+            Some(drift) => format!("{}, version drift ({drift})", s.state),
+            None => s.state.to_string(),
+        };
         let mut rows = vec![
             ("name", self.spec.name.clone()),
-            ("state", s.state.to_string()),
+            ("state", state),
             (
                 "engine",
                 match &s.server_version {
@@ -52,7 +73,12 @@ impl Report for StatusReport {
             ),
         ));
         if let Some(db) = s.database_bytes {
-            rows.push(("database", bytes(db)));
+            // Redis reports its dataset in memory, not on disk.
+            if self.spec.engine == crate::catalog::EngineKind::Redis {
+                rows.push(("memory", format!("{} (dataset)", bytes(db))));
+            } else {
+                rows.push(("database", format!("{} of the used size", bytes(db))));
+            }
         }
         if let Some(cluster) = &s.cluster {
             rows.push((
@@ -91,7 +117,11 @@ impl Report for StatusReport {
     }
 
     fn exit_code(&self) -> u8 {
-        0
+        if self.exit_code_on_down && self.status.state != crate::platform::State::Up {
+            3
+        } else {
+            0
+        }
     }
 }
 
@@ -133,7 +163,10 @@ impl Report for ListReport {
                     spec.version.clone(),
                     spec.target.clone(),
                     format!("{} GB", spec.size_gb),
-                    status.state.to_string(),
+                    match version_drift(&spec.version, status.server_version.as_deref()) {
+                        Some(drift) => format!("{}, version drift ({drift})", status.state),
+                        None => status.state.to_string(),
+                    },
                     match (&status.host, status.port) {
                         (Some(h), Some(p)) => format!("{h}:{p}"),
                         _ => "-".into(),
@@ -176,15 +209,17 @@ impl Report for ListReport {
 ///
 /// # Errors
 /// Unknown database or invalid spec.
-pub fn status(session: &Session, name: &str) -> Result<StatusReport> {
+pub fn status(session: &Session, name: &str, exit_code_on_down: bool) -> Result<StatusReport> {
     let repo = session.repo()?;
     let spec = session.existing_spec(&repo, name)?;
     let platform = session.platform(&repo, &spec)?;
     let status = platform.status(&spec)?;
     Ok(StatusReport {
         platform: platform.kind().to_string(),
+        version_drift: version_drift(&spec.version, status.server_version.as_deref()),
         spec,
         status,
+        exit_code_on_down,
     })
 }
 

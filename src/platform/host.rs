@@ -40,6 +40,11 @@ struct InstanceRecord {
     engine: EngineKind,
     version: String,
     port: u16,
+    /// The owning GitOps repo's id ([`Repo::id`]), the same in every clone. Records
+    /// written before it existed have none and are matched by `repo`.
+    #[serde(default)]
+    repo_id: Option<String>,
+    /// The clone that created the instance (for people; ownership is `repo_id`).
     repo: PathBuf,
     created_at: String,
 }
@@ -50,6 +55,8 @@ pub struct Host {
     target: Target,
     state_dir: PathBuf,
     repo_root: PathBuf,
+    /// [`Repo::id`], or why there is none.
+    repo_id: std::result::Result<String, String>,
     catalog: Catalog,
     assets: Assets,
     renderer: Renderer,
@@ -204,6 +211,7 @@ impl Host {
             engine: spec.engine,
             version: spec.version.clone(),
             port,
+            repo_id: Some(self.repo_id.clone().map_err(anyhow::Error::msg)?),
             repo: self.repo_root.clone(),
             created_at: jiff::Timestamp::now().to_string(),
         };
@@ -228,6 +236,7 @@ impl Host {
             target: target.clone(),
             state_dir,
             repo_root: repo.root().to_path_buf(),
+            repo_id: repo.id().map_err(|e| format!("{e:#}")),
             catalog: repo.catalog.clone(),
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
@@ -267,12 +276,19 @@ impl Host {
 
     /// Checks that an existing instance belongs to this repo and engine.
     fn check_record(&self, spec: &Spec, record: &InstanceRecord) -> Result<()> {
-        if record.repo != self.repo_root {
+        let ours = match (&record.repo_id, &self.repo_id) {
+            (Some(theirs), Ok(ours)) => theirs == ours,
+            // A record from before repo ids: the clone that made it.
+            (None, _) => record.repo == self.repo_root,
+            (Some(_), Err(why)) => bail!("{why}"),
+        };
+        if !ours {
             bail!(
-                "instance directory `{}` belongs to GitOps repo `{}`, not `{}`; use another name or `--state-dir`",
+                "instance directory `{}` belongs to another GitOps repo (id `{}`, created from `{}`), not this one (id `{}`); use another name or `--state-dir`",
                 self.instance_dir(&spec.name).display(),
+                record.repo_id.as_deref().unwrap_or("none"),
                 record.repo.display(),
-                self.repo_root.display()
+                self.repo_id.as_deref().unwrap_or("none"),
             );
         }
         if record.engine != spec.engine {
@@ -685,9 +701,20 @@ impl super::Platform for Host {
         status.port = Some(record.port);
         status.used_bytes = self.transport.used_bytes(&instance.dir);
         status.state = State::Down;
-        let probe = self
-            .locate(spec, engine.as_ref())
-            .and_then(|l| Ok(engine.probe(self.transport.as_ref(), &instance, &l.bin)?));
+        // The spec may ask for a version that is not installed (an upgrade not yet
+        // applied): the server still runs the recorded one, so probe with its binaries.
+        let located = self.locate(spec, engine.as_ref()).or_else(|err| {
+            if record.version == spec.version {
+                return Err(err);
+            }
+            let recorded = Spec {
+                version: record.version.clone(),
+                ..spec.clone()
+            };
+            self.locate(&recorded, engine.as_ref())
+        });
+        let probe =
+            located.and_then(|l| Ok(engine.probe(self.transport.as_ref(), &instance, &l.bin)?));
         match probe {
             Ok(probe) => {
                 status.state = State::Up;

@@ -72,7 +72,7 @@ impl std::fmt::Display for State {
         f.write_str(match self {
             Self::Up => "up",
             Self::Down => "down",
-            Self::Absent => "absent",
+            Self::Absent => "not created",
         })
     }
 }

@@ -112,7 +112,14 @@ impl Renderer {
         env.add_filter("sha256", |s: &str| {
             hex::encode(Sha256::digest(s.as_bytes()))
         });
-        env.add_filter("xml", |s: &str| {
+        // Any value: a number or an unset option (`none` renders as empty) must not
+        // break a template.
+        env.add_filter("xml", |v: Value| {
+            let s = if v.is_none() || v.is_undefined() {
+                String::new()
+            } else {
+                v.to_string()
+            };
             s.replace('&', "&amp;")
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")

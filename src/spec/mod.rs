@@ -269,6 +269,12 @@ impl CloudOptions {
 impl Target {
     /// A target for `platform` with default options, named after it.
     pub fn for_platform(platform: PlatformKind) -> Self {
+        let mut cloud = CloudOptions::defaults(platform);
+        if platform == PlatformKind::Pacemaker {
+            // A placeholder from RFC 5737's documentation range: a pacemaker target
+            // names its real VIP.
+            cloud.vip = Some("192.0.2.10".into());
+        }
         Self {
             name: platform.as_str().to_owned(),
             platform,
@@ -277,7 +283,7 @@ impl Target {
             address: None,
             first_port: None,
             ssh: SshTarget::default(),
-            cloud: CloudOptions::defaults(platform),
+            cloud,
         }
     }
 }
@@ -285,6 +291,8 @@ impl Target {
 /// The validated `etc/dbctl.yml`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// `repo_id`, when the file sets one (`[a-z0-9-]`, 8 to 64 characters).
+    pub repo_id: Option<String>,
     /// Target for specs naming none.
     pub default_target: String,
     /// Targets by name.
@@ -304,7 +312,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Self, SpecError> {
         let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: parse_message(&e),
         })?;
         let mut targets = BTreeMap::new();
         for (name, target) in raw.targets {
@@ -488,7 +496,25 @@ impl Config {
             }
             None => "small".to_owned(),
         };
+        if let Some(spanned) = &raw.repo_id {
+            let id = &spanned.value;
+            let ok = (8..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(invalid(
+                    file_source(path, spanned),
+                    "repo_id",
+                    format!(
+                        "`{}` is not allowed; allowed: 8 to 64 lowercase letters, digits and `-`",
+                        id.escape_debug()
+                    ),
+                ));
+            }
+        }
         Ok(Self {
+            repo_id: raw.repo_id.map(|s| s.value),
             default_target: raw.default_target.value,
             targets,
             recipients,
@@ -552,7 +578,7 @@ impl Draft {
     pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
         let raw: raw::RawSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: parse_message(&e),
         })?;
         let stem = path
             .file_stem()
@@ -766,6 +792,14 @@ impl Draft {
             parameters,
         })
     }
+}
+
+/// The parser's reason with line and column, without the excerpt of the file it adds
+/// (an error message never echoes a file's content; the position says where to look).
+fn parse_message(err: &serde_saphyr::Error) -> String {
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 fn invalid(source_at: Source, key: &str, message: String) -> SpecError {

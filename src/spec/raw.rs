@@ -60,6 +60,12 @@ pub struct RawSpec {
 #[serde(deny_unknown_fields)]
 #[schemars(title = "dbctl configuration")]
 pub struct RawConfig {
+    /// This GitOps repo's identity, shared by every clone: instances record it, so any
+    /// clone (a CI checkout at another path) can manage them and a foreign repo cannot.
+    /// `dbctl init` writes a random one; without it, the repo's root commit is the id.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub repo_id: Option<Spanned<String>>,
     /// The target used when a spec names none.
     #[schemars(with = "String")]
     pub default_target: Spanned<String>,
