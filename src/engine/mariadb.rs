@@ -130,6 +130,10 @@ impl Engine for Mariadb {
         })
     }
 
+    fn server_program(&self) -> &'static str {
+        "mariadbd"
+    }
+
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
         make_uri("mysql", user, host, port, &format!("/{database}"))
     }

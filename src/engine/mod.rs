@@ -183,6 +183,12 @@ pub trait Engine: Send + Sync {
 
     /// The client URI without password (`postgresql://app@127.0.0.1:15432/app`).
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url;
+
+    /// The key in `bin` of the server program whose processes serve an instance
+    /// (`postgres`, `mariadbd`, `redis-server`): a pid file is trusted only when its
+    /// process runs that binary with the instance's data directory as its working
+    /// directory (every engine here changes into its data directory at start).
+    fn server_program(&self) -> &'static str;
 }
 
 /// The host-level engine for `kind`.

@@ -170,6 +170,10 @@ impl Engine for Postgresql {
         })
     }
 
+    fn server_program(&self) -> &'static str {
+        "postgres"
+    }
+
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
         make_uri("postgresql", user, host, port, &format!("/{database}"))
     }

@@ -135,6 +135,10 @@ impl Engine for Redis {
         })
     }
 
+    fn server_program(&self) -> &'static str {
+        "redis-server"
+    }
+
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
         make_uri("redis", user, host, port, &format!("/{database}"))
     }

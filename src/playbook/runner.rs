@@ -176,7 +176,13 @@ impl Runner<'_> {
                 if let Some(pid) = read_pid(t, Path::new(&pidfile))
                     && t.process_alive(pid)
                 {
-                    return Ok(Outcome::Unchanged);
+                    if self.is_our_server(pid) {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    // A pid file naming some other process (stale after a reboot, or
+                    // planted): never trusted; removed so the server can start.
+                    t.remove_all(Path::new(&pidfile))
+                        .map_err(|e| display_chain(&e))?;
                 }
                 let cmd = self.command(&start.argv, start.run_as, start.timeout_s)?;
                 if start.detach {
@@ -236,7 +242,9 @@ impl Runner<'_> {
             }
             Action::Stop(stop) => {
                 let pidfile = self.render(&stop.pidfile, "stop.pidfile")?;
-                let Some(pid) = read_pid(t, Path::new(&pidfile)).filter(|p| t.process_alive(*p))
+                // Only this instance's own server is ever signalled.
+                let Some(pid) = read_pid(t, Path::new(&pidfile))
+                    .filter(|p| t.process_alive(*p) && self.is_our_server(*p))
                 else {
                     return Ok(Outcome::Unchanged);
                 };
@@ -264,6 +272,15 @@ impl Runner<'_> {
                 Ok(Outcome::Changed)
             }
         }
+    }
+
+    /// Whether `pid` is this instance's server: the engine's server binary (when it was
+    /// located; a delete after the package was removed checks the directory alone)
+    /// running in the instance's data directory.
+    fn is_our_server(&self, pid: u32) -> bool {
+        let exe = self.bin.get(self.engine.server_program()).map(Path::new);
+        self.transport
+            .process_matches(pid, exe, &self.instance.data_dir)
     }
 
     fn command(

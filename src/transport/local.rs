@@ -119,9 +119,27 @@ impl Local {
     }
 
     /// Builds a `std` command: clean environment (PATH, HOME, USER, LANG), the spec's
-    /// env, and the target user's uid/gid when running as root.
-    fn command(&self, cmd: &CommandSpec) -> Result<Command, TransportError> {
-        let mut command = Command::new(&cmd.program);
+    /// env, and the target user's uid/gid when running as root. With
+    /// `die_with_dbctl`, the command runs under util-linux `setpriv --pdeathsig KILL`
+    /// (`PR_SET_PDEATHSIG`, prctl(2)), so a child such as `initdb` dies when dbctl
+    /// does, and a re-run never races an orphan (no `unsafe` `pre_exec` needed). The
+    /// thread that spawns it waits for it, so the signal only fires when dbctl dies.
+    fn command(&self, cmd: &CommandSpec, die_with_dbctl: bool) -> Result<Command, TransportError> {
+        let setpriv = Path::new("/usr/bin/setpriv");
+        let mut command = if die_with_dbctl
+            && setpriv.exists()
+            && self
+                .find_program(std::slice::from_ref(&cmd.program))
+                .is_some()
+        {
+            let mut command = Command::new(setpriv);
+            command
+                .args(["--pdeathsig", "KILL", "--"])
+                .arg(&cmd.program);
+            command
+        } else {
+            Command::new(&cmd.program)
+        };
         command.args(&cmd.args).env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -185,7 +203,7 @@ impl Transport for Local {
             command: cmd.display(),
             source,
         };
-        let mut command = self.command(cmd)?;
+        let mut command = self.command(cmd, true)?;
         command
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
@@ -290,7 +308,7 @@ impl Transport for Local {
         let log_err = log_file
             .try_clone()
             .map_err(|e| self.file_err("open log", log, e))?;
-        let mut command = self.command(cmd)?;
+        let mut command = self.command(cmd, false)?;
         command
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -441,6 +459,17 @@ impl Transport for Local {
                 kill(Pid::from_raw(raw), None),
                 Err(nix::errno::Errno::ESRCH)
             )
+    }
+
+    fn process_matches(&self, pid: u32, exe: Option<&Path>, cwd: &Path) -> bool {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let resolved = |p: &Path| std::fs::canonicalize(p).ok();
+        let exe_ok = exe.is_none_or(|exe| {
+            resolved(exe).is_some_and(|e| std::fs::read_link(proc.join("exe")).ok() == Some(e))
+        });
+        pid > 0
+            && exe_ok
+            && resolved(cwd).is_some_and(|c| std::fs::read_link(proc.join("cwd")).ok() == Some(c))
     }
 
     fn signal(&self, pid: u32, signal: &str) -> Result<(), TransportError> {

@@ -254,6 +254,12 @@ pub trait Transport: Send + Sync {
     /// True when process `pid` exists.
     fn process_alive(&self, pid: u32) -> bool;
 
+    /// True when process `pid` runs the program `exe` (links resolved; `None`: any
+    /// program) with working directory `cwd` (links resolved), from `/proc/<pid>/exe` and `/proc/<pid>/cwd`
+    /// (Linux `proc(5)`): whether a pid file names the server it should, before dbctl
+    /// signals that process or skips a start because of it.
+    fn process_matches(&self, pid: u32, exe: Option<&Path>, cwd: &Path) -> bool;
+
     /// Sends signal `signal` (e.g. `SIGINT`) to `pid`; a vanished process is fine.
     ///
     /// # Errors

@@ -39,6 +39,17 @@ fn connect_permits(host: &str) -> Arc<Semaphore> {
 }
 
 /// Sets up the environment and working directory, then execs the program.
+/// Shell prelude of the file operations on a host: `$1` is the path. It refuses a path
+/// whose parent directory `$d` is reached through a symbolic link (`readlink -f`
+/// differs), and defines `as_owner DIR CMD…`, which runs CMD as DIR's owner when that is
+/// not root (util-linux `setpriv`): in a directory a service user controls, whatever it
+/// swaps in can only lead where that user could write anyway, so root never follows a
+/// planted link there. New files are made by `mktemp` (exclusive, unpredictable name).
+const SAFE_PRELUDE: &str = r#"d=${1%/*}; [ -n "$d" ] || d=/; n=${1##*/}
+[ "$(readlink -f -- "$d")" = "$d" ] || { echo "refusing $1: $d is reached through a symbolic link" >&2; exit 4; }
+as_owner() { o=$(stat -c %u -- "$1") || return 1; g=$(stat -c %g -- "$1"); shift
+  if [ "$o" = 0 ] || [ "$(id -u)" != 0 ]; then "$@"; else setpriv --reuid="$o" --regid="$g" --clear-groups -- "$@"; fi; }"#;
+
 const WRAPPER: &str = r#"cd "$1" 2>/dev/null || cd /; shift; while IFS= read -r dbctl_env && [ -n "$dbctl_env" ]; do export "$dbctl_env"; done; exec "$@""#;
 
 /// How to reach a host.
@@ -406,10 +417,14 @@ impl Transport for Ssh {
         mode: u32,
         owner: Option<&str>,
     ) -> Result<(), TransportError> {
-        let script = r#"umask 077; t="$1.dbctl-tmp"; cat >"$t" && chmod "$2" "$t" && { [ -z "$3" ] || chown "$3" "$t"; } && mv -f "$t" "$1" || { rm -f "$t"; exit 1; }"#;
+        let script = format!(
+            r#"{SAFE_PRELUDE}
+as_owner "$d" sh -c 'umask 077; t=$(mktemp "$1/.$2.XXXXXXXXXX") || exit 1; cat >"$t" && chmod "$3" "$t" && mv -f -T "$t" "$1/$2" || {{ rm -f "$t"; exit 1; }}' sh "$d" "$n" "$2" || exit 1
+[ -z "$3" ] || [ "$(stat -c %u -- "$d")" != 0 ] || chown -h "$3" "$1""#
+        );
         let owner = Self::owner_arg(owner.filter(|o| self.root && *o != self.user));
         let p = path.to_string_lossy();
-        let out = self.script(script, &[&p, &format!("{mode:o}"), &owner], Some(contents))?;
+        let out = self.script(&script, &[&p, &format!("{mode:o}"), &owner], Some(contents))?;
         if out.success() {
             Ok(())
         } else {
@@ -418,10 +433,17 @@ impl Transport for Ssh {
     }
 
     fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
-        let script = r#"mkdir -p "$1" && chmod "$2" "$1" && { [ -z "$3" ] || chown "$3" "$1"; }"#;
+        let script = format!(
+            r#"p=${{1%/*}}; [ -z "$p" ] || [ -d "$p" ] || mkdir -p -- "$p" || exit 1
+{SAFE_PRELUDE}
+[ -L "$1" ] && {{ echo "refusing $1: a symbolic link" >&2; exit 4; }}
+[ -d "$1" ] || as_owner "$d" mkdir -- "$1" || exit 1
+as_owner "$d" chmod "$2" "$1" || exit 1
+[ -z "$3" ] || [ "$(stat -c %u -- "$d")" != 0 ] || chown -h "$3" "$1""#
+        );
         let owner = Self::owner_arg(owner.filter(|o| self.root && *o != self.user));
         let p = path.to_string_lossy();
-        let out = self.script(script, &[&p, &format!("{mode:o}"), &owner], None)?;
+        let out = self.script(&script, &[&p, &format!("{mode:o}"), &owner], None)?;
         if out.success() {
             Ok(())
         } else {
@@ -430,10 +452,12 @@ impl Transport for Ssh {
     }
 
     fn remove_all(&self, path: &Path) -> Result<(), TransportError> {
-        let out = self.run(&CommandSpec::new(
-            "rm",
-            ["-rf", "--", &path.to_string_lossy()],
-        ))?;
+        let script = format!(
+            r#"[ -e "$1" ] || [ -L "$1" ] || exit 0
+{SAFE_PRELUDE}
+rm -rf -- "$1""#
+        );
+        let out = self.script(&script, &[&path.to_string_lossy()], None)?;
         if out.success() {
             Ok(())
         } else {
@@ -442,11 +466,13 @@ impl Transport for Ssh {
     }
 
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
-        let out = self.script(
-            r#"if [ -e "$1" ]; then exec cat -- "$1"; else exit 3; fi"#,
-            &[&path.to_string_lossy()],
-            None,
-        )?;
+        let script = format!(
+            r#"[ -e "$1" ] || [ -L "$1" ] || exit 3
+{SAFE_PRELUDE}
+[ -L "$1" ] && {{ echo "refusing $1: a symbolic link" >&2; exit 4; }}
+exec cat -- "$1""#
+        );
+        let out = self.script(&script, &[&path.to_string_lossy()], None)?;
         match out.code {
             0 => Ok(Some(out.stdout.into_bytes())),
             3 => Ok(None),
@@ -480,6 +506,20 @@ impl Transport for Ssh {
         .ok()
         .and_then(|o| o.stdout.trim().parse().ok())
         .unwrap_or(0)
+    }
+
+    fn process_matches(&self, pid: u32, exe: Option<&Path>, cwd: &Path) -> bool {
+        let exe = exe
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        pid > 0
+            && self
+                .script(
+                    r#"c=$(readlink -f "$3") && [ "$(readlink "/proc/$1/cwd")" = "$c" ] || exit 1; [ -z "$2" ] && exit 0; e=$(readlink -f "$2") && [ "$(readlink "/proc/$1/exe")" = "$e" ]"#,
+                    &[&pid.to_string(), &exe, &cwd.to_string_lossy()],
+                    None,
+                )
+                .is_ok_and(|o| o.success())
     }
 
     fn process_alive(&self, pid: u32) -> bool {
