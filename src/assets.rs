@@ -74,12 +74,12 @@ pub struct Asset {
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     /// The override exists but cannot be read.
-    #[error("cannot read the override `{path}`")]
+    // The cause is part of the message: template loaders pass errors on as text.
+    #[error("cannot read the override `{path}`: {source}")]
     Read {
         /// The override file.
         path: PathBuf,
         /// Why (a link dbctl does not follow, an I/O error).
-        #[source]
         source: crate::safefs::SafeFsError,
     },
     /// The asset is not valid UTF-8.

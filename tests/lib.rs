@@ -7,6 +7,7 @@ mod apply;
 mod bad_input;
 mod convergence;
 mod ha;
+mod hostile;
 mod lifecycle;
 mod openstack;
 mod overrides;

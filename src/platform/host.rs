@@ -481,7 +481,16 @@ impl Host {
     /// `log/console.log`), with their path, for a failed create: what an operator reads
     /// first. Secrets are redacted; at most five lines.
     fn log_errors(&self, instance: &Instance, secrets: &[SecretString]) -> String {
-        const MARKS: [&str; 6] = ["FATAL", "ERROR", "PANIC", "[ERROR]", "# ", "error"];
+        const MARKS: [&str; 8] = [
+            "FATAL",
+            "ERROR",
+            "PANIC",
+            "[ERROR]",
+            "# ",
+            "error",
+            "invalid",
+            "could not",
+        ];
         let mut parts = Vec::new();
         for file in ["server.log", "console.log"] {
             let path = instance.log_dir.join(file);

@@ -867,8 +867,12 @@ pub fn check_identifier(ident: &str) -> Result<(), String> {
     }
 }
 
+/// Role names an application user may not take: each engine's administrators and
+/// built-in roles, and the words PostgreSQL and MariaDB treat as special in role
+/// positions (`PUBLIC`, `CURRENT_USER`, …; PostgreSQL "CREATE ROLE", MariaDB "Account
+/// Names"), so that no spec can name, shadow or grant to them.
 fn check_not_reserved(user: &str) -> Result<(), String> {
-    const RESERVED: [&str; 7] = [
+    const RESERVED: [&str; 15] = [
         "postgres",
         "root",
         "mysql",
@@ -876,10 +880,18 @@ fn check_not_reserved(user: &str) -> Result<(), String> {
         "default",
         "dbctl_admin",
         "pg_signal_backend",
+        "public",
+        "none",
+        "current_user",
+        "session_user",
+        "current_role",
+        "user",
+        "all",
+        "replication",
     ];
-    if RESERVED.contains(&user) || user.starts_with("pg_") {
+    if RESERVED.contains(&user) || user.starts_with("pg_") || user.starts_with("dbctl_") {
         Err(format!(
-            "`{user}` is reserved for the engine's administrator; choose another application user"
+            "`{user}` is reserved for the engine's administrator or built-in roles; choose another application user"
         ))
     } else {
         Ok(())
