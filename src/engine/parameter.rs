@@ -495,7 +495,7 @@ fn canonical_value(engine: EngineKind, setting: &Setting, value: &str) -> Result
             .ok_or_else(|| format!("allowed: {}", words.join(", "))),
         Kind::SavePoints => {
             let numbers: Vec<&str> = value.split_whitespace().collect();
-            let ok = numbers.len() % 2 == 0 && numbers.iter().all(|n| n.parse::<u32>().is_ok());
+            let ok = numbers.len().is_multiple_of(2) && numbers.iter().all(|n| n.parse::<u32>().is_ok());
             if ok {
                 Ok(numbers.join(" "))
             } else {
@@ -584,7 +584,7 @@ fn memory(engine: EngineKind, value: &str, min_kb: u64, max_kb: u64) -> Result<S
 
 fn human_kb(kb: u64) -> String {
     for (factor, unit) in [(TB, "TB"), (GB, "GB"), (MB, "MB")] {
-        if kb >= factor && kb % factor == 0 {
+        if kb >= factor && kb.is_multiple_of(factor) {
             return format!("{} {unit}", kb / factor);
         }
     }
