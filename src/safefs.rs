@@ -242,6 +242,26 @@ impl Anchor {
         mode: u32,
         owner: Option<Owner>,
     ) -> Result<(), SafeFsError> {
+        self.write_new(rel, contents, mode, owner, true)
+    }
+
+    /// [`Self::write_atomic`] without the fsync: for files that can be made again from
+    /// the repo (rendered artifacts), where thousands of fsyncs would cost seconds.
+    ///
+    /// # Errors
+    /// As [`Self::write_atomic`].
+    pub fn write_reproducible(&self, rel: &Path, contents: &[u8]) -> Result<(), SafeFsError> {
+        self.write_new(rel, contents, 0o644, None, false)
+    }
+
+    fn write_new(
+        &self,
+        rel: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+        durable: bool,
+    ) -> Result<(), SafeFsError> {
         let (parent, name) = self.split(rel)?;
         let dir = self
             .open_dir(parent, Some((0o755, None)))?
@@ -265,7 +285,9 @@ impl Anchor {
             fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(std::io::Error::from)?;
             let mut file = File::from(fd);
             file.write_all(contents)?;
-            file.sync_all()?;
+            if durable {
+                file.sync_all()?;
+            }
             renameat(&dir, tmp.as_str(), &dir, name).map_err(std::io::Error::from)
         })();
         if let Err(source) = result {

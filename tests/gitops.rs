@@ -334,3 +334,36 @@ fn the_small_things_operators_trip_over() {
         .stdout;
     assert!(out.contains("ocf:heartbeat:pgsql"), "{out}");
 }
+
+#[test]
+fn a_rebase_conflict_outside_dbctls_files_falls_back_to_a_merge() {
+    let clones = Clones::new();
+    let world = &clones.world;
+    // A changes a file of the user's; B changed it too and back again (its own two
+    // commits): replaying them conflicts, their end state merges cleanly.
+    std::fs::write(world.repo.join("NOTES.md"), "from a\n").unwrap();
+    world.git(&["add", "NOTES.md"]);
+    world.git(&["commit", "-qm", "a: notes"]);
+    world.git(&["push", "-q"]);
+    let notes = clones.b.join("NOTES.md");
+    std::fs::write(&notes, "from b\n").unwrap();
+    clones.git_b(&["add", "NOTES.md"]);
+    clones.git_b(&["commit", "-qm", "b: notes"]);
+    clones.git_b(&["rm", "-q", "NOTES.md"]);
+    clones.git_b(&["commit", "-qm", "b: no notes after all"]);
+    clones
+        .in_b(&[
+            "create", "--type", "redis", "--size", "1", "merged", "--push",
+        ])
+        .ok();
+    let remote_log = clones.git_b(&["log", "--format=%s", "origin/HEAD"]);
+    assert!(remote_log.contains("dbctl create merged"), "{remote_log}");
+    assert!(remote_log.contains("a: notes"), "{remote_log}");
+    let merges = clones.git_b(&["log", "--merges", "--format=%s", "origin/HEAD"]);
+    assert!(!merges.trim().is_empty(), "no merge: {remote_log}");
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "from a\n",
+        "the merge lost A's change"
+    );
+}

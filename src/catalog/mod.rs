@@ -128,12 +128,12 @@ impl Catalog {
         let engines: BTreeMap<EngineKind, EngineEntry> =
             serde_saphyr::from_str(&engines_asset.text).map_err(|e| CatalogError::Parse {
                 origin: engines_asset.origin.to_string(),
-                message: e.to_string(),
+                message: crate::spec::parse_message(&e),
             })?;
         let plans: BTreeMap<String, Plan> =
             serde_saphyr::from_str(&plans_asset.text).map_err(|e| CatalogError::Parse {
                 origin: plans_asset.origin.to_string(),
-                message: e.to_string(),
+                message: crate::spec::parse_message(&e),
             })?;
         for (kind, entry) in &engines {
             if !entry.versions.contains(&entry.default_version) {

@@ -495,7 +495,8 @@ fn canonical_value(engine: EngineKind, setting: &Setting, value: &str) -> Result
             .ok_or_else(|| format!("allowed: {}", words.join(", "))),
         Kind::SavePoints => {
             let numbers: Vec<&str> = value.split_whitespace().collect();
-            let ok = numbers.len().is_multiple_of(2) && numbers.iter().all(|n| n.parse::<u32>().is_ok());
+            let ok =
+                numbers.len().is_multiple_of(2) && numbers.iter().all(|n| n.parse::<u32>().is_ok());
             if ok {
                 Ok(numbers.join(" "))
             } else {

@@ -46,6 +46,6 @@ impl ConnectionFile {
     /// # Errors
     /// The parser's message with line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str(text).map_err(|e| crate::spec::parse_message(&e))
     }
 }

@@ -212,10 +212,31 @@ pub fn push(root: &Path) -> Result<()> {
             let pull = git(&["pull", "--rebase", "--autostash", "--quiet"])?;
             if !pull.status.success() {
                 let detail = text(&pull);
+                let conflicted = git(&["diff", "--name-only", "--diff-filter=U"])?;
+                let conflicted = String::from_utf8_lossy(&conflicted.stdout).into_owned();
                 let _ = git(&["rebase", "--abort"]);
-                bail!(
-                    "`git push` was rejected because the remote has new commits, and rebasing this clone's commits onto them conflicts: {detail}; the commit is kept locally: resolve with `git pull --rebase`, then `git push`"
-                );
+                // The user's own commits conflict, not dbctl's files: a merge of the
+                // end states may still be clean, and keeps their history as it is.
+                let ours = conflicted.lines().any(|f| {
+                    f.starts_with(&format!("{}/", super::SPECS_DIR))
+                        || f.starts_with(&format!("{}/", super::CONNECTIONS_DIR))
+                });
+                let merged = !ours
+                    && !conflicted.trim().is_empty()
+                    && git(&["pull", "--no-rebase", "--no-edit", "--quiet"])?
+                        .status
+                        .success();
+                if !merged {
+                    let _ = git(&["merge", "--abort"]);
+                    bail!(
+                        "`git push` was rejected because the remote has new commits, and rebasing this clone's commits onto them conflicts{}: {detail}; the commit is kept locally: resolve with `git pull --rebase`, then `git push`",
+                        if conflicted.trim().is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in {}", conflicted.lines().collect::<Vec<_>>().join(", "))
+                        }
+                    );
+                }
             }
         } else if attempt + 1 < PUSH_TRIES {
             std::thread::sleep(Duration::from_secs(2 * u64::from(attempt + 1)));

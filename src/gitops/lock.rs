@@ -29,13 +29,28 @@ pub struct Owner {
     pub since: String,
 }
 
+impl Owner {
+    /// `dbctl create (pid 12, user ops on ci-3) since …`, or that the holder has not
+    /// recorded itself yet.
+    pub fn describe(&self) -> String {
+        if self.pid == 0 {
+            "its holder has not recorded itself yet".to_owned()
+        } else {
+            format!(
+                "dbctl {} (pid {}, user {} on {}) since {}",
+                self.operation, self.pid, self.user, self.host, self.since
+            )
+        }
+    }
+}
+
 /// Errors taking a lock.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another run holds the lock.
     #[error(
-        "database `{name}` is locked by another run: dbctl {} (pid {}, user {} on {}) since {}; retry when it ends, or pass `--lock-timeout SECONDS` to wait",
-        owner.operation, owner.pid, owner.user, owner.host, owner.since
+        "database `{name}` is locked by another run: {}; retry when it ends, or pass `--lock-timeout SECONDS` to wait",
+        owner.describe()
     )]
     Held {
         /// The database.

@@ -94,14 +94,12 @@ fn platform_target(repo: &Repo, opts: &RenderOptions) -> Result<Option<Target>> 
 /// # Errors
 /// A directory or file that cannot be written, named.
 pub fn write_artifacts(out: &Path, artifacts: &[Artifact]) -> Result<()> {
+    // Below `out` no link is followed: a planted one cannot redirect an artifact.
+    let anchor = crate::safefs::Anchor::new(out);
     for artifact in artifacts {
-        let path = out.join(&artifact.path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create `{}`", dir.display()))?;
-        }
-        std::fs::write(&path, &artifact.content)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        anchor
+            .write_reproducible(Path::new(&artifact.path), artifact.content.as_bytes())
+            .with_context(|| format!("cannot write `{}`", out.join(&artifact.path).display()))?;
     }
     Ok(())
 }

@@ -349,7 +349,7 @@ impl Playbook {
     pub fn parse(text: &str, origin: &str) -> Result<Self, PlaybookError> {
         let raw: RawPlaybook = serde_saphyr::from_str(text).map_err(|e| PlaybookError::Parse {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message: crate::spec::parse_message(&e),
         })?;
         let mut steps = Vec::with_capacity(raw.steps.len());
         for step in raw.steps {

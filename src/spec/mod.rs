@@ -796,7 +796,7 @@ impl Draft {
 
 /// The parser's reason with line and column, without the excerpt of the file it adds
 /// (an error message never echoes a file's content; the position says where to look).
-fn parse_message(err: &serde_saphyr::Error) -> String {
+pub(crate) fn parse_message(err: &serde_saphyr::Error) -> String {
     let text = err.to_string();
     let first = text.lines().next().unwrap_or_default().trim();
     first.strip_prefix("error: ").unwrap_or(first).to_owned()

@@ -51,6 +51,15 @@ impl Credentials {
             path: path.to_owned(),
             message: source.to_string(),
         })?;
+        Self::from_openrc_text(&text, path)
+    }
+
+    /// [`Self::from_openrc`] on text already read (from the repo, without following
+    /// links); `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Self::from_openrc`].
+    pub fn from_openrc_text(text: &str, path: &Path) -> Result<Self, OpenstackError> {
         let mut vars = BTreeMap::new();
         for line in text.lines() {
             let line = line.trim();

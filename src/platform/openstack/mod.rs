@@ -214,6 +214,31 @@ impl Openstack {
         self.root.join(path)
     }
 
+    /// Reads a file of the repo (an openrc, a Heat environment, a provider template)
+    /// without following links (see [`crate::safefs`]); `..` is resolved by name, and a
+    /// path that then leaves the repo is refused.
+    fn read_repo_text(&self, path: &Path) -> Result<String> {
+        let mut rel = PathBuf::new();
+        let inside = path
+            .strip_prefix(&self.root)
+            .with_context(|| format!("`{}` is outside the GitOps repo", path.display()))?;
+        for part in inside.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    if !rel.pop() {
+                        anyhow::bail!("`{}` is outside the GitOps repo", path.display());
+                    }
+                }
+                std::path::Component::Normal(p) => rel.push(p),
+                _ => {}
+            }
+        }
+        let bytes = crate::safefs::Anchor::new(&self.root)
+            .read(&rel)?
+            .with_context(|| format!("`{}` does not exist", path.display()))?;
+        String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", path.display()))
+    }
+
     /// `targets.<name>.<key>` in etc/dbctl.yml, for messages.
     fn key(&self, key: &str) -> String {
         format!("`targets.{}.{key}` in etc/dbctl.yml", self.target.name)
@@ -226,7 +251,11 @@ impl Openstack {
                 self.key("openrc")
             )
         })?;
-        Credentials::from_openrc(&self.repo_path(openrc)).with_context(|| self.key("openrc"))
+        let path = self.repo_path(openrc);
+        let text = self
+            .read_repo_text(&path)
+            .with_context(|| self.key("openrc"))?;
+        Credentials::from_openrc_text(&text, &path).with_context(|| self.key("openrc"))
     }
 
     /// The Keystone session, authenticated once per run (preflight, then create).
@@ -247,7 +276,7 @@ impl Openstack {
             return Ok((String::new(), BTreeMap::new()));
         };
         let path = self.repo_path(rel);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let text = self.read_repo_text(&path).with_context(|| {
             format!(
                 "{}: cannot read `{}`",
                 self.key("heat_environment"),
@@ -256,9 +285,10 @@ impl Openstack {
         })?;
         let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "{}: `{}` is not valid YAML: {e}",
+                "{}: `{}` is not valid YAML: {}",
                 self.key("heat_environment"),
-                path.display()
+                path.display(),
+                crate::spec::parse_message(&e)
             )
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -277,7 +307,7 @@ impl Openstack {
                                 .any(|e| s.ends_with(e)) =>
                     {
                         let file = dir.join(s);
-                        let content = std::fs::read_to_string(&file).with_context(|| {
+                        let content = self.read_repo_text(&file).with_context(|| {
                             format!(
                                 "{}: `{}` maps a type to `{s}`, which cannot be read at `{}`",
                                 self.key("heat_environment"),
