@@ -224,10 +224,8 @@ impl Openstack {
             .with_context(|| format!("`{}` is outside the GitOps repo", path.display()))?;
         for part in inside.components() {
             match part {
-                std::path::Component::ParentDir => {
-                    if !rel.pop() {
-                        anyhow::bail!("`{}` is outside the GitOps repo", path.display());
-                    }
+                std::path::Component::ParentDir if !rel.pop() => {
+                    anyhow::bail!("`{}` is outside the GitOps repo", path.display());
                 }
                 std::path::Component::Normal(p) => rel.push(p),
                 _ => {}
