@@ -17,6 +17,7 @@
 
 pub mod assets;
 pub mod catalog;
+pub mod change;
 pub mod cli;
 pub mod engine;
 pub mod gitops;

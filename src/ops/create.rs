@@ -169,6 +169,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         parameters: opts.parameters.clone(),
         parameters_source: Source::Flag("--param"),
         allowed_cidrs_source: Source::Flag("--allow"),
+        maintenance: None,
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.

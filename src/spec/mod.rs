@@ -106,6 +106,19 @@ pub struct Spec {
     /// Engine parameters for the server configuration: allowed names with canonical
     /// values (see [`crate::engine::parameter`]).
     pub parameters: BTreeMap<String, String>,
+    /// The spec's own maintenance window (`Sun 02:00-03:00 Europe/Paris`), validated.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "maintenance_yaml")]
+    pub maintenance: Option<String>,
+}
+
+fn maintenance_yaml<S: serde::Serializer>(
+    window: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(1))?;
+    map.serialize_entry("window", window.as_deref().unwrap_or_default())?;
+    map.end()
 }
 
 impl Spec {
@@ -130,6 +143,8 @@ pub struct Target {
     pub description: Option<String>,
     /// `local`: where instance data lives.
     pub state_dir: Option<PathBuf>,
+    /// Maintenance window of its databases (`Sun 02:00-03:00 Europe/Paris`).
+    pub maintenance: Option<String>,
     /// `local`: the client address for connection files.
     pub address: Option<String>,
     /// `local`: first port to try when allocating one.
@@ -280,6 +295,7 @@ impl Target {
             platform,
             description: None,
             state_dir: None,
+            maintenance: None,
             address: None,
             first_port: None,
             ssh: SshTarget::default(),
@@ -399,6 +415,10 @@ impl Config {
                     "a `pacemaker` target needs `vip`: the IP address clients reach the database at".into(),
                 ));
             }
+            let maintenance = target
+                .maintenance
+                .map(|m| check_window(path, &key("maintenance.window"), &m.window))
+                .transpose()?;
             let cloud = CloudOptions {
                 openrc: target.openrc,
                 runtime: target.runtime.unwrap_or(defaults.runtime),
@@ -440,6 +460,7 @@ impl Config {
                     platform,
                     description: target.description,
                     state_dir: target.state_dir.map(PathBuf::from),
+                    maintenance,
                     address: target.address,
                     first_port: target.first_port,
                     ssh: SshTarget {
@@ -566,6 +587,8 @@ pub struct Draft {
     pub parameters_source: Source,
     /// Where `allowed_cidrs` came from, for messages.
     pub allowed_cidrs_source: Source,
+    /// `maintenance.window`, when given.
+    pub maintenance: Option<Given<String>>,
 }
 
 impl Draft {
@@ -612,6 +635,7 @@ impl Draft {
             user: raw.user.map(given),
             deletion_protection: raw.deletion_protection,
             allowed_cidrs: raw.allowed_cidrs,
+            maintenance: raw.maintenance.map(|m| given(m.window)),
             parameters: raw.parameters,
             parameters_source: Source::File {
                 path: path.to_path_buf(),
@@ -778,7 +802,16 @@ impl Draft {
                 })?;
             parameters.insert(key, value);
         }
+        let maintenance = match &self.maintenance {
+            Some(w) => {
+                crate::change::window::Window::parse(&w.value)
+                    .map_err(|m| invalid(w.source.clone(), "maintenance.window", m))?;
+                Some(w.value.clone())
+            }
+            None => None,
+        };
         Ok(Spec {
+            maintenance,
             name: self.name.value,
             engine,
             version,
@@ -800,6 +833,12 @@ pub(crate) fn parse_message(err: &serde_saphyr::Error) -> String {
     let text = err.to_string();
     let first = text.lines().next().unwrap_or_default().trim();
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+fn check_window(path: &Path, key: &str, window: &Spanned<String>) -> Result<String, SpecError> {
+    crate::change::window::Window::parse(&window.value)
+        .map(|_| window.value.clone())
+        .map_err(|m| invalid(file_source(path, window), key, m))
 }
 
 fn invalid(source_at: Source, key: &str, message: String) -> SpecError {

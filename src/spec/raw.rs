@@ -49,10 +49,23 @@ pub struct RawSpec {
     /// (Kubernetes NetworkPolicy, security groups), e.g. `["10.0.0.0/8"]`.
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
-    /// Engine parameters written into the server configuration (`max_connections: "200"`).
-    /// Keys: letters, digits, `_`, `.` and `-`.
+    /// Engine parameters written into the server configuration (`max_connections: "200"`),
+    /// from the engine's allowlist (see README).
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// When disruptive changes (restart or worse) may run; default: the target's.
+    #[serde(default)]
+    pub maintenance: Option<RawMaintenance>,
+}
+
+/// `maintenance:` of a spec or target.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// `DAY HH:MM-HH:MM ZONE`: DAY a weekday (`Sun`) or `daily`, ZONE an IANA time zone,
+    /// e.g. `Sun 02:00-03:00 Europe/Paris`.
+    #[schemars(with = "String")]
+    pub window: Spanned<String>,
 }
 
 /// `etc/dbctl.yml`: targets, secret recipients and defaults.
@@ -87,6 +100,9 @@ pub struct RawTarget {
     /// `pacemaker`.
     #[schemars(with = "String")]
     pub platform: Spanned<String>,
+    /// When disruptive changes of this target's databases may run, unless a spec says.
+    #[serde(default)]
+    pub maintenance: Option<RawMaintenance>,
     /// What this target is, for people.
     #[serde(default)]
     pub description: Option<String>,
