@@ -214,7 +214,13 @@ pub struct Change {
 }
 
 impl Change {
-    fn update(attribute: &str, old: Value, new: Value, disruption: Disruption, reason: &str) -> Self {
+    fn update(
+        attribute: &str,
+        old: Value,
+        new: Value,
+        disruption: Disruption,
+        reason: &str,
+    ) -> Self {
         Self {
             action: Action::Update,
             attribute: attribute.to_owned(),
@@ -300,7 +306,11 @@ pub fn series_of(full: &str, like: &str) -> String {
 /// How a change of one template's text takes effect: access rules and bootstrap SQL
 /// are reread or rerun; every other configuration file needs a restart.
 fn template_disruption(template: &str) -> Disruption {
-    if template.ends_with("pg_hba.conf.j2") || template.ends_with(".sql.j2") || template.ends_with("users.acl.j2") || template.ends_with("acl-load.j2") {
+    if template.ends_with("pg_hba.conf.j2")
+        || template.ends_with(".sql.j2")
+        || template.ends_with("users.acl.j2")
+        || template.ends_with("acl-load.j2")
+    {
         Disruption::Reload
     } else {
         Disruption::Restart
@@ -338,7 +348,10 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
                 "down".into(),
                 "up".into(),
                 Disruption::Restart,
-                observed.detail.as_deref().unwrap_or("the server does not answer"),
+                observed
+                    .detail
+                    .as_deref()
+                    .unwrap_or("the server does not answer"),
             ));
         }
         return Ok(changes);
@@ -379,7 +392,8 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             disruption: Disruption::DataMovement,
             reason: "major upgrade: the data is converted to the new version".into(),
         });
-    } else if let (Some(now), Some(installed)) = (&observed.server_version, &observed.installed_version)
+    } else if let (Some(now), Some(installed)) =
+        (&observed.server_version, &observed.installed_version)
         && now != installed
         && caps.minor_upgrade
     {
@@ -456,15 +470,21 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             ),
         )?;
     }
-    let keys: std::collections::BTreeSet<&String> =
-        applied.parameters.keys().chain(spec.parameters.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> = applied
+        .parameters
+        .keys()
+        .chain(spec.parameters.keys())
+        .collect();
     for key in keys {
         let (old, new) = (applied.parameters.get(key), spec.parameters.get(key));
         if old == new {
             continue;
         }
+        // PostgreSQL returns a setting left out of its file to the default on reload;
+        // MariaDB and Redis keep the running value until a restart.
+        let reset_needs_restart = new.is_none() && spec.engine != EngineKind::Postgresql;
         let disruption = match parameter::setting(spec.engine, key).map(|s| s.apply) {
-            Some(Apply::Reload) => Disruption::Reload,
+            Some(Apply::Reload) if !reset_needs_restart => Disruption::Reload,
             _ => Disruption::Restart,
         };
         let reason = match (old, new) {
@@ -501,7 +521,10 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
         }
     }
     for name in &observed.pending_restart {
-        if !changes.iter().any(|c| c.attribute == format!("parameters.{name}")) {
+        if !changes
+            .iter()
+            .any(|c| c.attribute == format!("parameters.{name}"))
+        {
             changes.push(Change::update(
                 &format!("parameters.{name}"),
                 "set".into(),
@@ -517,7 +540,10 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             "down".into(),
             "up".into(),
             Disruption::Restart,
-            observed.detail.as_deref().unwrap_or("the server does not answer"),
+            observed
+                .detail
+                .as_deref()
+                .unwrap_or("the server does not answer"),
         ));
     }
     changes.sort_by_key(|c| c.disruption);
@@ -538,11 +564,18 @@ fn short(digest: &str) -> String {
 }
 
 /// Each of `templates` (name → text) → the lowercase hex sha256 of its text.
-pub fn digests<'a>(templates: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
+pub fn digests<'a>(
+    templates: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     templates
         .into_iter()
-        .map(|(name, text)| (name.to_owned(), hex::encode(Sha256::digest(text.as_bytes()))))
+        .map(|(name, text)| {
+            (
+                name.to_owned(),
+                hex::encode(Sha256::digest(text.as_bytes())),
+            )
+        })
         .collect()
 }
 
@@ -606,23 +639,43 @@ mod tests {
     fn a_matching_database_needs_nothing_and_an_absent_one_is_created() {
         let s = spec();
         let digests = BTreeMap::from([("t".to_owned(), "aa".to_owned())]);
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         let observed = up(Applied::of(&s, digests.clone()));
         assert_eq!(plan(&want, &observed).unwrap(), Vec::new());
         let created = plan(&want, &Observed::absent()).unwrap();
-        assert_eq!(render(&created), "+ database: - -> \"postgresql 15\" (no disruption)\n");
+        assert_eq!(
+            render(&created),
+            "+ database: - -> \"postgresql 15\" (no disruption)\n"
+        );
     }
 
     #[test]
     fn spec_changes_are_typed_with_their_disruption_reloads_first() {
         let mut s = spec();
-        let before = Applied::of(&s, BTreeMap::from([("local/postgresql/pg_hba.conf.j2".to_owned(), "aa".to_owned())]));
+        let before = Applied::of(
+            &s,
+            BTreeMap::from([(
+                "local/postgresql/pg_hba.conf.j2".to_owned(),
+                "aa".to_owned(),
+            )]),
+        );
         s.parameters.insert("max_connections".into(), "200".into());
         s.parameters.insert("work_mem".into(), "64MB".into());
         s.size_gb = 20;
         s.allowed_cidrs = vec!["10.0.0.0/8".into()];
-        let digests = BTreeMap::from([("local/postgresql/pg_hba.conf.j2".to_owned(), "bbbbbbbbbbbbbbbb".to_owned())]);
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let digests = BTreeMap::from([(
+            "local/postgresql/pg_hba.conf.j2".to_owned(),
+            "bbbbbbbbbbbbbbbb".to_owned(),
+        )]);
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         let changes = plan(&want, &up(before)).unwrap();
         insta::assert_snapshot!(render(&changes), @r###"
         ~ size_gb: 10 -> 20 (no disruption)
@@ -640,31 +693,58 @@ mod tests {
         let applied = Applied::of(&s, BTreeMap::new());
         let digests = BTreeMap::new();
         s.size_gb = 5;
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         let refusal = plan(&want, &up(applied.clone())).unwrap_err();
         assert!(refusal.to_string().contains("does not shrink"), "{refusal}");
         let mut s = spec();
         s.target = "dr-cloud".into();
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         let refusal = plan(&want, &up(applied.clone())).unwrap_err();
-        assert!(refusal.to_string().contains("use restore into the new target"), "{refusal}");
+        assert!(
+            refusal
+                .to_string()
+                .contains("use restore into the new target"),
+            "{refusal}"
+        );
         let mut s = spec();
         s.version = "16".into();
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         assert!(plan(&want, &up(applied.clone())).is_err());
         let want = Want {
-            capabilities: Capabilities { major_upgrade: true, ..all() },
+            capabilities: Capabilities {
+                major_upgrade: true,
+                ..all()
+            },
             ..want
         };
         let changes = plan(&want, &up(applied)).unwrap();
-        assert_eq!(render(&changes), "-/+ version: \"15\" -> \"16\" (data movement)\n");
+        assert_eq!(
+            render(&changes),
+            "-/+ version: \"15\" -> \"16\" (data movement)\n"
+        );
     }
 
     #[test]
     fn a_newer_minor_and_a_down_server_restart() {
         let s = spec();
         let digests = BTreeMap::new();
-        let want = Want { spec: &s, artifact_digests: &digests, capabilities: all() };
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+        };
         let mut observed = up(Applied::of(&s, BTreeMap::new()));
         observed.installed_version = Some("15.19".into());
         assert_eq!(
@@ -674,6 +754,9 @@ mod tests {
         let mut down = up(Applied::of(&s, BTreeMap::new()));
         down.state = State::Down;
         down.server_version = None;
-        assert_eq!(render(&plan(&want, &down).unwrap()), "~ state: \"down\" -> \"up\" (restart)\n");
+        assert_eq!(
+            render(&plan(&want, &down).unwrap()),
+            "~ state: \"down\" -> \"up\" (restart)\n"
+        );
     }
 }

@@ -58,8 +58,9 @@ impl Window {
             Time::strptime("%H:%M", s).map_err(|_| format!("`{s}` is not a time HH:MM; {FORM}"))
         };
         let (start, end) = (time(start)?, time(end)?);
-        let tz = TimeZone::get(zone)
-            .map_err(|_| format!("`{zone}` is not an IANA time zone (e.g. Europe/Paris, Asia/Kolkata)"))?;
+        let tz = TimeZone::get(zone).map_err(|_| {
+            format!("`{zone}` is not an IANA time zone (e.g. Europe/Paris, Asia/Kolkata)")
+        })?;
         Ok(Self {
             weekday,
             start,
@@ -147,9 +148,21 @@ mod tests {
     fn parses_and_refuses_with_the_form() {
         let w = Window::parse("Sun 02:00-03:00 Europe/Paris").unwrap();
         assert_eq!(w.to_string(), "Sun 02:00-03:00 Europe/Paris");
-        assert!(Window::parse("Sun 2-3 Europe/Paris").unwrap_err().contains("HH:MM"));
-        assert!(Window::parse("Sun 02:00-03:00 Mars/Olympus").unwrap_err().contains("IANA"));
-        assert!(Window::parse("Funday 02:00-03:00 UTC").unwrap_err().contains("not a day"));
+        assert!(
+            Window::parse("Sun 2-3 Europe/Paris")
+                .unwrap_err()
+                .contains("HH:MM")
+        );
+        assert!(
+            Window::parse("Sun 02:00-03:00 Mars/Olympus")
+                .unwrap_err()
+                .contains("IANA")
+        );
+        assert!(
+            Window::parse("Funday 02:00-03:00 UTC")
+                .unwrap_err()
+                .contains("not a day")
+        );
         assert!(Window::parse("daily").is_err());
     }
 

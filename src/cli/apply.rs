@@ -5,28 +5,49 @@ use crate::output::Report;
 
 /// `dbctl plan`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl plan                          every database: what apply would change, and when
+  dbctl plan my-db -o json            one database, as JSON
+  dbctl plan --detailed-exitcode      CI: exit 2 when changes are pending")]
 pub struct PlanArgs {
+    /// Databases to plan (default: every spec of the repo).
+    pub names: Vec<String>,
     /// Exit 2 when changes are pending (0: none, 1: error).
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Databases queried at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
+    /// Plan disruptive changes to run now instead of in the maintenance window.
+    #[arg(long)]
+    pub now: bool,
 }
 
 impl PlanArgs {
     pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
         Ok(Box::new(apply::plan(
             session,
-            usize::from(self.parallel),
-            self.detailed_exitcode,
+            &apply::PlanOptions {
+                names: self.names,
+                parallel: usize::from(self.parallel),
+                detailed_exitcode: self.detailed_exitcode,
+                now: self.now,
+            },
         )?))
     }
 }
 
 /// `dbctl apply`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl apply                         apply every spec's changes; restarts wait for the window
+  dbctl apply my-db --now             one database, restarts included, now
+  dbctl apply --dry-run               the plan, nothing changed")]
 pub struct ApplyArgs {
+    /// Databases to apply (default: every spec of the repo).
+    pub names: Vec<String>,
     /// Databases converged at once (each on its own target's hosts).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
@@ -39,6 +60,15 @@ pub struct ApplyArgs {
     /// Wait up to this many seconds for another run on the same database.
     #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply disruptive changes (restart or worse) now, not in the maintenance window.
+    #[arg(long)]
+    pub now: bool,
+    /// Proceed without asking (apply never asks; accepted for scripts).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 impl ApplyArgs {
@@ -46,10 +76,13 @@ impl ApplyArgs {
         Ok(Box::new(apply::apply(
             session,
             &apply::ApplyOptions {
+                names: self.names,
                 parallel: usize::from(self.parallel),
                 no_commit: self.no_commit,
                 push: self.push,
                 lock_timeout_s: self.lock_timeout,
+                dry_run: self.dry_run,
+                now: self.now,
             },
         )?))
     }

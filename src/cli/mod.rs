@@ -116,18 +116,24 @@ impl Cli {
     /// Runs the parsed command; returns the exit code.
     pub fn run(self) -> u8 {
         let printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
-        let session = Session {
-            repo_root: self
-                .global
+        let session = match Session::new(
+            self.global
                 .repo
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".")),
-            platform: crate::platform::Options {
+            crate::platform::Options {
+                runtime: None,
                 state_dir: self.global.state_dir.clone(),
                 accept_new_host_keys: self.global.accept_new_host_keys,
             },
-            identity: crate::secret::identity_path(self.global.identity.as_deref()),
-            printer: printer.clone(),
+            crate::secret::identity_path(self.global.identity.as_deref()),
+            printer.clone(),
+        ) {
+            Ok(session) => session,
+            Err(err) => {
+                printer.error(&err);
+                return 1;
+            }
         };
         let result: anyhow::Result<Box<dyn Report>> = match self.command {
             Command::Init(args) => args.run(&session),

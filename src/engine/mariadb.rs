@@ -64,14 +64,16 @@ impl Engine for Mariadb {
             &wanted,
             "mariadb-server",
         )?;
-        let found = version_series(t, self.kind(), &bin["mariadbd"], version, |out| {
-            out.split_whitespace()
-                .skip_while(|w| *w != "Ver")
-                .nth(1)
-                .map(str::to_owned)
-        })?;
+        let (found, full_version) =
+            version_series(t, self.kind(), &bin["mariadbd"], version, |out| {
+                out.split_whitespace()
+                    .skip_while(|w| *w != "Ver")
+                    .nth(1)
+                    .map(str::to_owned)
+            })?;
         Ok(Located {
             version: found,
+            full_version,
             bin,
         })
     }
@@ -94,6 +96,32 @@ impl Engine for Mariadb {
                 format!("--user={}", inst.admin_user),
                 "--batch".into(),
             ],
+        ))
+    }
+
+    fn owner_command(
+        &self,
+        _t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        password: &secrecy::SecretString,
+    ) -> Result<CommandSpec, EngineError> {
+        use secrecy::ExposeSecret;
+        Ok(CommandSpec::new(
+            &bin["mariadb"],
+            [
+                "--no-defaults".to_owned(),
+                "--protocol=tcp".into(),
+                "--host=127.0.0.1".into(),
+                format!("--port={}", inst.port),
+                format!("--user={}", inst.user),
+                format!("--database={}", inst.database),
+                "--batch".into(),
+            ],
+        )
+        .secret_env(
+            "MYSQL_PWD",
+            secrecy::SecretString::from(password.expose_secret().to_owned()),
         ))
     }
 

@@ -70,6 +70,8 @@ pub struct Probe {
 pub struct Located {
     /// Version series found (`"15"`).
     pub version: String,
+    /// The binaries' full version (`"15.18"`), as `--version` reports it.
+    pub full_version: String,
     /// Binary name → absolute path; templates see it as `bin`.
     pub bin: BTreeMap<String, String>,
 }
@@ -184,6 +186,35 @@ pub trait Engine: Send + Sync {
     /// The client URI without password (`postgresql://app@127.0.0.1:15432/app`).
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url;
 
+    /// The client reading a batch on stdin as the application owner, in the
+    /// application database: PostgreSQL as the administrator over the socket with
+    /// `role` set to the owner (`PGOPTIONS`); MariaDB and Redis log in as the
+    /// application user with `password` (stdin and environment only).
+    ///
+    /// # Errors
+    /// As [`Self::admin_command`].
+    fn owner_command(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        password: &secrecy::SecretString,
+    ) -> Result<CommandSpec, EngineError>;
+
+    /// Settings the running server holds back until a restart (PostgreSQL
+    /// `pg_settings.pending_restart`); none for engines that apply them at once.
+    ///
+    /// # Errors
+    /// The server does not answer.
+    fn pending_restart(
+        &self,
+        _t: &dyn Transport,
+        _inst: &Instance,
+        _bin: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
+
     /// The key in `bin` of the server program whose processes serve an instance
     /// (`postgres`, `mariadbd`, `redis-server`): a pid file is trusted only when its
     /// process runs that binary with the instance's data directory as its working
@@ -261,14 +292,15 @@ pub(crate) fn version_series(
     binary: &str,
     wanted: Option<&str>,
     pick: impl Fn(&str) -> Option<String>,
-) -> Result<String, EngineError> {
+) -> Result<(String, String), EngineError> {
     let out = run_checked(
         t,
         kind,
         &CommandSpec::new(binary, ["--version"]),
         &format!("`{binary} --version`"),
     )?;
-    let found = series(&pick(&out).unwrap_or_default());
+    let picked = pick(&out).unwrap_or_default();
+    let found = series(&picked);
     match wanted {
         Some(wanted) if wanted != found => Err(EngineError::VersionMismatch {
             engine: kind,
@@ -276,8 +308,17 @@ pub(crate) fn version_series(
             installed: found,
             host: t.host().to_owned(),
         }),
-        _ => Ok(found),
+        _ => Ok((found, full_version(&picked))),
     }
+}
+
+/// The leading `digits.digits…` of a version word (`10.11.19-MariaDB-0` → `10.11.19`).
+pub(crate) fn full_version(word: &str) -> String {
+    word.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 /// The `major.minor` series of a version string (`10.11.14-MariaDB` → `10.11`).

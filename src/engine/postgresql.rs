@@ -41,11 +41,13 @@ impl Postgresql {
             &CommandSpec::new(&bin["postgres"], ["--version"]),
             "`postgres --version`",
         )?;
-        let found = out
+        // `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`
+        let full = out
             .split_whitespace()
-            .last()
-            .map(|v| v.split('.').next().unwrap_or_default().to_owned())
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            .map(super::full_version)
             .unwrap_or_default();
+        let found = full.split('.').next().unwrap_or_default().to_owned();
         if found != version {
             return Err(EngineError::VersionMismatch {
                 engine: EngineKind::Postgresql,
@@ -56,6 +58,7 @@ impl Postgresql {
         }
         Ok(Located {
             version: version.to_owned(),
+            full_version: full,
             bin,
         })
     }
@@ -123,6 +126,52 @@ impl Engine for Postgresql {
                 "-".into(),
             ],
         ))
+    }
+
+    fn owner_command(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        _password: &secrecy::SecretString,
+    ) -> Result<CommandSpec, EngineError> {
+        let mut cmd = self.admin_command(t, inst, bin)?;
+        // Connect to the application database and act as its owner from the start.
+        if let Some(db) = cmd.args.iter().position(|a| a == "-d") {
+            cmd.args[db + 1].clone_from(&inst.database);
+        }
+        Ok(cmd.secret_env(
+            "PGOPTIONS",
+            secrecy::SecretString::from(format!("-c role={}", inst.user)),
+        ))
+    }
+
+    fn pending_restart(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut cmd = self.admin_command(t, inst, bin)?;
+        cmd.args.retain(|a| a != "-f" && a != "-");
+        cmd.args.extend([
+            "-A".into(),
+            "-t".into(),
+            "-c".into(),
+            "select name from pg_settings where pending_restart order by name".into(),
+        ]);
+        let out = run_checked(
+            t,
+            self.kind(),
+            &cmd.timeout(Duration::from_secs(10)),
+            "psql",
+        )?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     fn probe(

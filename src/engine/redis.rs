@@ -78,13 +78,15 @@ impl Engine for Redis {
             &wanted,
             "redis-server",
         )?;
-        let found = version_series(t, self.kind(), &bin["redis-server"], version, |out| {
-            out.split_whitespace()
-                .find_map(|w| w.strip_prefix("v="))
-                .map(str::to_owned)
-        })?;
+        let (found, full_version) =
+            version_series(t, self.kind(), &bin["redis-server"], version, |out| {
+                out.split_whitespace()
+                    .find_map(|w| w.strip_prefix("v="))
+                    .map(str::to_owned)
+            })?;
         Ok(Located {
             version: found,
+            full_version,
             bin,
         })
     }
@@ -104,6 +106,35 @@ impl Engine for Redis {
         bin: &BTreeMap<String, String>,
     ) -> Result<CommandSpec, EngineError> {
         client(t, inst, bin, &[])
+    }
+
+    fn owner_command(
+        &self,
+        _t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        password: &SecretString,
+    ) -> Result<CommandSpec, EngineError> {
+        use secrecy::ExposeSecret;
+        Ok(CommandSpec::new(
+            &bin["redis-cli"],
+            [
+                "-s".to_owned(),
+                inst.run_dir
+                    .join("redis.sock")
+                    .to_string_lossy()
+                    .into_owned(),
+                "--user".into(),
+                inst.user.clone(),
+                "-n".into(),
+                inst.database.clone(),
+                "--no-auth-warning".into(),
+            ],
+        )
+        .secret_env(
+            "REDISCLI_AUTH",
+            SecretString::from(password.expose_secret().to_owned()),
+        ))
     }
 
     fn probe(

@@ -1,7 +1,8 @@
-//! `dbctl plan` and `dbctl apply`: compare every spec of the GitOps repo with what
-//! runs, then converge the differences — concurrently, at most `--parallel` databases
-//! at once (each its own hosts, so N hosts are worked on in parallel) — and commit the
-//! connection files in one commit.
+//! `dbctl plan` and `dbctl apply`: observe every spec's database, diff it with the
+//! pure [`crate::change::plan`], show a Terraform-like plan, then apply the changes —
+//! concurrently, at most `--parallel` databases at once — and commit the files in one
+//! commit. Disruptive changes (restart or worse) wait for the database's maintenance
+//! window unless `--now`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -11,85 +12,143 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::Session;
-use super::create::{Converged, converge};
+use super::create::{Converged, Gate, converge, gate, plan_changes};
+use crate::change::window::Window;
+use crate::change::{Action, Change};
 use crate::gitops::{Repo, git};
-use crate::output::{Report, table};
-use crate::platform::State;
+use crate::output::Report;
 use crate::spec::Spec;
-
-/// What a plan would do to one database, with its symbol (`+`, `~`, ` `).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Nothing runs yet: create it.
-    Create,
-    /// It exists but is down or has no connection file: converge it.
-    Converge,
-    /// Up with its connection file.
-    None,
-}
-
-impl Action {
-    /// The plan symbol.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Self::Create => "+",
-            Self::Converge => "~",
-            Self::None => " ",
-        }
-    }
-}
 
 /// One database in a plan.
 #[derive(Debug, Clone, Serialize)]
-pub struct Change {
+pub struct Planned {
     /// Database name.
     pub name: String,
     /// Target name.
     pub target: String,
-    /// What apply would do.
-    pub action: Action,
-    /// Why.
-    pub reason: String,
+    /// The changes that run now.
+    pub changes: Vec<Change>,
+    /// Disruptive changes that wait for the maintenance window.
+    pub deferred: Vec<Change>,
+    /// When the window next opens (`2026-12-06 02:00 IST`), for deferred changes.
+    pub runs_at: Option<String>,
+    /// Why the database cannot be planned (a refused change, an unreachable host):
+    /// `plan` and `apply` exit 1 and leave it alone.
+    pub error: Option<String>,
+}
+
+impl Planned {
+    fn pending(&self) -> bool {
+        !self.changes.is_empty() || !self.deferred.is_empty()
+    }
 }
 
 /// `dbctl plan`.
 #[derive(Debug, Serialize)]
 pub struct PlanReport {
     /// Every database, by name.
-    pub changes: Vec<Change>,
-    /// How many need a change.
+    pub databases: Vec<Planned>,
+    /// How many databases have changes pending.
     pub pending: usize,
     /// With `--detailed-exitcode`: exit 2 when changes are pending.
     #[serde(skip)]
     pub detailed_exitcode: bool,
 }
 
+fn value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(serde_json::Value::String(s)) => format!("{s:?}"),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The Terraform-like lines of one database's changes.
+fn describe(planned: &Planned) -> String {
+    let mut text = String::new();
+    let symbol = if planned
+        .changes
+        .iter()
+        .chain(&planned.deferred)
+        .any(|c| c.action == Action::Create && c.attribute == "database")
+    {
+        "+"
+    } else {
+        "~"
+    };
+    text.push_str(&format!(
+        "{symbol} {} (target {})\n",
+        planned.name, planned.target
+    ));
+    for (change, when) in planned.changes.iter().map(|c| (c, None)).chain(
+        planned
+            .deferred
+            .iter()
+            .map(|c| (c, planned.runs_at.as_deref())),
+    ) {
+        let arrow = match change.action {
+            Action::Create if change.attribute == "database" => value(change.new.as_ref()),
+            Action::Delete => value(change.old.as_ref()),
+            _ => format!(
+                "{} → {}",
+                value(change.old.as_ref()),
+                value(change.new.as_ref())
+            ),
+        };
+        let when = when.map_or_else(
+            || "now".to_owned(),
+            |at| format!("at {at}, in the maintenance window"),
+        );
+        text.push_str(&format!(
+            "    {:<3} {}: {arrow}  ({}; {}; {when})\n",
+            change.action.symbol(),
+            change.attribute,
+            change.disruption,
+            change.reason,
+        ));
+    }
+    text
+}
+
 impl Report for PlanReport {
     fn human(&self) -> String {
-        let rows = self
-            .changes
-            .iter()
-            .map(|c| {
-                vec![
-                    c.action.symbol().to_owned(),
-                    c.name.clone(),
-                    c.target.clone(),
-                    c.reason.clone(),
-                ]
-            })
-            .collect();
-        let mut text = table(&["", "NAME", "TARGET", "WHY"], rows);
-        text.push_str(&format!(
-            "{} to change, {} unchanged\n",
-            self.pending,
-            self.changes.len() - self.pending
-        ));
+        let mut text = String::new();
+        for planned in &self.databases {
+            if let Some(err) = &planned.error {
+                text.push_str(&format!("! {}: {err}\n", planned.name));
+            } else if planned.pending() {
+                text.push_str(&describe(planned));
+            }
+        }
+        let count = |action: Action| {
+            self.databases
+                .iter()
+                .flat_map(|p| p.changes.iter().chain(&p.deferred))
+                .filter(|c| c.action == action)
+                .count()
+        };
+        if self.pending == 0 && self.databases.iter().all(|p| p.error.is_none()) {
+            text.push_str(&format!(
+                "No changes: {} database(s) match their specs.\n",
+                self.databases.len()
+            ));
+        } else {
+            text.push_str(&format!(
+                "Plan: {} database(s) to change: {} to create, {} to change in place, {} to replace, {} to delete.\n",
+                self.pending,
+                count(Action::Create),
+                count(Action::Update),
+                count(Action::Replace),
+                count(Action::Delete)
+            ));
+        }
         text
     }
 
     fn exit_code(&self) -> u8 {
-        if self.detailed_exitcode && self.pending > 0 {
+        if self.databases.iter().any(|p| p.error.is_some()) {
+            1
+        } else if self.detailed_exitcode && self.pending > 0 {
             2
         } else {
             0
@@ -102,8 +161,6 @@ impl Report for PlanReport {
 pub struct Applied {
     /// Database name.
     pub name: String,
-    /// What the plan said.
-    pub action: Action,
     /// The outcome when it succeeded.
     pub result: Option<Converged>,
     /// The error when it failed.
@@ -113,8 +170,13 @@ pub struct Applied {
 /// `dbctl apply`.
 #[derive(Debug, Serialize)]
 pub struct ApplyReport {
-    /// Every database that needed a change.
+    /// Every database that had changes pending.
     pub applied: Vec<Applied>,
+    /// True for `--dry-run`: the plan, nothing applied.
+    pub dry_run: bool,
+    /// The plan, for `--dry-run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanReport>,
     /// The commit of the changed files, if any.
     pub commit: Option<String>,
     /// True when pushed.
@@ -123,19 +185,34 @@ pub struct ApplyReport {
 
 impl Report for ApplyReport {
     fn human(&self) -> String {
+        if let Some(plan) = &self.plan {
+            return format!("dry run: nothing applied\n{}", plan.human());
+        }
         if self.applied.is_empty() {
-            return "nothing to do: every database is up with its connection file\n".into();
+            return "nothing to do: every database matches its spec\n".into();
         }
         let mut text = String::new();
         for a in &self.applied {
             match (&a.result, &a.error) {
-                (Some(r), _) => text.push_str(&format!(
-                    "{} {}: up at {}:{}\n",
-                    a.action.symbol(),
-                    a.name,
-                    r.host.as_deref().unwrap_or("?"),
-                    r.port.unwrap_or(0)
-                )),
+                (Some(r), _) => {
+                    if r.changed {
+                        text.push_str(&format!(
+                            "~ {}: {} change(s) applied; up at {}:{}\n",
+                            a.name,
+                            r.applied.len(),
+                            r.host.as_deref().unwrap_or("?"),
+                            r.port.unwrap_or(0)
+                        ));
+                    }
+                    if !r.deferred.is_empty() {
+                        text.push_str(&format!(
+                            "  {}: {} change(s) wait for the maintenance window ({}); `dbctl apply --now` applies them now\n",
+                            a.name,
+                            r.deferred.len(),
+                            r.deferred_until.as_deref().unwrap_or("?")
+                        ));
+                    }
+                }
                 (None, Some(err)) => text.push_str(&format!("! {}: failed: {err}\n", a.name)),
                 _ => {}
             }
@@ -147,35 +224,57 @@ impl Report for ApplyReport {
     }
 
     fn exit_code(&self) -> u8 {
-        u8::from(self.applied.iter().any(|a| a.error.is_some()))
+        let planned_errors = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.databases.iter().any(|d| d.error.is_some()));
+        u8::from(planned_errors || self.applied.iter().any(|a| a.error.is_some()))
     }
 }
 
-fn plan_one(session: &Session, repo: &Repo, spec: &Spec) -> Change {
-    let (action, reason) = match session.platform(repo, spec).and_then(|p| p.status(spec)) {
-        Ok(status) => match status.state {
-            State::Absent => (Action::Create, "not created yet".to_owned()),
-            State::Down => (
-                Action::Converge,
-                format!(
-                    "down{}",
-                    status.detail.map(|d| format!(": {d}")).unwrap_or_default()
-                ),
-            ),
-            State::Up if !repo.path(&Repo::connection_rel(&spec.name)).exists() => (
-                Action::Converge,
-                "up, but its connection file is missing".into(),
-            ),
-            State::Up => (Action::None, "up".into()),
-        },
-        Err(err) => (Action::Converge, format!("status unknown: {err:#}")),
-    };
-    Change {
+/// The maintenance window of `spec`: its own, else its target's.
+///
+/// # Errors
+/// A window that does not parse (validated earlier, so only a changed catalog).
+pub fn window_of(repo: &Repo, spec: &Spec) -> Result<Option<Window>> {
+    let text = spec.maintenance.clone().or_else(|| {
+        repo.config
+            .target(&spec.target)
+            .and_then(|t| t.maintenance.clone())
+    });
+    text.map(|t| Window::parse(&t).map_err(anyhow::Error::msg))
+        .transpose()
+}
+
+fn plan_one(
+    session: &Session,
+    repo: &Repo,
+    spec: &Spec,
+    now: jiff::Timestamp,
+    force: bool,
+) -> Planned {
+    let mut planned = Planned {
         name: spec.name.clone(),
         target: spec.target.clone(),
-        action,
-        reason,
+        changes: Vec::new(),
+        deferred: Vec::new(),
+        runs_at: None,
+        error: None,
+    };
+    let result = session.platform(repo, spec).and_then(|p| {
+        let (changes, _) = plan_changes(repo, spec, p.as_ref())?;
+        let window = if force { None } else { window_of(repo, spec)? };
+        Ok(gate(changes, window.as_ref(), now))
+    });
+    match result {
+        Ok((changes, deferred, runs_at)) => {
+            planned.changes = changes;
+            planned.deferred = deferred;
+            planned.runs_at = runs_at;
+        }
+        Err(err) => planned.error = Some(format!("{err:#}")),
     }
+    planned
 }
 
 /// Runs `f` on every item with at most `parallel` threads; results keep item order.
@@ -204,25 +303,57 @@ fn bounded<T: Sync, R: Send>(items: &[T], parallel: usize, f: impl Fn(&T) -> R +
         .collect()
 }
 
-/// Runs `dbctl plan`: every spec's live state, `parallel` at a time.
+/// The specs named (all when `names` is empty).
+///
+/// # Errors
+/// An invalid spec, or a name with no spec.
+fn selected(session: &Session, repo: &Repo, names: &[String]) -> Result<Vec<Spec>> {
+    if names.is_empty() {
+        return repo.specs();
+    }
+    names
+        .iter()
+        .map(|n| session.existing_spec(repo, n))
+        .collect()
+}
+
+/// Flags of `dbctl plan`.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Databases to plan (all when empty).
+    pub names: Vec<String>,
+    /// Databases queried at once.
+    pub parallel: usize,
+    /// `--detailed-exitcode`.
+    pub detailed_exitcode: bool,
+    /// `--now`: plan disruptive changes to run now.
+    pub now: bool,
+}
+
+/// Runs `dbctl plan`: every spec against what runs, `parallel` at a time.
 ///
 /// # Errors
 /// An invalid spec or configuration (nothing is queried then).
-pub fn plan(session: &Session, parallel: usize, detailed_exitcode: bool) -> Result<PlanReport> {
+pub fn plan(session: &Session, opts: &PlanOptions) -> Result<PlanReport> {
     let repo = session.repo()?;
-    let specs = repo.specs()?;
-    let changes = bounded(&specs, parallel, |spec| plan_one(session, &repo, spec));
-    let pending = changes.iter().filter(|c| c.action != Action::None).count();
+    let specs = selected(session, &repo, &opts.names)?;
+    let now = jiff::Timestamp::now();
+    let databases = bounded(&specs, opts.parallel, |spec| {
+        plan_one(session, &repo, spec, now, opts.now)
+    });
+    let pending = databases.iter().filter(|p| p.pending()).count();
     Ok(PlanReport {
-        changes,
+        databases,
         pending,
-        detailed_exitcode,
+        detailed_exitcode: opts.detailed_exitcode,
     })
 }
 
 /// Flags of `dbctl apply`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
+    /// Databases to apply (all when empty).
+    pub names: Vec<String>,
     /// Databases converged at once.
     pub parallel: usize,
     /// `--no-commit`.
@@ -231,9 +362,13 @@ pub struct ApplyOptions {
     pub push: bool,
     /// `--lock-timeout` in seconds.
     pub lock_timeout_s: u64,
+    /// `--dry-run`: show the plan, change nothing.
+    pub dry_run: bool,
+    /// `--now`: do not wait for maintenance windows.
+    pub now: bool,
 }
 
-/// Runs `dbctl apply`: plans, then converges every database that needs it, at most
+/// Runs `dbctl apply`: plans, then applies every database's changes, at most
 /// `parallel` at once, and commits the written files in one commit.
 ///
 /// # Errors
@@ -241,33 +376,65 @@ pub struct ApplyOptions {
 /// reported in the result (exit code 1) while the others complete.
 pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     let repo = session.repo()?;
-    if !opts.no_commit {
+    if !opts.no_commit && !opts.dry_run {
         repo.require_git()?;
     }
-    let specs = repo.specs()?;
+    let specs = selected(session, &repo, &opts.names)?;
     if specs.is_empty() {
         bail!("no specs in `etc/databases/`; `dbctl create` adds one");
     }
+    let now = jiff::Timestamp::now();
+    let planned = bounded(&specs, opts.parallel, |spec| {
+        plan_one(session, &repo, spec, now, opts.now)
+    });
+    if opts.dry_run {
+        let pending = planned.iter().filter(|p| p.pending()).count();
+        return Ok(ApplyReport {
+            applied: Vec::new(),
+            dry_run: true,
+            plan: Some(PlanReport {
+                databases: planned,
+                pending,
+                detailed_exitcode: false,
+            }),
+            commit: None,
+            pushed: false,
+        });
+    }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let changes = bounded(&specs, opts.parallel, |spec| plan_one(session, &repo, spec));
-    let todo: Vec<(Spec, Action)> = specs
+    let todo: Vec<(Spec, Planned)> = specs
         .into_iter()
-        .zip(changes)
-        .filter(|(_, c)| c.action != Action::None)
-        .map(|(s, c)| (s, c.action))
+        .zip(planned)
+        .filter(|(_, p)| p.pending() || p.error.is_some())
         .collect();
     let printer = &session.printer;
-    let applied = bounded(&todo, opts.parallel, |(spec, action)| {
+    let applied = bounded(&todo, opts.parallel, |(spec, planned)| {
+        if let Some(err) = &planned.error {
+            return Applied {
+                name: spec.name.clone(),
+                result: None,
+                error: Some(err.clone()),
+            };
+        }
         let progress = |i: usize, n: usize, step: &str| {
             printer.status(&format!("{}: [{i}/{n}] {step}", spec.name));
         };
         let result = session.platform(&repo, spec).and_then(|p| {
+            let window = if opts.now {
+                None
+            } else {
+                window_of(&repo, spec)?
+            };
             converge(
                 &repo,
                 spec,
                 p.as_ref(),
-                &session.identity,
-                opts.lock_timeout_s,
+                &Gate {
+                    identity: &session.identity,
+                    lock_timeout_s: opts.lock_timeout_s,
+                    window,
+                    now,
+                },
                 printer,
                 &progress,
             )
@@ -275,13 +442,11 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
         match result {
             Ok(r) => Applied {
                 name: spec.name.clone(),
-                action: *action,
                 result: Some(r),
                 error: None,
             },
             Err(err) => Applied {
                 name: spec.name.clone(),
-                action: *action,
                 result: None,
                 error: Some(format!("{err:#}")),
             },
@@ -289,6 +454,8 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     });
     let mut report = ApplyReport {
         applied,
+        dry_run: false,
+        plan: None,
         commit: None,
         pushed: false,
     };

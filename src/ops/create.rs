@@ -13,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Session;
+use crate::change::Change;
 use crate::gitops::connection::ConnectionFile;
 use crate::gitops::{Repo, git};
 use crate::output::Report;
-use crate::platform::{CreateRequest, State};
+use crate::platform::{Request, State};
 use crate::secret;
 use crate::spec::{Draft, Given, Source};
 
@@ -180,7 +181,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
     let platform = repo
         .config
         .target(&target_name)
-        .map(|t| crate::platform::for_target(&repo, t, &session.platform))
+        .map(|t| session.driver(&repo, t))
         .transpose()?;
     let spec = draft.validate(&repo.catalog, &repo.config, &|engine, _target| {
         platform.as_ref().and_then(|p| p.preferred_version(engine))
@@ -206,7 +207,14 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         return Err(secret::SecretError::NoRecipients.into());
     }
     check_enforceable(&spec, platform.as_ref())?;
-    platform.preflight(&spec)?;
+    let noop = |_: usize, _: usize, _: &str| {};
+    platform.preflight(&Request {
+        spec: &spec,
+        changes: &[Change::create(&spec)],
+        password: None,
+        progress: &noop,
+        output: None,
+    })?;
 
     let mut report = CreateReport {
         name: spec.name.clone(),
@@ -234,8 +242,13 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         &repo,
         &spec,
         platform.as_ref(),
-        &session.identity,
-        opts.lock_timeout_s,
+        &Gate {
+            identity: &session.identity,
+            lock_timeout_s: opts.lock_timeout_s,
+            // A create is not a change to a running database: it never waits.
+            window: None,
+            now: jiff::Timestamp::now(),
+        },
         printer,
         &progress,
     )?;
@@ -259,8 +272,14 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
 /// What [`converge`] found or did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Converged {
-    /// False when the database was already up with its connection file.
+    /// False when nothing was applied.
     pub changed: bool,
+    /// The changes applied.
+    pub applied: Vec<Change>,
+    /// Disruptive changes left for the maintenance window, and when it opens.
+    pub deferred: Vec<Change>,
+    /// When the deferred changes will run (the window's next opening).
+    pub deferred_until: Option<String>,
     /// Full server version.
     pub server_version: Option<String>,
     /// Client address.
@@ -271,31 +290,110 @@ pub struct Converged {
     pub uri: Option<String>,
 }
 
-/// Brings one validated spec to its desired state on `platform`, without committing:
-/// takes the database's lock; when the spec file and connection file exist and the
-/// server is up, does nothing; otherwise writes the spec file (if missing), runs the
-/// platform's create and writes the connection file atomically.
+/// When and as whom [`converge`] may act.
+pub struct Gate<'a> {
+    /// The identity that decrypts the committed connection file.
+    pub identity: &'a Path,
+    /// Seconds to wait for another run's lock.
+    pub lock_timeout_s: u64,
+    /// The maintenance window; `None`: disruptive changes run now (`--now`, create).
+    pub window: Option<crate::change::window::Window>,
+    /// The time the window is checked against.
+    pub now: jiff::Timestamp,
+}
+
+/// Splits `changes` into what may run at `now` and what waits for `window` (restart
+/// or worse outside it), with the window's next opening.
+pub fn gate(
+    changes: Vec<Change>,
+    window: Option<&crate::change::window::Window>,
+    now: jiff::Timestamp,
+) -> (Vec<Change>, Vec<Change>, Option<String>) {
+    let Some(next) = window.and_then(|w| w.next_start(now)) else {
+        return (changes, Vec::new(), None);
+    };
+    // Creating, or starting a database that is down, never waits: it serves nobody.
+    let (now_ok, later): (Vec<_>, Vec<_>) = changes.into_iter().partition(|c| {
+        !c.disruption.needs_window()
+            || c.action == crate::change::Action::Create
+            || c.attribute == "state"
+    });
+    if later.is_empty() {
+        (now_ok, later, None)
+    } else {
+        (
+            now_ok,
+            later,
+            Some(next.strftime("%Y-%m-%d %H:%M %Z").to_string()),
+        )
+    }
+}
+
+/// Plans `spec` against what runs on `platform`: the pure [`crate::change::plan`],
+/// plus a missing connection file (new credentials).
+///
+/// # Errors
+/// The platform cannot be queried, or the change is refused.
+pub fn plan_changes(
+    repo: &Repo,
+    spec: &crate::spec::Spec,
+    platform: &dyn crate::platform::Platform,
+) -> Result<(Vec<Change>, crate::platform::Observed)> {
+    let observed = platform.observe(spec)?;
+    let digests = platform.artifact_digests(spec)?;
+    let want = crate::change::Want {
+        spec,
+        artifact_digests: &digests,
+        capabilities: platform.capabilities(spec),
+    };
+    let mut changes = crate::change::plan(&want, &observed)?;
+    let conn_missing = repo
+        .anchor()
+        .kind(&Repo::connection_rel(&spec.name))?
+        .is_none();
+    if conn_missing && observed.state != crate::platform::State::Absent {
+        changes.push(Change {
+            action: crate::change::Action::Create,
+            attribute: "connection_file".into(),
+            old: None,
+            new: Some(
+                Repo::connection_rel(&spec.name)
+                    .display()
+                    .to_string()
+                    .into(),
+            ),
+            disruption: crate::change::Disruption::None,
+            reason: "missing: new credentials are issued and committed".into(),
+        });
+    }
+    Ok((changes, observed))
+}
+
+/// Brings one validated spec to its desired state on `platform`, without committing.
+/// Under the database's lock it plans again (another run may have acted), applies
+/// what may run now — disruptive changes wait for the window in `gate` — and writes
+/// the spec file (if missing) and the connection file.
 ///
 /// Credentials survive a re-run: when the connection file exists, its password
-/// (decrypted with `identity`) is the one the platform keeps, and the file is only
+/// (decrypted with the identity) is the one the platform keeps, and the file is only
 /// rewritten when how to reach the database changed; only a database without a
 /// connection file gets a new password. A first create that fails stops the server
 /// and removes what this run made (instance, spec file), so nothing runs half-made.
 ///
 /// # Errors
-/// The lock is held elsewhere, a connection file this identity cannot decrypt, or a
-/// failed step (with the server log's last errors where the platform has them).
+/// The lock is held elsewhere, a refused change, a connection file this identity
+/// cannot decrypt, or a failed step (with the server log's last errors where the
+/// platform has them).
 pub fn converge(
     repo: &Repo,
     spec: &crate::spec::Spec,
     platform: &dyn crate::platform::Platform,
-    identity: &Path,
-    lock_timeout_s: u64,
+    gate_by: &Gate<'_>,
     printer: &crate::output::Printer,
     progress: crate::platform::Progress<'_>,
 ) -> Result<Converged> {
     check_enforceable(spec, platform)?;
-    let _lock = super::lock(repo, &spec.name, "create", lock_timeout_s)?;
+    let _lock = super::lock(repo, &spec.name, "apply", gate_by.lock_timeout_s)?;
     let spec_rel = Repo::spec_rel(&spec.name);
     let conn_rel = Repo::connection_rel(&spec.name);
     let spec_on_disk = repo.read_text(&spec_rel)?;
@@ -308,28 +406,34 @@ pub fn converge(
         })?),
         None => None,
     };
-    let before = platform.status(spec)?;
-    if let Some(conn) = &existing
-        && spec_on_disk.is_some()
-        && before.state == State::Up
-    {
-        return Ok(Converged {
-            changed: false,
-            server_version: before.server_version,
-            host: before.host,
-            port: before.port,
-            uri: Some(conn.uri.clone()),
-        });
+    let (changes, before) = plan_changes(repo, spec, platform)?;
+    let (now, deferred, deferred_until) = gate(changes, gate_by.window.as_ref(), gate_by.now);
+    let endpoint = before.endpoint.clone();
+    let mut converged = Converged {
+        changed: false,
+        applied: Vec::new(),
+        deferred,
+        deferred_until,
+        server_version: before.server_version.clone(),
+        host: endpoint.as_ref().map(|e| e.host.clone()),
+        port: endpoint.as_ref().map(|e| e.port),
+        uri: existing.as_ref().map(|c| c.uri.clone()),
+    };
+    if now.is_empty() {
+        if spec_on_disk.is_none() {
+            repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
+        }
+        return Ok(converged);
     }
     let password = match &existing {
         Some(conn) => secret::decrypt(
             &conn.password,
-            identity,
+            gate_by.identity,
             &format!("{}: password", conn_rel.display()),
         )
         .with_context(|| {
             format!(
-                "`{}` is {}; dbctl keeps its credentials and needs them to converge it: use an identity of `secrets.recipients` (`--identity`, DBCTL_IDENTITY), or remove the connection file to issue new credentials",
+                "`{}` is {}; dbctl keeps its credentials and needs them to change it: use an identity of `secrets.recipients` (`--identity`, DBCTL_IDENTITY), or remove the connection file to issue new credentials",
                 spec.name, before.state
             )
         })?,
@@ -342,29 +446,39 @@ pub fn converge(
     }
     printer.status(&format!(
         "{} `{}` ({} {}) on target `{}`",
-        if fresh { "creating" } else { "converging" },
+        if fresh { "creating" } else { "changing" },
         spec.name,
         spec.engine,
         spec.version,
         spec.target
     ));
-    let created = match platform.create(&CreateRequest {
+    let sink = |line: &str| printer.output(line);
+    let request = Request {
         spec,
-        password: &password,
+        changes: &now,
+        password: Some(&password),
         progress,
         output: printer
             .verbose()
-            .then_some(&|line: &str| printer.output(line) as _),
-    }) {
-        Ok(created) => created,
+            .then_some(&sink as crate::platform::OutputSink<'_>),
+    };
+    let applied = match platform.apply(&request) {
+        Ok(applied) => applied,
         Err(err) if fresh => {
             // Nothing of this database existed before this run: leave nothing behind.
-            let cleaned = platform.delete(spec, &|_, _, _| {});
+            let noop = |_: usize, _: usize, _: &str| {};
+            let cleaned = platform.apply(&Request {
+                spec,
+                changes: &[Change::delete(spec)],
+                password: None,
+                progress: &noop,
+                output: None,
+            });
             if wrote_spec {
                 let _ = repo.anchor().remove_all(&spec_rel);
             }
             let note = match cleaned {
-                Ok(()) => "dbctl stopped the server and removed what this run created".to_owned(),
+                Ok(_) => "dbctl stopped the server and removed what this run created".to_owned(),
                 Err(e) => format!(
                     "cleaning up failed too ({e:#}); `dbctl delete {} --yes` retries it",
                     spec.name
@@ -372,18 +486,24 @@ pub fn converge(
             };
             return Err(err.context(format!("cannot create `{}` ({note})", spec.name)));
         }
-        Err(err) => return Err(err.context(format!("cannot converge `{}`", spec.name))),
+        Err(err) => return Err(err.context(format!("cannot change `{}`", spec.name))),
     };
+    let endpoint = applied
+        .endpoint
+        .clone()
+        .or(endpoint)
+        .with_context(|| format!("`{}`: the platform reported no endpoint", spec.name))?;
+    let uri = applied.uri.clone().unwrap_or_default();
     let conn = ConnectionFile {
         name: spec.name.clone(),
         engine: spec.engine.to_string(),
         version: spec.version.clone(),
-        host: created.host.clone(),
-        port: created.port,
+        host: endpoint.host.clone(),
+        port: endpoint.port,
         database: spec.database.clone(),
         username: spec.user.clone(),
         password: String::new(),
-        uri: created.uri.clone(),
+        uri: uri.clone(),
         target: spec.target.clone(),
         written_at: jiff::Timestamp::now().to_string(),
     };
@@ -409,13 +529,13 @@ pub fn converge(
         };
         repo.write(&conn_rel, conn.to_yaml().as_bytes(), 0o644)?;
     }
-    Ok(Converged {
-        changed: true,
-        server_version: Some(created.server_version),
-        host: Some(created.host),
-        port: Some(created.port),
-        uri: Some(created.uri),
-    })
+    converged.changed = true;
+    converged.applied = now;
+    converged.server_version = applied.server_version;
+    converged.host = Some(endpoint.host);
+    converged.port = Some(endpoint.port);
+    converged.uri = Some(uri);
+    Ok(converged)
 }
 
 /// Refuses a spec whose `allowed_cidrs` the server on a host platform cannot enforce

@@ -109,7 +109,13 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         spec.name, spec.target
     ));
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
-    platform.delete(&spec, &progress)?;
+    platform.apply(&crate::platform::Request {
+        spec: &spec,
+        changes: &[crate::change::Change::delete(&spec)],
+        password: None,
+        progress: &progress,
+        output: None,
+    })?;
     for rel in &paths {
         repo.anchor()
             .remove_all(rel)

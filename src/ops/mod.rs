@@ -10,7 +10,9 @@ pub mod init;
 pub mod render;
 pub mod status;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,20 +23,60 @@ use crate::output::Printer;
 use crate::platform::{self, Platform};
 use crate::spec::Spec;
 
-/// Settings shared by every operation (global flags).
-#[derive(Debug, Clone)]
+/// One run of dbctl: the global flags, one tokio runtime that every driver's SSH
+/// connections share, and the platform drivers, made once per target (connections,
+/// Keystone sessions) and shared by every database of the run.
 pub struct Session {
     /// The GitOps repo root (`--repo`, default: current directory).
     pub repo_root: PathBuf,
-    /// Platform options (`--state-dir`).
+    /// Platform options (`--state-dir`; the runtime's handle).
     pub platform: platform::Options,
     /// The age identity file (`--identity`).
     pub identity: PathBuf,
     /// Output.
     pub printer: Printer,
+    /// Drivers by target name (dropped before the runtime their connections use).
+    drivers: Mutex<BTreeMap<String, Arc<dyn Platform>>>,
+    /// Keeps the runtime alive for the run; drivers hold its handle.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("repo_root", &self.repo_root)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
+    /// A run over the repo at `repo_root`, with a runtime of two worker threads.
+    ///
+    /// # Errors
+    /// The runtime cannot start.
+    pub fn new(
+        repo_root: PathBuf,
+        mut platform: platform::Options,
+        identity: PathBuf,
+        printer: Printer,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        platform.runtime = Some(runtime.handle().clone());
+        Ok(Self {
+            repo_root,
+            platform,
+            identity,
+            printer,
+            _runtime: runtime,
+            drivers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
     /// Opens the GitOps repo.
     ///
     /// # Errors
@@ -47,14 +89,38 @@ impl Session {
     ///
     /// # Errors
     /// An unknown target or a platform this build cannot drive.
-    pub fn platform(&self, repo: &Repo, spec: &Spec) -> Result<Box<dyn Platform>> {
+    pub fn platform(&self, repo: &Repo, spec: &Spec) -> Result<Arc<dyn Platform>> {
         let target = repo.config.target(&spec.target).with_context(|| {
             format!(
                 "spec `{}` names target `{}`, which is not in `etc/dbctl.yml`",
                 spec.name, spec.target
             )
         })?;
-        platform::for_target(repo, target, &self.platform)
+        self.driver(repo, target)
+    }
+
+    /// The driver of `target`, made on first use and shared afterwards. Two threads
+    /// asking at once for a new target may both connect; one driver is kept.
+    ///
+    /// # Errors
+    /// A platform this build cannot drive, or a failed connection.
+    pub fn driver(&self, repo: &Repo, target: &crate::spec::Target) -> Result<Arc<dyn Platform>> {
+        if let Some(driver) = self
+            .drivers
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&target.name).cloned())
+        {
+            return Ok(driver);
+        }
+        let driver: Arc<dyn Platform> =
+            Arc::from(platform::for_target(repo, target, &self.platform)?);
+        if let Ok(mut drivers) = self.drivers.lock() {
+            return Ok(Arc::clone(
+                drivers.entry(target.name.clone()).or_insert(driver),
+            ));
+        }
+        Ok(driver)
     }
 
     /// The spec of `name`, or an error naming the file that is missing.

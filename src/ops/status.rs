@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Session;
 use crate::output::{Report, bytes, table};
-use crate::platform::{Platform, Status};
+use crate::platform::{Observed, Platform};
 use crate::spec::Spec;
 
 /// `status` of one database.
@@ -18,7 +18,7 @@ pub struct StatusReport {
     /// Its platform.
     pub platform: String,
     /// What the platform found.
-    pub status: Status,
+    pub status: Observed,
     /// When the running server is of another version series than the spec asks:
     /// `15 running, 16 wanted`.
     pub version_drift: Option<String>,
@@ -60,16 +60,16 @@ impl Report for StatusReport {
                 format!("{} ({})", self.spec.target, self.platform),
             ),
         ];
-        if let (Some(host), Some(port)) = (&s.host, s.port) {
-            rows.push(("address", format!("{host}:{port}")));
-            rows.push(("port", port.to_string()));
+        if let Some(endpoint) = &s.endpoint {
+            rows.push(("address", format!("{}:{}", endpoint.host, endpoint.port)));
+            rows.push(("port", endpoint.port.to_string()));
         }
         rows.push((
             "size",
             format!(
                 "{} used of {} GB allotted",
                 bytes(s.used_bytes),
-                s.allotted_gb
+                s.applied.as_ref().map_or(self.spec.size_gb, |a| a.size_gb)
             ),
         ));
         if let Some(db) = s.database_bytes {
@@ -80,7 +80,14 @@ impl Report for StatusReport {
                 rows.push(("database", format!("{} of the used size", bytes(db))));
             }
         }
-        if let Some(cluster) = &s.cluster {
+        if let Some(cluster) = s
+            .details
+            .get("cluster")
+            .and_then(|v| {
+                serde_json::from_value::<crate::platform::pacemaker::ClusterView>(v.clone()).ok()
+            })
+            .as_ref()
+        {
             rows.push((
                 "cluster",
                 format!(
@@ -104,9 +111,20 @@ impl Report for StatusReport {
                 ));
             }
         }
-        if !s.stacks.is_empty() {
-            let stacks: Vec<_> = s.stacks.iter().map(|(n, st)| format!("{n} {st}")).collect();
+        if let Some(stacks) = s.details.get("stacks").and_then(|v| v.as_object())
+            && !stacks.is_empty()
+        {
+            let stacks: Vec<_> = stacks
+                .iter()
+                .map(|(n, st)| format!("{n} {}", st.as_str().unwrap_or_default()))
+                .collect();
             rows.push(("stacks", stacks.join(", ")));
+        }
+        if !s.pending_restart.is_empty() {
+            rows.push((
+                "pending",
+                format!("restart for {}", s.pending_restart.join(", ")),
+            ));
         }
         if let Some(detail) = &s.detail {
             rows.push(("detail", detail.clone()));
@@ -133,7 +151,7 @@ pub struct ListEntry {
     /// The spec, when valid.
     pub spec: Option<Spec>,
     /// Live status, when the spec is valid.
-    pub status: Option<Status>,
+    pub status: Option<Observed>,
     /// Why the spec could not be read (an invalid spec: `list` exits 1).
     pub error: Option<String>,
     /// Why the live state could not be read (a platform without status, an
@@ -167,10 +185,10 @@ impl Report for ListReport {
                         Some(drift) => format!("{}, version drift ({drift})", status.state),
                         None => status.state.to_string(),
                     },
-                    match (&status.host, status.port) {
-                        (Some(h), Some(p)) => format!("{h}:{p}"),
-                        _ => "-".into(),
-                    },
+                    status
+                        .endpoint
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |e| format!("{}:{}", e.host, e.port)),
                 ],
                 (Some(spec), None) => vec![
                     spec.name.clone(),
@@ -213,7 +231,7 @@ pub fn status(session: &Session, name: &str, exit_code_on_down: bool) -> Result<
     let repo = session.repo()?;
     let spec = session.existing_spec(&repo, name)?;
     let platform = session.platform(&repo, &spec)?;
-    let status = platform.status(&spec)?;
+    let status = platform.observe(&spec)?;
     Ok(StatusReport {
         platform: platform.kind().to_string(),
         version_drift: version_drift(&spec.version, status.server_version.as_deref()),
@@ -231,7 +249,8 @@ pub fn list(session: &Session) -> Result<ListReport> {
     let repo = session.repo()?;
     let mut databases = Vec::new();
     // One driver per target: SSH connections and Keystone sessions are made once.
-    let mut platforms: BTreeMap<String, Result<Box<dyn Platform>, String>> = BTreeMap::new();
+    let mut platforms: BTreeMap<String, Result<std::sync::Arc<dyn Platform>, String>> =
+        BTreeMap::new();
     for name in repo.spec_names()? {
         let entry = match repo.load_spec(&name) {
             Ok(Some(spec)) => {
@@ -239,7 +258,7 @@ pub fn list(session: &Session) -> Result<ListReport> {
                     session.platform(&repo, &spec).map_err(|e| format!("{e:#}"))
                 });
                 let status = match platform {
-                    Ok(p) => p.status(&spec).map_err(|e| format!("{e:#}")),
+                    Ok(p) => p.observe(&spec).map_err(|e| format!("{e:#}")),
                     Err(e) => Err(e.clone()),
                 };
                 match status {

@@ -14,7 +14,7 @@ use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Serialize;
 
-use super::{Artifact, CreateRequest, CreateResponse, Progress, Status};
+use super::{Admin, Artifact, Capabilities, Observed, Request, Response};
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
@@ -315,20 +315,28 @@ impl super::Platform for Cloud {
         None
     }
 
-    fn preflight(&self, _spec: &Spec) -> Result<()> {
-        Err(self.not_here("create"))
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        Capabilities::default()
     }
 
-    fn create(&self, _req: &CreateRequest<'_>) -> Result<CreateResponse> {
-        Err(self.not_here("create"))
+    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
     }
 
-    fn status(&self, _spec: &Spec) -> Result<Status> {
+    fn observe(&self, _spec: &Spec) -> Result<Observed> {
         Err(self.not_here("query"))
     }
 
-    fn delete(&self, _spec: &Spec, _progress: Progress<'_>) -> Result<()> {
-        Err(self.not_here("delete"))
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        Err(self.not_here(if req.deletes() { "delete" } else { "create" }))
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        Err(self.not_here(if req.deletes() { "delete" } else { "create" }))
+    }
+
+    fn admin(&self, _spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        Err(self.not_here("query"))
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {

@@ -16,7 +16,10 @@ use minijinja::Value;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Artifact, CreateRequest, CreateResponse, Options, Progress, State, Status};
+use super::{
+    Admin, Applied, Artifact, Capabilities, Disruption, Endpoint, Observed, Options, Progress,
+    Request, Response, Role, State,
+};
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance, Located};
@@ -47,6 +50,10 @@ struct InstanceRecord {
     /// The clone that created the instance (for people; ownership is `repo_id`).
     repo: PathBuf,
     created_at: String,
+    /// What was applied last (spec values and template digests); `None` for an
+    /// instance from before dbctl recorded it.
+    #[serde(default)]
+    applied: Option<Applied>,
 }
 
 /// A host platform (`local` or `ssh`) bound to one target.
@@ -214,6 +221,7 @@ impl Host {
             repo_id: Some(self.repo_id.clone().map_err(anyhow::Error::msg)?),
             repo: self.repo_root.clone(),
             created_at: jiff::Timestamp::now().to_string(),
+            applied: None,
         };
         self.transport.write_file(
             &dir.join("instance.json"),
@@ -570,26 +578,17 @@ impl Host {
     }
 }
 
-impl super::Platform for Host {
-    fn kind(&self) -> PlatformKind {
-        self.kind
-    }
-
-    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
-        let engine = self.engine(kind).ok()?;
-        engine
-            .locate(self.transport.as_ref(), None, &self.known_versions(kind))
-            .ok()
-            .map(|l| l.version)
-    }
-
-    fn preflight(&self, spec: &Spec) -> Result<()> {
+impl Host {
+    /// Checks `create` needs (binaries, version, users, disk space for `size_gb`,
+    /// templates) without changing anything.
+    fn check(&self, spec: &Spec) -> Result<()> {
         let engine = self.engine(spec.engine)?;
         let installing = self.package_to_install(spec, engine.as_ref());
         let located = match &installing {
             // `create` installs it first; until then templates see bare program names.
             Some(_) => Located {
                 version: spec.version.clone(),
+                full_version: String::new(),
                 bin: BTreeMap::new(),
             },
             None => self.locate(spec, engine.as_ref())?,
@@ -647,8 +646,11 @@ impl super::Platform for Host {
         Ok(())
     }
 
-    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+    /// Runs the create playbook (idempotent: creates, or converges what exists) and
+    /// probes the server.
+    fn converge(&self, req: &Request<'_>) -> Result<Response> {
         let spec = req.spec;
+        let password = req.password()?;
         let engine = self.engine(spec.engine)?;
         if let Some(package) = self.package_to_install(spec, engine.as_ref()) {
             (req.progress)(1, 1, &format!("Install {package}"));
@@ -661,7 +663,7 @@ impl super::Platform for Host {
             self.reserve(spec)?
         };
         let instance = self.make_instance(spec, engine.as_ref(), port);
-        let mut secrets = super::secret_vars(Some(req.password));
+        let mut secrets = super::secret_vars(Some(password));
         if engine.needs_admin_secret()
             && let Some(admin) = self.admin_secret(&instance, true)?
         {
@@ -689,25 +691,36 @@ impl super::Platform for Host {
             bail!("on {}: {err}\n{quoted}", self.transport.host());
         }
         let probe = engine.probe(self.transport.as_ref(), &instance, &located.bin)?;
-        Ok(CreateResponse {
-            host: instance.host.clone(),
-            port,
-            uri: engine
-                .uri(&spec.user, &instance.host, port, &spec.database)
-                .to_string(),
-            server_version: probe.version,
+        Ok(Response {
+            endpoint: Some(Endpoint {
+                host: instance.host.clone(),
+                port,
+            }),
+            uri: Some(
+                engine
+                    .uri(&spec.user, &instance.host, port, &spec.database)
+                    .to_string(),
+            ),
+            server_version: Some(probe.version),
         })
     }
 
-    fn status(&self, spec: &Spec) -> Result<Status> {
-        let mut status = Status::absent(spec.size_gb);
+    /// What runs: the record, then a probe of the server.
+    fn look(&self, spec: &Spec) -> Result<Observed> {
+        let mut status = Observed::absent();
         let Some(record) = self.read_record(&spec.name)? else {
             return Ok(status);
         };
         let engine = self.engine(spec.engine)?;
         let instance = self.make_instance(spec, engine.as_ref(), record.port);
-        status.host = Some(instance.host.clone());
-        status.port = Some(record.port);
+        status.endpoint = Some(Endpoint {
+            host: instance.host.clone(),
+            port: record.port,
+        });
+        status.applied.clone_from(&record.applied);
+        status
+            .details
+            .insert("host".into(), self.transport.host().into());
         status.used_bytes = self.transport.used_bytes(&instance.dir);
         status.state = State::Down;
         // The spec may ask for a version that is not installed (an upgrade not yet
@@ -722,13 +735,21 @@ impl super::Platform for Host {
             };
             self.locate(&recorded, engine.as_ref())
         });
-        let probe =
-            located.and_then(|l| Ok(engine.probe(self.transport.as_ref(), &instance, &l.bin)?));
+        if let Ok(l) = self.locate(spec, engine.as_ref()) {
+            status.installed_version = Some(l.full_version);
+        }
+        let probe = located.and_then(|l| {
+            let probe = engine.probe(self.transport.as_ref(), &instance, &l.bin)?;
+            Ok((probe, l))
+        });
         match probe {
-            Ok(probe) => {
+            Ok((probe, located)) => {
                 status.state = State::Up;
                 status.server_version = Some(probe.version);
                 status.database_bytes = probe.data_bytes;
+                status.pending_restart = engine
+                    .pending_restart(self.transport.as_ref(), &instance, &located.bin)
+                    .unwrap_or_default();
             }
             Err(err) => {
                 let message = err
@@ -742,7 +763,8 @@ impl super::Platform for Host {
         Ok(status)
     }
 
-    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+    /// Stops the server and removes the instance directory; idempotent.
+    fn remove(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
         let Some(record) = self.read_record(&spec.name)? else {
             return Ok(());
         };
@@ -772,6 +794,155 @@ impl super::Platform for Host {
             .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
         self.transport.remove_all(&instance.dir)?;
         Ok(())
+    }
+
+    /// Runs `local/<engine>/<operation>.yml` (`reload`, `restart`) on a running
+    /// instance, with the located binaries and no secrets.
+    fn run_operation(&self, req: &Request<'_>, operation: &str) -> Result<()> {
+        let spec = req.spec;
+        let record = self
+            .read_record(&spec.name)?
+            .with_context(|| format!("`{}` has no instance to {operation}", spec.name))?;
+        let engine = self.engine(spec.engine)?;
+        let instance = self.make_instance(spec, engine.as_ref(), record.port);
+        let located = self.locate(spec, engine.as_ref())?;
+        let removed: Vec<String> = req
+            .changes
+            .iter()
+            .filter(|c| c.new.is_none())
+            .filter_map(|c| c.attribute.strip_prefix("parameters.").map(str::to_owned))
+            .collect();
+        let ctx = minijinja::context! {
+            ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
+            ..minijinja::context! { removed => removed }
+        };
+        let playbook = self.playbook(spec.engine, operation)?;
+        let runner = Runner {
+            transport: self.transport.as_ref(),
+            renderer: &self.renderer,
+            engine: engine.as_ref(),
+            instance: &instance,
+            bin: &located.bin,
+            ctx,
+            secrets: Vec::new(),
+            progress: req.progress,
+            output: req.output,
+        };
+        runner
+            .run(&playbook)
+            .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
+        Ok(())
+    }
+
+    /// Records what was applied in `instance.json`.
+    fn record_applied(&self, spec: &Spec) -> Result<()> {
+        let mut record = self
+            .read_record(&spec.name)?
+            .with_context(|| format!("`{}` has no instance record", spec.name))?;
+        record.applied = Some(Applied::of(spec, self.template_digests(spec)?));
+        record.version.clone_from(&spec.version);
+        self.transport.write_file(
+            &self.instance_dir(&spec.name).join("instance.json"),
+            &serde_json::to_vec_pretty(&record)?,
+            0o644,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Template → sha256 of its text, for every template the create playbook renders.
+    fn template_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        let (ctx, _) = self.render_context(spec)?;
+        let playbook = self.playbook(spec.engine, "create")?;
+        let mut texts = Vec::new();
+        for (template, _) in playbook.templates() {
+            let name = self.renderer.render_str(template, &ctx, "template name")?;
+            let text = self.renderer.source(&name)?;
+            texts.push((name, text));
+        }
+        Ok(crate::change::digests(
+            texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        ))
+    }
+}
+
+impl super::Platform for Host {
+    fn kind(&self) -> PlatformKind {
+        self.kind
+    }
+
+    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
+        let engine = self.engine(kind).ok()?;
+        engine
+            .locate(self.transport.as_ref(), None, &self.known_versions(kind))
+            .ok()
+            .map(|l| l.version)
+    }
+
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        Capabilities {
+            grow: true,
+            minor_upgrade: true,
+            major_upgrade: false,
+            configure: true,
+        }
+    }
+
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        self.template_digests(spec)
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        self.look(spec)
+    }
+
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        if req.deletes() {
+            return Ok(());
+        }
+        self.check(req.spec)
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        if req.deletes() {
+            self.remove(req.spec, req.progress)?;
+            return Ok(Response::default());
+        }
+        // Create, or converge: the playbook writes configuration and (re)starts a
+        // server that is down; a running one is left running.
+        let was_running = !req.creates() && req.change("state").is_none();
+        let mut response = self.converge(req)?;
+        if was_running {
+            match req.disruption() {
+                Disruption::None => {}
+                Disruption::Reload => self.run_operation(req, "reload")?,
+                Disruption::Restart | Disruption::DataMovement => {
+                    self.run_operation(req, "restart")?;
+                    response = self.converge(req)?;
+                }
+            }
+        }
+        self.record_applied(req.spec)?;
+        Ok(response)
+    }
+
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        let record = self.read_record(&spec.name)?.with_context(|| {
+            format!(
+                "`{}` is not created on {}",
+                spec.name,
+                self.transport.host()
+            )
+        })?;
+        let engine = self.engine(spec.engine)?;
+        let instance = self.make_instance(spec, engine.as_ref(), record.port);
+        let located = self.locate(spec, engine.as_ref())?;
+        Ok(Box::new(HostAdmin {
+            transport: self.transport.as_ref(),
+            engine,
+            instance,
+            bin: located.bin,
+        }))
     }
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
@@ -825,5 +996,34 @@ impl super::Platform for Host {
             }
         }
         Ok(artifacts)
+    }
+}
+
+/// The admin channel of a host instance: the engine's client through the transport.
+struct HostAdmin<'a> {
+    transport: &'a dyn Transport,
+    engine: Box<dyn Engine>,
+    instance: Instance,
+    bin: BTreeMap<String, String>,
+}
+
+impl Admin for HostAdmin<'_> {
+    fn run(
+        &self,
+        input: &mut (dyn std::io::Read + Send),
+        output: &mut dyn std::io::Write,
+        role: Role<'_>,
+    ) -> Result<(i32, String)> {
+        let cmd = match role {
+            Role::Admin => self
+                .engine
+                .admin_command(self.transport, &self.instance, &self.bin)?,
+            Role::Owner(password) => {
+                self.engine
+                    .owner_command(self.transport, &self.instance, &self.bin, password)?
+            }
+        };
+        let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));
+        Ok(self.transport.run_piped(&cmd, input, output)?)
     }
 }

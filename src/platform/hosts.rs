@@ -8,7 +8,9 @@
 
 use anyhow::{Context, Result};
 
-use super::{Artifact, CreateRequest, CreateResponse, Host, Options, Progress, Status};
+use std::collections::BTreeMap;
+
+use super::{Admin, Artifact, Capabilities, Host, Observed, Options, Request, Response};
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
 use crate::spec::{PlatformKind, Spec, Target};
@@ -68,11 +70,32 @@ impl super::Platform for HostSet {
         self.hosts[0].preferred_version(engine)
     }
 
-    fn preflight(&self, spec: &Spec) -> Result<()> {
-        self.placement(&spec.name)?.preflight(spec)
+    fn capabilities(&self, spec: &Spec) -> Capabilities {
+        self.hosts[0].capabilities(spec)
     }
 
-    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        self.hosts[0].artifact_digests(spec)
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        match self.holder(&spec.name)? {
+            Some(host) => host.observe(spec),
+            None => Ok(Observed::absent()),
+        }
+    }
+
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        self.placement(&req.spec.name)?.preflight(req)
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        if req.deletes() {
+            return match self.holder(&req.spec.name)? {
+                Some(host) => host.apply(req),
+                None => Ok(Response::default()),
+            };
+        }
         // Choose and reserve under the target's lock, so concurrent creates (`apply
         // --parallel`) see each other's instances: balanced hosts, distinct ports.
         let host = {
@@ -81,20 +104,13 @@ impl super::Platform for HostSet {
             host.reserve(req.spec)?;
             host
         };
-        host.create(req)
+        host.apply(req)
     }
 
-    fn status(&self, spec: &Spec) -> Result<Status> {
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         match self.holder(&spec.name)? {
-            Some(host) => host.status(spec),
-            None => self.hosts[0].status(spec),
-        }
-    }
-
-    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
-        match self.holder(&spec.name)? {
-            Some(host) => host.delete(spec, progress),
-            None => self.hosts[0].delete(spec, progress),
+            Some(host) => host.admin(spec),
+            None => anyhow::bail!("`{}` is not created on any host of its target", spec.name),
         }
     }
 

@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use super::cloud::Cloud;
 use super::{
-    Artifact, CreateRequest, CreateResponse, Options, OutputSink, Progress, State, Status,
+    Admin, Applied, Artifact, Capabilities, Endpoint, Observed, Options, OutputSink, Progress,
+    Request, Response, State,
 };
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance};
@@ -46,7 +47,7 @@ pub struct Node {
 }
 
 /// One member of a database's groups, as `crm_mon --output-as=xml` reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Member {
     /// The node running it (`None`: stopped).
     pub node: Option<String>,
@@ -57,7 +58,7 @@ pub struct Member {
 }
 
 /// Where a database's groups run, as `crm_mon --output-as=xml` tells.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ClusterView {
     /// The pacemaker groups of the database.
     pub groups: Vec<String>,
@@ -467,12 +468,13 @@ impl Deployment<'_> {
     /// The failing step, naming host and command.
     pub fn create(
         &self,
-        req: &CreateRequest<'_>,
+        req: &Request<'_>,
         engine: &dyn Engine,
         first_step: usize,
         steps: usize,
-    ) -> Result<CreateResponse> {
+    ) -> Result<Response> {
         let spec = req.spec;
+        let password = req.password()?;
         let l = self.layout;
         let progress = req.progress;
         let noop = |_: usize, _: usize, _: &str| {};
@@ -503,7 +505,7 @@ impl Deployment<'_> {
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
         let secrets = |node: &Node| -> Result<BTreeMap<&str, String>> {
-            let mut secrets = super::secret_vars(Some(req.password));
+            let mut secrets = super::secret_vars(Some(password));
             if engine.needs_admin_secret() {
                 secrets.insert("admin_password", self.admin_secret(node)?);
             }
@@ -540,13 +542,25 @@ impl Deployment<'_> {
         let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
-        Ok(CreateResponse {
-            host: instance.host.clone(),
-            port: instance.port,
-            uri: engine
-                .uri(&spec.user, &instance.host, instance.port, &spec.database)
-                .to_string(),
-            server_version: probe.version,
+        // What was applied lives with the data, on the group's filesystem.
+        let applied = Applied::of(spec, BTreeMap::new());
+        active.ssh.write_file(
+            &l.dir.join(APPLIED_FILE),
+            &serde_json::to_vec_pretty(&applied)?,
+            0o644,
+            None,
+        )?;
+        Ok(Response {
+            endpoint: Some(Endpoint {
+                host: instance.host.clone(),
+                port: instance.port,
+            }),
+            uri: Some(
+                engine
+                    .uri(&spec.user, &instance.host, instance.port, &spec.database)
+                    .to_string(),
+            ),
+            server_version: Some(probe.version),
         })
     }
 
@@ -554,14 +568,13 @@ impl Deployment<'_> {
     ///
     /// # Errors
     /// Only when the cluster cannot be queried.
-    pub fn status(&self, spec: &Spec, engine: &dyn Engine) -> Result<Status> {
+    pub fn observe(&self, spec: &Spec, engine: &dyn Engine) -> Result<Observed> {
         let l = self.layout;
         let view = self.cluster.view(&l.groups)?;
-        let mut status = Status {
-            host: Some(l.host.clone()),
-            cluster: Some(view.clone()),
-            ..Status::absent(spec.size_gb)
-        };
+        let mut status = Observed::absent();
+        status
+            .details
+            .insert("cluster".into(), serde_json::to_value(&view)?);
         if view.resources.is_empty() && !self.cluster.group_exists(&l.groups[0])? {
             return Ok(status);
         }
@@ -575,13 +588,25 @@ impl Deployment<'_> {
             return Ok(status);
         };
         let instance = self.instance(spec, engine, &active.ssh);
-        status.port = Some(instance.port);
+        status.endpoint = Some(Endpoint {
+            host: l.host.clone(),
+            port: instance.port,
+        });
         status.used_bytes = active.ssh.used_bytes(&instance.dir);
+        status.applied = active
+            .ssh
+            .read_file(&l.dir.join(APPLIED_FILE))
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let probe = engine
             .locate(&active.ssh, Some(&spec.version), &[])
             .and_then(|l| engine.probe(&active.ssh, &instance, &l.bin));
         match probe {
             Ok(probe) => {
+                status
+                    .installed_version
+                    .clone_from(&Some(probe.version.clone()));
                 status.state = State::Up;
                 status.server_version = Some(probe.version);
                 status.database_bytes = probe.data_bytes;
@@ -591,6 +616,10 @@ impl Deployment<'_> {
         Ok(status)
     }
 }
+
+/// Where a deployment records what was applied: on the group's filesystem, so it
+/// moves with the data.
+const APPLIED_FILE: &str = "dbctl-applied.json";
 
 /// The pacemaker platform bound to one target.
 pub struct Pacemaker {
@@ -739,40 +768,9 @@ pub fn engine_dirs(spec: &Spec, dir: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
-impl super::Platform for Pacemaker {
-    fn kind(&self) -> PlatformKind {
-        PlatformKind::Pacemaker
-    }
-
-    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
-        let engine = engine::for_host(kind, "pacemaker").ok()?;
-        let known = self.catalog.engine(kind)?.versions.clone();
-        engine
-            .locate(&self.cluster().ok()?.first().ssh, None, &known)
-            .ok()
-            .map(|l| l.version)
-    }
-
-    fn preflight(&self, spec: &Spec) -> Result<()> {
-        let engine = self.check_engine(spec)?;
-        check_nodes(self.cluster()?, engine.as_ref(), spec)?;
-        self.layout(spec)?;
-        Ok(())
-    }
-
-    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
-        let engine = self.check_engine(req.spec)?;
-        let layout = self.layout(req.spec)?;
-        self.deployment(&layout)?.create(req, engine.as_ref(), 1, 3)
-    }
-
-    fn status(&self, spec: &Spec) -> Result<Status> {
-        let engine = self.check_engine(spec)?;
-        let layout = self.layout(spec)?;
-        self.deployment(&layout)?.status(spec, engine.as_ref())
-    }
-
-    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+impl Pacemaker {
+    /// Stops and removes the groups, the disk image and the mountpoints.
+    fn remove(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
         let layout = self.layout(spec)?;
         progress(
             1,
@@ -790,6 +788,63 @@ impl super::Platform for Pacemaker {
             node.ssh.remove_all(&layout.dir)?;
         }
         Ok(())
+    }
+}
+
+impl super::Platform for Pacemaker {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Pacemaker
+    }
+
+    fn preferred_version(&self, kind: EngineKind) -> Option<String> {
+        let engine = engine::for_host(kind, "pacemaker").ok()?;
+        let known = self.catalog.engine(kind)?.versions.clone();
+        engine
+            .locate(&self.cluster().ok()?.first().ssh, None, &known)
+            .ok()
+            .map(|l| l.version)
+    }
+
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        // Groups are made and converged; reconfiguring a running one is not built yet.
+        Capabilities::default()
+    }
+
+    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        let engine = self.check_engine(spec)?;
+        let layout = self.layout(spec)?;
+        self.deployment(&layout)?.observe(spec, engine.as_ref())
+    }
+
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        if req.deletes() {
+            return Ok(());
+        }
+        let engine = self.check_engine(req.spec)?;
+        check_nodes(self.cluster()?, engine.as_ref(), req.spec)?;
+        self.layout(req.spec)?;
+        Ok(())
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        if req.deletes() {
+            self.remove(req.spec, req.progress)?;
+            return Ok(Response::default());
+        }
+        let engine = self.check_engine(req.spec)?;
+        let layout = self.layout(req.spec)?;
+        self.deployment(&layout)?.create(req, engine.as_ref(), 1, 3)
+    }
+
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        anyhow::bail!(
+            "`dbctl sql` on pacemaker targets is not built yet (`{}`); connect with the connection file",
+            spec.name
+        )
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {

@@ -34,6 +34,31 @@ fn my_host(cidr: &str) -> String {
     }
 }
 
+/// A validated MariaDB setting value as `SET GLOBAL` takes it: `256M` → bytes, a
+/// number as it is, a word as a string literal (`'READ-COMMITTED'`); `ON`/`OFF` as
+/// they are.
+fn my_setting(value: &str) -> String {
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let factor: Option<u64> = match unit.to_ascii_uppercase().as_str() {
+        "" => Some(1),
+        "K" => Some(1 << 10),
+        "M" => Some(1 << 20),
+        "G" => Some(1 << 30),
+        "T" => Some(1 << 40),
+        _ => None,
+    };
+    match (digits.parse::<u64>(), factor) {
+        (Ok(n), Some(f)) => n.saturating_mul(f).to_string(),
+        _ if value == "ON" || value == "OFF" => value.to_owned(),
+        _ if value.parse::<f64>().is_ok() => value.to_owned(),
+        _ => format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'")),
+    }
+}
+
 /// Rendering failures.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -109,6 +134,7 @@ impl Renderer {
             format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
         });
         env.add_filter("my_host", |s: &str| my_host(s));
+        env.add_filter("my_setting", |s: &str| my_setting(s));
         env.add_filter("sha256", |s: &str| {
             hex::encode(Sha256::digest(s.as_bytes()))
         });
@@ -130,6 +156,22 @@ impl Renderer {
         Self {
             env,
             assets: assets.clone(),
+        }
+    }
+
+    /// The text of `templates/<name>` (the repo's override, else built in).
+    ///
+    /// # Errors
+    /// [`RenderError::Missing`], or an override that cannot be read (as a template
+    /// error).
+    pub fn source(&self, name: &str) -> Result<String, RenderError> {
+        match self.assets.get(Tree::Templates, name) {
+            Ok(Some(asset)) => Ok(asset.text),
+            Ok(None) => Err(RenderError::Missing(name.to_owned())),
+            Err(e) => Err(RenderError::Template {
+                name: name.to_owned(),
+                message: e.to_string(),
+            }),
         }
     }
 

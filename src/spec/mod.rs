@@ -107,7 +107,10 @@ pub struct Spec {
     /// values (see [`crate::engine::parameter`]).
     pub parameters: BTreeMap<String, String>,
     /// The spec's own maintenance window (`Sun 02:00-03:00 Europe/Paris`), validated.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "maintenance_yaml")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "maintenance_yaml"
+    )]
     pub maintenance: Option<String>,
 }
 

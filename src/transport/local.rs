@@ -292,6 +292,59 @@ impl Transport for Local {
         }
     }
 
+    fn run_piped(
+        &self,
+        cmd: &CommandSpec,
+        input: &mut (dyn std::io::Read + Send),
+        output: &mut dyn std::io::Write,
+    ) -> Result<(i32, String), TransportError> {
+        let err = |source| TransportError::Spawn {
+            host: self.host().to_owned(),
+            command: cmd.display(),
+            source,
+        };
+        let mut command = self.command(cmd, true)?;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(err)?;
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let errors = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        // Input and output move at once (a client may answer before it has read all).
+        let copied = std::thread::scope(|scope| {
+            // The writer owns stdin and closes it when the input ends.
+            let writer = scope.spawn(move || match stdin {
+                Some(mut pipe) => std::io::copy(input, &mut pipe).map(|_| ()),
+                None => Ok(()),
+            });
+            let read = stdout
+                .as_mut()
+                .map_or(Ok(0), |pipe| std::io::copy(pipe, output));
+            let wrote = writer.join().unwrap_or(Ok(()));
+            read.map(|_| ()).and(wrote.or_else(|e| {
+                // The client closing its stdin early is not our error.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }))
+        });
+        let status = child.wait().map_err(err)?;
+        let stderr = errors.join().unwrap_or_default();
+        copied.map_err(err)?;
+        Ok((status.code().unwrap_or(-1), stderr))
+    }
+
     fn spawn_detached(&self, cmd: &CommandSpec, log: &Path) -> Result<u32, TransportError> {
         let log_file = match self.anchor_of(log) {
             Some((anchor, rel)) => anchor

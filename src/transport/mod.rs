@@ -201,6 +201,19 @@ pub trait Transport: Send + Sync {
         self.run_streaming(cmd, &mut |_, _| {})
     }
 
+    /// Runs a command feeding `input` to its stdin and streaming its stdout, as bytes,
+    /// to `output` as it arrives (SQL batches, dumps); returns the exit code and stderr.
+    /// No timeout applies: dumps take as long as they take.
+    ///
+    /// # Errors
+    /// [`TransportError::Spawn`] when it cannot be started or its pipes fail.
+    fn run_piped(
+        &self,
+        cmd: &CommandSpec,
+        input: &mut (dyn std::io::Read + Send),
+        output: &mut dyn std::io::Write,
+    ) -> Result<(i32, String), TransportError>;
+
     /// Starts a long-running server process in its own session, detached from dbctl
     /// (it survives dbctl exiting), with stdout and stderr appended to `log`. Returns its pid.
     ///

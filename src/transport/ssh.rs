@@ -74,6 +74,8 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Commands in flight at once on this host (sshd's `MaxSessions` is 10).
     pub max_sessions: usize,
+    /// The run's tokio runtime; `None`: the connection makes its own.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl SshOptions {
@@ -89,6 +91,7 @@ impl SshOptions {
             attempts: 3,
             connect_timeout: Duration::from_secs(10),
             max_sessions: 8,
+            runtime: None,
         }
     }
 }
@@ -99,8 +102,24 @@ pub struct Ssh {
     user: String,
     root: bool,
     session: Arc<Session>,
-    runtime: tokio::runtime::Runtime,
+    runtime: Runtime,
     sessions: Arc<Semaphore>,
+}
+
+/// The runtime a connection runs on: the run's (shared by every connection), or its
+/// own.
+enum Runtime {
+    Shared(tokio::runtime::Handle),
+    Owned(tokio::runtime::Runtime),
+}
+
+impl Runtime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match self {
+            Self::Shared(handle) => handle.block_on(future),
+            Self::Owned(runtime) => runtime.block_on(future),
+        }
+    }
 }
 
 impl std::fmt::Debug for Ssh {
@@ -123,15 +142,20 @@ impl Ssh {
     /// [`TransportError::Spawn`] naming the host after the last attempt (a host key
     /// mismatch fails at once: retrying cannot fix it).
     pub fn connect(opts: &SshOptions) -> Result<Self, TransportError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|source| TransportError::Spawn {
-                host: opts.host.clone(),
-                command: "ssh".into(),
-                source,
-            })?;
+        let runtime = match &opts.runtime {
+            Some(handle) => Runtime::Shared(handle.clone()),
+            None => Runtime::Owned(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|source| TransportError::Spawn {
+                        host: opts.host.clone(),
+                        command: "ssh".into(),
+                        source,
+                    })?,
+            ),
+        };
         let mut builder = SessionBuilder::default();
         builder
             .known_hosts_check(if opts.accept_new_host_keys {
@@ -227,19 +251,9 @@ impl Ssh {
         self.exec_streaming(cmd, raw_stdin, None)
     }
 
-    /// Runs `cmd`; with `on_line`, output is read line by line as it arrives,
-    /// otherwise captured byte for byte.
-    fn exec_streaming(
-        &self,
-        cmd: &CommandSpec,
-        raw_stdin: Option<&[u8]>,
-        mut on_line: Option<LineSink<'_>>,
-    ) -> Result<Output, TransportError> {
-        let spawn_err = |e: &dyn std::fmt::Display| TransportError::Spawn {
-            host: self.host.clone(),
-            command: cmd.display(),
-            source: io_error(e),
-        };
+    /// What the wrapper reads first on stdin: the secret environment as `KEY=value`
+    /// lines, an empty line, then the command's own stdin.
+    fn env_prefix(cmd: &CommandSpec) -> Vec<u8> {
         let mut input = Vec::new();
         for (key, value) in &cmd.env {
             input.extend_from_slice(format!("{key}={}\n", value.expose_secret()).as_bytes());
@@ -248,9 +262,11 @@ impl Ssh {
         if let Some(stdin) = &cmd.stdin {
             input.extend_from_slice(stdin.expose_secret().as_bytes());
         }
-        if let Some(raw) = raw_stdin {
-            input.extend_from_slice(raw);
-        }
+        input
+    }
+
+    /// `[runuser -u U --] sh -c WRAPPER sh CWD PROGRAM ARGS…`.
+    fn remote_argv(&self, cmd: &CommandSpec) -> Vec<String> {
         let cwd = cmd
             .cwd
             .as_ref()
@@ -272,6 +288,27 @@ impl Ssh {
         argv.extend(["sh".into(), "-c".into(), WRAPPER.into(), "sh".into(), cwd]);
         argv.push(cmd.program.clone());
         argv.extend(cmd.args.iter().cloned());
+        argv
+    }
+
+    /// Runs `cmd`; with `on_line`, output is read line by line as it arrives,
+    /// otherwise captured byte for byte.
+    fn exec_streaming(
+        &self,
+        cmd: &CommandSpec,
+        raw_stdin: Option<&[u8]>,
+        mut on_line: Option<LineSink<'_>>,
+    ) -> Result<Output, TransportError> {
+        let spawn_err = |e: &dyn std::fmt::Display| TransportError::Spawn {
+            host: self.host.clone(),
+            command: cmd.display(),
+            source: io_error(e),
+        };
+        let mut input = Self::env_prefix(cmd);
+        if let Some(raw) = raw_stdin {
+            input.extend_from_slice(raw);
+        }
+        let argv = self.remote_argv(cmd);
         let session = Arc::clone(&self.session);
         let sessions = Arc::clone(&self.sessions);
         let timeout = cmd.timeout;
@@ -385,6 +422,79 @@ impl Transport for Ssh {
 
     fn run(&self, cmd: &CommandSpec) -> Result<Output, TransportError> {
         self.exec(cmd, None)
+    }
+
+    fn run_piped(
+        &self,
+        cmd: &CommandSpec,
+        input: &mut (dyn std::io::Read + Send),
+        output: &mut dyn std::io::Write,
+    ) -> Result<(i32, String), TransportError> {
+        use tokio::io::AsyncReadExt;
+        let spawn_err = |e: std::io::Error| TransportError::Spawn {
+            host: self.host.clone(),
+            command: cmd.display(),
+            source: e,
+        };
+        // The batch follows the wrapper's environment lines on stdin (read whole:
+        // batches are small); stdout streams back as bytes, chunk by chunk.
+        let mut stdin = Self::env_prefix(cmd);
+        input.read_to_end(&mut stdin).map_err(spawn_err)?;
+        let argv = self.remote_argv(cmd);
+        let session = Arc::clone(&self.session);
+        let sessions = Arc::clone(&self.sessions);
+        let result = self.runtime.block_on(async move {
+            let _permit = sessions.acquire().await.map_err(io_error)?;
+            let mut command = session.command(&argv[0]);
+            command
+                .args(&argv[1..])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = command.spawn().await.map_err(io_error)?;
+            let mut pipe = child.stdin().take();
+            let feed = async move {
+                if let Some(pipe) = pipe.as_mut() {
+                    pipe.write_all(&stdin).await?;
+                    pipe.shutdown().await?;
+                }
+                drop(pipe);
+                Ok::<_, std::io::Error>(())
+            };
+            let mut out = child.stdout().take();
+            let mut err = child.stderr().take();
+            let drain = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                if let Some(out) = out.as_mut() {
+                    loop {
+                        let n = out.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        output.write_all(&buf[..n])?;
+                    }
+                }
+                output.flush()?;
+                Ok::<_, std::io::Error>(())
+            };
+            let errors = async {
+                let mut text = Vec::new();
+                if let Some(err) = err.as_mut() {
+                    err.read_to_end(&mut text).await?;
+                }
+                Ok::<_, std::io::Error>(String::from_utf8_lossy(&text).into_owned())
+            };
+            let (fed, drained, stderr) = tokio::join!(feed, drain, errors);
+            drained?;
+            if let Err(e) = fed
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e);
+            }
+            let status = child.wait().await.map_err(io_error)?;
+            Ok((status.code().unwrap_or(-1), stderr?))
+        });
+        result.map_err(spawn_err)
     }
 
     fn spawn_detached(&self, cmd: &CommandSpec, log: &Path) -> Result<u32, TransportError> {

@@ -22,7 +22,7 @@ use self::heat::{Heat, Stack, StackRequest};
 use self::keystone::{Credentials, Session};
 use super::cloud::{Cloud, Names};
 use super::pacemaker::{self, Cluster, Deployment, Layout};
-use super::{Artifact, CreateRequest, CreateResponse, Options, Progress, State, Status};
+use super::{Admin, Artifact, Capabilities, Observed, Options, Progress, Request, Response, State};
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
@@ -445,7 +445,12 @@ impl super::Platform for Openstack {
         None
     }
 
-    fn preflight(&self, spec: &Spec) -> Result<()> {
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        let spec = req.spec;
+        if req.deletes() {
+            self.session()?;
+            return Ok(());
+        }
         self.check_runtime()?;
         pacemaker::check_engine(spec, "openstack")?;
         self.stack_requests(spec)?;
@@ -454,7 +459,47 @@ impl super::Platform for Openstack {
         Ok(())
     }
 
-    fn create(&self, req: &CreateRequest<'_>) -> Result<CreateResponse> {
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        // Stacks and groups are made and converged (changed stacks are updated then);
+        // reconfiguring a running database is not built yet.
+        Capabilities::default()
+    }
+
+    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::new())
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        self.look(spec)
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        if req.deletes() {
+            self.remove(req.spec, req.progress)?;
+            return Ok(Response::default());
+        }
+        self.converge(req)
+    }
+
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        anyhow::bail!(
+            "`dbctl sql` on openstack targets is not built yet (`{}`); connect with the connection file",
+            spec.name
+        )
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        super::Platform::render(&self.cloud, spec)
+    }
+
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        super::Platform::describe(&self.cloud, spec)
+    }
+}
+
+impl Openstack {
+    /// Applies the Heat stacks, then creates or converges the groups.
+    fn converge(&self, req: &Request<'_>) -> Result<Response> {
         let spec = req.spec;
         self.check_runtime()?;
         let engine = pacemaker::check_engine(spec, "openstack")?;
@@ -494,7 +539,8 @@ impl super::Platform for Openstack {
             .create(req, engine.as_ref(), 3, 5)
     }
 
-    fn status(&self, spec: &Spec) -> Result<Status> {
+    /// The stacks, then the groups' view.
+    fn look(&self, spec: &Spec) -> Result<Observed> {
         let engine = pacemaker::check_engine(spec, "openstack")?;
         let names = Names::new(&spec.name);
         let session = self.session()?;
@@ -504,15 +550,15 @@ impl super::Platform for Openstack {
             .iter()
             .map(|(name, stack)| (name.clone(), stack.stack_status.clone()))
             .collect();
-        let absent = Status {
-            stacks: stack_states.clone(),
-            ..Status::absent(spec.size_gb)
-        };
+        let mut absent = Observed::absent();
+        absent
+            .details
+            .insert("stacks".into(), serde_json::to_value(&stack_states)?);
         let Some(cluster_stack) = stacks.get(&names.cluster_stack) else {
             return Ok(absent);
         };
         if !cluster_stack.complete() {
-            return Ok(Status {
+            return Ok(Observed {
                 state: State::Down,
                 detail: Some(format!(
                     "Heat stack `{}` is {}",
@@ -524,16 +570,17 @@ impl super::Platform for Openstack {
         let outputs = Outputs::read(&names, &stacks);
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
-        let status = self
+        let mut status = self
             .deployment(&cluster, &layout)
-            .status(spec, engine.as_ref())?;
-        Ok(Status {
-            stacks: stack_states,
-            ..status
-        })
+            .observe(spec, engine.as_ref())?;
+        status
+            .details
+            .insert("stacks".into(), serde_json::to_value(&stack_states)?);
+        Ok(status)
     }
 
-    fn delete(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
+    /// Removes the groups, then the stacks.
+    fn remove(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
         let names = Names::new(&spec.name);
         progress(1, 3, "Authenticate with Keystone");
         let session = self.session()?;
@@ -565,13 +612,5 @@ impl super::Platform for Openstack {
             heat.wait(name)?;
         }
         Ok(())
-    }
-
-    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
-        super::Platform::render(&self.cloud, spec)
-    }
-
-    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
-        super::Platform::describe(&self.cloud, spec)
     }
 }
