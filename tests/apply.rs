@@ -24,17 +24,24 @@ fn plan_then_apply_converges_every_spec_in_one_commit() {
     let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
     assert!(
-        plan.stdout.contains("3 to change, 0 unchanged"),
+        plan.stdout
+            .contains("Plan: 3 database(s) to change: 3 to create, 0 to change in place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("+ orders (target local)"),
         "{}",
         plan.stdout
     );
     let json = world.dbctl(&["plan", "-o", "json"]).ok().json();
     assert!(
-        json["changes"]
+        json["databases"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["action"] == "create")
+            .all(|d| d["changes"][0]["action"] == "create"),
+        "{json}"
     );
 
     let head = world.head();
@@ -74,7 +81,8 @@ fn plan_then_apply_converges_every_spec_in_one_commit() {
     let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
     assert!(
-        plan.stdout.contains("0 to change, 3 unchanged"),
+        plan.stdout
+            .contains("No changes: 3 database(s) match their specs."),
         "{}",
         plan.stdout
     );
@@ -94,14 +102,15 @@ fn plan_then_apply_converges_every_spec_in_one_commit() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let plan = world.dbctl(&["plan", "-o", "json"]).ok().json();
-    let row = plan["changes"]
+    let row = plan["databases"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == "cache-b")
         .unwrap()
         .clone();
-    assert_eq!(row["action"], "converge", "{row}");
+    assert_eq!(row["changes"][0]["attribute"], "state", "{row}");
+    assert_eq!(row["changes"][0]["disruption"], "restart", "{row}");
     world.dbctl(&["apply"]).ok();
     assert_eq!(
         world

@@ -79,7 +79,7 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         .json();
     assert_eq!(status["status"]["state"], "up");
     assert_eq!(
-        status["status"]["cluster"]["active_node"], standby,
+        status["status"]["details"]["cluster"]["active_node"], standby,
         "{status}"
     );
     let human = dbctl(&world, &cluster, &["status", &name]).ok().stdout;

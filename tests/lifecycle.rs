@@ -45,7 +45,7 @@ fn check_created(world: &World, name: &str, password: &str) {
 fn check_status_and_list(world: &World, name: &str, engine: &str, port: u64) {
     let status = world.dbctl(&["status", name, "-o", "json"]).ok().json();
     assert_eq!(status["status"]["state"], "up", "{status}");
-    assert_eq!(status["status"]["port"], port);
+    assert_eq!(status["status"]["endpoint"]["port"], port);
     assert_eq!(status["spec"]["engine"], engine);
     assert!(status["status"]["used_bytes"].as_u64().unwrap() > 0);
     assert!(

@@ -263,11 +263,11 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         .json();
     assert_eq!(status["status"]["state"], "up", "{status}");
     assert_eq!(
-        status["status"]["cluster"]["groups"],
+        status["status"]["details"]["cluster"]["groups"],
         serde_json::json!(["db-os-db-storage", "db-os-db-service"])
     );
     assert_eq!(
-        status["status"]["stacks"],
+        status["status"]["details"]["stacks"],
         serde_json::json!({
             "db-os-db-cluster": "CREATE_COMPLETE",
             "db-os-db-data": "CREATE_COMPLETE",
@@ -352,7 +352,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         .ok()
         .json();
     assert_eq!(
-        status["status"]["cluster"]["active_node"], standby,
+        status["status"]["details"]["cluster"]["active_node"], standby,
         "{status}"
     );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));

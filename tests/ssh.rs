@@ -428,7 +428,7 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
         .ok()
         .json();
     assert_eq!(status["status"]["state"], "up", "{status}");
-    assert_eq!(status["status"]["host"], "10.203.1.12");
+    assert_eq!(status["status"]["endpoint"]["host"], "10.203.1.12");
 
     // Placement is stable: re-applying changes nothing; a deleted database's slot is
     // reused by the next one.

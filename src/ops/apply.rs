@@ -430,6 +430,7 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
                 spec,
                 p.as_ref(),
                 &Gate {
+                    operation: "apply",
                     identity: &session.identity,
                     lock_timeout_s: opts.lock_timeout_s,
                     window,

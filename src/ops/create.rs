@@ -243,6 +243,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         &spec,
         platform.as_ref(),
         &Gate {
+            operation: "create",
             identity: &session.identity,
             lock_timeout_s: opts.lock_timeout_s,
             // A create is not a change to a running database: it never waits.
@@ -292,6 +293,8 @@ pub struct Converged {
 
 /// When and as whom [`converge`] may act.
 pub struct Gate<'a> {
+    /// The verb, for the lock's owner (`create`, `apply`, `resize`, …).
+    pub operation: &'a str,
     /// The identity that decrypts the committed connection file.
     pub identity: &'a Path,
     /// Seconds to wait for another run's lock.
@@ -393,7 +396,7 @@ pub fn converge(
     progress: crate::platform::Progress<'_>,
 ) -> Result<Converged> {
     check_enforceable(spec, platform)?;
-    let _lock = super::lock(repo, &spec.name, "apply", gate_by.lock_timeout_s)?;
+    let _lock = super::lock(repo, &spec.name, gate_by.operation, gate_by.lock_timeout_s)?;
     let spec_rel = Repo::spec_rel(&spec.name);
     let conn_rel = Repo::connection_rel(&spec.name);
     let spec_on_disk = repo.read_text(&spec_rel)?;
