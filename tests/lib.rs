@@ -6,6 +6,7 @@ mod support;
 mod apply;
 mod bad_input;
 mod convergence;
+mod day2;
 mod gitops;
 mod ha;
 mod hostile;

@@ -8,7 +8,9 @@ mod create;
 mod delete;
 mod init;
 mod list;
+mod modify;
 mod render;
+mod sql;
 mod status;
 
 use std::path::PathBuf;
@@ -105,6 +107,12 @@ pub enum Command {
     Connection(connection::ConnectionArgs),
     /// Delete a database: stop it, remove its data, spec and connection file.
     Delete(delete::DeleteArgs),
+    /// Grow a database's allotment: write the spec, apply that change, commit.
+    Resize(modify::ResizeArgs),
+    /// Move a database to another version: write the spec, apply that change, commit.
+    Upgrade(modify::UpgradeArgs),
+    /// Run an admin batch (SQL, Redis commands) as the application owner or `--admin`.
+    Sql(sql::SqlArgs),
     /// Render an openstack target's control plane: network and Consul + Nomad masters
     /// as Heat stacks, and the inventory (hosts.ini).
     ControlPlane(control_plane::ControlPlaneArgs),
@@ -144,6 +152,9 @@ impl Cli {
             Command::Status(args) => args.run(&session),
             Command::Connection(args) => args.run(&session),
             Command::Delete(args) => args.run(&session),
+            Command::Resize(args) => args.run(&session),
+            Command::Upgrade(args) => args.run(&session),
+            Command::Sql(args) => args.run(&session),
             Command::Render(args) => args.run(&session),
             Command::ControlPlane(args) => args.run(&session),
         };

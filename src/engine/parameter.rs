@@ -223,7 +223,9 @@ pub const MARIADB: &[Setting] = &[
             "REPEATABLE-READ",
             "SERIALIZABLE",
         ]),
-        Reload,
+        // The `transaction-isolation` option; its system variable is `tx_isolation`
+        // before 11.1, so dbctl restarts rather than `SET GLOBAL` a name 10.11 lacks.
+        Restart,
     ),
     s("query_cache_type", Enum(&["OFF", "ON", "DEMAND"]), Reload),
     s("query_cache_size", Memory(0, 4 * GB), Reload),

@@ -465,6 +465,9 @@ pub fn converge(
             .verbose()
             .then_some(&sink as crate::platform::OutputSink<'_>),
     };
+    // What the changes need (binaries, disk space for a larger size, templates) is
+    // checked before anything changes.
+    platform.preflight(&request)?;
     let applied = match platform.apply(&request) {
         Ok(applied) => applied,
         Err(err) if fresh => {

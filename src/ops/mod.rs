@@ -7,7 +7,9 @@ pub mod control_plane;
 pub mod create;
 pub mod delete;
 pub mod init;
+pub mod modify;
 pub mod render;
+pub mod sql;
 pub mod status;
 
 use std::collections::BTreeMap;

@@ -812,9 +812,19 @@ impl Host {
             .filter(|c| c.new.is_none())
             .filter_map(|c| c.attribute.strip_prefix("parameters.").map(str::to_owned))
             .collect();
+        // Only settings the engine changes at run time are set on a reload.
+        let dynamic: BTreeMap<String, String> = spec
+            .parameters
+            .iter()
+            .filter(|(k, _)| {
+                crate::engine::parameter::setting(spec.engine, k)
+                    .is_some_and(|s| s.apply == crate::engine::parameter::Apply::Reload)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let ctx = minijinja::context! {
             ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
-            ..minijinja::context! { removed => removed }
+            ..minijinja::context! { removed => removed, dynamic => dynamic }
         };
         let playbook = self.playbook(spec.engine, operation)?;
         let runner = Runner {
@@ -834,12 +844,45 @@ impl Host {
         Ok(())
     }
 
-    /// Records what was applied in `instance.json`.
-    fn record_applied(&self, spec: &Spec) -> Result<()> {
+    /// Records what was applied in `instance.json`: everything for a (re)start from
+    /// the spec, else the previous record with the applied changes — a deferred change
+    /// stays pending.
+    fn record_applied(&self, req: &Request<'_>, whole: bool) -> Result<()> {
+        let spec = req.spec;
         let mut record = self
             .read_record(&spec.name)?
             .with_context(|| format!("`{}` has no instance record", spec.name))?;
-        record.applied = Some(Applied::of(spec, self.template_digests(spec)?));
+        let digests = self.template_digests(spec)?;
+        let full = Applied::of(spec, digests);
+        record.applied = Some(match record.applied.take() {
+            Some(mut applied) if !whole => {
+                for change in req.changes {
+                    let attr = change.attribute.as_str();
+                    if let Some(key) = attr.strip_prefix("parameters.") {
+                        match full.parameters.get(key) {
+                            Some(v) => applied.parameters.insert(key.to_owned(), v.clone()),
+                            None => applied.parameters.remove(key),
+                        };
+                    } else if let Some(t) = attr.strip_prefix("artifact.") {
+                        if let Some(d) = full.artifact_digests.get(t) {
+                            applied.artifact_digests.insert(t.to_owned(), d.clone());
+                        }
+                    } else {
+                        match attr {
+                            "size_gb" => applied.size_gb = full.size_gb,
+                            "plan" => applied.plan.clone_from(&full.plan),
+                            "allowed_cidrs" => {
+                                applied.allowed_cidrs.clone_from(&full.allowed_cidrs)
+                            }
+                            "version" => applied.version.clone_from(&full.version),
+                            _ => {}
+                        }
+                    }
+                }
+                applied
+            }
+            _ => full,
+        });
         record.version.clone_from(&spec.version);
         self.transport.write_file(
             &self.instance_dir(&spec.name).join("instance.json"),
@@ -912,6 +955,7 @@ impl super::Platform for Host {
         // server that is down; a running one is left running.
         let was_running = !req.creates() && req.change("state").is_none();
         let mut response = self.converge(req)?;
+        let mut whole = !was_running;
         if was_running {
             match req.disruption() {
                 Disruption::None => {}
@@ -919,10 +963,11 @@ impl super::Platform for Host {
                 Disruption::Restart | Disruption::DataMovement => {
                     self.run_operation(req, "restart")?;
                     response = self.converge(req)?;
+                    whole = true;
                 }
             }
         }
-        self.record_applied(req.spec)?;
+        self.record_applied(req, whole)?;
         Ok(response)
     }
 

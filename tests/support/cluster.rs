@@ -128,7 +128,7 @@ pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
 /// The node running a database's groups per `dbctl status -o json`, its address, and
 /// the other node.
 pub fn placement(status: &serde_json::Value) -> (String, &'static str, &'static str) {
-    let active = status["status"]["cluster"]["active_node"]
+    let active = status["status"]["details"]["cluster"]["active_node"]
         .as_str()
         .unwrap_or_else(|| panic!("no active node: {status}"))
         .to_owned();

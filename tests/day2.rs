@@ -1,0 +1,324 @@
+//! Day 2 on running databases: a changed spec is planned as typed changes and applied
+//! in place (reload or restart), resize grows, disruptive changes wait for the
+//! maintenance window, and `dbctl sql` runs batches through the admin channel.
+
+use crate::support::{World, client, psql};
+
+/// Rewrites `parameters:` of `name`'s spec to `params` (and optionally appends
+/// `extra` YAML), then commits it, as a merge request would.
+fn set_spec(world: &World, name: &str, params: &[(&str, &str)], extra: &str) {
+    let path = world.repo.join(format!("etc/databases/{name}.yml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut in_params = false;
+    for line in text.lines() {
+        if line.starts_with("parameters:") {
+            in_params = true;
+            continue;
+        }
+        if in_params && line.starts_with("  ") {
+            continue;
+        }
+        in_params = false;
+        if !line.starts_with("maintenance:") {
+            kept.push(line);
+        }
+    }
+    let mut text = kept.join("\n");
+    text.push_str("\nparameters:\n");
+    for (k, v) in params {
+        text.push_str(&format!("  {k}: \"{v}\"\n"));
+    }
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    world.git(&["commit", "-qam", &format!("change {name}")]);
+}
+
+/// The planned changes of `name`: (attribute, disruption) pairs.
+fn planned(world: &World, name: &str) -> Vec<(String, String, Option<String>)> {
+    let plan = world.dbctl(&["plan", name, "-o", "json"]).ok().json();
+    let db = &plan["databases"][0];
+    let mut out = Vec::new();
+    for key in ["changes", "deferred"] {
+        for c in db[key].as_array().unwrap() {
+            out.push((
+                c["attribute"].as_str().unwrap().to_owned(),
+                c["disruption"].as_str().unwrap().to_owned(),
+                (key == "deferred").then(|| db["runs_at"].as_str().unwrap_or_default().to_owned()),
+            ));
+        }
+    }
+    out
+}
+
+fn sql(world: &World, name: &str, batch: &str, admin: bool) -> String {
+    let mut args = vec!["sql", name, "-c", batch];
+    if admin {
+        args.push("--admin");
+    }
+    world.dbctl(&args).ok().stdout
+}
+
+#[test]
+fn postgresql_parameters_reload_or_restart_and_the_plan_empties() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "pg2"])
+        .ok();
+    let conn = world.reveal("pg2");
+    let pid_before =
+        std::fs::read_to_string(world.instance_dir("pg2").join("data/postmaster.pid")).unwrap();
+    // A reload-class change: the same server process, the new value.
+    set_spec(&world, "pg2", &[("work_mem", "64MB")], "");
+    assert_eq!(
+        planned(&world, "pg2"),
+        vec![("parameters.work_mem".into(), "reload".into(), None)]
+    );
+    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2);
+    assert!(
+        plan.stdout
+            .contains("~   parameters.work_mem: (none) → \"64MB\"  (reload"),
+        "{}",
+        plan.stdout
+    );
+    world.dbctl(&["apply"]).ok();
+    assert_eq!(psql(&conn, "show work_mem"), "64MB");
+    let pid_after =
+        std::fs::read_to_string(world.instance_dir("pg2").join("data/postmaster.pid")).unwrap();
+    assert_eq!(
+        pid_before.lines().next(),
+        pid_after.lines().next(),
+        "a reload restarted the server"
+    );
+    // A restart-class change: the server restarts and reports it.
+    set_spec(
+        &world,
+        "pg2",
+        &[("work_mem", "64MB"), ("max_connections", "150")],
+        "",
+    );
+    assert_eq!(
+        planned(&world, "pg2"),
+        vec![("parameters.max_connections".into(), "restart".into(), None)]
+    );
+    world.dbctl(&["apply"]).ok();
+    assert_eq!(psql(&conn, "show max_connections"), "150");
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+    // The credentials did not change on the way.
+    assert_eq!(world.reveal("pg2")["password"], conn["password"]);
+    // Removing a parameter returns it to the engine's default.
+    set_spec(&world, "pg2", &[("max_connections", "150")], "");
+    world.dbctl(&["apply"]).ok();
+    assert_eq!(psql(&conn, "show work_mem"), "4MB");
+}
+
+#[test]
+fn mariadb_and_redis_settings_change_at_run_time() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "mariadb", "--size", "1", "my2"])
+        .ok();
+    world
+        .dbctl(&["create", "--type", "redis", "--size", "1", "rd2"])
+        .ok();
+    let my_pid =
+        std::fs::read_to_string(world.instance_dir("my2").join("run/mariadbd.pid")).unwrap();
+    set_spec(
+        &world,
+        "my2",
+        &[("max_connections", "222"), ("wait_timeout", "600")],
+        "",
+    );
+    set_spec(
+        &world,
+        "rd2",
+        &[("maxclients", "500"), ("maxmemory-policy", "allkeys-lru")],
+        "",
+    );
+    for (name, n) in [("my2", 2), ("rd2", 2)] {
+        let changes = planned(&world, name);
+        assert_eq!(changes.len(), n, "{changes:?}");
+        assert!(changes.iter().all(|(_, d, _)| d == "reload"), "{changes:?}");
+    }
+    world.dbctl(&["apply"]).ok();
+    let out = sql(
+        &world,
+        "my2",
+        "select @@global.max_connections, @@global.wait_timeout;",
+        true,
+    );
+    assert!(out.contains("222") && out.contains("600"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(world.instance_dir("my2").join("run/mariadbd.pid")).unwrap(),
+        my_pid,
+        "MariaDB restarted for dynamic settings"
+    );
+    let out = sql(
+        &world,
+        "rd2",
+        "CONFIG GET maxclients\nCONFIG GET maxmemory-policy",
+        true,
+    );
+    assert!(out.contains("500") && out.contains("allkeys-lru"), "{out}");
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn resize_grows_and_a_shrink_is_refused_leaving_the_spec_alone() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "redis", "--size", "1", "grow"])
+        .ok();
+    let run = world
+        .dbctl(&["resize", "grow", "--size", "2", "--dry-run"])
+        .ok();
+    assert!(run.stdout.contains("~ size_gb: 1 → 2"), "{}", run.stdout);
+    world.dbctl(&["resize", "grow", "--size", "2"]).ok();
+    let status = world.dbctl(&["status", "grow"]).ok().stdout;
+    assert!(status.contains("of 2 GB allotted"), "{status}");
+    assert!(
+        world
+            .git(&["log", "-1", "--format=%s"])
+            .contains("dbctl resize grow")
+    );
+    assert_eq!(world.dirty(), "");
+    let head = world.head();
+    let run = world.dbctl(&["resize", "grow", "--size", "1"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("does not shrink in place"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.head(), head);
+    assert_eq!(world.dirty(), "", "a refused shrink wrote the spec");
+    // A major upgrade the platform cannot do is refused the same way.
+    let run = world.dbctl(&["upgrade", "grow", "--version", "6.2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`--version`") || run.stderr.contains("cannot upgrade"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.dirty(), "");
+}
+
+#[test]
+fn a_restart_waits_for_the_maintenance_window_unless_now() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "windowed"])
+        .ok();
+    let conn = world.reveal("windowed");
+    // A one-minute window twelve hours from now in Kolkata: certainly closed.
+    let later = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap())
+        .checked_add(jiff::Span::new().hours(12))
+        .unwrap();
+    let start = later.strftime("%H:%M").to_string();
+    let end = later
+        .checked_add(jiff::Span::new().minutes(1))
+        .unwrap()
+        .strftime("%H:%M")
+        .to_string();
+    let window = format!("daily {start}-{end} Asia/Kolkata");
+    set_spec(
+        &world,
+        "windowed",
+        &[("max_connections", "120"), ("work_mem", "32MB")],
+        &format!("maintenance:\n  window: \"{window}\"\n"),
+    );
+    let changes = planned(&world, "windowed");
+    let restart = changes
+        .iter()
+        .find(|(a, _, _)| a == "parameters.max_connections")
+        .unwrap();
+    assert_eq!(restart.1, "restart");
+    let at = restart.2.clone().expect("the restart is not deferred");
+    assert!(at.contains(&start) && at.contains("IST"), "{at}");
+    let human = world.dbctl(&["plan"]).ok().stdout;
+    assert!(
+        human.contains(&format!("at {at}, in the maintenance window")),
+        "{human}"
+    );
+    // apply does the reload now and leaves the restart for the window.
+    let run = world.dbctl(&["apply"]).ok();
+    assert!(
+        run.stdout.contains("wait for the maintenance window"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(psql(&conn, "show work_mem"), "32MB");
+    assert_eq!(psql(&conn, "show max_connections"), "100");
+    assert_eq!(planned(&world, "windowed").len(), 1);
+    // --now applies it.
+    world.dbctl(&["apply", "windowed", "--now"]).ok();
+    assert_eq!(psql(&conn, "show max_connections"), "120");
+    assert_eq!(
+        world
+            .dbctl(&["plan", "--detailed-exitcode", "windowed"])
+            .code,
+        0
+    );
+}
+
+#[test]
+fn sql_runs_batches_as_the_owner_with_the_clients_exit_code() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "sqldb"])
+        .ok();
+    world
+        .dbctl(&["create", "--type", "redis", "--size", "1", "sqlkv"])
+        .ok();
+    let out = sql(
+        &world,
+        "sqldb",
+        "create table t (n int); insert into t values (41), (1); select sum(n) from t;",
+        false,
+    );
+    assert!(out.contains("42"), "{out}");
+    // The owner made the table: the application's own login sees it as its own.
+    let conn = world.reveal("sqldb");
+    assert_eq!(
+        psql(
+            &conn,
+            "select tableowner from pg_tables where tablename = 't'"
+        ),
+        "sqldb"
+    );
+    let failed = world.dbctl(&["sql", "sqldb", "-c", "select nope;"]);
+    assert_eq!(failed.code, 3, "psql's exit code for a failed batch");
+    assert!(
+        failed.stderr.contains("column \"nope\" does not exist"),
+        "{}",
+        failed.stderr
+    );
+    let file = world.dir.path().join("batch.txt");
+    std::fs::write(&file, "SET greeting hello\nGET greeting\n").unwrap();
+    let out = world
+        .dbctl(&["sql", "sqlkv", "-f", file.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(out.contains("hello"), "{out}");
+    // The application user cannot run admin commands; --admin can.
+    let denied = world.dbctl(&["sql", "sqlkv", "-c", "CONFIG GET maxmemory"]);
+    assert!(denied.stdout.contains("NOPERM"), "{}", denied.stdout);
+    let conn = world.reveal("sqlkv");
+    let pong = client(
+        "redis-cli",
+        &[
+            "-p",
+            &conn["port"].to_string(),
+            "--user",
+            "sqlkv",
+            "--no-auth-warning",
+            "GET",
+            "greeting",
+        ],
+        &[("REDISCLI_AUTH", conn["password"].as_str().unwrap())],
+        None,
+    );
+    assert_eq!(pong.trim(), "hello");
+}
