@@ -367,3 +367,77 @@ fn a_rebase_conflict_outside_dbctls_files_falls_back_to_a_merge() {
         "the merge lost A's change"
     );
 }
+
+#[test]
+fn two_clones_never_change_one_database_at_once() {
+    let clones = Clones::new();
+    let world = &clones.world;
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "postgresql",
+            "--size",
+            "1",
+            "leased",
+            "--push",
+        ])
+        .ok();
+    clones.git_b(&["pull", "-q"]);
+    let lease = world.state.join(".leases/leased.json");
+    // While clone A changes the database, its lease is on the host, naming it.
+    let spec = world.repo.join("etc/databases/leased.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("parameters: {}", "parameters:\n  max_connections: \"130\""),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "more connections"]);
+    let mut a = world.spawn_until(&["apply", "--now"], "[1/7]");
+    let held: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lease).expect("no lease while A applies")).unwrap();
+    assert_eq!(held["operation"], "apply");
+    assert!(held["repo"].as_str().unwrap().ends_with("/repo"), "{held}");
+    assert!(a.wait().unwrap().success());
+    assert!(!lease.exists(), "the lease outlived its run");
+    // Clone B, at the same time as a live holder, refuses and names it.
+    let now = jiff::Timestamp::now();
+    let mut planted = held.clone();
+    planted["expires_at"] = now
+        .checked_add(jiff::Span::new().minutes(10))
+        .unwrap()
+        .to_string()
+        .into();
+    std::fs::write(&lease, serde_json::to_vec(&planted).unwrap()).unwrap();
+    let bspec = clones.b.join("etc/databases/leased.yml");
+    let text = std::fs::read_to_string(&bspec).unwrap();
+    std::fs::write(
+        &bspec,
+        text.replace("parameters: {}", "parameters:\n  work_mem: \"8MB\""),
+    )
+    .unwrap();
+    clones.git_b(&["commit", "-qam", "work_mem"]);
+    let run = clones.in_b(&["apply", "--now"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("is being changed by another runner")
+            && run.stdout.contains(&format!("pid {}", held["pid"])),
+        "{}",
+        run.stdout
+    );
+    // A crashed holder's lease expires, and the next runner takes it over.
+    planted["expires_at"] = now
+        .checked_sub(jiff::Span::new().minutes(1))
+        .unwrap()
+        .to_string()
+        .into();
+    std::fs::write(&lease, serde_json::to_vec(&planted).unwrap()).unwrap();
+    clones.in_b(&["apply", "--now"]).ok();
+    assert!(!lease.exists());
+    let conn = clones
+        .in_b(&["connection", "leased", "--reveal", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(crate::support::psql(&conn, "show work_mem"), "8MB");
+}

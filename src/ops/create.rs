@@ -397,6 +397,13 @@ pub fn converge(
 ) -> Result<Converged> {
     check_enforceable(spec, platform)?;
     let _lock = super::lock(repo, &spec.name, gate_by.operation, gate_by.lock_timeout_s)?;
+    // The repo's lock serialises runs of this clone; the lease, on the database's
+    // host, those of every clone (two CI runners).
+    let _lease = platform.lease(
+        spec,
+        &lease_holder(repo, gate_by.operation),
+        std::time::Duration::from_secs(gate_by.lock_timeout_s),
+    )?;
     let spec_rel = Repo::spec_rel(&spec.name);
     let conn_rel = Repo::connection_rel(&spec.name);
     let spec_on_disk = repo.read_text(&spec_rel)?;
@@ -542,6 +549,30 @@ pub fn converge(
     converged.port = Some(endpoint.port);
     converged.uri = Some(uri);
     Ok(converged)
+}
+
+/// How long a lease lasts unless released: longer than any one database's change, short
+/// enough that a crashed runner's lease frees the database the same hour.
+pub const LEASE_TTL_S: i64 = 30 * 60;
+
+/// This run as a lease holder.
+pub fn lease_holder(repo: &Repo, operation: &str) -> crate::platform::LeaseHolder {
+    let now = jiff::Timestamp::now();
+    crate::platform::LeaseHolder {
+        token: format!("{:016x}", rand::random::<u64>()),
+        operation: operation.to_owned(),
+        user: crate::transport::current_user_name(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        repo: repo.root().display().to_string(),
+        since: now.to_string(),
+        expires_at: now
+            .checked_add(jiff::Span::new().seconds(LEASE_TTL_S))
+            .unwrap_or(now)
+            .to_string(),
+    }
 }
 
 /// Refuses a spec whose `allowed_cidrs` the server on a host platform cannot enforce

@@ -103,6 +103,11 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         return Ok(report);
     }
     let lock = super::lock(&repo, &spec.name, "delete", opts.lock_timeout_s)?;
+    let lease = platform.lease(
+        &spec,
+        &super::create::lease_holder(&repo, "delete"),
+        std::time::Duration::from_secs(opts.lock_timeout_s),
+    )?;
     let printer = &session.printer;
     printer.status(&format!(
         "deleting `{}` on target `{}`",
@@ -121,7 +126,8 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
             .remove_all(rel)
             .with_context(|| format!("cannot remove `{}`", rel.display()))?;
     }
-    // The database is gone: its lock file goes too.
+    // The database is gone: its lease and lock file go too.
+    drop(lease);
     lock.remove();
     if !opts.no_commit {
         let refs: Vec<_> = paths.iter().map(PathBuf::as_path).collect();

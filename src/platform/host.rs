@@ -20,6 +20,7 @@ use super::{
     Admin, Applied, Artifact, Capabilities, Disruption, Endpoint, Observed, Options, Progress,
     Request, Response, Role, State,
 };
+use super::{Lease, LeaseHolder};
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance, Located};
@@ -969,6 +970,70 @@ impl super::Platform for Host {
         }
         self.record_applied(req, whole)?;
         Ok(response)
+    }
+
+    fn lease(
+        &self,
+        spec: &Spec,
+        holder: &LeaseHolder,
+        wait: std::time::Duration,
+    ) -> Result<Option<Lease<'_>>> {
+        let dir = self.state_dir.join(".leases");
+        self.transport.make_dir(&self.state_dir, 0o755, None)?;
+        self.transport.make_dir(&dir, 0o700, None)?;
+        let path = dir.join(format!("{}.json", spec.name));
+        let body = serde_json::to_vec_pretty(holder)?;
+        let deadline = std::time::Instant::now().checked_add(wait);
+        loop {
+            if self.transport.create_new(&path, &body)? {
+                break;
+            }
+            let current: Option<LeaseHolder> = self
+                .transport
+                .read_file(&path)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let expired = current.as_ref().is_none_or(|c| {
+                c.expires_at
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t <= jiff::Timestamp::now())
+            });
+            if expired {
+                // A crashed holder's lease (or a damaged file): take it over.
+                self.transport.remove_all(&path)?;
+                continue;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() < d) {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                continue;
+            }
+            let c = current.unwrap_or_else(|| holder.clone());
+            bail!(
+                "database `{}` is being changed by another runner: dbctl {} (pid {}, user {} on {}, from `{}`) since {}; its lease on {} expires at {}; retry then, or pass `--lock-timeout SECONDS` to wait",
+                spec.name,
+                c.operation,
+                c.pid,
+                c.user,
+                c.host,
+                c.repo,
+                c.since,
+                self.transport.host(),
+                c.expires_at
+            );
+        }
+        let token = holder.token.clone();
+        Ok(Some(Lease::new(move || {
+            // Release only our own lease (it may have expired and been taken over).
+            let ours = self
+                .transport
+                .read_file(&path)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<LeaseHolder>(&b).ok())
+                .is_some_and(|c| c.token == token);
+            if ours {
+                let _ = self.transport.remove_all(&path);
+            }
+        })))
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

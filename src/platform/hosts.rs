@@ -107,6 +107,15 @@ impl super::Platform for HostSet {
         host.apply(req)
     }
 
+    fn lease(
+        &self,
+        spec: &Spec,
+        holder: &super::LeaseHolder,
+        wait: std::time::Duration,
+    ) -> Result<Option<super::Lease<'_>>> {
+        self.placement(&spec.name)?.lease(spec, holder, wait)
+    }
+
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         match self.holder(&spec.name)? {
             Some(host) => host.admin(spec),

@@ -123,6 +123,49 @@ pub enum Role<'a> {
     Owner(&'a SecretString),
 }
 
+/// Who takes a lease: written into it, so another runner's error names the holder.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LeaseHolder {
+    /// Unique per acquisition (random).
+    pub token: String,
+    /// The verb (`apply`, `resize`, …).
+    pub operation: String,
+    /// User and machine of the runner.
+    pub user: String,
+    /// Host name of the runner.
+    pub host: String,
+    /// Process id of the runner.
+    pub pid: u32,
+    /// The GitOps clone it runs from.
+    pub repo: String,
+    /// When it was taken (RFC 3339).
+    pub since: String,
+    /// When it expires unless released (RFC 3339): a crashed holder's lease ends then.
+    pub expires_at: String,
+}
+
+/// A held lease; released when dropped.
+pub struct Lease<'a> {
+    release: Option<Box<dyn FnOnce() + 'a>>,
+}
+
+impl<'a> Lease<'a> {
+    /// A lease released by `release`.
+    pub fn new(release: impl FnOnce() + 'a) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
 /// One rendered file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Artifact {
@@ -171,6 +214,21 @@ pub trait Platform: Send + Sync {
     /// # Errors
     /// The failing step, naming host and command.
     fn apply(&self, req: &Request<'_>) -> Result<Response>;
+
+    /// Takes the database's lease where every runner sees it (host platforms: a file
+    /// in the host's state directory), so two CI runners with separate clones never
+    /// change one database at once; `None` where the platform keeps none (the repo's
+    /// lock is all there is). Waits up to `wait` for another holder.
+    ///
+    /// # Errors
+    /// Another runner holds an unexpired lease (naming it), or the host cannot be
+    /// written.
+    fn lease(
+        &self,
+        spec: &Spec,
+        holder: &LeaseHolder,
+        wait: std::time::Duration,
+    ) -> Result<Option<Lease<'_>>>;
 
     /// The admin channel of `spec`'s database.
     ///

@@ -840,6 +840,17 @@ impl super::Platform for Pacemaker {
         self.deployment(&layout)?.create(req, engine.as_ref(), 1, 3)
     }
 
+    fn lease(
+        &self,
+        _spec: &Spec,
+        _holder: &super::LeaseHolder,
+        _wait: std::time::Duration,
+    ) -> Result<Option<super::Lease<'_>>> {
+        // The cluster has no shared state directory for leases yet: the repo's lock
+        // is what serialises runs here.
+        Ok(None)
+    }
+
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         anyhow::bail!(
             "`dbctl sql` on pacemaker targets is not built yet (`{}`); connect with the connection file",

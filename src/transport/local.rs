@@ -418,6 +418,24 @@ impl Transport for Local {
         std::fs::rename(&tmp, path).map_err(|e| self.file_err("write", path, e))
     }
 
+    fn create_new(&self, path: &Path, contents: &[u8]) -> Result<bool, TransportError> {
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(err) => return Err(self.file_err("create", path, err)),
+        };
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| self.file_err("write", path, e))?;
+        Ok(true)
+    }
+
     fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
         if let Some((anchor, rel)) = self.anchor_of(path) {
             let owner = self.owner_ids(owner)?;

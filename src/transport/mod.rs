@@ -233,6 +233,13 @@ pub trait Transport: Send + Sync {
         owner: Option<&str>,
     ) -> Result<(), TransportError>;
 
+    /// Creates `path` with `contents` (mode 0600) only if nothing exists there
+    /// (`O_EXCL`); `Ok(false)` when something does. The primitive of host leases.
+    ///
+    /// # Errors
+    /// [`TransportError::File`].
+    fn create_new(&self, path: &Path, contents: &[u8]) -> Result<bool, TransportError>;
+
     /// Creates a directory and its parents; sets `mode` and `owner` on the last one.
     ///
     /// # Errors

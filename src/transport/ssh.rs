@@ -542,6 +542,20 @@ as_owner "$d" sh -c 'umask 077; t=$(mktemp "$1/.$2.XXXXXXXXXX") || exit 1; cat >
         }
     }
 
+    fn create_new(&self, path: &Path, contents: &[u8]) -> Result<bool, TransportError> {
+        // `set -C` (noclobber) makes the shell open the file with O_EXCL.
+        let out = self.script(
+            r#"umask 077; set -C; { cat >"$1"; } 2>/dev/null || exit 3"#,
+            &[&path.to_string_lossy()],
+            Some(contents),
+        )?;
+        match out.code {
+            0 => Ok(true),
+            3 => Ok(false),
+            _ => Err(self.file_err("create", path, &out)),
+        }
+    }
+
     fn make_dir(&self, path: &Path, mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
         let script = format!(
             r#"p=${{1%/*}}; [ -z "$p" ] || [ -d "$p" ] || mkdir -p -- "$p" || exit 1
