@@ -322,3 +322,121 @@ fn sql_runs_batches_as_the_owner_with_the_clients_exit_code() {
     );
     assert_eq!(pong.trim(), "hello");
 }
+
+#[test]
+fn rotate_credentials_keeps_old_clients_working_until_retired() {
+    let world = World::new();
+    for (engine, name) in [("postgresql", "rot-pg"), ("mariadb", "rot-my")] {
+        world
+            .dbctl(&["create", "--type", engine, "--size", "1", name])
+            .ok();
+    }
+    let old = world.reveal("rot-pg");
+    world.dbctl(&["rotate-credentials", "rot-pg"]).ok();
+    let new = world.reveal("rot-pg");
+    assert_ne!(new["password"], old["password"]);
+    assert_eq!(new["username"], "rot_pg_r");
+    // A client still holding the old file keeps working; the new login acts as the
+    // owner (what it creates, the owner owns).
+    assert_eq!(psql(&old, "select current_user"), "rot_pg");
+    psql(&new, "create table kept (n int)");
+    assert_eq!(
+        psql(
+            &old,
+            "select tableowner from pg_tables where tablename = 'kept'"
+        ),
+        "rot_pg"
+    );
+    // The next rotation, with a grace period, retires the login it replaces.
+    world
+        .dbctl(&["rotate-credentials", "rot-pg", "--grace", "1"])
+        .ok();
+    let newest = world.reveal("rot-pg");
+    assert_eq!(newest["username"], "rot_pg");
+    assert_eq!(psql(&newest, "select count(*) from kept"), "0");
+    let (ok, out) = try_psql(&new);
+    assert!(
+        !ok && out.contains("password authentication failed"),
+        "{out}"
+    );
+    let (ok, _) = try_psql(&old);
+    assert!(!ok, "the first password still works after two rotations");
+    // MariaDB: the same two-login scheme.
+    let old = world.reveal("rot-my");
+    world
+        .dbctl(&["rotate-credentials", "rot-my", "--grace", "0"])
+        .ok();
+    let new = world.reveal("rot-my");
+    let who = client(
+        "mariadb",
+        &[
+            "--protocol=tcp",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &new["port"].to_string(),
+            "-u",
+            "rot_my_r",
+            "-N",
+            "-e",
+            "select current_user()",
+        ],
+        &[("MYSQL_PWD", new["password"].as_str().unwrap())],
+        None,
+    );
+    assert!(who.contains("rot_my_r"), "{who}");
+    let locked = std::process::Command::new("mariadb")
+        .args([
+            "--protocol=tcp",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &old["port"].to_string(),
+            "-u",
+            "rot_my",
+            "-e",
+            "select 1",
+        ])
+        .env("MYSQL_PWD", old["password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        !locked.status.success(),
+        "the retired MariaDB login still works"
+    );
+    // Neither password ever reached git.
+    let log = world.git(&["log", "-p", "--all"]);
+    for conn in [&old, &new, &newest] {
+        assert!(!log.contains(conn["password"].as_str().unwrap()));
+    }
+    // Redis has one ACL login per database here: refused, clearly.
+    world
+        .dbctl(&["create", "--type", "redis", "--size", "1", "rot-kv"])
+        .ok();
+    world
+        .dbctl(&["rotate-credentials", "rot-kv"])
+        .fails_with("rotates PostgreSQL and MariaDB logins");
+}
+
+fn try_psql(conn: &serde_json::Value) -> (bool, String) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            conn["host"].as_str().unwrap(),
+            "-p",
+            &conn["port"].to_string(),
+            "-U",
+            conn["username"].as_str().unwrap(),
+            "-d",
+            conn["database"].as_str().unwrap(),
+            "-Atc",
+            "select 1",
+        ])
+        .env("PGPASSWORD", conn["password"].as_str().unwrap())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

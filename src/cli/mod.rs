@@ -10,6 +10,7 @@ mod init;
 mod list;
 mod modify;
 mod render;
+mod rotate;
 mod sql;
 mod status;
 
@@ -113,6 +114,10 @@ pub enum Command {
     Upgrade(modify::UpgradeArgs),
     /// Run an admin batch (SQL, Redis commands) as the application owner or `--admin`.
     Sql(sql::SqlArgs),
+    /// New credentials without downtime: the other login gets a new password and the
+    /// connection file; the previous login works until `--grace` ends or the next
+    /// rotation.
+    RotateCredentials(rotate::RotateArgs),
     /// Render an openstack target's control plane: network and Consul + Nomad masters
     /// as Heat stacks, and the inventory (hosts.ini).
     ControlPlane(control_plane::ControlPlaneArgs),
@@ -155,6 +160,7 @@ impl Cli {
             Command::Resize(args) => args.run(&session),
             Command::Upgrade(args) => args.run(&session),
             Command::Sql(args) => args.run(&session),
+            Command::RotateCredentials(args) => args.run(&session),
             Command::Render(args) => args.run(&session),
             Command::ControlPlane(args) => args.run(&session),
         };

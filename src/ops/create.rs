@@ -212,6 +212,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         spec: &spec,
         changes: &[Change::create(&spec)],
         password: None,
+        login: None,
         progress: &noop,
         output: None,
     })?;
@@ -467,6 +468,7 @@ pub fn converge(
         spec,
         changes: &now,
         password: Some(&password),
+        login: existing.as_ref().map(|c| c.username.as_str()),
         progress,
         output: printer
             .verbose()
@@ -484,6 +486,7 @@ pub fn converge(
                 spec,
                 changes: &[Change::delete(spec)],
                 password: None,
+                login: None,
                 progress: &noop,
                 output: None,
             });
@@ -514,7 +517,10 @@ pub fn converge(
         host: endpoint.host.clone(),
         port: endpoint.port,
         database: spec.database.clone(),
-        username: spec.user.clone(),
+        // After `rotate-credentials` the login is the owner's alternate.
+        username: existing
+            .as_ref()
+            .map_or_else(|| spec.user.clone(), |c| c.username.clone()),
         password: String::new(),
         uri: uri.clone(),
         target: spec.target.clone(),

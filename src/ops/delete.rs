@@ -118,6 +118,7 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         spec: &spec,
         changes: &[crate::change::Change::delete(&spec)],
         password: None,
+        login: None,
         progress: &progress,
         output: None,
     })?;

@@ -9,6 +9,7 @@ pub mod delete;
 pub mod init;
 pub mod modify;
 pub mod render;
+pub mod rotate;
 pub mod sql;
 pub mod status;
 

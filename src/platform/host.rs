@@ -573,7 +573,7 @@ impl Host {
             },
             |l| l.bin,
         );
-        let secrets = super::secret_vars(None);
+        let secrets = super::secret_vars(None, None);
         let ctx = self.context(spec, &instance, &bin, &secrets)?;
         Ok((ctx, instance))
     }
@@ -633,7 +633,7 @@ impl Host {
         // Render every template now, so a template error stops us before any change.
         let port = record.map_or(0, |r| r.port);
         let instance = self.make_instance(spec, engine.as_ref(), port);
-        let secrets = super::secret_vars(None);
+        let secrets = super::secret_vars(None, None);
         if installing.is_none() {
             let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
             for operation in ["create", "delete"] {
@@ -664,7 +664,7 @@ impl Host {
             self.reserve(spec)?
         };
         let instance = self.make_instance(spec, engine.as_ref(), port);
-        let mut secrets = super::secret_vars(Some(password));
+        let mut secrets = super::secret_vars(Some(password), req.login);
         if engine.needs_admin_secret()
             && let Some(admin) = self.admin_secret(&instance, true)?
         {
@@ -699,7 +699,12 @@ impl Host {
             }),
             uri: Some(
                 engine
-                    .uri(&spec.user, &instance.host, port, &spec.database)
+                    .uri(
+                        req.login.unwrap_or(&spec.user),
+                        &instance.host,
+                        port,
+                        &spec.database,
+                    )
                     .to_string(),
             ),
             server_version: Some(probe.version),

@@ -44,6 +44,9 @@ pub struct Request<'a> {
     /// The application user's password: needed to make the database and to converge
     /// it (the bootstrap sets it again); `None` for a delete.
     pub password: Option<&'a SecretString>,
+    /// The login the password belongs to: the spec's `user`, or its alternate after
+    /// `rotate-credentials` (`None`: the spec's `user`).
+    pub login: Option<&'a str>,
     /// Step progress.
     pub progress: Progress<'a>,
     /// Output lines of the commands steps run, as they arrive (`--verbose`).
@@ -304,8 +307,11 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
 /// never reaches a server or its logs: `password_scram` (PostgreSQL SCRAM-SHA-256
 /// verifier) and `password_mysql` (MariaDB `mysql_native_password` hash). `None` gives
 /// placeholders, for rendering.
-pub(crate) fn secret_vars(password: Option<&SecretString>) -> BTreeMap<&'static str, String> {
-    match password {
+pub(crate) fn secret_vars(
+    password: Option<&SecretString>,
+    login: Option<&str>,
+) -> BTreeMap<&'static str, String> {
+    let mut vars = match password {
         Some(p) => BTreeMap::from([
             (
                 "password",
@@ -323,7 +329,11 @@ pub(crate) fn secret_vars(password: Option<&SecretString>) -> BTreeMap<&'static 
         .into_iter()
         .map(|k| (k, host::REDACTED.to_owned()))
         .collect(),
+    };
+    if let Some(login) = login {
+        vars.insert("login", login.to_owned());
     }
+    vars
 }
 
 /// The driver for `target`.

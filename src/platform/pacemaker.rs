@@ -482,7 +482,7 @@ impl Deployment<'_> {
         if let Some(prepare) = &l.prepare_before_push
             && !exists
         {
-            let secrets = super::secret_vars(None);
+            let secrets = super::secret_vars(None, None);
             self.run_playbook(
                 self.cluster.first(),
                 spec,
@@ -505,7 +505,7 @@ impl Deployment<'_> {
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
         let secrets = |node: &Node| -> Result<BTreeMap<&str, String>> {
-            let mut secrets = super::secret_vars(Some(password));
+            let mut secrets = super::secret_vars(Some(password), req.login);
             if engine.needs_admin_secret() {
                 secrets.insert("admin_password", self.admin_secret(node)?);
             }
@@ -557,7 +557,12 @@ impl Deployment<'_> {
             }),
             uri: Some(
                 engine
-                    .uri(&spec.user, &instance.host, instance.port, &spec.database)
+                    .uri(
+                        req.login.unwrap_or(&spec.user),
+                        &instance.host,
+                        instance.port,
+                        &spec.database,
+                    )
                     .to_string(),
             ),
             server_version: Some(probe.version),
