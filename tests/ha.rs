@@ -88,7 +88,17 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         "{human}"
     );
 
-    let again = dbctl(&world, &cluster, &create).ok();
+    if engine == "postgresql" {
+        changes_in_the_running_group(&world, &cluster, &name, client, (&user, &password), work);
+        let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+    }
+
+    // Re-running create with what the spec says changes nothing.
+    let mut again_args = create.to_vec();
+    if engine == "postgresql" {
+        again_args.extend(["--param", "max_connections=150", "--param", "work_mem=64MB"]);
+    }
+    let again = dbctl(&world, &cluster, &again_args).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     dbctl(&world, &cluster, &["delete", &name, "--yes"]).ok();
     let out = cluster.ssh("10.203.0.11", &format!("pcs resource config db-{name}"));
@@ -98,6 +108,71 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         "image left behind"
     );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+}
+
+/// A parameter change on the running group: a reload-class and a restart-class one;
+/// pacemaker restarts the engine member; the values hold after a failover back.
+fn changes_in_the_running_group(
+    world: &World,
+    cluster: &Cluster,
+    name: &str,
+    client: Client,
+    (user, password): (&str, &str),
+    work: &Workload,
+) {
+    let spec = world.repo.join(format!("etc/databases/{name}.yml"));
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(
+            "parameters: {}",
+            "parameters:\n  max_connections: \"150\"\n  work_mem: \"64MB\"",
+        ),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "ha: more connections"]);
+    let plan = dbctl(world, cluster, &["plan", name, "-o", "json"])
+        .ok()
+        .json();
+    let changes = plan["databases"][0]["changes"].as_array().unwrap().clone();
+    let disruption = |attr: &str| {
+        changes
+            .iter()
+            .find(|c| c["attribute"] == attr)
+            .map(|c| c["disruption"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        disruption("parameters.work_mem").as_deref(),
+        Some("reload"),
+        "{plan}"
+    );
+    assert_eq!(
+        disruption("parameters.max_connections").as_deref(),
+        Some("restart"),
+        "{plan}"
+    );
+    dbctl(world, cluster, &["apply", name, "--now"]).ok();
+    let sql = |q: &str| client.query_until_up(cluster, user, password, q);
+    assert_eq!(sql("show max_connections"), "150");
+    assert_eq!(sql("show work_mem"), "64MB");
+    // Fail over back: the configuration lives with the data.
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (active, active_ip, _) = placement(&status);
+    let other = if active == "node1" { "node2" } else { "node1" };
+    let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {other} --wait=120"));
+    let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sql("show max_connections"), "150");
+    assert_eq!(sql(work.count), "1000");
+    let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
 }
 
 #[test]

@@ -76,6 +76,37 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// What is applied after `changes`: `full` (the spec's values) when everything was
+    /// (re)applied — a create, a restart — else `previous` with only the attributes of
+    /// `changes` taken from `full`, so a change left for the window stays planned.
+    pub fn after(previous: Option<Self>, full: Self, changes: &[Change], whole: bool) -> Self {
+        let Some(mut applied) = previous.filter(|_| !whole) else {
+            return full;
+        };
+        for change in changes {
+            let attr = change.attribute.as_str();
+            if let Some(key) = attr.strip_prefix("parameters.") {
+                match full.parameters.get(key) {
+                    Some(v) => applied.parameters.insert(key.to_owned(), v.clone()),
+                    None => applied.parameters.remove(key),
+                };
+            } else if let Some(t) = attr.strip_prefix("artifact.") {
+                if let Some(d) = full.artifact_digests.get(t) {
+                    applied.artifact_digests.insert(t.to_owned(), d.clone());
+                }
+            } else {
+                match attr {
+                    "size_gb" => applied.size_gb = full.size_gb,
+                    "plan" => applied.plan.clone_from(&full.plan),
+                    "allowed_cidrs" => applied.allowed_cidrs.clone_from(&full.allowed_cidrs),
+                    "version" => applied.version.clone_from(&full.version),
+                    _ => {}
+                }
+            }
+        }
+        applied
+    }
+
     /// What applying `spec` with `digests` records.
     pub fn of(spec: &Spec, digests: BTreeMap<String, String>) -> Self {
         Self {

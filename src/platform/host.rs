@@ -859,36 +859,12 @@ impl Host {
             .read_record(&spec.name)?
             .with_context(|| format!("`{}` has no instance record", spec.name))?;
         let digests = self.template_digests(spec)?;
-        let full = Applied::of(spec, digests);
-        record.applied = Some(match record.applied.take() {
-            Some(mut applied) if !whole => {
-                for change in req.changes {
-                    let attr = change.attribute.as_str();
-                    if let Some(key) = attr.strip_prefix("parameters.") {
-                        match full.parameters.get(key) {
-                            Some(v) => applied.parameters.insert(key.to_owned(), v.clone()),
-                            None => applied.parameters.remove(key),
-                        };
-                    } else if let Some(t) = attr.strip_prefix("artifact.") {
-                        if let Some(d) = full.artifact_digests.get(t) {
-                            applied.artifact_digests.insert(t.to_owned(), d.clone());
-                        }
-                    } else {
-                        match attr {
-                            "size_gb" => applied.size_gb = full.size_gb,
-                            "plan" => applied.plan.clone_from(&full.plan),
-                            "allowed_cidrs" => {
-                                applied.allowed_cidrs.clone_from(&full.allowed_cidrs)
-                            }
-                            "version" => applied.version.clone_from(&full.version),
-                            _ => {}
-                        }
-                    }
-                }
-                applied
-            }
-            _ => full,
-        });
+        record.applied = Some(Applied::after(
+            record.applied.take(),
+            Applied::of(spec, digests),
+            req.changes,
+            whole,
+        ));
         record.version.clone_from(&spec.version);
         self.transport.write_file(
             &self.instance_dir(&spec.name).join("instance.json"),

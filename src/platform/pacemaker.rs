@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use super::cloud::Cloud;
 use super::{
-    Admin, Applied, Artifact, Capabilities, Endpoint, Observed, Options, OutputSink, Progress,
-    Request, Response, State,
+    Admin, Applied, Artifact, Capabilities, Disruption, Endpoint, Observed, Options, OutputSink,
+    Progress, Request, Response, State,
 };
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance};
@@ -408,7 +408,20 @@ impl Deployment<'_> {
             .catalog
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
+        // Settings the engine changes at run time, for `reload` playbooks.
+        let dynamic: BTreeMap<String, String> = spec
+            .parameters
+            .iter()
+            .filter(|(k, _)| {
+                crate::engine::parameter::setting(spec.engine, k)
+                    .is_some_and(|s| s.apply == crate::engine::parameter::Apply::Reload)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let removed: Vec<String> = Vec::new();
         let ctx = minijinja::context! {
+            dynamic => Value::from(Serde(&dynamic)),
+            removed => Value::from(Serde(&removed)),
             spec => Value::from(Serde(spec)),
             plan => Value::from(Serde(plan)),
             target => Value::from(Serde(self.target)),
@@ -550,6 +563,105 @@ impl Deployment<'_> {
             0o644,
             None,
         )?;
+        Ok(Response {
+            endpoint: Some(Endpoint {
+                host: instance.host.clone(),
+                port: instance.port,
+            }),
+            uri: Some(
+                engine
+                    .uri(
+                        req.login.unwrap_or(&spec.user),
+                        &instance.host,
+                        instance.port,
+                        &spec.database,
+                    )
+                    .to_string(),
+            ),
+            server_version: Some(probe.version),
+        })
+    }
+
+    /// Changes a running database's configuration in its groups: the node running
+    /// them writes the configuration again (`prepare` playbook; the data directory is
+    /// initialised once), the bootstrap runs (users, networks), then the engine reloads
+    /// (`local/<engine>/reload.yml` on that node) or pacemaker restarts the engine
+    /// member (`pcs resource restart`, waited for), as the strongest change needs.
+    ///
+    /// # Errors
+    /// The failing step, naming host and command.
+    pub fn update(&self, req: &Request<'_>, engine: &dyn Engine) -> Result<Response> {
+        let spec = req.spec;
+        let l = self.layout;
+        let password = req.password()?;
+        let noop = |_: usize, _: usize, _: &str| {};
+        let view = self.cluster.view(&l.groups)?;
+        let active = self.active(&view)?;
+        let mut secrets = super::secret_vars(Some(password), req.login);
+        if engine.needs_admin_secret() {
+            secrets.insert("admin_password", self.admin_secret(active)?);
+        }
+        (req.progress)(1, 3, &format!("Write the configuration on {}", active.name));
+        if let Some(prepare) = &l.prepare_mounted {
+            self.run_playbook(
+                active,
+                spec,
+                engine,
+                prepare,
+                secrets.clone(),
+                (&noop, req.output),
+            )?;
+        }
+        self.run_playbook(
+            active,
+            spec,
+            engine,
+            &l.bootstrap,
+            secrets,
+            (&noop, req.output),
+        )?;
+        let whole = match req.disruption() {
+            Disruption::None => false,
+            Disruption::Reload => {
+                (req.progress)(2, 3, "Reload the engine");
+                self.run_playbook(
+                    active,
+                    spec,
+                    engine,
+                    &format!("local/{}/reload.yml", spec.engine),
+                    BTreeMap::new(),
+                    (&noop, req.output),
+                )?;
+                false
+            }
+            Disruption::Restart | Disruption::DataMovement => {
+                (req.progress)(2, 3, &format!("Restart {}", l.engine_resource));
+                self.cluster
+                    .pcs(&["resource", "restart", &l.engine_resource, "--wait=180"])?;
+                self.cluster.wait_started(&l.groups)?;
+                true
+            }
+        };
+        let view = self.cluster.view(&l.groups)?;
+        let active = self.active(&view)?;
+        (req.progress)(3, 3, &format!("Check the engine on {}", active.name));
+        let path = l.dir.join(APPLIED_FILE);
+        let previous = active
+            .ssh
+            .read_file(&path)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let applied = Applied::after(
+            previous,
+            Applied::of(spec, BTreeMap::new()),
+            req.changes,
+            whole,
+        );
+        active
+            .ssh
+            .write_file(&path, &serde_json::to_vec_pretty(&applied)?, 0o644, None)?;
+        let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
+        let instance = self.instance(spec, engine, &active.ssh);
+        let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
         Ok(Response {
             endpoint: Some(Endpoint {
                 host: instance.host.clone(),
@@ -811,8 +923,12 @@ impl super::Platform for Pacemaker {
     }
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
-        // Groups are made and converged; reconfiguring a running one is not built yet.
-        Capabilities::default()
+        // Parameters, plan and networks change in the running group; growing the
+        // disk image and upgrades are not built yet.
+        Capabilities {
+            configure: true,
+            ..Capabilities::default()
+        }
     }
 
     fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
@@ -842,7 +958,13 @@ impl super::Platform for Pacemaker {
         }
         let engine = self.check_engine(req.spec)?;
         let layout = self.layout(req.spec)?;
-        self.deployment(&layout)?.create(req, engine.as_ref(), 1, 3)
+        let deployment = self.deployment(&layout)?;
+        // A running group whose configuration changes is updated in place; anything
+        // else (new, down, groups gone) goes through create, which converges.
+        if !req.creates() && req.change("state").is_none() && req.disruption() > Disruption::None {
+            return deployment.update(req, engine.as_ref());
+        }
+        deployment.create(req, engine.as_ref(), 1, 3)
     }
 
     fn lease(
