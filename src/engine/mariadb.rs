@@ -158,6 +158,10 @@ impl Engine for Mariadb {
         })
     }
 
+    fn pid_file(&self, inst: &Instance) -> std::path::PathBuf {
+        inst.run_dir.join("mariadbd.pid")
+    }
+
     fn server_program(&self) -> &'static str {
         "mariadbd"
     }

@@ -215,6 +215,9 @@ pub trait Engine: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The server's pid file in an instance (as its playbooks write it).
+    fn pid_file(&self, inst: &Instance) -> PathBuf;
+
     /// The key in `bin` of the server program whose processes serve an instance
     /// (`postgres`, `mariadbd`, `redis-server`): a pid file is trusted only when its
     /// process runs that binary with the instance's data directory as its working

@@ -219,6 +219,10 @@ impl Engine for Postgresql {
         })
     }
 
+    fn pid_file(&self, inst: &Instance) -> std::path::PathBuf {
+        inst.data_dir.join("postmaster.pid")
+    }
+
     fn server_program(&self) -> &'static str {
         "postgres"
     }

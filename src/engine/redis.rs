@@ -166,6 +166,10 @@ impl Engine for Redis {
         })
     }
 
+    fn pid_file(&self, inst: &Instance) -> std::path::PathBuf {
+        inst.run_dir.join("redis.pid")
+    }
+
     fn server_program(&self) -> &'static str {
         "redis-server"
     }

@@ -744,6 +744,16 @@ impl Host {
         if let Ok(l) = self.locate(spec, engine.as_ref()) {
             status.installed_version = Some(l.full_version);
         }
+        // No live server process of this instance: down, without a client's timeout.
+        let pid =
+            crate::playbook::runner::read_pid(self.transport.as_ref(), &engine.pid_file(&instance));
+        if !pid.is_some_and(|p| self.transport.process_matches(p, None, &instance.data_dir)) {
+            status.detail = Some(format!(
+                "no server process of this instance runs (pid file `{}`)",
+                engine.pid_file(&instance).display()
+            ));
+            return Ok(status);
+        }
         let probe = located.and_then(|l| {
             let probe = engine.probe(self.transport.as_ref(), &instance, &l.bin)?;
             Ok((probe, l))
