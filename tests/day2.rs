@@ -440,3 +440,85 @@ fn try_psql(conn: &serde_json::Value) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[test]
+fn a_major_upgrade_of_postgresql_keeps_the_data() {
+    // scripts/test installs PostgreSQL 17's server under /opt (scripts/install-test-postgresql);
+    // this repo's catalog points version 17 at it.
+    let bin = "/opt/dbctl-test/postgresql/17/bin";
+    assert!(
+        std::path::Path::new(bin).join("postgres").exists(),
+        "PostgreSQL 17 is not installed: run scripts/install-test-postgresql"
+    );
+    let world = World::new();
+    let engines = include_str!("../etc/engines.yml").replacen(
+        "  service_user: postgres\n",
+        &format!("  service_user: postgres\n  bin_dirs: {{\"17\": \"{bin}\"}}\n"),
+        1,
+    );
+    std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "catalog: PostgreSQL 17 for the upgrade"]);
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "postgresql",
+            "--version",
+            "15",
+            "--size",
+            "1",
+            "major",
+        ])
+        .ok();
+    let conn = world.reveal("major");
+    psql(&conn, "create table orders (id int primary key, note text)");
+    psql(
+        &conn,
+        "insert into orders select g, 'row ' || g from generate_series(1, 500) g",
+    );
+    let plan = world
+        .dbctl(&["upgrade", "major", "--version", "17", "--dry-run"])
+        .ok();
+    assert!(
+        plan.stdout
+            .contains("-/+ version: \"15\" → \"17\" (data movement)"),
+        "{}",
+        plan.stdout
+    );
+    world
+        .dbctl(&["upgrade", "major", "--version", "17", "--now"])
+        .ok();
+    let after = world.reveal("major");
+    assert_eq!(
+        after["password"], conn["password"],
+        "the upgrade changed the password"
+    );
+    assert!(psql(&after, "show server_version").starts_with("17."));
+    assert_eq!(
+        psql(&after, "select count(*), max(note) from orders"),
+        "500|row 99"
+    );
+    assert_eq!(
+        psql(
+            &after,
+            "select tableowner from pg_tables where tablename = 'orders'"
+        ),
+        "major"
+    );
+    let status = world.dbctl(&["status", "major"]).ok().stdout;
+    assert!(status.contains("state:    up\n"), "{status}");
+    assert!(
+        world.instance_dir("major").join("data-15").is_dir(),
+        "no rollback copy"
+    );
+    assert_eq!(
+        world.dbctl(&["plan", "--detailed-exitcode", "major"]).code,
+        0
+    );
+    assert!(
+        world
+            .git(&["log", "-1", "--format=%s"])
+            .contains("dbctl upgrade major")
+    );
+}

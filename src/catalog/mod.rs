@@ -61,6 +61,10 @@ pub struct EngineEntry {
     pub image: String,
     /// The distro user that owns server processes when dbctl runs as root.
     pub service_user: String,
+    /// Version → directory of its binaries, for a build outside the distro's paths (a
+    /// second PostgreSQL major for upgrades); looked at before the standard paths.
+    #[serde(default)]
+    pub bin_dirs: BTreeMap<String, String>,
 }
 
 /// A sizing preset (`etc/plans.yml`).

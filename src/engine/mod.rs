@@ -152,6 +152,20 @@ pub trait Engine: Send + Sync {
         known: &[String],
     ) -> Result<Located, EngineError>;
 
+    /// Finds the binaries of `version` in `dir` only (a catalog's `bin_dirs`).
+    ///
+    /// # Errors
+    /// [`EngineError::NotInstalled`] naming what is missing there.
+    fn locate_in(
+        &self,
+        t: &dyn Transport,
+        version: &str,
+        dir: &str,
+    ) -> Result<Located, EngineError> {
+        let _ = dir;
+        self.locate(t, Some(version), &[version.to_owned()])
+    }
+
     /// The administrator login over the local socket when commands run as `t.user()`.
     fn admin_user(&self, t: &dyn Transport) -> String;
 

@@ -23,9 +23,18 @@ fn candidates(version: &str, name: &str) -> Vec<String> {
 
 impl Postgresql {
     fn try_version(&self, t: &dyn Transport, version: &str) -> Result<Located, EngineError> {
+        self.try_candidates(t, version, |name| candidates(version, name))
+    }
+
+    fn try_candidates(
+        &self,
+        t: &dyn Transport,
+        version: &str,
+        candidates: impl Fn(&str) -> Vec<String>,
+    ) -> Result<Located, EngineError> {
         let wanted: Vec<_> = BINARIES
             .iter()
-            .map(|name| (*name, candidates(version, name)))
+            .map(|name| (*name, candidates(name)))
             .collect();
         let bin = find_all(
             t,
@@ -95,6 +104,15 @@ impl Engine for Postgresql {
             looked: "/usr/lib/postgresql/*/bin".into(),
             package: "postgresql".into(),
         }))
+    }
+
+    fn locate_in(
+        &self,
+        t: &dyn Transport,
+        version: &str,
+        dir: &str,
+    ) -> Result<Located, EngineError> {
+        self.try_candidates(t, version, |name| vec![format!("{dir}/{name}")])
     }
 
     fn admin_user(&self, _t: &dyn Transport) -> String {

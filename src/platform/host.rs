@@ -415,11 +415,18 @@ impl Host {
         if let Some(found) = self.located.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(found);
         }
-        let found = engine.locate(
-            self.transport.as_ref(),
-            Some(&spec.version),
-            &self.known_versions(spec.engine),
-        )?;
+        let dir = self
+            .catalog
+            .engine(spec.engine)
+            .and_then(|e| e.bin_dirs.get(&spec.version).cloned());
+        let found = match dir {
+            Some(dir) => engine.locate_in(self.transport.as_ref(), &spec.version, &dir)?,
+            None => engine.locate(
+                self.transport.as_ref(),
+                Some(&spec.version),
+                &self.known_versions(spec.engine),
+            )?,
+        };
         if let Ok(mut cache) = self.located.lock() {
             cache.insert(key, found.clone());
         }
@@ -815,13 +822,34 @@ impl Host {
     /// Runs `local/<engine>/<operation>.yml` (`reload`, `restart`) on a running
     /// instance, with the located binaries and no secrets.
     fn run_operation(&self, req: &Request<'_>, operation: &str) -> Result<()> {
+        self.run_operation_with(req, operation, None)
+    }
+
+    /// [`Self::run_operation`] with the binaries of `bin_version` (the running old
+    /// version, for the first half of a major upgrade); templates see the recorded
+    /// version as `old_version`.
+    fn run_operation_with(
+        &self,
+        req: &Request<'_>,
+        operation: &str,
+        bin_version: Option<&str>,
+    ) -> Result<()> {
         let spec = req.spec;
         let record = self
             .read_record(&spec.name)?
             .with_context(|| format!("`{}` has no instance to {operation}", spec.name))?;
         let engine = self.engine(spec.engine)?;
         let instance = self.make_instance(spec, engine.as_ref(), record.port);
-        let located = self.locate(spec, engine.as_ref())?;
+        let located = match bin_version {
+            Some(version) => self.locate(
+                &Spec {
+                    version: version.to_owned(),
+                    ..spec.clone()
+                },
+                engine.as_ref(),
+            )?,
+            None => self.locate(spec, engine.as_ref())?,
+        };
         let removed: Vec<String> = req
             .changes
             .iter()
@@ -840,7 +868,7 @@ impl Host {
             .collect();
         let ctx = minijinja::context! {
             ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
-            ..minijinja::context! { removed => removed, dynamic => dynamic }
+            ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone() }
         };
         let playbook = self.playbook(spec.engine, operation)?;
         let runner = Runner {
@@ -858,6 +886,34 @@ impl Host {
             .run(&playbook)
             .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
         Ok(())
+    }
+
+    /// A major upgrade (PostgreSQL): with the old version's binaries, dump everything,
+    /// stop and set the data directory aside (`upgrade-dump.yml`); with the new
+    /// version's, initialise and start through the create playbook (users, the kept
+    /// password), restore the dump (`upgrade-restore.yml`), and check the server runs
+    /// the new version. Every step runs once, so a re-run after a crash goes on.
+    fn major_upgrade(&self, req: &Request<'_>) -> Result<Response> {
+        let spec = req.spec;
+        let record = self
+            .read_record(&spec.name)?
+            .with_context(|| format!("`{}` has no instance to upgrade", spec.name))?;
+        let old = record.version.clone();
+        if old != spec.version {
+            self.run_operation_with(req, "upgrade-dump", Some(&old))?;
+        }
+        let response = self.converge(req)?;
+        self.run_operation(req, "upgrade-restore")?;
+        let running = response.server_version.clone().unwrap_or_default();
+        if crate::change::series_of(&running, &spec.version) != spec.version {
+            bail!(
+                "`{}` runs {running} after the upgrade, not {}; the old data directory is kept as `data-{old}`",
+                spec.name,
+                spec.version
+            );
+        }
+        self.record_applied(req, true)?;
+        Ok(response)
     }
 
     /// Records what was applied in `instance.json`: everything for a (re)start from
@@ -914,11 +970,13 @@ impl super::Platform for Host {
             .map(|l| l.version)
     }
 
-    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+    fn capabilities(&self, spec: &Spec) -> Capabilities {
         Capabilities {
             grow: true,
             minor_upgrade: true,
-            major_upgrade: false,
+            // PostgreSQL: dump, a new data directory of the new major, restore
+            // (`upgrade-dump.yml`, `upgrade-restore.yml`).
+            major_upgrade: spec.engine == EngineKind::Postgresql,
             configure: true,
         }
     }
@@ -945,6 +1003,11 @@ impl super::Platform for Host {
         }
         // Create, or converge: the playbook writes configuration and (re)starts a
         // server that is down; a running one is left running.
+        if let Some(change) = req.change("version")
+            && change.action == crate::change::Action::Replace
+        {
+            return self.major_upgrade(req);
+        }
         let was_running = !req.creates() && req.change("state").is_none();
         let mut response = self.converge(req)?;
         let mut whole = !was_running;
@@ -987,6 +1050,7 @@ impl super::Platform for Host {
                 c.expires_at
                     .parse::<jiff::Timestamp>()
                     .is_ok_and(|t| t <= jiff::Timestamp::now())
+                    || holder_died_here(c)
             });
             if expired {
                 // A crashed holder's lease (or a damaged file): take it over.
@@ -1098,6 +1162,23 @@ impl super::Platform for Host {
         }
         Ok(artifacts)
     }
+}
+
+/// Whether the lease's holder ran on this machine and its process is gone (killed, or
+/// crashed): its lease is stale at once, not only when it expires.
+fn holder_died_here(holder: &LeaseHolder) -> bool {
+    let here = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Ok(pid) = i32::try_from(holder.pid) else {
+        return false;
+    };
+    holder.host == here
+        && pid > 0
+        && matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
 }
 
 /// The admin channel of a host instance: the engine's client through the transport.
