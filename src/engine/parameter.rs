@@ -267,6 +267,18 @@ pub fn settings(engine: EngineKind) -> &'static [Setting] {
     }
 }
 
+/// The entries of `parameters` that `engine` changes at run time (what a reload sets).
+pub fn reloadable(
+    engine: EngineKind,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    parameters
+        .iter()
+        .filter(|(k, _)| setting(engine, k).is_some_and(|s| s.apply == Apply::Reload))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The name as `engine` spells it: MariaDB treats `-` and `_` alike.
 pub fn canonical_name(engine: EngineKind, key: &str) -> String {
     match engine {

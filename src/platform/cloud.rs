@@ -335,17 +335,6 @@ impl super::Platform for Cloud {
         Err(self.not_here(if req.deletes() { "delete" } else { "create" }))
     }
 
-    fn lease(
-        &self,
-        _spec: &Spec,
-        _holder: &super::LeaseHolder,
-        _wait: std::time::Duration,
-    ) -> Result<Option<super::Lease<'_>>> {
-        // The cluster has no shared state directory for leases yet: the repo's lock
-        // is what serialises runs here.
-        Ok(None)
-    }
-
     fn admin(&self, _spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         Err(self.not_here("query"))
     }

@@ -857,15 +857,7 @@ impl Host {
             .filter_map(|c| c.attribute.strip_prefix("parameters.").map(str::to_owned))
             .collect();
         // Only settings the engine changes at run time are set on a reload.
-        let dynamic: BTreeMap<String, String> = spec
-            .parameters
-            .iter()
-            .filter(|(k, _)| {
-                crate::engine::parameter::setting(spec.engine, k)
-                    .is_some_and(|s| s.apply == crate::engine::parameter::Apply::Reload)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let dynamic = crate::engine::parameter::reloadable(spec.engine, &spec.parameters);
         let ctx = minijinja::context! {
             ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
             ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone() }

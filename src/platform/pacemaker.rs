@@ -409,15 +409,7 @@ impl Deployment<'_> {
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
         // Settings the engine changes at run time, for `reload` playbooks.
-        let dynamic: BTreeMap<String, String> = spec
-            .parameters
-            .iter()
-            .filter(|(k, _)| {
-                crate::engine::parameter::setting(spec.engine, k)
-                    .is_some_and(|s| s.apply == crate::engine::parameter::Apply::Reload)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let dynamic = crate::engine::parameter::reloadable(spec.engine, &spec.parameters);
         let removed: Vec<String> = Vec::new();
         let ctx = minijinja::context! {
             dynamic => Value::from(Serde(&dynamic)),
@@ -563,23 +555,7 @@ impl Deployment<'_> {
             0o644,
             None,
         )?;
-        Ok(Response {
-            endpoint: Some(Endpoint {
-                host: instance.host.clone(),
-                port: instance.port,
-            }),
-            uri: Some(
-                engine
-                    .uri(
-                        req.login.unwrap_or(&spec.user),
-                        &instance.host,
-                        instance.port,
-                        &spec.database,
-                    )
-                    .to_string(),
-            ),
-            server_version: Some(probe.version),
-        })
+        Ok(response(req, engine, &instance, probe.version))
     }
 
     /// Changes a running database's configuration in its groups: the node running
@@ -662,23 +638,7 @@ impl Deployment<'_> {
         let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
-        Ok(Response {
-            endpoint: Some(Endpoint {
-                host: instance.host.clone(),
-                port: instance.port,
-            }),
-            uri: Some(
-                engine
-                    .uri(
-                        req.login.unwrap_or(&spec.user),
-                        &instance.host,
-                        instance.port,
-                        &spec.database,
-                    )
-                    .to_string(),
-            ),
-            server_version: Some(probe.version),
-        })
+        Ok(response(req, engine, &instance, probe.version))
     }
 
     /// The cluster view and the engine's state on the active node.
@@ -731,6 +691,33 @@ impl Deployment<'_> {
             Err(err) => status.detail = Some(err.to_string()),
         }
         Ok(status)
+    }
+}
+
+/// How clients reach `instance` (the login of `req`), running `server_version`.
+fn response(
+    req: &Request<'_>,
+    engine: &dyn Engine,
+    instance: &crate::engine::Instance,
+    server_version: String,
+) -> Response {
+    let spec = req.spec;
+    Response {
+        endpoint: Some(Endpoint {
+            host: instance.host.clone(),
+            port: instance.port,
+        }),
+        uri: Some(
+            engine
+                .uri(
+                    req.login.unwrap_or(&spec.user),
+                    &instance.host,
+                    instance.port,
+                    &spec.database,
+                )
+                .to_string(),
+        ),
+        server_version: Some(server_version),
     }
 }
 
@@ -965,17 +952,6 @@ impl super::Platform for Pacemaker {
             return deployment.update(req, engine.as_ref());
         }
         deployment.create(req, engine.as_ref(), 1, 3)
-    }
-
-    fn lease(
-        &self,
-        _spec: &Spec,
-        _holder: &super::LeaseHolder,
-        _wait: std::time::Duration,
-    ) -> Result<Option<super::Lease<'_>>> {
-        // The cluster has no shared state directory for leases yet: the repo's lock
-        // is what serialises runs here.
-        Ok(None)
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

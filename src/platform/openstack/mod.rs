@@ -481,17 +481,6 @@ impl super::Platform for Openstack {
         self.converge(req)
     }
 
-    fn lease(
-        &self,
-        _spec: &Spec,
-        _holder: &super::LeaseHolder,
-        _wait: std::time::Duration,
-    ) -> Result<Option<super::Lease<'_>>> {
-        // The cluster has no shared state directory for leases yet: the repo's lock
-        // is what serialises runs here.
-        Ok(None)
-    }
-
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         anyhow::bail!(
             "`dbctl sql` on openstack targets is not built yet (`{}`); connect with the connection file",
