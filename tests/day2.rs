@@ -522,3 +522,60 @@ fn a_major_upgrade_of_postgresql_keeps_the_data() {
             .contains("dbctl upgrade major")
     );
 }
+
+#[test]
+fn a_minor_upgrade_restarts_on_the_newer_build_of_the_same_major() {
+    // Two builds of PostgreSQL 17 (scripts/install-test-postgresql): the catalog points
+    // 17 at 17.6, then — as a package upgrade would — at 17.7.
+    let (old, new) = (
+        "/opt/dbctl-test/postgresql/17.6/bin",
+        "/opt/dbctl-test/postgresql/17/bin",
+    );
+    for dir in [old, new] {
+        assert!(
+            std::path::Path::new(dir).join("postgres").exists(),
+            "{dir} is missing: run scripts/install-test-postgresql (see scripts/test)"
+        );
+    }
+    let world = World::new();
+    let catalog = |bin: &str| {
+        let engines = include_str!("../etc/engines.yml").replacen(
+            "  service_user: postgres\n",
+            &format!("  service_user: postgres\n  bin_dirs: {{\"17\": \"{bin}\"}}\n"),
+            1,
+        );
+        std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
+        world.git(&["add", "-A"]);
+        world.git(&["commit", "-qm", &format!("catalog: PostgreSQL 17 in {bin}")]);
+    };
+    catalog(old);
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "postgresql",
+            "--version",
+            "17",
+            "--size",
+            "1",
+            "minor",
+        ])
+        .ok();
+    let conn = world.reveal("minor");
+    assert_eq!(psql(&conn, "show server_version"), "17.6");
+    psql(&conn, "create table kept as select 7 as n");
+    catalog(new);
+    assert_eq!(
+        planned(&world, "minor"),
+        vec![("version".into(), "restart".into(), None)]
+    );
+    let plan = world.dbctl(&["plan", "minor"]).ok().stdout;
+    assert!(plan.contains("~   version: \"17.6\" → \"17.7\""), "{plan}");
+    world.dbctl(&["apply", "minor", "--now"]).ok();
+    assert_eq!(psql(&conn, "show server_version"), "17.7");
+    assert_eq!(psql(&conn, "select n from kept"), "7");
+    assert_eq!(
+        world.dbctl(&["plan", "--detailed-exitcode", "minor"]).code,
+        0
+    );
+}

@@ -535,8 +535,19 @@ impl Transport for Local {
     fn process_matches(&self, pid: u32, exe: Option<&Path>, cwd: &Path) -> bool {
         let proc = PathBuf::from(format!("/proc/{pid}"));
         let resolved = |p: &Path| std::fs::canonicalize(p).ok();
+        // The same program: the same file, or one of the same name (a minor upgrade
+        // replaces the binary under a running server, whose exe then reads
+        // `… (deleted)`, or installs the new build elsewhere).
         let exe_ok = exe.is_none_or(|exe| {
-            resolved(exe).is_some_and(|e| std::fs::read_link(proc.join("exe")).ok() == Some(e))
+            let Some(wanted) = resolved(exe) else {
+                return false;
+            };
+            let Ok(running) = std::fs::read_link(proc.join("exe")) else {
+                return false;
+            };
+            let running = running.to_string_lossy();
+            let running = Path::new(running.trim_end_matches(" (deleted)"));
+            running == wanted || running.file_name() == wanted.file_name()
         });
         pid > 0
             && exe_ok

@@ -274,8 +274,9 @@ pub trait Transport: Send + Sync {
     /// True when process `pid` exists.
     fn process_alive(&self, pid: u32) -> bool;
 
-    /// True when process `pid` runs the program `exe` (links resolved; `None`: any
-    /// program) with working directory `cwd` (links resolved), from `/proc/<pid>/exe` and `/proc/<pid>/cwd`
+    /// True when process `pid` runs the program `exe` (links resolved; the same file or
+    /// one of the same name, as after a minor upgrade; `None`: any program) with
+    /// working directory `cwd` (links resolved), from `/proc/<pid>/exe` and `/proc/<pid>/cwd`
     /// (Linux `proc(5)`): whether a pid file names the server it should, before dbctl
     /// signals that process or skips a start because of it.
     fn process_matches(&self, pid: u32, exe: Option<&Path>, cwd: &Path) -> bool;

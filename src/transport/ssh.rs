@@ -639,7 +639,7 @@ exec cat -- "$1""#
         pid > 0
             && self
                 .script(
-                    r#"c=$(readlink -f "$3") && [ "$(readlink "/proc/$1/cwd")" = "$c" ] || exit 1; [ -z "$2" ] && exit 0; e=$(readlink -f "$2") && [ "$(readlink "/proc/$1/exe")" = "$e" ]"#,
+                    r#"c=$(readlink -f "$3") && [ "$(readlink "/proc/$1/cwd")" = "$c" ] || exit 1; [ -z "$2" ] && exit 0; e=$(readlink -f "$2") && r=$(readlink "/proc/$1/exe") && r=${r% (deleted)} && [ "$r" = "$e" ] || [ "${r##*/}" = "${e##*/}" ]"#,
                     &[&pid.to_string(), &exe, &cwd.to_string_lossy()],
                     None,
                 )
