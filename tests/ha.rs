@@ -155,27 +155,11 @@ fn changes_in_the_running_group(
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     assert_eq!(sql("show max_connections"), "150");
     assert_eq!(sql("show work_mem"), "64MB");
-    // Grow the disk image and its filesystem online.
-    dbctl(world, cluster, &["resize", name, "--size", "2"]).ok();
+    // Fail over back: the configuration lives with the data.
     let status = dbctl(world, cluster, &["status", name, "-o", "json"])
         .ok()
         .json();
     let (active, active_ip, _) = placement(&status);
-    let df = cluster.ssh(
-        active_ip,
-        &format!(
-            "df -B1M --output=size /srv/dbctl-{}/{name} | tail -n 1",
-            cluster.id
-        ),
-    );
-    let mib: u64 = String::from_utf8_lossy(&df.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    assert!(mib > 1800, "the filesystem did not grow: {mib} MiB");
-    assert_eq!(status["status"]["applied"]["size_gb"], 2, "{status}");
-    assert_eq!(sql(work.count), "1000");
-    // Fail over back: the configuration lives with the data.
     let other = if active == "node1" { "node2" } else { "node1" };
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {other} --wait=120"));
     let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));

@@ -344,9 +344,6 @@ pub struct Layout {
     pub prepare_mounted: Option<String>,
     /// Playbook run on the active node once the engine runs (users, databases).
     pub bootstrap: String,
-    /// Playbook that grows the storage on the active node for a larger `size_gb`;
-    /// `None` where growing is not built (the storage is the platform's).
-    pub grow: Option<String>,
     /// Extra template variables of the playbooks (`mountpoint`, `device`, …).
     pub vars: BTreeMap<String, String>,
 }
@@ -579,23 +576,6 @@ impl Deployment<'_> {
         let mut secrets = super::secret_vars(Some(password), req.login);
         if engine.needs_admin_secret() {
             secrets.insert("admin_password", self.admin_secret(active)?);
-        }
-        if req.change("size_gb").is_some() {
-            let grow = l.grow.as_deref().with_context(|| {
-                format!(
-                    "growing the storage of `{}` is not built for this platform",
-                    spec.name
-                )
-            })?;
-            (req.progress)(1, 3, &format!("Grow the storage on {}", active.name));
-            self.run_playbook(
-                active,
-                spec,
-                engine,
-                grow,
-                BTreeMap::new(),
-                (&noop, req.output),
-            )?;
         }
         (req.progress)(1, 3, &format!("Write the configuration on {}", active.name));
         if let Some(prepare) = &l.prepare_mounted {
@@ -830,7 +810,6 @@ impl Pacemaker {
             prepare_before_push: Some("pacemaker/image.yml".into()),
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
-            grow: Some("pacemaker/grow.yml".into()),
             vars: BTreeMap::from([
                 ("daemonize".to_owned(), "no".to_owned()),
                 ("mountpoint".to_owned(), dir.to_string_lossy().into_owned()),
@@ -931,11 +910,10 @@ impl super::Platform for Pacemaker {
     }
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
-        // Parameters, plan and networks change in the running group, and the disk
-        // image grows online; upgrades are not built yet.
+        // Parameters, plan and networks change in the running group; growing the
+        // disk image and upgrades are not built yet.
         Capabilities {
             configure: true,
-            grow: true,
             ..Capabilities::default()
         }
     }
@@ -970,13 +948,7 @@ impl super::Platform for Pacemaker {
         let deployment = self.deployment(&layout)?;
         // A running group whose configuration changes is updated in place; anything
         // else (new, down, groups gone) goes through create, which converges.
-        let reconfigure = !req.creates()
-            && req.change("state").is_none()
-            && req
-                .changes
-                .iter()
-                .any(|c| c.action == crate::change::Action::Update);
-        if reconfigure {
+        if !req.creates() && req.change("state").is_none() && req.disruption() > Disruption::None {
             return deployment.update(req, engine.as_ref());
         }
         deployment.create(req, engine.as_ref(), 1, 3)

@@ -407,8 +407,6 @@ impl Openstack {
             prepare_before_push: None,
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
-            // The volume is Cinder's: growing it is not built yet.
-            grow: None,
             vars: BTreeMap::from([
                 ("daemonize".to_owned(), "no".to_owned()),
                 ("mountpoint".to_owned(), names.mountpoint.clone()),
