@@ -401,9 +401,12 @@ fn two_clones_never_change_one_database_at_once() {
     assert!(held["repo"].as_str().unwrap().ends_with("/repo"), "{held}");
     assert!(a.wait().unwrap().success());
     assert!(!lease.exists(), "the lease outlived its run");
-    // Clone B, at the same time as a live holder, refuses and names it.
+    // Clone B, while another runner (on another machine) holds the lease, refuses and
+    // names it. (A holder on this machine whose process is gone is stale at once: the
+    // convergence test's killed create shows that.)
     let now = jiff::Timestamp::now();
     let mut planted = held.clone();
+    planted["host"] = "ci-runner-2".into();
     planted["expires_at"] = now
         .checked_add(jiff::Span::new().minutes(10))
         .unwrap()

@@ -357,6 +357,35 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
 
+    // A restart-class parameter of the running database: the engine member of the
+    // service group restarts; the stacks are left alone.
+    let spec = world.repo.join("etc/databases/os-db.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("parameters: {}", "parameters:\n  max_connections: \"140\""),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "os: more connections"]);
+    let stacks_before = cloud.stacks();
+    let plan = dbctl(&world, &cluster, &["plan", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        plan["databases"][0]["changes"][0]["attribute"], "parameters.max_connections",
+        "{plan}"
+    );
+    dbctl(&world, &cluster, &["apply", "os-db", "--now"]).ok();
+    let value = Client::Psql.query_until_up(&cluster, "os_db", &password, "show max_connections");
+    assert_eq!(value, "140");
+    assert_eq!(
+        cloud.stacks(),
+        stacks_before,
+        "a parameter change touched Heat"
+    );
+    let plan = dbctl(&world, &cluster, &["plan", "os-db", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+
     // Delete: groups gone from the CIB, stacks gone from Heat.
     dbctl(&world, &cluster, &["delete", "os-db", "--yes"]).ok();
     for group in ["db-os-db-storage", "db-os-db-service"] {

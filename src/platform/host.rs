@@ -21,6 +21,7 @@ use super::{
     Request, Response, Role, State,
 };
 use super::{Lease, LeaseHolder};
+
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::engine::{self, Engine, Instance, Located};
@@ -1024,63 +1025,15 @@ impl super::Platform for Host {
         holder: &LeaseHolder,
         wait: std::time::Duration,
     ) -> Result<Option<Lease<'_>>> {
-        let dir = self.state_dir.join(".leases");
         self.transport.make_dir(&self.state_dir, 0o755, None)?;
-        self.transport.make_dir(&dir, 0o700, None)?;
-        let path = dir.join(format!("{}.json", spec.name));
-        let body = serde_json::to_vec_pretty(holder)?;
-        let deadline = std::time::Instant::now().checked_add(wait);
-        loop {
-            if self.transport.create_new(&path, &body)? {
-                break;
-            }
-            let current: Option<LeaseHolder> = self
-                .transport
-                .read_file(&path)?
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let expired = current.as_ref().is_none_or(|c| {
-                c.expires_at
-                    .parse::<jiff::Timestamp>()
-                    .is_ok_and(|t| t <= jiff::Timestamp::now())
-                    || holder_died_here(c)
-            });
-            if expired {
-                // A crashed holder's lease (or a damaged file): take it over.
-                self.transport.remove_all(&path)?;
-                continue;
-            }
-            if deadline.is_some_and(|d| std::time::Instant::now() < d) {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                continue;
-            }
-            let c = current.unwrap_or_else(|| holder.clone());
-            bail!(
-                "database `{}` is being changed by another runner: dbctl {} (pid {}, user {} on {}, from `{}`) since {}; its lease on {} expires at {}; retry then, or pass `--lock-timeout SECONDS` to wait",
-                spec.name,
-                c.operation,
-                c.pid,
-                c.user,
-                c.host,
-                c.repo,
-                c.since,
-                self.transport.host(),
-                c.expires_at
-            );
-        }
-        let token = holder.token.clone();
-        Ok(Some(Lease::new(move || {
-            // Release only our own lease (it may have expired and been taken over).
-            let ours = self
-                .transport
-                .read_file(&path)
-                .ok()
-                .flatten()
-                .and_then(|b| serde_json::from_slice::<LeaseHolder>(&b).ok())
-                .is_some_and(|c| c.token == token);
-            if ours {
-                let _ = self.transport.remove_all(&path);
-            }
-        })))
+        super::lease::take(
+            self.transport.as_ref(),
+            &self.state_dir.join(".leases"),
+            &spec.name,
+            holder,
+            wait,
+        )
+        .map(Some)
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
@@ -1154,23 +1107,6 @@ impl super::Platform for Host {
         }
         Ok(artifacts)
     }
-}
-
-/// Whether the lease's holder ran on this machine and its process is gone (killed, or
-/// crashed): its lease is stale at once, not only when it expires.
-fn holder_died_here(holder: &LeaseHolder) -> bool {
-    let here = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let Ok(pid) = i32::try_from(holder.pid) else {
-        return false;
-    };
-    holder.host == here
-        && pid > 0
-        && matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        )
 }
 
 /// The admin channel of a host instance: the engine's client through the transport.

@@ -5,6 +5,7 @@
 pub mod cloud;
 mod host;
 mod hosts;
+pub mod lease;
 pub mod nomad_api;
 pub mod openstack;
 pub mod pacemaker;

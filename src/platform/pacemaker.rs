@@ -954,6 +954,24 @@ impl super::Platform for Pacemaker {
         deployment.create(req, engine.as_ref(), 1, 3)
     }
 
+    fn lease(
+        &self,
+        spec: &Spec,
+        holder: &super::LeaseHolder,
+        wait: std::time::Duration,
+    ) -> Result<Option<super::Lease<'_>>> {
+        // On the cluster's first node, beside the mountpoints: every runner reaches it.
+        let dir = Path::new(
+            self.target
+                .state_dir
+                .as_deref()
+                .unwrap_or(Path::new("/srv/dbctl")),
+        )
+        .join(".leases");
+        let node = self.cluster()?.first();
+        super::lease::take(&node.ssh, &dir, &spec.name, holder, wait).map(Some)
+    }
+
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         anyhow::bail!(
             "`dbctl sql` on pacemaker targets is not built yet (`{}`); connect with the connection file",

@@ -461,8 +461,12 @@ impl super::Platform for Openstack {
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
         // Stacks and groups are made and converged (changed stacks are updated then);
-        // reconfiguring a running database is not built yet.
-        Capabilities::default()
+        // a running group's engine is reconfigured in place as on `pacemaker`; growing
+        // the Cinder volume and upgrades are not built yet.
+        Capabilities {
+            configure: true,
+            ..Capabilities::default()
+        }
     }
 
     fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
@@ -477,6 +481,27 @@ impl super::Platform for Openstack {
         if req.deletes() {
             self.remove(req.spec, req.progress)?;
             return Ok(Response::default());
+        }
+        let reconfigure = !req.creates()
+            && req.change("state").is_none()
+            && req
+                .changes
+                .iter()
+                .any(|c| c.action == super::Action::Update);
+        if reconfigure {
+            // The stacks exist and the groups run: change the engine in its group.
+            let spec = req.spec;
+            self.check_runtime()?;
+            let engine = pacemaker::check_engine(spec, "openstack")?;
+            let names = Names::new(&spec.name);
+            let heat = Heat::new(self.session()?);
+            let stacks = self.read_stacks(&heat, spec)?;
+            let outputs = Outputs::read(&names, &stacks);
+            let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+            let layout = self.layout(spec, &outputs)?;
+            return self
+                .deployment(&cluster, &layout)
+                .update(req, engine.as_ref());
         }
         self.converge(req)
     }
