@@ -98,14 +98,19 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
         repo.require_git()?;
     }
     let spec = session.existing_spec(&repo, &opts.name)?;
-    if !matches!(spec.engine, EngineKind::Postgresql | EngineKind::Mariadb) {
+    let platform = session.platform(&repo, &spec)?;
+    let host_platform = matches!(
+        platform.kind(),
+        crate::spec::PlatformKind::Local | crate::spec::PlatformKind::Ssh
+    );
+    if spec.engine == EngineKind::Mongodb || (spec.engine == EngineKind::Redis && !host_platform) {
         bail!(
-            "`dbctl rotate-credentials` rotates PostgreSQL and MariaDB logins; {} (`{}`) is not supported yet",
+            "`dbctl rotate-credentials` rotates PostgreSQL and MariaDB logins everywhere and Redis ACL users on `local` and `ssh`; {} on `{}` (`{}`) is not supported yet",
             spec.engine,
+            platform.kind(),
             spec.name
         );
     }
-    let platform = session.platform(&repo, &spec)?;
     let _lock = super::lock(&repo, &spec.name, "rotate-credentials", opts.lock_timeout_s)?;
     let _lease = platform.lease(
         &spec,

@@ -68,7 +68,7 @@ pub fn sql(session: &Session, opts: &SqlOptions) -> Result<SqlReport> {
     let repo = session.repo()?;
     let spec = session.existing_spec(&repo, &opts.name)?;
     let platform = session.platform(&repo, &spec)?;
-    let password = if opts.admin {
+    let owner = if opts.admin {
         None
     } else {
         let rel = Repo::connection_rel(&spec.name);
@@ -80,13 +80,19 @@ pub fn sql(session: &Session, opts: &SqlOptions) -> Result<SqlReport> {
         })?;
         let conn = ConnectionFile::parse(&text)
             .map_err(|m| anyhow::anyhow!("invalid `{}`: {m}", rel.display()))?;
-        Some(secret::decrypt(
+        let password = secret::decrypt(
             &conn.password,
             &session.identity,
             &format!("{}: password", rel.display()),
-        )?)
+        )?;
+        Some((conn.username, password))
     };
-    let role = password.as_ref().map_or(Role::Admin, Role::Owner);
+    let role = owner
+        .as_ref()
+        .map_or(Role::Admin, |(login, password)| Role::Owner {
+            login,
+            password,
+        });
     let admin = platform.admin(&spec)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -494,6 +494,40 @@ impl Host {
         Ok(Some(secret))
     }
 
+    /// Redis after `rotate-credentials`: the ACL line of the login the connection file
+    /// does not name, kept from the instance's `users.acl` so its clients keep working —
+    /// only if it has exactly the form dbctl writes (no other permissions slip in).
+    fn kept_acl(
+        &self,
+        spec: &Spec,
+        instance: &Instance,
+        login: Option<&str>,
+    ) -> Result<Option<String>> {
+        if spec.engine != EngineKind::Redis {
+            return Ok(None);
+        }
+        let login = login.unwrap_or(&spec.user);
+        let other = if login == spec.user {
+            format!("{}_r", spec.user)
+        } else {
+            spec.user.clone()
+        };
+        let Some(bytes) = self
+            .transport
+            .read_file(&instance.conf_dir.join("users.acl"))?
+        else {
+            return Ok(None);
+        };
+        let prefix = format!("user {other} on #");
+        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|line| {
+            let hash = line
+                .strip_prefix(&prefix)?
+                .strip_suffix(" ~* &* +@all -@admin")?;
+            (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| line.to_owned())
+        }))
+    }
+
     /// The last error lines of the instance's server logs (`log/server.log`,
     /// `log/console.log`), with their path, for a failed create: what an operator reads
     /// first. Secrets are redacted; at most five lines.
@@ -673,6 +707,9 @@ impl Host {
         };
         let instance = self.make_instance(spec, engine.as_ref(), port);
         let mut secrets = super::secret_vars(Some(password), req.login);
+        if let Some(line) = self.kept_acl(spec, &instance, req.login)? {
+            secrets.insert("kept_acl", line);
+        }
         if engine.needs_admin_secret()
             && let Some(admin) = self.admin_secret(&instance, true)?
         {
@@ -1128,9 +1165,19 @@ impl Admin for HostAdmin<'_> {
             Role::Admin => self
                 .engine
                 .admin_command(self.transport, &self.instance, &self.bin)?,
-            Role::Owner(password) => {
+            Role::Owner { login, password } => {
+                // PostgreSQL acts as the owner role whatever the login; the others log
+                // in as the login.
+                let instance = if self.engine.kind() == EngineKind::Postgresql {
+                    self.instance.clone()
+                } else {
+                    Instance {
+                        user: login.to_owned(),
+                        ..self.instance.clone()
+                    }
+                };
                 self.engine
-                    .owner_command(self.transport, &self.instance, &self.bin, password)?
+                    .owner_command(self.transport, &instance, &self.bin, password)?
             }
         };
         let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));

@@ -123,8 +123,15 @@ pub trait Admin {
 pub enum Role<'a> {
     /// The engine's administrator.
     Admin,
-    /// The application user (its password: MariaDB and Redis log in with it).
-    Owner(&'a SecretString),
+    /// The application user: the login of the connection file (the owner, or its
+    /// alternate after `rotate-credentials`) and its password (MariaDB and Redis log in
+    /// with them).
+    Owner {
+        /// The login.
+        login: &'a str,
+        /// Its password.
+        password: &'a SecretString,
+    },
 }
 
 /// Who takes a lease: written into it, so another runner's error names the holder.
