@@ -218,10 +218,21 @@ fn a_real_push_conflict_is_reported_and_the_commit_kept() {
     assert!(!clones.b.join(".git/rebase-apply").exists());
     let log = clones.git_b(&["log", "--format=%s", "-1"]);
     assert!(log.contains("dbctl create same"), "{log}");
+    // B's server lives outside the world's state directory: stop it here, for good
+    // (SIGKILL: on SIGTERM Redis saves first, and refuses to exit once its directory
+    // is gone).
     let pid = std::fs::read_to_string(b_state.join("same/run/redis.pid")).unwrap_or_default();
-    if let Ok(pid) = pid.trim().parse::<i32>() {
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    }
+    let pid = pid
+        .trim()
+        .parse::<i32>()
+        .expect("B's server has no pid file");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 #[test]
