@@ -141,6 +141,36 @@ impl Repo {
         }
     }
 
+    /// The connection file of `name`, parsed; `Ok(None)` when there is none.
+    ///
+    /// # Errors
+    /// A link, an unreadable file, or one that does not parse, naming the file.
+    pub fn connection(&self, name: &str) -> Result<Option<connection::ConnectionFile>> {
+        let rel = Self::connection_rel(name);
+        let Some(text) = self.read_text(&rel)? else {
+            return Ok(None);
+        };
+        connection::ConnectionFile::parse(&text).map(Some).map_err(|m| {
+            anyhow::anyhow!(
+                "invalid `{}`: {m}; restore it from git history, or remove it to get new credentials",
+                rel.display()
+            )
+        })
+    }
+
+    /// The connection file of `name`, which must exist.
+    ///
+    /// # Errors
+    /// As [`Self::connection`], or no file (`dbctl apply` writes it).
+    pub fn require_connection(&self, name: &str) -> Result<connection::ConnectionFile> {
+        self.connection(name)?.with_context(|| {
+            format!(
+                "no connection file `{}`; `dbctl apply` writes it once the database exists",
+                Self::connection_rel(name).display()
+            )
+        })
+    }
+
     /// Writes repo-relative `rel` atomically with `mode` (see [`write_atomic`]).
     ///
     /// # Errors

@@ -92,14 +92,7 @@ pub fn connection(session: &Session, opts: &ConnectionOptions) -> Result<Connect
     let repo = session.repo()?;
     crate::spec::check_name(&opts.name).map_err(|m| anyhow::anyhow!("database name {m}"))?;
     let rel = Repo::connection_rel(&opts.name);
-    let text = repo.read_text(&rel)?.with_context(|| {
-        format!(
-            "no connection file `{}`; `dbctl create` writes it once the database exists",
-            rel.display()
-        )
-    })?;
-    let mut file = ConnectionFile::parse(&text)
-        .map_err(|m| anyhow::anyhow!("invalid `{}`: {m}", rel.display()))?;
+    let mut file = repo.require_connection(&opts.name)?;
     let mut uri_with_password = file.uri.clone();
     if opts.reveal {
         let password = secret::decrypt(

@@ -408,15 +408,7 @@ pub fn converge(
     let spec_rel = Repo::spec_rel(&spec.name);
     let conn_rel = Repo::connection_rel(&spec.name);
     let spec_on_disk = repo.read_text(&spec_rel)?;
-    let existing = match repo.read_text(&conn_rel)? {
-        Some(text) => Some(ConnectionFile::parse(&text).map_err(|m| {
-            anyhow::anyhow!(
-                "invalid `{}`: {m}; restore it from git history or remove it to get new credentials",
-                conn_rel.display()
-            )
-        })?),
-        None => None,
-    };
+    let existing = repo.connection(&spec.name)?;
     let (changes, before) = plan_changes(repo, spec, platform)?;
     let (now, deferred, deferred_until) = gate(changes, gate_by.window.as_ref(), gate_by.now);
     let endpoint = before.endpoint.clone();

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::Session;
@@ -118,14 +118,7 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
         Duration::from_secs(opts.lock_timeout_s),
     )?;
     let rel = Repo::connection_rel(&spec.name);
-    let text = repo.read_text(&rel)?.with_context(|| {
-        format!(
-            "no connection file `{}`; `dbctl apply` writes it",
-            rel.display()
-        )
-    })?;
-    let old = ConnectionFile::parse(&text)
-        .map_err(|m| anyhow::anyhow!("invalid `{}`: {m}", rel.display()))?;
+    let old = repo.require_connection(&spec.name)?;
     // Proves this runner may read the current credentials before replacing them.
     secret::decrypt(
         &old.password,

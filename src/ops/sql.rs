@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::Session;
 use crate::gitops::Repo;
-use crate::gitops::connection::ConnectionFile;
 use crate::output::Report;
 use crate::platform::Role;
 use crate::secret;
@@ -72,14 +71,7 @@ pub fn sql(session: &Session, opts: &SqlOptions) -> Result<SqlReport> {
         None
     } else {
         let rel = Repo::connection_rel(&spec.name);
-        let text = repo.read_text(&rel)?.with_context(|| {
-            format!(
-                "no connection file `{}`; `dbctl apply` writes it",
-                rel.display()
-            )
-        })?;
-        let conn = ConnectionFile::parse(&text)
-            .map_err(|m| anyhow::anyhow!("invalid `{}`: {m}", rel.display()))?;
+        let conn = repo.require_connection(&spec.name)?;
         let password = secret::decrypt(
             &conn.password,
             &session.identity,
