@@ -287,6 +287,15 @@ fn bad_spec_files_name_file_line_and_key() {
             vec!["line 2", "unknown engine `db2`"],
         ),
         (
+            format!("{base}maintenance:\n  window: \"Sun 02:00-03:00 Mars/Olympus\"\n"),
+            vec![
+                "etc/databases/broken.yml",
+                "line 6",
+                "`maintenance.window`",
+                "IANA time zone",
+            ],
+        ),
+        (
             base.replace("\"15\"", "\"8\""),
             vec!["line 3", "version `8`"],
         ),
@@ -324,4 +333,26 @@ fn outside_a_gitops_repo_the_error_says_init() {
         .dbctl(&["create", "--type", "postgresql", "db1"])
         .fails_with("run `dbctl init`");
     world.dbctl(&["list"]).fails_with("etc/dbctl.yml");
+}
+
+#[test]
+fn a_catalog_key_that_would_do_nothing_is_refused() {
+    let world = World::new();
+    let engines = include_str!("../etc/engines.yml").replacen(
+        "  service_user: mysql\n",
+        "  service_user: mysql\n  bin_dirs: {\"10.11\": \"/opt/mariadb/bin\"}\n",
+        1,
+    );
+    assert!(engines.contains("bin_dirs"), "the catalog changed shape");
+    std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
+    let before = snapshot(&world);
+    let run = world.dbctl(&["create", "--type", "redis", "db1"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("etc/engines.yml")
+            && run.stderr.contains("`mariadb.bin_dirs` is not allowed"),
+        "{}",
+        run.stderr
+    );
+    assert_unchanged(&world, &before);
 }

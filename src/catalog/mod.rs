@@ -140,6 +140,24 @@ impl Catalog {
                 message: crate::spec::parse_message(&e),
             })?;
         for (kind, entry) in &engines {
+            // Only PostgreSQL's binaries are found by directory (its majors install side
+            // by side); a key that would do nothing is refused.
+            if *kind != EngineKind::Postgresql && !entry.bin_dirs.is_empty() {
+                return Err(CatalogError::Invalid {
+                    origin: engines_asset.origin.to_string(),
+                    message: format!(
+                        "`{kind}.bin_dirs` is not allowed: only `postgresql.bin_dirs` names directories of binaries"
+                    ),
+                });
+            }
+            if let Some(version) = entry.bin_dirs.keys().find(|v| !entry.versions.contains(v)) {
+                return Err(CatalogError::Invalid {
+                    origin: engines_asset.origin.to_string(),
+                    message: format!(
+                        "`{kind}.bin_dirs` names version `{version}`, which is not one of `{kind}.versions`"
+                    ),
+                });
+            }
             if !entry.versions.contains(&entry.default_version) {
                 return Err(CatalogError::Invalid {
                     origin: engines_asset.origin.to_string(),

@@ -152,18 +152,23 @@ pub trait Engine: Send + Sync {
         known: &[String],
     ) -> Result<Located, EngineError>;
 
-    /// Finds the binaries of `version` in `dir` only (a catalog's `bin_dirs`).
+    /// Finds the binaries of `version` in `dir` only (a catalog's `bin_dirs`, which
+    /// the catalog allows for PostgreSQL only).
     ///
     /// # Errors
-    /// [`EngineError::NotInstalled`] naming what is missing there.
+    /// [`EngineError::NotInstalled`] naming what is missing there;
+    /// [`EngineError::Unsupported`] for an engine without it.
     fn locate_in(
         &self,
-        t: &dyn Transport,
-        version: &str,
-        dir: &str,
+        _t: &dyn Transport,
+        _version: &str,
+        _dir: &str,
     ) -> Result<Located, EngineError> {
-        let _ = dir;
-        self.locate(t, Some(version), &[version.to_owned()])
+        Err(EngineError::Unsupported {
+            engine: self.kind(),
+            platform: "any".into(),
+            reason: "binaries are found by directory (`bin_dirs`) for postgresql only".into(),
+        })
     }
 
     /// The administrator login over the local socket when commands run as `t.user()`.
