@@ -1,19 +1,7 @@
 //! Bad input exits 1 with a message naming the flag or file, line and key, and leaves
 //! the repo (no commit, no file) and the machine (no process, no data dir) unchanged.
 
-use crate::support::World;
-
-struct Snapshot {
-    head: String,
-    dirty: String,
-}
-
-fn snapshot(world: &World) -> Snapshot {
-    Snapshot {
-        head: world.head(),
-        dirty: world.dirty(),
-    }
-}
+use crate::support::{Snapshot, World};
 
 #[track_caller]
 fn assert_unchanged(world: &World, before: &Snapshot) {
@@ -26,7 +14,7 @@ fn assert_unchanged(world: &World, before: &Snapshot) {
 #[test]
 fn bad_create_flags_are_refused_before_any_change() {
     let world = World::new();
-    let before = snapshot(&world);
+    let before = world.snapshot();
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--type", "postgresql", "My_DB"],
@@ -162,7 +150,7 @@ fn bad_config_names_file_line_and_key() {
     for (text, needles) in cases {
         std::fs::write(&config, &text).unwrap();
         world.git(&["commit", "-qam", "break config"]);
-        let before = snapshot(&world);
+        let before = world.snapshot();
         let run = world.dbctl(&["create", "--type", "redis", "db1"]);
         assert_eq!(run.code, 1, "{}", run.stderr);
         for needle in needles {
@@ -233,7 +221,7 @@ fn openstack_target_files_are_checked_before_any_change() {
         std::fs::write(&config, &text).unwrap();
         world.git(&["add", "-A"]);
         world.git(&["commit", "-qm", "openstack target"]);
-        let before = snapshot(&world);
+        let before = world.snapshot();
         let run = world.dbctl(&["create", "--type", "postgresql", "--target", "os", "db1"]);
         assert_eq!(run.code, 1, "{}", run.stderr);
         for needle in needles {
@@ -345,7 +333,7 @@ fn a_catalog_key_that_would_do_nothing_is_refused() {
     );
     assert!(engines.contains("bin_dirs"), "the catalog changed shape");
     std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
-    let before = snapshot(&world);
+    let before = world.snapshot();
     let run = world.dbctl(&["create", "--type", "redis", "db1"]);
     assert_eq!(run.code, 1);
     assert!(

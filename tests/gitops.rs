@@ -1,33 +1,15 @@
 //! The GitOps loop as a CI pipeline and a second operator live it: two clones of one
 //! repo at different paths, a bare remote, real servers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::{Run, World};
+use crate::support::{Run, World, git_in};
 
 /// The world's repo (clone A, pushed to a bare remote) and clone B of that remote.
 struct Clones {
     world: World,
     b: PathBuf,
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Clones {
@@ -69,19 +51,6 @@ impl Clones {
     }
 }
 
-fn stop_postgres(world: &World, name: &str) {
-    let data = world.instance_dir(name).join("data");
-    let out = Command::new("su")
-        .args(["postgres", "-s", "/bin/sh", "-c"])
-        .arg(format!(
-            "/usr/lib/postgresql/15/bin/pg_ctl -D {} stop -m fast",
-            data.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
-
 #[test]
 fn a_restart_keeps_the_credentials_and_rewrites_nothing() {
     let world = World::new();
@@ -91,7 +60,7 @@ fn a_restart_keeps_the_credentials_and_rewrites_nothing() {
     let before = std::fs::read_to_string(world.repo.join("connections/steady.yml")).unwrap();
     let password = world.reveal("steady")["password"].clone();
     let head = world.head();
-    stop_postgres(&world, "steady");
+    world.stop_postgres("steady");
     let down = world.dbctl(&["status", "steady", "--exit-code"]);
     assert_eq!(down.code, 3, "{}", down.stdout);
     assert!(down.stdout.contains("state:    down"), "{}", down.stdout);
@@ -126,7 +95,7 @@ fn any_clone_manages_any_database_and_a_foreign_repo_cannot() {
         .ok();
     clones.git_b(&["pull", "-q"]);
     // The CI checkout at another path converges the database after a reboot.
-    stop_postgres(world, "shared");
+    world.stop_postgres("shared");
     let applied = clones.in_b(&["apply"]);
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
     let status = clones.in_b(&["status", "shared", "-o", "json"]).ok().json();

@@ -7,19 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{World, processes};
-
-struct Snapshot {
-    head: String,
-    dirty: String,
-}
-
-fn snapshot(world: &World) -> Snapshot {
-    Snapshot {
-        head: world.head(),
-        dirty: world.dirty(),
-    }
-}
+use crate::support::{Snapshot, World, processes};
 
 #[track_caller]
 fn assert_nothing_happened(world: &World, before: &Snapshot) {
@@ -93,7 +81,7 @@ fn settings_that_run_programs_load_files_or_move_listeners_are_refused() {
         ("redis", "7.0", "loadmodule", "/tmp/evil.so"),
     ];
     for (engine, version, key, value) in cases {
-        let before = snapshot(&world);
+        let before = world.snapshot();
         write_spec(
             &world,
             "evil",
@@ -151,7 +139,7 @@ fn values_that_could_break_out_of_the_configuration_are_refused() {
         ("max_conections", "100", "did you mean `max_connections`"),
     ];
     for (key, value, needle) in cases {
-        let before = snapshot(&world);
+        let before = world.snapshot();
         let run = world.dbctl(&[
             "create",
             "--type",
@@ -259,7 +247,7 @@ fn allowed_cidrs_govern_who_may_connect() {
         "{out}"
     );
     // Redis cannot filter by address: a spec may not pretend it does.
-    let before = snapshot(&world);
+    let before = world.snapshot();
     world
         .dbctl(&[
             "create",
@@ -338,7 +326,7 @@ fn a_create_that_fails_after_the_server_started_leaves_nothing_running() {
     std::fs::write(dir.join("bootstrap.sql.j2"), "SELEC broken;\n").unwrap();
     world.git(&["add", "-A"]);
     world.git(&["commit", "-qm", "broken bootstrap"]);
-    let before = snapshot(&world);
+    let before = world.snapshot();
     let run = world.dbctl(&["create", "--type", "postgresql", "--size", "1", "half"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -393,7 +381,7 @@ fn links_planted_in_the_repo_are_never_followed() {
     }
     std::fs::remove_file(world.repo.join("etc/databases/leak.yml")).unwrap();
     // A template override that is a link: refused before anything runs.
-    let before = snapshot(&world);
+    let before = world.snapshot();
     let dir = world.repo.join("templates/local/redis");
     std::fs::create_dir_all(&dir).unwrap();
     symlink(&secret, dir.join("redis.conf.j2")).unwrap();
@@ -459,15 +447,7 @@ fn a_planted_pid_file_is_never_trusted() {
         .dbctl(&["create", "--type", "postgresql", "--size", "1", "pidded"])
         .ok();
     let data = world.instance_dir("pidded").join("data");
-    let status = Command::new("su")
-        .args(["postgres", "-s", "/bin/sh", "-c"])
-        .arg(format!(
-            "/usr/lib/postgresql/15/bin/pg_ctl -D {} stop -m fast",
-            data.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{status:?}");
+    world.stop_postgres("pidded");
     // Another live process's pid in the pid file.
     let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
     std::fs::write(
@@ -525,7 +505,7 @@ fn a_held_git_lock_is_reported_and_the_next_run_commits() {
 #[test]
 fn out_of_range_flags_are_errors_not_panics() {
     let world = World::new();
-    let before = snapshot(&world);
+    let before = world.snapshot();
     for args in [
         &[
             "create",

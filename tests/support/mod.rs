@@ -26,6 +26,31 @@ pub struct World {
     pub home: PathBuf,
 }
 
+/// HEAD and `git status` of a world's repo at one moment ([`World::snapshot`]).
+pub struct Snapshot {
+    pub head: String,
+    pub dirty: String,
+}
+
+/// `git ARGS` in `dir` with a fixed author; panics when git fails.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// What a dbctl run returned.
 pub struct Run {
     pub code: i32,
@@ -162,21 +187,29 @@ impl World {
     }
 
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(&self.repo)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        git_in(&self.repo, args)
+    }
+
+    /// HEAD and the uncommitted files, to compare after a run that must change nothing.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            head: self.head(),
+            dirty: self.dirty(),
+        }
+    }
+
+    /// Stops `name`'s PostgreSQL server behind dbctl's back (as a reboot would).
+    pub fn stop_postgres(&self, name: &str) {
+        let data = self.instance_dir(name).join("data");
+        let out = Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c"])
+            .arg(format!(
+                "/usr/lib/postgresql/15/bin/pg_ctl -D {} stop -m fast",
+                data.display()
+            ))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert!(out.status.success(), "{out:?}");
     }
 
     pub fn head(&self) -> String {
