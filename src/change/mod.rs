@@ -373,18 +373,7 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
     }
     let Some(applied) = &observed.applied else {
         // Made before dbctl recorded what it applied: converge state only.
-        if observed.state == State::Down {
-            changes.push(Change::update(
-                "state",
-                "down".into(),
-                "up".into(),
-                Disruption::Restart,
-                observed
-                    .detail
-                    .as_deref()
-                    .unwrap_or("the server does not answer"),
-            ));
-        }
+        changes.extend(start(observed));
         return Ok(changes);
     };
     if applied.target != spec.target {
@@ -565,8 +554,15 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             ));
         }
     }
-    if observed.state == State::Down {
-        changes.push(Change::update(
+    changes.extend(start(observed));
+    changes.sort_by_key(|c| c.disruption);
+    Ok(changes)
+}
+
+/// `~ state: down → up` for a database that exists but does not run.
+fn start(observed: &Observed) -> Option<Change> {
+    (observed.state == State::Down).then(|| {
+        Change::update(
             "state",
             "down".into(),
             "up".into(),
@@ -575,10 +571,8 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
                 .detail
                 .as_deref()
                 .unwrap_or("the server does not answer"),
-        ));
-    }
-    changes.sort_by_key(|c| c.disruption);
-    Ok(changes)
+        )
+    })
 }
 
 /// The strongest disruption of `changes` (`None` when empty).
