@@ -193,6 +193,17 @@ fn resize_grows_and_a_shrink_is_refused_leaving_the_spec_alone() {
     );
     assert_eq!(world.head(), head);
     assert_eq!(world.dirty(), "", "a refused shrink wrote the spec");
+    // A growth the disk cannot hold fails in preflight: the spec is put back.
+    let run = world.dbctl(&["resize", "grow", "--size", "60000"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("not enough disk space"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("is left as it was"), "{}", run.stderr);
+    assert_eq!(world.dirty(), "", "a failed resize left the spec changed");
+    assert_eq!(world.head(), head);
     // A major upgrade the platform cannot do is refused the same way.
     let run = world.dbctl(&["upgrade", "grow", "--version", "6.2"]);
     assert_eq!(run.code, 1, "{}", run.stderr);

@@ -129,6 +129,7 @@ pub fn modify(session: &Session, opts: &ModifyOptions) -> Result<ModifyReport> {
         return Ok(report);
     }
     let spec_rel = Repo::spec_rel(&spec.name);
+    let previous = repo.read_text(&spec_rel)?;
     repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
     let printer = &session.printer;
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
@@ -154,7 +155,21 @@ pub fn modify(session: &Session, opts: &ModifyOptions) -> Result<ModifyReport> {
         },
         printer,
         &progress,
-    )?;
+    );
+    let converged = match converged {
+        Ok(converged) => converged,
+        Err(err) => {
+            // The change did not go through: the spec goes back to what it said, so
+            // the repo does not claim a state nothing applied (a re-run tries again).
+            if let Some(text) = previous {
+                repo.write(&spec_rel, text.as_bytes(), 0o644)?;
+            }
+            return Err(err.context(format!(
+                "`{}` is left as it was; nothing was committed",
+                spec_rel.display()
+            )));
+        }
+    };
     report.result = Some(converged);
     if !opts.no_commit {
         let conn_rel = Repo::connection_rel(&spec.name);
