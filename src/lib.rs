@@ -16,6 +16,7 @@
 //! - [`output`]: human/JSON output and progress.
 
 pub mod assets;
+pub mod backup;
 pub mod catalog;
 pub mod change;
 pub mod cli;

@@ -4,6 +4,7 @@
 mod support;
 
 mod apply;
+mod backup;
 mod bad_input;
 mod convergence;
 mod day2;

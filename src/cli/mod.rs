@@ -2,6 +2,7 @@
 //! options struct and calls its operation in [`crate::ops`].
 
 mod apply;
+mod backup;
 mod connection;
 mod control_plane;
 mod create;
@@ -118,6 +119,12 @@ pub enum Command {
     /// connection file; the previous login works until `--grace` ends or the next
     /// rotation.
     RotateCredentials(rotate::RotateArgs),
+    /// Back up a database (a physical backup, compressed and encrypted) to its store.
+    Backup(backup::BackupArgs),
+    /// List a database's backups with age, size and type.
+    Backups(backup::BackupsArgs),
+    /// Restore a backup: in place, into a new database (`--as`) or another target.
+    Restore(backup::RestoreArgs),
     /// Render an openstack target's control plane: network and Consul + Nomad masters
     /// as Heat stacks, and the inventory (hosts.ini).
     ControlPlane(control_plane::ControlPlaneArgs),
@@ -162,6 +169,9 @@ impl Cli {
             Command::Sql(args) => args.run(&session),
             Command::RotateCredentials(args) => args.run(&session),
             Command::Render(args) => args.run(&session),
+            Command::Backup(args) => args.run(&session),
+            Command::Backups(args) => args.run(&session),
+            Command::Restore(args) => args.run(&session),
             Command::ControlPlane(args) => args.run(&session),
         };
         match result {

@@ -57,13 +57,19 @@ impl Engine for Mariadb {
                 vec!["/usr/bin/mariadb".to_owned(), "mariadb".into()],
             ),
         ];
-        let bin = find_all(
+        let mut bin = find_all(
             t,
             self.kind(),
             version.unwrap_or("any"),
             &wanted,
             "mariadb-server",
         )?;
+        // Backups need these (package mariadb-backup); without them only backups fail.
+        for name in ["mariadb-backup", "mbstream"] {
+            if let Some(path) = t.find_program(&[format!("/usr/bin/{name}"), name.to_owned()]) {
+                bin.insert(name.to_owned(), path.to_string_lossy().into_owned());
+            }
+        }
         let (found, full_version) =
             version_series(t, self.kind(), &bin["mariadbd"], version, |out| {
                 out.split_whitespace()
@@ -76,6 +82,17 @@ impl Engine for Mariadb {
             full_version,
             bin,
         })
+    }
+
+    fn backup_format(&self) -> &'static str {
+        "xbstream"
+    }
+
+    fn backup_binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("mariadb-backup", "mariadb-backup"),
+            ("mbstream", "mariadb-backup"),
+        ]
     }
 
     fn admin_user(&self, t: &dyn Transport) -> String {

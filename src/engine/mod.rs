@@ -191,6 +191,29 @@ pub trait Engine: Send + Sync {
         bin: &BTreeMap<String, String>,
     ) -> Result<CommandSpec, EngineError>;
 
+    /// The admin credential for programs other than the admin client (`redis-cli
+    /// --rdb`), as an environment variable and its value; `None` when the admin logs in
+    /// over the socket without one.
+    ///
+    /// # Errors
+    /// The instance's admin secret cannot be read.
+    fn admin_env(
+        &self,
+        _t: &dyn Transport,
+        _inst: &Instance,
+    ) -> Result<Option<(String, secrecy::SecretString)>, EngineError> {
+        Ok(None)
+    }
+
+    /// Binaries (keys of `bin`) that backups and restores need, with the package that
+    /// provides them.
+    fn backup_binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// The format of the stream the backup playbook sends (`tar`, `xbstream`, `rdb`).
+    fn backup_format(&self) -> &'static str;
+
     /// Connects to the running server and reads its version and data size.
     ///
     /// # Errors

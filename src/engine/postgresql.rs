@@ -36,13 +36,17 @@ impl Postgresql {
             .iter()
             .map(|name| (*name, candidates(name)))
             .collect();
-        let bin = find_all(
+        let mut bin = find_all(
             t,
             EngineKind::Postgresql,
             version,
             &wanted,
             &format!("postgresql-{version}"),
         )?;
+        // Backups need it (package postgresql-client); without it only backups fail.
+        if let Some(path) = t.find_program(&candidates("pg_basebackup")) {
+            bin.insert("pg_basebackup".into(), path.to_string_lossy().into_owned());
+        }
         // A binary found through PATH may be another major: ask it.
         let out = run_checked(
             t,
@@ -113,6 +117,14 @@ impl Engine for Postgresql {
         dir: &str,
     ) -> Result<Located, EngineError> {
         self.try_candidates(t, version, |name| vec![format!("{dir}/{name}")])
+    }
+
+    fn backup_format(&self) -> &'static str {
+        "tar"
+    }
+
+    fn backup_binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[("pg_basebackup", "postgresql-client")]
     }
 
     fn admin_user(&self, _t: &dyn Transport) -> String {

@@ -20,21 +20,24 @@ pub struct Redis;
 /// The ACL user dbctl administers Redis with.
 pub const ADMIN_USER: &str = "dbctl_admin";
 
+fn admin_secret(t: &dyn Transport, inst: &Instance) -> Result<SecretString, EngineError> {
+    let secret_path = inst.conf_dir.join("admin.secret");
+    t.read_file(&secret_path)?
+        .map(|b| SecretString::from(String::from_utf8_lossy(&b).trim().to_owned()))
+        .ok_or_else(|| EngineError::Command {
+            engine: EngineKind::Redis,
+            host: t.host().to_owned(),
+            message: format!("admin secret `{}` is missing", secret_path.display()),
+        })
+}
+
 fn client(
     t: &dyn Transport,
     inst: &Instance,
     bin: &BTreeMap<String, String>,
     extra: &[&str],
 ) -> Result<CommandSpec, EngineError> {
-    let secret_path = inst.conf_dir.join("admin.secret");
-    let secret = t
-        .read_file(&secret_path)?
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .ok_or_else(|| EngineError::Command {
-            engine: EngineKind::Redis,
-            host: t.host().to_owned(),
-            message: format!("admin secret `{}` is missing", secret_path.display()),
-        })?;
+    let secret = admin_secret(t, inst)?;
     let mut args = vec![
         "-s".to_owned(),
         inst.run_dir
@@ -46,8 +49,7 @@ fn client(
         "--no-auth-warning".into(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Ok(CommandSpec::new(&bin["redis-cli"], args)
-        .secret_env("REDISCLI_AUTH", SecretString::from(secret)))
+    Ok(CommandSpec::new(&bin["redis-cli"], args).secret_env("REDISCLI_AUTH", secret))
 }
 
 impl Engine for Redis {
@@ -91,6 +93,10 @@ impl Engine for Redis {
         })
     }
 
+    fn backup_format(&self) -> &'static str {
+        "rdb"
+    }
+
     fn admin_user(&self, _t: &dyn Transport) -> String {
         ADMIN_USER.into()
     }
@@ -106,6 +112,14 @@ impl Engine for Redis {
         bin: &BTreeMap<String, String>,
     ) -> Result<CommandSpec, EngineError> {
         client(t, inst, bin, &[])
+    }
+
+    fn admin_env(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+    ) -> Result<Option<(String, SecretString)>, EngineError> {
+        Ok(Some(("REDISCLI_AUTH".into(), admin_secret(t, inst)?)))
     }
 
     fn owner_command(

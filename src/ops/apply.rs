@@ -435,6 +435,7 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
                     lock_timeout_s: opts.lock_timeout_s,
                     window,
                     now,
+                    restore: None,
                 },
                 printer,
                 &progress,

@@ -171,6 +171,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         parameters_source: Source::Flag("--param"),
         allowed_cidrs_source: Source::Flag("--allow"),
         maintenance: None,
+        backup_store: None,
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.
@@ -215,6 +216,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         login: None,
         progress: &noop,
         output: None,
+        restore: None,
     })?;
 
     let mut report = CreateReport {
@@ -250,6 +252,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
             // A create is not a change to a running database: it never waits.
             window: None,
             now: jiff::Timestamp::now(),
+            restore: None,
         },
         printer,
         &progress,
@@ -304,6 +307,17 @@ pub struct Gate<'a> {
     pub window: Option<crate::change::window::Window>,
     /// The time the window is checked against.
     pub now: jiff::Timestamp,
+    /// A backup to restore (`dbctl restore`): its `~ data` change runs now, whatever
+    /// the window (an operator asked for it).
+    pub restore: Option<Restoring<'a>>,
+}
+
+/// A restore for [`converge`]: the change to show and apply, and the backup's stream.
+pub struct Restoring<'a> {
+    /// `-/+ data` (data movement), naming the backup.
+    pub change: Change,
+    /// Opens the backup.
+    pub feed: crate::platform::BackupFeed<'a>,
 }
 
 /// Splits `changes` into what may run at `now` and what waits for `window` (restart
@@ -410,7 +424,10 @@ pub fn converge(
     let spec_on_disk = repo.read_text(&spec_rel)?;
     let existing = repo.connection(&spec.name)?;
     let (changes, before) = plan_changes(repo, spec, platform)?;
-    let (now, deferred, deferred_until) = gate(changes, gate_by.window.as_ref(), gate_by.now);
+    let (mut now, deferred, deferred_until) = gate(changes, gate_by.window.as_ref(), gate_by.now);
+    if let Some(restoring) = &gate_by.restore {
+        now.push(restoring.change.clone());
+    }
     let endpoint = before.endpoint.clone();
     let mut converged = Converged {
         changed: false,
@@ -465,6 +482,7 @@ pub fn converge(
         output: printer
             .verbose()
             .then_some(&sink as crate::platform::OutputSink<'_>),
+        restore: gate_by.restore.as_ref().map(|r| r.feed),
     };
     // What the changes need (binaries, disk space for a larger size, templates) is
     // checked before anything changes.
@@ -481,6 +499,7 @@ pub fn converge(
                 login: None,
                 progress: &noop,
                 output: None,
+                restore: None,
             });
             if wrote_spec {
                 let _ = repo.anchor().remove_all(&spec_rel);

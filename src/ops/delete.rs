@@ -121,6 +121,7 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         login: None,
         progress: &progress,
         output: None,
+        restore: None,
     })?;
     for rel in &paths {
         repo.anchor()

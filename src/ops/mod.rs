@@ -2,6 +2,7 @@
 //! prints results itself (progress goes through [`Printer`]).
 
 pub mod apply;
+pub mod backup;
 pub mod connection;
 pub mod control_plane;
 pub mod create;
@@ -78,6 +79,11 @@ impl Session {
             _runtime: runtime,
             drivers: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The run's tokio runtime (backup stores' operators run on it).
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self._runtime.handle().clone()
     }
 
     /// Opens the GitOps repo.

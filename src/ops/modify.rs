@@ -152,6 +152,7 @@ pub fn modify(session: &Session, opts: &ModifyOptions) -> Result<ModifyReport> {
             lock_timeout_s: opts.lock_timeout_s,
             window,
             now: jiff::Timestamp::now(),
+            restore: None,
         },
         printer,
         &progress,

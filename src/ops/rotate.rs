@@ -144,6 +144,7 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
         login: Some(&login),
         progress: &progress,
         output: None,
+        restore: None,
     };
     platform.preflight(&request)?;
     let applied = platform.apply(&request)?;

@@ -731,6 +731,8 @@ impl Host {
             secrets: secret_values.clone(),
             progress: req.progress,
             output: req.output,
+            send: None,
+            receive: None,
         };
         if let Err(err) = runner.run(&playbook) {
             let quoted = self.log_errors(&instance, &secret_values);
@@ -849,6 +851,8 @@ impl Host {
             secrets: Vec::new(),
             progress,
             output: None,
+            send: None,
+            receive: None,
         };
         runner
             .run(&playbook)
@@ -863,14 +867,24 @@ impl Host {
         self.run_operation_with(req, operation, None)
     }
 
-    /// [`Self::run_operation`] with the binaries of `bin_version` (the running old
-    /// version, for the first half of a major upgrade); templates see the recorded
-    /// version as `old_version`.
     fn run_operation_with(
         &self,
         req: &Request<'_>,
         operation: &str,
         bin_version: Option<&str>,
+    ) -> Result<()> {
+        self.run_operation_with_streams(req, operation, bin_version, None)
+    }
+
+    /// [`Self::run_operation`] with the binaries of `bin_version` (the running old
+    /// version, for the first half of a major upgrade); templates see the recorded
+    /// version as `old_version`.
+    fn run_operation_with_streams(
+        &self,
+        req: &Request<'_>,
+        operation: &str,
+        bin_version: Option<&str>,
+        receive: Option<super::BackupFeed<'_>>,
     ) -> Result<()> {
         let spec = req.spec;
         let record = self
@@ -911,10 +925,104 @@ impl Host {
             secrets: Vec::new(),
             progress: req.progress,
             output: req.output,
+            send: None,
+            receive,
         };
         runner
             .run(&playbook)
             .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
+        Ok(())
+    }
+
+    /// Backup programs the engine needs, or an error naming the package.
+    fn check_backup_binaries(
+        &self,
+        engine: &dyn Engine,
+        bin: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        for (name, package) in engine.backup_binaries() {
+            if !bin.contains_key(*name) {
+                bail!(
+                    "{} backups need `{name}`, which is not installed on {}; install the package `{package}`",
+                    engine.kind(),
+                    self.transport.host()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores a backup in place (a new database is created first): `restore.yml`
+    /// unpacks it next to the running server and swaps the data directories once it
+    /// is all there and checked; the create playbook starts the server on it and sets
+    /// the application password; `restore-finish.yml` removes the replaced data. When
+    /// the restored data does not start, the replaced data is put back and started,
+    /// and the restored data is kept as `data-restore-failed`.
+    fn restore(&self, req: &Request<'_>, feed: super::BackupFeed<'_>) -> Result<Response> {
+        let spec = req.spec;
+        let engine = self.engine(spec.engine)?;
+        let located = self.locate(spec, engine.as_ref())?;
+        self.check_backup_binaries(engine.as_ref(), &located.bin)?;
+        if req.creates() {
+            self.converge(req)?;
+        }
+        let dir = self.instance_dir(&spec.name);
+        let data = dir.join("data");
+        let replaced = dir.join("data-replaced");
+        if let Err(err) = self.run_operation_with_streams(req, "restore", None, Some(feed)) {
+            // Stopped before the swap (or between its two moves): put the data back and
+            // start the server again.
+            if !self.transport.exists(&data) && self.transport.exists(&replaced) {
+                self.move_path(spec, &replaced, &data)?;
+            }
+            let _ = self.converge(req);
+            return Err(err.context(format!(
+                "restoring `{}` failed; the database runs on its data as before",
+                spec.name
+            )));
+        }
+        match self.converge(req) {
+            Ok(response) => {
+                self.run_operation(req, "restore-finish")?;
+                self.record_applied(req, true)?;
+                Ok(response)
+            }
+            Err(err) => {
+                let failed = dir.join("data-restore-failed");
+                let _ = self.run_operation(req, "restart");
+                let _ = self.transport.remove_all(&failed);
+                self.move_path(spec, &data, &failed)?;
+                self.move_path(spec, &replaced, &data)?;
+                self.converge(req)?;
+                Err(err.context(format!(
+                    "the restored data of `{}` did not start; the data it replaced runs again and the restored data is kept in `{}`",
+                    spec.name,
+                    failed.display()
+                )))
+            }
+        }
+    }
+
+    /// `mv from to` on the host as the engine's service user.
+    fn move_path(&self, spec: &Spec, from: &Path, to: &Path) -> Result<()> {
+        let cmd = crate::transport::CommandSpec::new(
+            "mv",
+            [
+                from.to_string_lossy().into_owned(),
+                to.to_string_lossy().into_owned(),
+            ],
+        )
+        .run_as(self.service_user(spec.engine).as_deref());
+        let out = self.transport.run(&cmd)?;
+        if !out.success() {
+            bail!(
+                "on {}: cannot move `{}` to `{}`: {}",
+                self.transport.host(),
+                from.display(),
+                to.display(),
+                out.stderr.trim()
+            );
+        }
         Ok(())
     }
 
@@ -1038,6 +1146,9 @@ impl super::Platform for Host {
         {
             return self.major_upgrade(req);
         }
+        if let Some(feed) = req.restore {
+            return self.restore(req, feed);
+        }
         let was_running = !req.creates() && req.change("state").is_none();
         let mut response = self.converge(req)?;
         let mut whole = !was_running;
@@ -1085,10 +1196,13 @@ impl super::Platform for Host {
         let instance = self.make_instance(spec, engine.as_ref(), record.port);
         let located = self.locate(spec, engine.as_ref())?;
         Ok(Box::new(HostAdmin {
+            host: self,
+            spec: spec.clone(),
             transport: self.transport.as_ref(),
             engine,
             instance,
             bin: located.bin,
+            full_version: located.full_version,
         }))
     }
 
@@ -1148,10 +1262,13 @@ impl super::Platform for Host {
 
 /// The admin channel of a host instance: the engine's client through the transport.
 struct HostAdmin<'a> {
+    host: &'a Host,
+    spec: Spec,
     transport: &'a dyn Transport,
     engine: Box<dyn Engine>,
     instance: Instance,
     bin: BTreeMap<String, String>,
+    full_version: String,
 }
 
 impl Admin for HostAdmin<'_> {
@@ -1182,5 +1299,38 @@ impl Admin for HostAdmin<'_> {
         };
         let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));
         Ok(self.transport.run_piped(&cmd, input, output)?)
+    }
+
+    fn backup(
+        &self,
+        output: &mut dyn std::io::Write,
+        progress: Progress<'_>,
+    ) -> Result<super::BackupTaken> {
+        self.host
+            .check_backup_binaries(self.engine.as_ref(), &self.bin)?;
+        let ctx = self
+            .host
+            .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;
+        let playbook = self.host.playbook(self.spec.engine, "backup")?;
+        let runner = Runner {
+            transport: self.transport,
+            renderer: &self.host.renderer,
+            engine: self.engine.as_ref(),
+            instance: &self.instance,
+            bin: &self.bin,
+            ctx,
+            secrets: Vec::new(),
+            progress,
+            output: None,
+            send: Some(std::cell::RefCell::new(output)),
+            receive: None,
+        };
+        runner
+            .run(&playbook)
+            .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
+        Ok(super::BackupTaken {
+            format: self.engine.backup_format().to_owned(),
+            server_version: self.full_version.clone(),
+        })
     }
 }

@@ -35,6 +35,13 @@ pub use crate::change::{
     Action, Applied, Capabilities, Change, Disruption, Endpoint, Observed, State,
 };
 
+/// Feeds a stored backup to a consumer: it opens the backup, hands the engine's stream
+/// (decrypted and decompressed: the format the backup playbook's `send` step wrote) to
+/// the consumer, then checks the object against its manifest. Each call opens it anew.
+pub type BackupFeed<'a> = &'a (
+        dyn Fn(&mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>) -> Result<()> + Sync
+    );
+
 /// Inputs of [`Platform::preflight`] and [`Platform::apply`]: the spec and the planned
 /// changes (from [`crate::change::plan`], or `+ database` / `- database`).
 pub struct Request<'a> {
@@ -52,6 +59,8 @@ pub struct Request<'a> {
     pub progress: Progress<'a>,
     /// Output lines of the commands steps run, as they arrive (`--verbose`).
     pub output: Option<OutputSink<'a>>,
+    /// The backup a `~ data` change restores (`dbctl restore`); `None` otherwise.
+    pub restore: Option<BackupFeed<'a>>,
 }
 
 impl Request<'_> {
@@ -116,6 +125,27 @@ pub trait Admin {
         output: &mut dyn std::io::Write,
         role: Role<'_>,
     ) -> Result<(i32, String)>;
+
+    /// Streams a physical backup of the whole server (every database, roles and users
+    /// included) to `output` in the engine's own format ([`BackupTaken::format`]), as
+    /// the engine's backup playbook (`backup.yml`) takes it on the database's host.
+    ///
+    /// # Errors
+    /// A backup program is missing (naming its package), or the backup fails.
+    fn backup(
+        &self,
+        output: &mut dyn std::io::Write,
+        progress: Progress<'_>,
+    ) -> Result<BackupTaken>;
+}
+
+/// What [`Admin::backup`] streamed.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupTaken {
+    /// The stream's format (`tar`, `xbstream`, `rdb`): what the restore playbook reads.
+    pub format: String,
+    /// The server's full version (`15.18`).
+    pub server_version: String,
 }
 
 /// Whom an admin batch runs as.

@@ -436,6 +436,8 @@ impl Deployment<'_> {
                 .collect(),
             progress,
             output,
+            send: None,
+            receive: None,
         };
         runner.run(&playbook)?;
         Ok(())

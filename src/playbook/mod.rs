@@ -104,9 +104,37 @@ pub struct RunAction {
     /// Working directory (templated; default: the instance directory).
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Give the command the engine's admin credential in its environment (as
+    /// [`StreamAction::admin_auth`]).
+    #[serde(default)]
+    pub admin_auth: bool,
     /// Timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
+}
+
+/// A command at one end of a backup stream: for `send`, its standard output is the
+/// engine's physical backup (sealed and stored by dbctl); for `receive`, its standard
+/// input is a stored backup, opened and checked by dbctl.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAction {
+    /// Program and arguments (each templated); never passed through a shell.
+    pub argv: Vec<String>,
+    /// Run as.
+    #[serde(default)]
+    pub run_as: RunAs,
+    /// Give the command the engine's admin credential in its environment (Redis:
+    /// `REDISCLI_AUTH`); engines whose admin logs in over the socket need none.
+    #[serde(default)]
+    pub admin_auth: bool,
+    /// Timeout in seconds.
+    #[serde(default = "default_stream_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_stream_timeout() -> u64 {
+    24 * 3600
 }
 
 /// Start the server unless the pid file names a live process.
@@ -240,6 +268,10 @@ pub enum Action {
     Remove(RemoveAction),
     /// Render an artifact for the platform to apply.
     Artifact(ArtifactAction),
+    /// Stream a backup out of a command's standard output (backup playbooks).
+    Send(StreamAction),
+    /// Stream a backup into a command's standard input (restore playbooks).
+    Receive(StreamAction),
 }
 
 fn default_dir_mode() -> String {
@@ -278,6 +310,8 @@ struct RawStep {
     stop: Option<StopAction>,
     remove: Option<RemoveAction>,
     artifact: Option<ArtifactAction>,
+    send: Option<StreamAction>,
+    receive: Option<StreamAction>,
 }
 
 /// Playbook errors.
@@ -363,6 +397,8 @@ impl Playbook {
             actions.extend(step.stop.map(Action::Stop));
             actions.extend(step.remove.map(Action::Remove));
             actions.extend(step.artifact.map(Action::Artifact));
+            actions.extend(step.send.map(Action::Send));
+            actions.extend(step.receive.map(Action::Receive));
             if actions.len() != 1 {
                 return Err(PlaybookError::Step {
                     origin: origin.to_owned(),
@@ -439,6 +475,8 @@ pub fn action_counts(playbook: &Playbook) -> BTreeMap<&'static str, usize> {
             Action::Stop(_) => "stop",
             Action::Remove(_) => "remove",
             Action::Artifact(_) => "artifact",
+            Action::Send(_) => "send",
+            Action::Receive(_) => "receive",
         };
         *counts.entry(key).or_default() += 1;
     }

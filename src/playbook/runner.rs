@@ -60,6 +60,10 @@ pub struct Runner<'a> {
     /// Receives each output line of the commands steps run, as it arrives
     /// (`--verbose`); secrets are redacted first.
     pub output: Option<&'a dyn Fn(&str)>,
+    /// Where a `send` step's standard output goes (a backup being taken).
+    pub send: Option<std::cell::RefCell<&'a mut dyn std::io::Write>>,
+    /// What a `receive` step reads (a backup being restored).
+    pub receive: Option<crate::platform::BackupFeed<'a>>,
 }
 
 impl Runner<'_> {
@@ -161,6 +165,9 @@ impl Runner<'_> {
                         .map_err(|e| display_chain(&e))?;
                 }
                 let mut cmd = self.command(&run.argv, run.run_as, run.timeout_s)?;
+                if run.admin_auth {
+                    cmd = self.with_admin_env(cmd)?;
+                }
                 if let Some(cwd) = &run.cwd {
                     cmd = cmd.cwd(Path::new(&self.render(cwd, "run.cwd")?));
                 }
@@ -169,6 +176,39 @@ impl Runner<'_> {
                     t.write_file(Path::new(marker), b"", 0o600, None)
                         .map_err(|e| display_chain(&e))?;
                 }
+                Ok(Outcome::Changed)
+            }
+            Action::Send(send) => {
+                let cmd = self.stream_command(send)?;
+                let sink = self
+                    .send
+                    .as_ref()
+                    .ok_or("`send` steps run only in backups")?;
+                let mut sink = sink.borrow_mut();
+                let (code, stderr) = t
+                    .run_piped(&cmd, &mut std::io::empty(), &mut **sink)
+                    .map_err(|e| display_chain(&e))?;
+                if code != 0 {
+                    return Err(format!(
+                        "`{}` exited with {code}: {}",
+                        cmd.display(),
+                        stderr.trim()
+                    ));
+                }
+                Ok(Outcome::Changed)
+            }
+            Action::Receive(receive) => {
+                let cmd = self.stream_command(receive)?;
+                let feed = self.receive.ok_or("`receive` steps run only in restores")?;
+                feed(&mut |input| {
+                    let mut out = Vec::new();
+                    let (code, stderr) = t.run_piped(&cmd, input, &mut out)?;
+                    if code != 0 {
+                        anyhow::bail!("`{}` exited with {code}: {}", cmd.display(), stderr.trim());
+                    }
+                    Ok(())
+                })
+                .map_err(|e| format!("{e:#}"))?;
                 Ok(Outcome::Changed)
             }
             Action::Start(start) => {
@@ -296,6 +336,28 @@ impl Runner<'_> {
             .timeout(Duration::from_secs(timeout_s));
         cmd = cmd.cwd(&self.instance.dir);
         Ok(cmd)
+    }
+
+    fn stream_command(&self, step: &super::StreamAction) -> Result<CommandSpec, String> {
+        let cmd = self.command(&step.argv, step.run_as, step.timeout_s)?;
+        if step.admin_auth {
+            self.with_admin_env(cmd)
+        } else {
+            Ok(cmd)
+        }
+    }
+
+    fn with_admin_env(&self, cmd: CommandSpec) -> Result<CommandSpec, String> {
+        Ok(
+            match self
+                .engine
+                .admin_env(self.transport, self.instance)
+                .map_err(|e| display_chain(&e))?
+            {
+                Some((key, value)) => cmd.secret_env(&key, value),
+                None => cmd,
+            },
+        )
     }
 
     fn run_checked(&self, cmd: &CommandSpec) -> Result<(), String> {

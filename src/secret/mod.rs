@@ -166,6 +166,31 @@ pub fn ensure_identity(path: &Path) -> Result<(String, bool), SecretError> {
     Ok((recipient, true))
 }
 
+/// The X25519 identity in the file at `path` (for decrypting backups).
+///
+/// # Errors
+/// As [`ensure_identity`] for an existing file.
+pub fn load_identity(path: &Path) -> Result<age::x25519::Identity, SecretError> {
+    read_identity(path)
+}
+
+/// Parses `age1…` recipients.
+///
+/// # Errors
+/// [`SecretError::NoRecipients`] for an empty list, [`SecretError::BadRecipient`].
+pub fn parse_recipients(recipients: &[String]) -> Result<Vec<age::x25519::Recipient>, SecretError> {
+    if recipients.is_empty() {
+        return Err(SecretError::NoRecipients);
+    }
+    recipients
+        .iter()
+        .map(|r| {
+            r.parse::<age::x25519::Recipient>()
+                .map_err(|_| SecretError::BadRecipient(r.clone()))
+        })
+        .collect()
+}
+
 fn read_identity(path: &Path) -> Result<age::x25519::Identity, SecretError> {
     let text = std::fs::read_to_string(path).map_err(|source| SecretError::Identity {
         path: path.to_path_buf(),
@@ -184,16 +209,7 @@ fn read_identity(path: &Path) -> Result<age::x25519::Identity, SecretError> {
 /// [`SecretError::NoRecipients`] for an empty list, [`SecretError::BadRecipient`],
 /// [`SecretError::Encrypt`].
 pub fn encrypt(secret: &SecretString, recipients: &[String]) -> Result<String, SecretError> {
-    if recipients.is_empty() {
-        return Err(SecretError::NoRecipients);
-    }
-    let parsed = recipients
-        .iter()
-        .map(|r| {
-            r.parse::<age::x25519::Recipient>()
-                .map_err(|_| SecretError::BadRecipient(r.clone()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = parse_recipients(recipients)?;
     let encryptor =
         age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| SecretError::Encrypt(e.to_string()))?;

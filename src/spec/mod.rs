@@ -112,6 +112,21 @@ pub struct Spec {
         serialize_with = "maintenance_yaml"
     )]
     pub maintenance: Option<String>,
+    /// The backup store the spec names (`backup: { store: … }`), checked against
+    /// `backup_stores`.
+    #[serde(
+        rename = "backup",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "backup_yaml"
+    )]
+    pub backup_store: Option<String>,
+}
+
+fn backup_yaml<S: serde::Serializer>(store: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(1))?;
+    map.serialize_entry("store", store.as_deref().unwrap_or_default())?;
+    map.end()
 }
 
 fn maintenance_yaml<S: serde::Serializer>(
@@ -148,6 +163,8 @@ pub struct Target {
     pub state_dir: Option<PathBuf>,
     /// Maintenance window of its databases (`Sun 02:00-03:00 Europe/Paris`).
     pub maintenance: Option<String>,
+    /// Backup store of its databases (a name in `backup_stores`).
+    pub backup_store: Option<String>,
     /// `local`: the client address for connection files.
     pub address: Option<String>,
     /// `local`: first port to try when allocating one.
@@ -299,6 +316,7 @@ impl Target {
             description: None,
             state_dir: None,
             maintenance: None,
+            backup_store: None,
             address: None,
             first_port: None,
             ssh: SshTarget::default(),
@@ -320,6 +338,10 @@ pub struct Config {
     pub recipients: Vec<String>,
     /// Plan for specs naming none.
     pub default_plan: String,
+    /// Backup stores by name.
+    pub backup_stores: BTreeMap<String, crate::backup::StoreConfig>,
+    /// Store for databases whose spec and target name none.
+    pub default_backup_store: Option<String>,
 }
 
 impl Config {
@@ -464,6 +486,7 @@ impl Config {
                     description: target.description,
                     state_dir: target.state_dir.map(PathBuf::from),
                     maintenance,
+                    backup_store: target.backup_store,
                     address: target.address,
                     first_port: target.first_port,
                     ssh: SshTarget {
@@ -503,6 +526,69 @@ impl Config {
             }
             recipients.push(recipient.value);
         }
+        let mut backup_stores = BTreeMap::new();
+        for (name, store) in raw.backup_stores {
+            let key = format!("backup_stores.{name}");
+            if let Err(message) = check_name(&name) {
+                return Err(invalid(
+                    Source::File {
+                        path: path.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                    },
+                    &key,
+                    format!("store name {message}"),
+                ));
+            }
+            let config = crate::backup::StoreConfig::from_raw(store, &key).map_err(|m| {
+                invalid(
+                    Source::File {
+                        path: path.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                    },
+                    &key,
+                    m,
+                )
+            })?;
+            backup_stores.insert(name, config);
+        }
+        let store_names = backup_stores.keys().cloned().collect::<Vec<_>>();
+        let unknown_store = |name: &str| {
+            format!(
+                "unknown backup store `{name}`; allowed: {}",
+                if store_names.is_empty() {
+                    "none (add one under `backup_stores`)".to_owned()
+                } else {
+                    store_names.join(", ")
+                }
+            )
+        };
+        for target in targets.values() {
+            if let Some(store) = &target.backup_store
+                && !backup_stores.contains_key(store)
+            {
+                return Err(invalid(
+                    Source::File {
+                        path: path.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                    },
+                    &format!("targets.{}.backup_store", target.name),
+                    unknown_store(store),
+                ));
+            }
+        }
+        let default_backup_store = match raw.defaults.backup_store {
+            Some(store) if !backup_stores.contains_key(&store.value) => {
+                return Err(invalid(
+                    file_source(path, &store),
+                    "defaults.backup_store",
+                    unknown_store(&store.value),
+                ));
+            }
+            other => other.map(|s| s.value),
+        };
         let default_plan = match raw.defaults.plan {
             Some(plan) => {
                 if catalog.plan(&plan.value).is_none() {
@@ -543,6 +629,8 @@ impl Config {
             targets,
             recipients,
             default_plan,
+            backup_stores,
+            default_backup_store,
         })
     }
 
@@ -592,6 +680,8 @@ pub struct Draft {
     pub allowed_cidrs_source: Source,
     /// `maintenance.window`, when given.
     pub maintenance: Option<Given<String>>,
+    /// `backup.store`, when given.
+    pub backup_store: Option<Given<String>>,
 }
 
 impl Draft {
@@ -639,6 +729,7 @@ impl Draft {
             deletion_protection: raw.deletion_protection,
             allowed_cidrs: raw.allowed_cidrs,
             maintenance: raw.maintenance.map(|m| given(m.window)),
+            backup_store: raw.backup.and_then(|b| b.store).map(given),
             parameters: raw.parameters,
             parameters_source: Source::File {
                 path: path.to_path_buf(),
@@ -813,8 +904,22 @@ impl Draft {
             }
             None => None,
         };
+        if let Some(store) = &self.backup_store
+            && !config.backup_stores.contains_key(&store.value)
+        {
+            return Err(invalid(
+                store.source.clone(),
+                "backup.store",
+                format!(
+                    "unknown backup store `{}`; allowed: {}",
+                    store.value,
+                    names(config.backup_stores.keys())
+                ),
+            ));
+        }
         Ok(Spec {
             maintenance,
+            backup_store: self.backup_store.map(|s| s.value),
             name: self.name.value,
             engine,
             version,

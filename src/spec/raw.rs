@@ -56,6 +56,19 @@ pub struct RawSpec {
     /// When disruptive changes (restart or worse) may run; default: the target's.
     #[serde(default)]
     pub maintenance: Option<RawMaintenance>,
+    /// Backups of this database.
+    #[serde(default)]
+    pub backup: Option<RawBackup>,
+}
+
+/// `backup:` of a spec.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// The store from `backup_stores` in `etc/dbctl.yml`; default: the target's
+    /// `backup_store`, else `defaults.backup_store`.
+    #[schemars(with = "Option<String>")]
+    pub store: Option<Spanned<String>>,
 }
 
 /// `maintenance:` of a spec or target.
@@ -90,6 +103,10 @@ pub struct RawConfig {
     /// Defaults for new specs.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// Where backups go, by name (`dir`, `swift`, `s3`); credentials come from the
+    /// environment or a 0600 file, never from here.
+    #[serde(default)]
+    pub backup_stores: BTreeMap<String, crate::backup::RawStore>,
 }
 
 /// One target in `etc/dbctl.yml`.
@@ -110,6 +127,10 @@ pub struct RawTarget {
     /// (default: `--state-dir`, else the user's data dir; `/var/lib/dbctl` for root).
     #[serde(default)]
     pub state_dir: Option<String>,
+    /// The backup store of this target's databases (a name in `backup_stores`), unless
+    /// a spec names one.
+    #[serde(default)]
+    pub backup_store: Option<String>,
     /// `local`: the address clients use, written to connection files (default `127.0.0.1`).
     #[serde(default)]
     pub address: Option<String>,
@@ -254,4 +275,8 @@ pub struct RawDefaults {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub plan: Option<Spanned<String>>,
+    /// Backup store for databases whose spec and target name none.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub backup_store: Option<Spanned<String>>,
 }

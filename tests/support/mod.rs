@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod sshd;
+pub mod swift;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,306 @@
+//! Backups: the stores they live in ([`store`]), the streaming pipeline that seals an
+//! engine's physical backup on its way out (zstd, then age to the repo's recipients,
+//! then a SHA-256 of the stored bytes) and opens it on its way back, and the manifest
+//! that makes a backup exist.
+//!
+//! Layout in a store, per database:
+//!
+//! ```text
+//! <database>/<id>/data.zst.age   the engine's stream (tar, xbstream, RDB), sealed
+//! <database>/<id>/manifest.json  written last: a backup without one never happened
+//! ```
+//!
+//! The id is the start time (`20261203T101500Z`) and a random suffix, so ids sort by
+//! time. A `kill -9` during a backup leaves an object and no manifest; `backups` does
+//! not list it and the next `backup` removes it.
+
+pub mod store;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub use self::store::{RawStore, Sealed, Store, StoreConfig, StoreError};
+use crate::catalog::EngineKind;
+
+/// The manifest's format version.
+pub const FORMAT: u32 = 1;
+/// The sealed stream's object name inside a backup's directory.
+pub const DATA_OBJECT: &str = "data.zst.age";
+/// The manifest's object name inside a backup's directory.
+pub const MANIFEST_OBJECT: &str = "manifest.json";
+
+/// Full or incremental.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    /// Everything (a base backup, a full mariadb-backup, an RDB).
+    Full,
+}
+
+/// What a backup is: written as `manifest.json` after its data object is complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The backup's id (`20261203T101500Z-3f9a`).
+    pub id: String,
+    /// The database's name.
+    pub database: String,
+    /// Its engine.
+    pub engine: EngineKind,
+    /// The server's full version when it was taken (`15.18`): a restore needs the same
+    /// major (PostgreSQL) or series.
+    pub server_version: String,
+    /// The spec's version series (`15`).
+    pub version: String,
+    /// Full.
+    pub kind: BackupKind,
+    /// The target it was taken on.
+    pub target: String,
+    /// When the engine's backup started and ended.
+    pub started_at: jiff::Timestamp,
+    /// See `started_at`.
+    pub finished_at: jiff::Timestamp,
+    /// The engine's position at the end when it tells one (PostgreSQL LSN, MariaDB GTID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// The engine's stream format (`tar`, `xbstream`, `rdb`).
+    pub format_of_stream: String,
+    /// Bytes the engine produced (before compression).
+    pub raw_bytes: u64,
+    /// The stored object.
+    pub object: ObjectEntry,
+    /// The age recipients it is encrypted to.
+    pub recipients: Vec<String>,
+}
+
+/// One stored object of a backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Path relative to the store (`db/ID/data.zst.age`).
+    pub path: String,
+    /// Stored bytes.
+    pub bytes: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// The backup's directory in its store (`db/ID/`).
+    pub fn dir(&self) -> String {
+        format!("{}/{}/", self.database, self.id)
+    }
+}
+
+/// A new backup id for a backup starting at `at`.
+pub fn new_id(at: jiff::Timestamp) -> String {
+    use rand::RngExt;
+    let suffix: u16 = rand::rng().random();
+    format!("{}-{suffix:04x}", at.strftime("%Y%m%dT%H%M%SZ"))
+}
+
+/// The manifests of `database` in `store`, oldest first; unreadable manifests are
+/// errors, directories without one (an interrupted backup) are returned apart.
+///
+/// # Errors
+/// The store fails, or a manifest is not valid JSON.
+pub fn list(store: &Store, database: &str) -> Result<(Vec<Manifest>, Vec<String>)> {
+    let mut manifests = Vec::new();
+    let mut incomplete = Vec::new();
+    let dir = format!("{database}/");
+    for entry in store.list(&dir)? {
+        let Some(id) = entry.strip_suffix('/') else {
+            continue;
+        };
+        let id = id.rsplit('/').next().unwrap_or(id);
+        let path = format!("{database}/{id}/{MANIFEST_OBJECT}");
+        match store.get(&path)? {
+            Some(bytes) => manifests.push(
+                serde_json::from_slice::<Manifest>(&bytes)
+                    .with_context(|| format!("manifest `{path}` in store `{}`", store.name))?,
+            ),
+            None => incomplete.push(format!("{database}/{id}/")),
+        }
+    }
+    manifests.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((manifests, incomplete))
+}
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+    on_bytes: Option<Box<dyn Fn(u64) + Send>>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.bytes += n as u64;
+        if let Some(f) = &self.on_bytes {
+            f(self.bytes);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The writing end of the pipeline: an engine's stream goes in, the sealed object
+/// goes to the store. zstd level 3 on two threads, then age (X25519, STREAM chunks
+/// authenticated one by one), then the object writer's SHA-256.
+pub struct Sealer {
+    inner: Counting<
+        zstd::stream::write::Encoder<'static, age::stream::StreamWriter<store::ObjectWriter>>,
+    >,
+}
+
+impl Sealer {
+    /// Seals into `writer` for `recipients`; `on_bytes` sees the raw bytes so far.
+    ///
+    /// # Errors
+    /// A bad recipient, or zstd cannot start.
+    pub fn new(
+        writer: store::ObjectWriter,
+        recipients: &[String],
+        on_bytes: Option<Box<dyn Fn(u64) + Send>>,
+    ) -> Result<Self> {
+        let parsed = crate::secret::parse_recipients(recipients)?;
+        let encryptor =
+            age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+                .context("age cannot encrypt to the repo's recipients")?;
+        let sealed = encryptor.wrap_output(writer)?;
+        let mut zstd = zstd::stream::write::Encoder::new(sealed, 3)?;
+        zstd.multithread(2)?;
+        Ok(Self {
+            inner: Counting {
+                inner: zstd,
+                bytes: 0,
+                on_bytes,
+            },
+        })
+    }
+
+    /// Ends the stream; returns the raw byte count and the stored object's digest.
+    ///
+    /// # Errors
+    /// Compression, encryption or the upload failed.
+    pub fn finish(self) -> Result<(u64, Sealed)> {
+        let raw = self.inner.bytes;
+        let sealed = self.inner.inner.finish()?;
+        let writer = sealed.finish()?;
+        Ok((raw, writer.finish()?))
+    }
+}
+
+impl Write for Sealer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Feeds the engine stream of `manifest`'s backup to `consume`, then reads the object
+/// to its end and checks its size and SHA-256 against the manifest: a consumer that
+/// succeeded on a damaged object still fails here (age already refuses a changed chunk).
+///
+/// # Errors
+/// The identity cannot decrypt it, the object is damaged, or `consume` fails.
+pub fn open(
+    store: &Store,
+    manifest: &Manifest,
+    identity: &Path,
+    consume: &mut dyn FnMut(&mut (dyn Read + Send)) -> Result<()>,
+) -> Result<()> {
+    let key = crate::secret::load_identity(identity)?;
+    let mut object = store.reader(
+        &manifest.object.path,
+        Sealed {
+            bytes: manifest.object.bytes,
+            sha256: manifest.object.sha256.clone(),
+        },
+    );
+    {
+        let decryptor = age::Decryptor::new(&mut object).with_context(|| {
+            format!(
+                "backup `{}` of `{}`: `{}` is not an age file",
+                manifest.id, manifest.database, manifest.object.path
+            )
+        })?;
+        let plain = decryptor
+            .decrypt(std::iter::once(&key as &dyn age::Identity))
+            .with_context(|| {
+                format!(
+                    "backup `{}` of `{}` cannot be decrypted with identity `{}` (it is encrypted to {})",
+                    manifest.id,
+                    manifest.database,
+                    identity.display(),
+                    manifest.recipients.join(", ")
+                )
+            })?;
+        let damaged = format!(
+            "backup `{}` of `{}` (`{}` in store `{}`) is damaged or truncated",
+            manifest.id, manifest.database, manifest.object.path, store.name
+        );
+        let mut stream = Labelled {
+            inner: zstd::stream::read::Decoder::new(plain)?,
+            label: damaged,
+        };
+        consume(&mut stream)?;
+        // What the consumer left unread (tar stops at its end-of-archive blocks).
+        std::io::copy(&mut stream, &mut std::io::sink())
+            .with_context(|| format!("backup `{}` of `{}`", manifest.id, manifest.database))?;
+    }
+    std::io::copy(&mut object, &mut std::io::sink())
+        .with_context(|| format!("backup `{}` of `{}`", manifest.id, manifest.database))?;
+    Ok(())
+}
+
+/// Names the backup in read errors (age's `decryption error` says nothing of which).
+struct Labelled<R> {
+    inner: R,
+    label: String,
+}
+
+impl<R: Read> Read for Labelled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.label)))
+    }
+}
+
+/// Refuses a backup another engine or version series made.
+///
+/// # Errors
+/// The engine or the version series differs.
+pub fn check_compatible(manifest: &Manifest, engine: EngineKind, version: &str) -> Result<()> {
+    if manifest.engine != engine {
+        bail!(
+            "backup `{}` is a {} backup of `{}`; it cannot be restored into a {engine} database",
+            manifest.id,
+            manifest.engine,
+            manifest.database
+        );
+    }
+    if manifest.version != version {
+        bail!(
+            "backup `{}` of `{}` was taken from {} {} (series {}); the database wants series {version}: restore into a database of version {} (`--as NEW` with that version), then upgrade",
+            manifest.id,
+            manifest.database,
+            engine,
+            manifest.server_version,
+            manifest.version,
+            manifest.version
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+use clap::Args;
+
+use crate::ops::Session;
+use crate::ops::backup::{self, BackupOptions, BackupsOptions, RestoreOptions};
+use crate::output::Report;
+
+/// `dbctl backup`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl backup my-db                    to the spec's, target's or default store
+  dbctl backup my-db --store offsite")]
+pub struct BackupArgs {
+    /// Database name.
+    pub name: String,
+    /// The backup store (a name under `backup_stores` in etc/dbctl.yml).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+    /// Wait up to this many seconds for another run on the same database to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub lock_timeout: u64,
+}
+
+impl BackupArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        Ok(Box::new(backup::backup(
+            session,
+            &BackupOptions {
+                name: self.name,
+                store: self.store,
+                lock_timeout_s: self.lock_timeout,
+            },
+        )?))
+    }
+}
+
+/// `dbctl backups`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl backups my-db
+  dbctl backups my-db -o json")]
+pub struct BackupsArgs {
+    /// Database name.
+    pub name: String,
+    /// The backup store (default: the database's).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+}
+
+impl BackupsArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        Ok(Box::new(backup::backups(
+            session,
+            &BackupsOptions {
+                name: self.name,
+                store: self.store,
+            },
+        )?))
+    }
+}
+
+/// `dbctl restore`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl restore my-db --yes                       the latest backup, in place
+  dbctl restore my-db --backup 20261203T101500Z-3f9a --yes
+  dbctl restore my-db --as my-db-copy --yes       into a new database
+  dbctl restore my-db --target dr-cloud --yes     disaster recovery: the database moves")]
+pub struct RestoreArgs {
+    /// The database whose backup is restored.
+    pub name: String,
+    /// The backup's id (see `dbctl backups`; default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+    /// The backup store (default: the database's).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+    /// Restore into a new database of this name (keeping the database and user names
+    /// the data holds) instead of in place.
+    #[arg(long = "as", value_name = "NEW-NAME")]
+    pub as_name: Option<String>,
+    /// Restore into this target (disaster recovery: without `--as`, the database's
+    /// spec moves there and its connection file is rewritten).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Confirm: an in-place restore replaces the database's data.
+    #[arg(long)]
+    pub yes: bool,
+    /// Do not commit the changed files.
+    #[arg(long)]
+    pub no_commit: bool,
+    /// Push the commit with the system `git push`.
+    #[arg(long, conflicts_with = "no_commit")]
+    pub push: bool,
+    /// Wait up to this many seconds for another run on the same database to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub lock_timeout: u64,
+}
+
+impl RestoreArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        Ok(Box::new(backup::restore(
+            session,
+            &RestoreOptions {
+                name: self.name,
+                backup: self.backup,
+                store: self.store,
+                as_name: self.as_name,
+                target: self.target,
+                yes: self.yes,
+                no_commit: self.no_commit,
+                push: self.push,
+                lock_timeout_s: self.lock_timeout,
+            },
+        )?))
+    }
+}

@@ -1,0 +1,541 @@
+//! `dbctl backup`, `dbctl backups` and `dbctl restore`: physical backups through the
+//! admin channel ([`crate::platform::Admin::backup`]) into a backup store, sealed on
+//! the way ([`crate::backup::Sealer`]), and restores through the change path
+//! ([`super::create::converge`] with a `-/+ data` change), in place, into a new
+//! database (`--as`) or into another target (the disaster-recovery case).
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::Session;
+use super::create::{Converged, Gate, Restoring, converge};
+use crate::backup::{self, BackupKind, Manifest, ObjectEntry, Store};
+use crate::change::{Action, Change, Disruption};
+use crate::gitops::{Repo, git};
+use crate::output::Report;
+use crate::spec::{Draft, Spec};
+
+/// The store a database's backups go to: `--store`, else the spec's `backup.store`,
+/// else its target's `backup_store`, else `defaults.backup_store`.
+///
+/// # Errors
+/// None is configured, or `--store` names an unknown one.
+pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String> {
+    let config = &repo.config;
+    let name = flag
+        .map(str::to_owned)
+        .or_else(|| spec.backup_store.clone())
+        .or_else(|| {
+            config
+                .target(&spec.target)
+                .and_then(|t| t.backup_store.clone())
+        })
+        .or_else(|| config.default_backup_store.clone());
+    let allowed = || {
+        let names: Vec<_> = config.backup_stores.keys().cloned().collect();
+        if names.is_empty() {
+            "none: add one under `backup_stores` in etc/dbctl.yml".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let Some(name) = name else {
+        bail!(
+            "`{}` has no backup store: pass `--store`, or set `backup: {{ store: … }}` in its spec, `backup_store` on target `{}` or `defaults.backup_store`; stores: {}",
+            spec.name,
+            spec.target,
+            allowed()
+        );
+    };
+    if !config.backup_stores.contains_key(&name) {
+        bail!("unknown backup store `{name}`; allowed: {}", allowed());
+    }
+    Ok(name)
+}
+
+/// Opens a configured store with the run's runtime.
+///
+/// # Errors
+/// As [`Store::open`].
+pub fn open_store(session: &Session, repo: &Repo, name: &str) -> Result<Store> {
+    let config = repo
+        .config
+        .backup_stores
+        .get(name)
+        .with_context(|| format!("unknown backup store `{name}`"))?;
+    Ok(Store::open(name, config, session.runtime())?)
+}
+
+/// Flags of `dbctl backup`.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Database name.
+    pub name: String,
+    /// `--store`.
+    pub store: Option<String>,
+    /// Seconds to wait for another run's lock.
+    pub lock_timeout_s: u64,
+}
+
+/// What `backup` did.
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    /// The store.
+    pub store: String,
+    /// The new backup's manifest.
+    pub manifest: Manifest,
+    /// Seconds the backup took.
+    pub seconds: f64,
+    /// Interrupted earlier backups (no manifest) that were removed.
+    pub removed_incomplete: Vec<String>,
+}
+
+impl Report for BackupReport {
+    fn human(&self) -> String {
+        let m = &self.manifest;
+        let rate = m.raw_bytes as f64 / self.seconds.max(0.001);
+        let mut text = format!(
+            "backed up `{}` as {} to store `{}`: {} read, {} stored, {:.1} s ({}/s)\n",
+            m.database,
+            m.id,
+            self.store,
+            crate::output::bytes(m.raw_bytes),
+            crate::output::bytes(m.object.bytes),
+            self.seconds,
+            crate::output::bytes(rate as u64)
+        );
+        for dir in &self.removed_incomplete {
+            text.push_str(&format!("removed interrupted backup `{dir}`\n"));
+        }
+        text
+    }
+}
+
+/// Runs `dbctl backup`: streams the engine's physical backup through zstd and age into
+/// `<name>/<id>/data.zst.age`, then writes the manifest; removes interrupted backups.
+///
+/// # Errors
+/// An unknown database or store, an unreachable store, or a failed backup (the store
+/// is left without a manifest for it, so no backup claims success).
+pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
+    let repo = session.repo()?;
+    let spec = session.existing_spec(&repo, &opts.name)?;
+    let store_name = store_name(&repo, &spec, opts.store.as_deref())?;
+    crate::secret::parse_recipients(&repo.config.recipients)?;
+    let store = open_store(session, &repo, &store_name)?;
+    let platform = session.platform(&repo, &spec)?;
+    let _lock = super::lock(&repo, &spec.name, "backup", opts.lock_timeout_s)?;
+    let admin = platform.admin(&spec)?;
+    let (_, incomplete) = backup::list(&store, &spec.name)?;
+    let started = jiff::Timestamp::now();
+    let clock = std::time::Instant::now();
+    let id = backup::new_id(started);
+    let path = format!("{}/{id}/{}", spec.name, backup::DATA_OBJECT);
+    let printer = &session.printer;
+    printer.status(&format!(
+        "backing up `{}` to store `{store_name}` as {id}",
+        spec.name
+    ));
+    let mut sealer = backup::Sealer::new(store.writer(&path), &repo.config.recipients, None)?;
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    let taken = match admin.backup(&mut sealer, &progress) {
+        Ok(taken) => taken,
+        Err(err) => {
+            drop(sealer);
+            let _ = store.remove_all(&format!("{}/{id}/", spec.name));
+            return Err(err.context(format!(
+                "backing up `{}` failed; no backup was recorded",
+                spec.name
+            )));
+        }
+    };
+    let (raw_bytes, sealed) = sealer.finish().with_context(|| {
+        format!(
+            "backing up `{}`: storing it in `{store_name}` failed; no backup was recorded",
+            spec.name
+        )
+    })?;
+    let manifest = Manifest {
+        format: backup::FORMAT,
+        id: id.clone(),
+        database: spec.name.clone(),
+        engine: spec.engine,
+        server_version: taken.server_version,
+        version: spec.version.clone(),
+        kind: BackupKind::Full,
+        target: spec.target.clone(),
+        started_at: started,
+        finished_at: jiff::Timestamp::now(),
+        position: None,
+        format_of_stream: taken.format,
+        raw_bytes,
+        object: ObjectEntry {
+            path,
+            bytes: sealed.bytes,
+            sha256: sealed.sha256,
+        },
+        recipients: repo.config.recipients.clone(),
+    };
+    store.put(
+        &format!("{}{}", manifest.dir(), backup::MANIFEST_OBJECT),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    let mut removed = Vec::new();
+    for dir in incomplete {
+        if store.remove_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    Ok(BackupReport {
+        store: store_name,
+        manifest,
+        seconds: clock.elapsed().as_secs_f64(),
+        removed_incomplete: removed,
+    })
+}
+
+/// Flags of `dbctl backups`.
+#[derive(Debug, Clone)]
+pub struct BackupsOptions {
+    /// Database name.
+    pub name: String,
+    /// `--store`.
+    pub store: Option<String>,
+}
+
+/// One row of `backups`.
+#[derive(Debug, Serialize)]
+pub struct BackupRow {
+    /// Id.
+    pub id: String,
+    /// Full.
+    pub kind: BackupKind,
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
+    /// Seconds since then.
+    pub age_s: i64,
+    /// Bytes the engine produced.
+    pub raw_bytes: u64,
+    /// Bytes stored.
+    pub stored_bytes: u64,
+    /// Server version.
+    pub server_version: String,
+    /// Target it was taken on.
+    pub target: String,
+}
+
+/// What `backups` lists.
+#[derive(Debug, Serialize)]
+pub struct BackupsReport {
+    /// Database.
+    pub database: String,
+    /// Store.
+    pub store: String,
+    /// Complete backups, oldest first.
+    pub backups: Vec<BackupRow>,
+    /// Interrupted backups (no manifest): removed by the next `backup`.
+    pub incomplete: Vec<String>,
+}
+
+impl Report for BackupsReport {
+    fn human(&self) -> String {
+        if self.backups.is_empty() {
+            return format!(
+                "`{}` has no backups in store `{}`\n",
+                self.database, self.store
+            );
+        }
+        let rows = self
+            .backups
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.clone(),
+                    format!("{:?}", b.kind).to_lowercase(),
+                    age(b.age_s),
+                    crate::output::bytes(b.raw_bytes),
+                    crate::output::bytes(b.stored_bytes),
+                    b.server_version.clone(),
+                    b.target.clone(),
+                ]
+            })
+            .collect();
+        let mut text = crate::output::table(
+            &["ID", "TYPE", "AGE", "SIZE", "STORED", "VERSION", "TARGET"],
+            rows,
+        );
+        text.push('\n');
+        for dir in &self.incomplete {
+            text.push_str(&format!("interrupted (no manifest): {dir}\n"));
+        }
+        text
+    }
+}
+
+fn age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// Runs `dbctl backups`.
+///
+/// # Errors
+/// An unknown database or store, or an unreachable store.
+pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport> {
+    let repo = session.repo()?;
+    let spec = session.existing_spec(&repo, &opts.name)?;
+    let store_name = store_name(&repo, &spec, opts.store.as_deref())?;
+    let store = open_store(session, &repo, &store_name)?;
+    let (manifests, incomplete) = backup::list(&store, &spec.name)?;
+    let now = jiff::Timestamp::now();
+    Ok(BackupsReport {
+        database: spec.name,
+        store: store_name,
+        backups: manifests
+            .into_iter()
+            .map(|m| BackupRow {
+                age_s: (now.as_second() - m.finished_at.as_second()).max(0),
+                finished_at: m.finished_at.to_string(),
+                id: m.id,
+                kind: m.kind,
+                raw_bytes: m.raw_bytes,
+                stored_bytes: m.object.bytes,
+                server_version: m.server_version,
+                target: m.target,
+            })
+            .collect(),
+        incomplete,
+    })
+}
+
+/// Flags of `dbctl restore`.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The database whose backup is restored.
+    pub name: String,
+    /// `--backup ID` (default: the latest).
+    pub backup: Option<String>,
+    /// `--store`.
+    pub store: Option<String>,
+    /// `--as NEW`: into a new database.
+    pub as_name: Option<String>,
+    /// `--target T`: into another target.
+    pub target: Option<String>,
+    /// `--yes`: replacing data needs it.
+    pub yes: bool,
+    /// `--no-commit`.
+    pub no_commit: bool,
+    /// `--push`.
+    pub push: bool,
+    /// Seconds to wait for another run's lock.
+    pub lock_timeout_s: u64,
+}
+
+/// What `restore` did.
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    /// The database restored into.
+    pub database: String,
+    /// Its target.
+    pub target: String,
+    /// The backup.
+    pub backup: String,
+    /// Where it came from.
+    pub store: String,
+    /// Seconds the restore took (the measured recovery time).
+    pub seconds: f64,
+    /// The change path's result.
+    pub result: Converged,
+    /// The commit of the spec and connection file.
+    pub commit: Option<String>,
+    /// Whether it was pushed.
+    pub pushed: bool,
+}
+
+impl Report for RestoreReport {
+    fn human(&self) -> String {
+        let mut text = format!(
+            "restored backup {} (store `{}`) into `{}` on target `{}` in {:.1} s\n",
+            self.backup, self.store, self.database, self.target, self.seconds
+        );
+        if let Some(uri) = &self.result.uri {
+            text.push_str(&format!("uri: {uri}\n"));
+        }
+        if let Some(commit) = &self.commit {
+            text.push_str(&format!("committed {}\n", &commit[..commit.len().min(12)]));
+        }
+        text
+    }
+}
+
+/// Runs `dbctl restore`.
+///
+/// # Errors
+/// An unknown database, store or backup; a backup of another engine or version
+/// series; `--as` naming a database that exists; no `--yes` where data is replaced; a
+/// damaged backup (the running database is left as it was); a failed step.
+pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let repo = session.repo()?;
+    if !opts.no_commit {
+        repo.require_git()?;
+    }
+    let source = session.existing_spec(&repo, &opts.name)?;
+    let store_name = store_name(&repo, &source, opts.store.as_deref())?;
+    let store = open_store(session, &repo, &store_name)?;
+    let (manifests, _) = backup::list(&store, &source.name)?;
+    let manifest = match &opts.backup {
+        Some(id) => manifests.iter().find(|m| &m.id == id).with_context(|| {
+            format!(
+                "`{}` has no backup `{id}` in store `{store_name}`; it has: {}",
+                source.name,
+                if manifests.is_empty() {
+                    "none".to_owned()
+                } else {
+                    manifests
+                        .iter()
+                        .map(|m| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )
+        })?,
+        None => manifests.last().with_context(|| {
+            format!(
+                "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
+                source.name, source.name
+            )
+        })?,
+    };
+    let spec = destination(&repo, &source, opts)?;
+    backup::check_compatible(manifest, spec.engine, &spec.version)?;
+    let spec_rel = Repo::spec_rel(&spec.name);
+    let previous = repo.read_text(&spec_rel)?;
+    let in_place = previous.is_some() && spec.target == source.target;
+    if !opts.yes {
+        bail!(
+            "{}; pass `--yes` to confirm",
+            if in_place {
+                format!(
+                    "restoring backup {} replaces the data of `{}`",
+                    manifest.id, spec.name
+                )
+            } else {
+                format!(
+                    "restoring backup {} makes `{}` on target `{}`",
+                    manifest.id, spec.name, spec.target
+                )
+            }
+        );
+    }
+    let platform = session.platform(&repo, &spec)?;
+    let identity = session.identity.clone();
+    let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
+        backup::open(&store, manifest, &identity, consume)
+    };
+    let change = Change {
+        action: Action::Replace,
+        attribute: "data".into(),
+        old: None,
+        new: Some(manifest.id.clone().into()),
+        disruption: Disruption::DataMovement,
+        reason: format!("restore backup {} of `{}`", manifest.id, manifest.database),
+    };
+    if previous.as_deref() != Some(spec.to_yaml().as_str()) {
+        repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
+    }
+    let printer = &session.printer;
+    printer.status(&format!(
+        "restoring backup {} of `{}` into `{}` on target `{}`",
+        manifest.id, manifest.database, spec.name, spec.target
+    ));
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    let clock = std::time::Instant::now();
+    let converged = converge(
+        &repo,
+        &spec,
+        platform.as_ref(),
+        &Gate {
+            operation: "restore",
+            identity: &session.identity,
+            lock_timeout_s: opts.lock_timeout_s,
+            window: None,
+            now: jiff::Timestamp::now(),
+            restore: Some(Restoring {
+                change,
+                feed: &feed,
+            }),
+        },
+        printer,
+        &progress,
+    );
+    let converged = match converged {
+        Ok(converged) => converged,
+        Err(err) => {
+            match previous {
+                Some(text) => repo.write(&spec_rel, text.as_bytes(), 0o644)?,
+                None => {
+                    let _ = repo.anchor().remove_all(&spec_rel);
+                }
+            }
+            return Err(err);
+        }
+    };
+    let seconds = clock.elapsed().as_secs_f64();
+    let mut report = RestoreReport {
+        database: spec.name.clone(),
+        target: spec.target.clone(),
+        backup: manifest.id.clone(),
+        store: store_name,
+        seconds,
+        result: converged,
+        commit: None,
+        pushed: false,
+    };
+    if !opts.no_commit {
+        let conn_rel = Repo::connection_rel(&spec.name);
+        report.commit = git::commit_paths(
+            repo.root(),
+            &[&spec_rel, &conn_rel],
+            &format!(
+                "dbctl restore {} from backup {} of {}",
+                spec.name, manifest.id, manifest.database
+            ),
+            git::Removals::Refused,
+        )?
+        .map(|o| o.to_string());
+        if opts.push && report.commit.is_some() {
+            git::push(repo.root())?;
+            report.pushed = true;
+        }
+    }
+    Ok(report)
+}
+
+/// The spec restored into: the source itself (in place), the source moved to
+/// `--target` (disaster recovery: same name, credentials and data on a new target),
+/// or a new database `--as NEW` keeping the source's database and user names (the data
+/// holds them).
+fn destination(repo: &Repo, source: &Spec, opts: &RestoreOptions) -> Result<Spec> {
+    let mut spec = source.clone();
+    if let Some(target) = &opts.target {
+        spec.target.clone_from(target);
+    }
+    if let Some(new) = &opts.as_name {
+        if repo.read_text(&Repo::spec_rel(new))?.is_some() {
+            bail!(
+                "`--as {new}`: `{}` exists; restore into a new name, or in place with `dbctl restore {new}`",
+                Repo::spec_rel(new).display()
+            );
+        }
+        spec.name.clone_from(new);
+        spec.deletion_protection = false;
+    }
+    // Through the file's own validation (target names, the name's pattern).
+    let rel = Repo::spec_rel(&spec.name);
+    let draft = Draft::parse(&spec.to_yaml(), &rel)?;
+    Ok(draft.validate(&repo.catalog, &repo.config, &|_, _| None)?)
+}

@@ -1,0 +1,402 @@
+//! Backups and restores against real stores: one OpenStack Swift per test binary
+//! serving both the Swift and the S3 API, and a `dir` store. Every test writes data,
+//! backs it up, destroys or changes it, restores, and reads the data back.
+
+use std::path::Path;
+
+use crate::support::{World, client, psql, swift};
+
+/// A world whose `etc/dbctl.yml` has the `swift`, `s3` and `here` stores, each on a
+/// container (or directory) of its own.
+fn world_with_stores() -> World {
+    let world = World::new();
+    let swift = swift::shared();
+    let container = world
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase()
+        .replace(['.', '_'], "-");
+    swift.container(&container);
+    let config = world.repo.join("etc/dbctl.yml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&swift.stores_yaml(&container, &world.dir.path().join("backups")));
+    std::fs::write(&config, text).unwrap();
+    world.git(&["commit", "-qam", "test: backup stores"]);
+    world
+}
+
+/// The server's pid file of `name`'s instance.
+fn pid_file(world: &World, name: &str, engine: &str) -> std::path::PathBuf {
+    let dir = world.instance_dir(name);
+    match engine {
+        "postgresql" => dir.join("data/postmaster.pid"),
+        "mariadb" => dir.join("run/mariadbd.pid"),
+        _ => dir.join("run/redis.pid"),
+    }
+}
+
+/// Loses `name`'s data as a failed disk would: the server is stopped (SIGTERM, then
+/// waited for) and its data directory removed.
+fn destroy_data(world: &World, name: &str, engine: &str) {
+    let text = std::fs::read_to_string(pid_file(world, name, engine)).unwrap();
+    let pid = text.lines().next().unwrap().trim().to_owned();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    for _ in 0..300 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "server {pid} still runs"
+    );
+    std::fs::remove_dir_all(world.instance_dir(name).join("data")).unwrap();
+}
+
+fn backup(world: &World, name: &str, store: &str) -> String {
+    let report = world
+        .dbctl(&["backup", name, "--store", store, "-o", "json"])
+        .ok()
+        .json();
+    report["manifest"]["id"].as_str().unwrap().to_owned()
+}
+
+fn backup_ids(world: &World, name: &str, store: &str) -> Vec<String> {
+    let list = world
+        .dbctl(&["backups", name, "--store", store, "-o", "json"])
+        .ok()
+        .json();
+    list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn mariadb(conn: &serde_json::Value, sql: &str) -> String {
+    client(
+        "mariadb",
+        &[
+            "--protocol=tcp",
+            "-h",
+            conn["host"].as_str().unwrap(),
+            "-P",
+            &conn["port"].to_string(),
+            "-u",
+            conn["username"].as_str().unwrap(),
+            "-N",
+            "-B",
+            "-D",
+            conn["database"].as_str().unwrap(),
+            "-e",
+            sql,
+        ],
+        &[("MYSQL_PWD", conn["password"].as_str().unwrap())],
+        None,
+    )
+    .trim()
+    .to_owned()
+}
+
+fn redis(conn: &serde_json::Value, commands: &str) -> String {
+    client(
+        "redis-cli",
+        &[
+            "-h",
+            conn["host"].as_str().unwrap(),
+            "-p",
+            &conn["port"].to_string(),
+            "--user",
+            conn["username"].as_str().unwrap(),
+            "--no-auth-warning",
+            "-n",
+            conn["database"].as_str().unwrap(),
+        ],
+        &[("REDISCLI_AUTH", conn["password"].as_str().unwrap())],
+        Some(commands),
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn postgresql_backups_to_swift_and_s3_restore_after_the_data_is_lost_and_as_a_copy() {
+    let world = world_with_stores();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "orders"])
+        .ok();
+    let conn = world.reveal("orders");
+    psql(
+        &conn,
+        "create table orders(id int primary key, item text); insert into orders select g, 'item ' || g from generate_series(1, 5000) g",
+    );
+    let before = psql(
+        &conn,
+        "select count(*), sum(id), md5(string_agg(item, ',' order by id)) from orders",
+    );
+    let to_swift = backup(&world, "orders", "swift");
+    let to_s3 = backup(&world, "orders", "s3");
+    // One server, two APIs: each store lists both backups.
+    assert_eq!(
+        backup_ids(&world, "orders", "swift"),
+        vec![to_swift.clone(), to_s3.clone()]
+    );
+    assert_eq!(
+        backup_ids(&world, "orders", "s3"),
+        vec![to_swift.clone(), to_s3.clone()]
+    );
+
+    destroy_data(&world, "orders", "postgresql");
+    let head = world.head();
+    world
+        .dbctl(&["restore", "orders", "--store", "s3", "--yes"])
+        .ok();
+    assert_eq!(
+        psql(
+            &conn,
+            "select count(*), sum(id), md5(string_agg(item, ',' order by id)) from orders"
+        ),
+        before,
+        "the restored data differs"
+    );
+    assert_eq!(
+        world.head(),
+        head,
+        "an in-place restore changes nothing in the repo"
+    );
+
+    // From the Swift backup into a second database, with its own committed
+    // connection file; the original keeps running.
+    world
+        .dbctl(&[
+            "restore",
+            "orders",
+            "--store",
+            "swift",
+            "--backup",
+            &to_swift,
+            "--as",
+            "orders-copy",
+            "--yes",
+        ])
+        .ok();
+    let copy = world.reveal("orders-copy");
+    assert_ne!(copy["port"], conn["port"]);
+    assert_eq!(copy["database"], conn["database"]);
+    assert_ne!(
+        copy["password"], conn["password"],
+        "the copy has credentials of its own"
+    );
+    assert_eq!(
+        psql(
+            &copy,
+            "select count(*), sum(id), md5(string_agg(item, ',' order by id)) from orders"
+        ),
+        before
+    );
+    let log = world.git(&["log", "--name-only", "-1", "--format=%s"]);
+    assert!(log.contains("dbctl restore orders-copy"), "{log}");
+    assert!(log.contains("etc/databases/orders-copy.yml"), "{log}");
+    assert!(
+        log.contains("connections/orders-copy.yml") || log.contains("orders-copy"),
+        "{log}"
+    );
+    psql(&conn, "insert into orders values (5001, 'after')");
+    assert_eq!(psql(&copy, "select count(*) from orders"), "5000");
+}
+
+#[test]
+fn mariadb_and_redis_restore_in_place_from_s3_and_swift() {
+    let world = world_with_stores();
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "mariadb",
+            "--version",
+            "10.11",
+            "--size",
+            "1",
+            "shop",
+        ])
+        .ok();
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "redis",
+            "--version",
+            "7.0",
+            "--size",
+            "1",
+            "cache",
+        ])
+        .ok();
+    let shop = world.reveal("shop");
+    let cache = world.reveal("cache");
+    mariadb(
+        &shop,
+        "create table carts(id int primary key, total decimal(10,2)); insert into carts values (1, 9.99), (2, 20.50), (3, 0.01)",
+    );
+    redis(
+        &cache,
+        "SET session:1 alice\nHSET user:1 name alice plan gold\nRPUSH queue a b c\n",
+    );
+    backup(&world, "shop", "s3");
+    backup(&world, "cache", "swift");
+
+    destroy_data(&world, "shop", "mariadb");
+    world
+        .dbctl(&["restore", "shop", "--store", "s3", "--yes"])
+        .ok();
+    assert_eq!(
+        mariadb(&shop, "select count(*), sum(total) from carts"),
+        "3\t30.50"
+    );
+
+    // Redis: the data changes after the backup, and the restore brings the backup's back.
+    redis(&cache, "FLUSHDB\nSET later 1\n");
+    world
+        .dbctl(&["restore", "cache", "--store", "swift", "--yes"])
+        .ok();
+    assert_eq!(redis(&cache, "GET session:1"), "alice");
+    assert_eq!(redis(&cache, "HGET user:1 plan"), "gold");
+    assert_eq!(redis(&cache, "LRANGE queue 0 -1"), "a\nb\nc");
+    assert_eq!(redis(&cache, "EXISTS later"), "0");
+}
+
+#[test]
+fn a_damaged_or_foreign_backup_is_refused_and_the_database_keeps_its_data() {
+    let world = world_with_stores();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "ledger"])
+        .ok();
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "redis",
+            "--version",
+            "7.0",
+            "--size",
+            "1",
+            "kv",
+        ])
+        .ok();
+    let conn = world.reveal("ledger");
+    psql(
+        &conn,
+        "create table entries(id int); insert into entries select generate_series(1, 100)",
+    );
+    let id = backup(&world, "ledger", "here");
+    psql(&conn, "insert into entries values (101)");
+
+    // One byte of the stored object flipped.
+    let object = world
+        .dir
+        .path()
+        .join(format!("backups/ledger/{id}/data.zst.age"));
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+    let before = world.snapshot();
+    let failed = world.dbctl(&["restore", "ledger", "--store", "here", "--yes"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    eprintln!("damaged: {}", failed.stderr);
+    assert!(
+        failed
+            .stderr
+            .contains("restoring `ledger` failed; the database runs on its data as before"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(psql(&conn, "select count(*) from entries"), "101");
+    assert_eq!(world.snapshot().head, before.head);
+
+    world
+        .dbctl(&["restore", "ledger", "--store", "here"])
+        .fails_with("pass `--yes` to confirm");
+
+    // A PostgreSQL backup put where the Redis database's backups are.
+    let foreign = world.dir.path().join(format!("backups/kv/{id}"));
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::rename(object.parent().unwrap(), &foreign).unwrap();
+    world
+        .dbctl(&["restore", "kv", "--store", "here", "--yes"])
+        .fails_with(
+            "is a postgresql backup of `ledger`; it cannot be restored into a redis database",
+        );
+
+    // Stores that are not there or refuse the credentials, and names that are not.
+    world
+        .dbctl(&["backup", "ledger", "--store", "nowhere"])
+        .fails_with("unknown backup store `nowhere`; allowed: here, s3, swift");
+    world
+        .dbctl(&[
+            "restore",
+            "ledger",
+            "--store",
+            "here",
+            "--backup",
+            "20990101T000000Z-0000",
+            "--yes",
+        ])
+        .fails_with("has no backup `20990101T000000Z-0000`");
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "user: test:tester\n    secret_file",
+            "user: test:intruder\n    secret_file",
+        )
+        .replacen(
+            &format!("127.0.0.1:{}/auth", swift::shared().port),
+            "127.0.0.1:9/auth",
+            1,
+        ),
+    )
+    .unwrap();
+    world
+        .dbctl(&["backup", "ledger", "--store", "swift"])
+        .fails_with("backup store `swift` cannot be reached at http://127.0.0.1:9/auth/v1.0");
+    world
+        .dbctl(&["backup", "ledger", "--store", "s3"])
+        .fails_with("backup store `s3`: the credentials were refused");
+    assert_eq!(psql(&conn, "select count(*) from entries"), "101");
+}
+
+#[test]
+fn a_backup_killed_midway_claims_nothing_and_the_next_one_works() {
+    let world = world_with_stores();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "events"])
+        .ok();
+    let conn = world.reveal("events");
+    psql(
+        &conn,
+        "create table events(id int, body text); insert into events select g, repeat(md5(g::text), 40) from generate_series(1, 60000) g",
+    );
+    let mut child = world.spawn_until(
+        &["backup", "events", "--store", "swift"],
+        "Stream a base backup",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        backup_ids(&world, "events", "swift").is_empty(),
+        "a killed backup is listed"
+    );
+    let id = backup(&world, "events", "swift");
+    assert_eq!(backup_ids(&world, "events", "swift"), vec![id]);
+}
