@@ -400,3 +400,124 @@ fn a_backup_killed_midway_claims_nothing_and_the_next_one_works() {
     let id = backup(&world, "events", "swift");
     assert_eq!(backup_ids(&world, "events", "swift"), vec![id]);
 }
+
+#[test]
+fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
+    use crate::support::sshd::Sshd;
+    let world = world_with_stores();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let dr_state = world.dir.path().join("dr-state");
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let target = format!(
+        "targets:\n  dr:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
+        sshd.port,
+        sshd.client_key.display(),
+        sshd.known_hosts.display(),
+        dr_state.display(),
+        41_000 + (std::process::id() % 400) as u16 * 10,
+    );
+    std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
+    world.git(&["commit", "-qam", "test: a DR target"]);
+
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "billing"])
+        .ok();
+    let primary = world.reveal("billing");
+    psql(
+        &primary,
+        "create table invoices(id int, total numeric); insert into invoices select g, g * 1.5 from generate_series(1, 2000) g",
+    );
+    backup(&world, "billing", "s3");
+    psql(&primary, "insert into invoices values (2001, 0)");
+    let newer = backup(&world, "billing", "s3");
+    // The primary's site is lost.
+    destroy_data(&world, "billing", "postgresql");
+
+    let report = world
+        .dbctl(&[
+            "restore", "billing", "--store", "s3", "--target", "dr", "--yes", "-o", "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        report["backup"],
+        newer.as_str(),
+        "the latest backup is the one restored"
+    );
+    let recovered = world.reveal("billing");
+    assert_eq!(recovered["target"], "dr");
+    assert_ne!(recovered["port"], primary["port"]);
+    assert_eq!(
+        recovered["password"], primary["password"],
+        "clients keep their credentials"
+    );
+    assert_eq!(
+        psql(&recovered, "select count(*), sum(total) from invoices"),
+        "2001|3001500.0"
+    );
+    assert!(
+        dr_state.join("billing/data/PG_VERSION").exists(),
+        "the data lives on the DR host"
+    );
+    let spec = std::fs::read_to_string(world.repo.join("etc/databases/billing.yml")).unwrap();
+    assert!(spec.contains("target: dr"), "{spec}");
+    assert_eq!(
+        world.dirty(),
+        "",
+        "the spec and connection file are committed"
+    );
+    let subject = world.git(&["log", "-1", "--format=%s"]);
+    assert!(
+        subject.starts_with("dbctl restore billing from backup"),
+        "{subject}"
+    );
+}
+
+#[test]
+fn retention_removes_exactly_the_backups_it_lets_go() {
+    let world = world_with_stores();
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "redis",
+            "--version",
+            "7.0",
+            "--size",
+            "1",
+            "tokens",
+        ])
+        .ok();
+    let spec = world.repo.join("etc/databases/tokens.yml");
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("backup:\n  store: swift\n  retention:\n    full: 2\n");
+    std::fs::write(&spec, text).unwrap();
+    world.git(&["commit", "-qam", "tokens: keep two backups"]);
+    let first = world.dbctl(&["backup", "tokens", "-o", "json"]).ok().json();
+    let first = first["manifest"]["id"].as_str().unwrap().to_owned();
+    let second = backup(&world, "tokens", "swift");
+    let third = world.dbctl(&["backup", "tokens", "-o", "json"]).ok().json();
+    assert_eq!(third["expired"], serde_json::json!([first]));
+    let third = third["manifest"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        backup_ids(&world, "tokens", "swift"),
+        vec![second.clone(), third.clone()]
+    );
+    // Nothing of the expired one is left: no interrupted entry either.
+    let list = world
+        .dbctl(&["backups", "tokens", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(list["incomplete"], serde_json::json!([]));
+    // `--expire` with a tighter policy removes the older of the two.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("full: 2", "full: 1")).unwrap();
+    world.git(&["commit", "-qam", "tokens: keep one backup"]);
+    let list = world
+        .dbctl(&["backups", "tokens", "--expire", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(list["expired"], serde_json::json!([second]));
+    assert_eq!(backup_ids(&world, "tokens", "swift"), vec![third]);
+}

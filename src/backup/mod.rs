@@ -95,6 +95,54 @@ impl Manifest {
     }
 }
 
+/// Which backups to keep (`retention:` of a spec's `backup:`); without a policy every
+/// backup is kept. A backup is kept when it is one of the newest `full`, or when it is
+/// needed to restore to any time in the last `days` days: every backup finished in
+/// that span and the newest one before it. The newest backup is always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Keep at least this many full backups (1 to 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub full: Option<u32>,
+    /// Keep what restores to any time in this many days (1 to 3650).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub days: Option<u32>,
+}
+
+/// The backups `policy` lets go, of `manifests` sorted oldest first, at `now`.
+pub fn expired<'m>(
+    manifests: &'m [Manifest],
+    policy: &Retention,
+    now: jiff::Timestamp,
+) -> Vec<&'m Manifest> {
+    if policy.full.is_none() && policy.days.is_none() {
+        return Vec::new();
+    }
+    let n = manifests.len();
+    let keep_newest = policy.full.map_or(1, |f| (f as usize).max(1));
+    let horizon = policy.days.map(|d| now.as_second() - i64::from(d) * 86_400);
+    // The newest backup finished before the horizon: a restore to the horizon starts there.
+    let base_for_horizon = horizon.and_then(|h| {
+        manifests
+            .iter()
+            .rposition(|m| m.finished_at.as_second() <= h)
+    });
+    manifests
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| {
+            let among_newest = n - i <= keep_newest;
+            let in_span = horizon.is_some_and(|h| m.finished_at.as_second() > h);
+            let base = base_for_horizon == Some(*i);
+            !(among_newest || in_span || base)
+        })
+        .map(|(_, m)| m)
+        .collect()
+}
+
 /// A new backup id for a backup starting at `at`.
 pub fn new_id(at: jiff::Timestamp) -> String {
     use rand::RngExt;
@@ -125,7 +173,10 @@ pub fn list(store: &Store, database: &str) -> Result<(Vec<Manifest>, Vec<String>
             None => incomplete.push(format!("{database}/{id}/")),
         }
     }
-    manifests.sort_by(|a, b| a.id.cmp(&b.id));
+    // By time: ids of one second differ only in their random suffix.
+    manifests.sort_by(|a, b| {
+        (a.started_at, a.finished_at, &a.id).cmp(&(b.started_at, b.finished_at, &b.id))
+    });
     Ok((manifests, incomplete))
 }
 
@@ -303,4 +354,66 @@ pub fn check_compatible(manifest: &Manifest, engine: EngineKind, version: &str) 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str, finished: &str) -> Manifest {
+        let at: jiff::Timestamp = finished.parse().unwrap();
+        Manifest {
+            format: FORMAT,
+            id: id.into(),
+            database: "db".into(),
+            engine: EngineKind::Postgresql,
+            server_version: "15.18".into(),
+            version: "15".into(),
+            kind: BackupKind::Full,
+            target: "local".into(),
+            started_at: at,
+            finished_at: at,
+            position: None,
+            format_of_stream: "tar".into(),
+            raw_bytes: 1,
+            object: ObjectEntry {
+                path: format!("db/{id}/{DATA_OBJECT}"),
+                bytes: 1,
+                sha256: String::new(),
+            },
+            recipients: Vec::new(),
+        }
+    }
+
+    fn ids(list: &[&Manifest]) -> Vec<String> {
+        list.iter().map(|m| m.id.clone()).collect()
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_full_and_what_restores_within_the_days() {
+        let all = [
+            manifest("a", "2026-11-20T01:00:00Z"),
+            manifest("b", "2026-11-25T01:00:00Z"),
+            manifest("c", "2026-11-28T01:00:00Z"),
+            manifest("d", "2026-12-01T01:00:00Z"),
+            manifest("e", "2026-12-02T01:00:00Z"),
+        ];
+        let now: jiff::Timestamp = "2026-12-03T00:00:00Z".parse().unwrap();
+        let policy = |full, days| Retention { full, days };
+        assert!(expired(&all, &Retention::default(), now).is_empty());
+        assert_eq!(
+            ids(&expired(&all, &policy(Some(2), None), now)),
+            ["a", "b", "c"]
+        );
+        // 3 days back is Nov 30: d and e are inside, c is the base a restore to Nov 30
+        // starts from.
+        assert_eq!(ids(&expired(&all, &policy(None, Some(3)), now)), ["a", "b"]);
+        assert_eq!(ids(&expired(&all, &policy(Some(4), Some(3)), now)), ["a"]);
+        // Every backup older than the span, but the newest is never let go.
+        let old = [
+            manifest("x", "2026-01-01T00:00:00Z"),
+            manifest("y", "2026-02-01T00:00:00Z"),
+        ];
+        assert_eq!(ids(&expired(&old, &policy(None, Some(7)), now)), ["x"]);
+    }
 }

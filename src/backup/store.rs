@@ -262,6 +262,9 @@ pub struct Store {
     /// Its name in `etc/dbctl.yml`.
     pub name: String,
     op: Operator,
+    /// Swift: the container's root and the prefix, where opendal keeps the segments of
+    /// large objects (`.segments/<prefix>/<path><upload id>/…`), outside the prefix.
+    segments: Option<(Operator, String)>,
     handle: tokio::runtime::Handle,
 }
 
@@ -291,6 +294,7 @@ impl Store {
             path: path.to_owned(),
             source: Box::new(source),
         };
+        let mut segments = None;
         let op = match config {
             StoreConfig::Dir { path } => {
                 std::fs::create_dir_all(path).map_err(|e| StoreError::Unreachable {
@@ -311,12 +315,22 @@ impl Store {
                 let key = secret.read(name)?;
                 let (storage_url, token) = tempauth(name, url, user, &key)?;
                 create_container(name, &storage_url, container, &token)?;
-                let builder = opendal::services::Swift::default()
-                    .endpoint(&storage_url)
-                    .container(container)
-                    .root(&format!("/{prefix}"))
-                    .token(token.expose_secret());
-                Operator::new(builder).map_err(|e| object_err("open", "", e))?
+                let builder = |root: &str| {
+                    opendal::services::Swift::default()
+                        .endpoint(&storage_url)
+                        .container(container)
+                        .root(root)
+                        .token(token.expose_secret())
+                };
+                let whole = Operator::new(builder("/")).map_err(|e| object_err("open", "", e))?;
+                let prefix = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                };
+                segments = Some((whole, prefix.clone()));
+                Operator::new(builder(&format!("/{prefix}")))
+                    .map_err(|e| object_err("open", "", e))?
             }
             StoreConfig::S3 {
                 url,
@@ -349,6 +363,7 @@ impl Store {
         let store = Self {
             name: name.to_owned(),
             op,
+            segments,
             handle,
         };
         // One listing proves the endpoint and the credentials before any backup starts.
@@ -422,6 +437,16 @@ impl Store {
             .collect())
     }
 
+    /// Removes one object (nothing when it is not there).
+    ///
+    /// # Errors
+    /// [`StoreError::Object`].
+    pub fn delete(&self, path: &str) -> Result<(), StoreError> {
+        self.handle
+            .block_on(self.op.delete(path))
+            .map_err(|e| self.err("delete", path, e))
+    }
+
     /// Removes everything below `dir` (`db/ID/`), segments of large objects included.
     ///
     /// # Errors
@@ -429,7 +454,14 @@ impl Store {
     pub fn remove_all(&self, dir: &str) -> Result<(), StoreError> {
         self.handle
             .block_on(async { self.op.delete_with(dir).recursive(true).await })
-            .map_err(|e| self.err("delete", dir, e))
+            .map_err(|e| self.err("delete", dir, e))?;
+        if let Some((whole, prefix)) = &self.segments {
+            let segments = format!(".segments/{prefix}{dir}");
+            self.handle
+                .block_on(async { whole.delete_with(&segments).recursive(true).await })
+                .map_err(|e| self.err("delete", &segments, e))?;
+        }
+        Ok(())
     }
 
     /// A streaming writer of the object at `path`: bytes written are uploaded in

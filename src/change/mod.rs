@@ -622,7 +622,7 @@ mod tests {
             allowed_cidrs: Vec::new(),
             parameters: BTreeMap::new(),
             maintenance: None,
-            backup_store: None,
+            backup: None,
         }
     }
 

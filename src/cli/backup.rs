@@ -39,13 +39,17 @@ impl BackupArgs {
 #[command(after_help = "\
 Examples:
   dbctl backups my-db
-  dbctl backups my-db -o json")]
+  dbctl backups my-db -o json
+  dbctl backups my-db --expire          remove what `backup.retention` lets go")]
 pub struct BackupsArgs {
     /// Database name.
     pub name: String,
     /// The backup store (default: the database's).
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
+    /// First remove the backups the spec's `backup.retention` lets go.
+    #[arg(long)]
+    pub expire: bool,
 }
 
 impl BackupsArgs {
@@ -55,6 +59,7 @@ impl BackupsArgs {
             &BackupsOptions {
                 name: self.name,
                 store: self.store,
+                expire: self.expire,
             },
         )?))
     }

@@ -24,7 +24,7 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     let config = &repo.config;
     let name = flag
         .map(str::to_owned)
-        .or_else(|| spec.backup_store.clone())
+        .or_else(|| spec.backup.as_ref().and_then(|b| b.store.clone()))
         .or_else(|| {
             config
                 .target(&spec.target)
@@ -88,6 +88,8 @@ pub struct BackupReport {
     pub seconds: f64,
     /// Interrupted earlier backups (no manifest) that were removed.
     pub removed_incomplete: Vec<String>,
+    /// Backups the retention let go, removed.
+    pub expired: Vec<String>,
 }
 
 impl Report for BackupReport {
@@ -107,8 +109,30 @@ impl Report for BackupReport {
         for dir in &self.removed_incomplete {
             text.push_str(&format!("removed interrupted backup `{dir}`\n"));
         }
+        for id in &self.expired {
+            text.push_str(&format!("expired backup {id} (retention)\n"));
+        }
         text
     }
+}
+
+/// Removes the backups of `spec` its retention lets go; returns their ids.
+///
+/// # Errors
+/// The store fails.
+fn expire(store: &Store, spec: &Spec) -> Result<Vec<String>> {
+    let Some(policy) = spec.backup.as_ref().and_then(|b| b.retention.clone()) else {
+        return Ok(Vec::new());
+    };
+    let (manifests, _) = backup::list(store, &spec.name)?;
+    let mut removed = Vec::new();
+    for manifest in backup::expired(&manifests, &policy, jiff::Timestamp::now()) {
+        // The manifest first: a backup half-removed is an interrupted one, never listed.
+        store.delete(&format!("{}{}", manifest.dir(), backup::MANIFEST_OBJECT))?;
+        store.remove_all(&manifest.dir())?;
+        removed.push(manifest.id.clone());
+    }
+    Ok(removed)
 }
 
 /// Runs `dbctl backup`: streams the engine's physical backup through zstd and age into
@@ -186,11 +210,14 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
             removed.push(dir);
         }
     }
+    let seconds = clock.elapsed().as_secs_f64();
+    let expired = expire(&store, &spec)?;
     Ok(BackupReport {
         store: store_name,
         manifest,
-        seconds: clock.elapsed().as_secs_f64(),
+        seconds,
         removed_incomplete: removed,
+        expired,
     })
 }
 
@@ -201,6 +228,8 @@ pub struct BackupsOptions {
     pub name: String,
     /// `--store`.
     pub store: Option<String>,
+    /// `--expire`: remove what the retention lets go first.
+    pub expire: bool,
 }
 
 /// One row of `backups`.
@@ -235,13 +264,19 @@ pub struct BackupsReport {
     pub backups: Vec<BackupRow>,
     /// Interrupted backups (no manifest): removed by the next `backup`.
     pub incomplete: Vec<String>,
+    /// Backups `--expire` removed.
+    pub expired: Vec<String>,
 }
 
 impl Report for BackupsReport {
     fn human(&self) -> String {
+        let mut expired = String::new();
+        for id in &self.expired {
+            expired.push_str(&format!("expired backup {id} (retention)\n"));
+        }
         if self.backups.is_empty() {
             return format!(
-                "`{}` has no backups in store `{}`\n",
+                "{expired}`{}` has no backups in store `{}`\n",
                 self.database, self.store
             );
         }
@@ -260,10 +295,11 @@ impl Report for BackupsReport {
                 ]
             })
             .collect();
-        let mut text = crate::output::table(
+        let mut text = expired;
+        text.push_str(&crate::output::table(
             &["ID", "TYPE", "AGE", "SIZE", "STORED", "VERSION", "TARGET"],
             rows,
-        );
+        ));
         text.push('\n');
         for dir in &self.incomplete {
             text.push_str(&format!("interrupted (no manifest): {dir}\n"));
@@ -290,6 +326,12 @@ pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport
     let spec = session.existing_spec(&repo, &opts.name)?;
     let store_name = store_name(&repo, &spec, opts.store.as_deref())?;
     let store = open_store(session, &repo, &store_name)?;
+    let expired = if opts.expire {
+        let _lock = super::lock(&repo, &spec.name, "backups --expire", 0)?;
+        expire(&store, &spec)?
+    } else {
+        Vec::new()
+    };
     let (manifests, incomplete) = backup::list(&store, &spec.name)?;
     let now = jiff::Timestamp::now();
     Ok(BackupsReport {
@@ -309,6 +351,7 @@ pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport
             })
             .collect(),
         incomplete,
+        expired,
     })
 }
 

@@ -172,6 +172,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         allowed_cidrs_source: Source::Flag("--allow"),
         maintenance: None,
         backup_store: None,
+        backup_retention: None,
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.

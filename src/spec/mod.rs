@@ -112,21 +112,20 @@ pub struct Spec {
         serialize_with = "maintenance_yaml"
     )]
     pub maintenance: Option<String>,
-    /// The backup store the spec names (`backup: { store: … }`), checked against
-    /// `backup_stores`.
-    #[serde(
-        rename = "backup",
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "backup_yaml"
-    )]
-    pub backup_store: Option<String>,
+    /// `backup:`: the store (checked against `backup_stores`) and the retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPolicy>,
 }
 
-fn backup_yaml<S: serde::Serializer>(store: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(1))?;
-    map.serialize_entry("store", store.as_deref().unwrap_or_default())?;
-    map.end()
+/// A spec's `backup:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackupPolicy {
+    /// The store, a name in `backup_stores`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Which backups to keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::backup::Retention>,
 }
 
 fn maintenance_yaml<S: serde::Serializer>(
@@ -682,6 +681,8 @@ pub struct Draft {
     pub maintenance: Option<Given<String>>,
     /// `backup.store`, when given.
     pub backup_store: Option<Given<String>>,
+    /// `backup.retention`, when given.
+    pub backup_retention: Option<crate::backup::Retention>,
 }
 
 impl Draft {
@@ -729,6 +730,7 @@ impl Draft {
             deletion_protection: raw.deletion_protection,
             allowed_cidrs: raw.allowed_cidrs,
             maintenance: raw.maintenance.map(|m| given(m.window)),
+            backup_retention: raw.backup.as_ref().and_then(|b| b.retention.clone()),
             backup_store: raw.backup.and_then(|b| b.store).map(given),
             parameters: raw.parameters,
             parameters_source: Source::File {
@@ -919,7 +921,12 @@ impl Draft {
         }
         Ok(Spec {
             maintenance,
-            backup_store: self.backup_store.map(|s| s.value),
+            backup: (self.backup_store.is_some() || self.backup_retention.is_some()).then(|| {
+                BackupPolicy {
+                    store: self.backup_store.map(|s| s.value),
+                    retention: self.backup_retention,
+                }
+            }),
             name: self.name.value,
             engine,
             version,

@@ -69,6 +69,10 @@ pub struct RawBackup {
     /// `backup_store`, else `defaults.backup_store`.
     #[schemars(with = "Option<String>")]
     pub store: Option<Spanned<String>>,
+    /// Which backups `backup` and `backups --expire` keep: the newest `full` ones and
+    /// every one needed to restore to any time in the last `days` days.
+    #[serde(default)]
+    pub retention: Option<crate::backup::Retention>,
 }
 
 /// `maintenance:` of a spec or target.

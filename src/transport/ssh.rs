@@ -436,63 +436,87 @@ impl Transport for Ssh {
             command: cmd.display(),
             source: e,
         };
-        // The batch follows the wrapper's environment lines on stdin (read whole:
-        // batches are small); stdout streams back as bytes, chunk by chunk.
-        let mut stdin = Self::env_prefix(cmd);
-        input.read_to_end(&mut stdin).map_err(spawn_err)?;
+        // The wrapper's environment lines go first on stdin, then the input, streamed:
+        // a thread reads it (it may be a restore's decrypting reader) into a bounded
+        // channel the remote stdin drains; stdout streams back chunk by chunk.
+        let prefix = Self::env_prefix(cmd);
         let argv = self.remote_argv(cmd);
         let session = Arc::clone(&self.session);
         let sessions = Arc::clone(&self.sessions);
-        let result = self.runtime.block_on(async move {
-            let _permit = sessions.acquire().await.map_err(io_error)?;
-            let mut command = session.command(&argv[0]);
-            command
-                .args(&argv[1..])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = command.spawn().await.map_err(io_error)?;
-            let mut pipe = child.stdin().take();
-            let feed = async move {
-                if let Some(pipe) = pipe.as_mut() {
-                    pipe.write_all(&stdin).await?;
-                    pipe.shutdown().await?;
-                }
-                drop(pipe);
-                Ok::<_, std::io::Error>(())
-            };
-            let mut out = child.stdout().take();
-            let mut err = child.stderr().take();
-            let drain = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                if let Some(out) = out.as_mut() {
-                    loop {
-                        let n = out.read(&mut buf).await?;
-                        if n == 0 {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+        let result = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match input.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
                             break;
                         }
-                        output.write_all(&buf[..n])?;
                     }
                 }
-                output.flush()?;
-                Ok::<_, std::io::Error>(())
-            };
-            let errors = async {
-                let mut text = Vec::new();
-                if let Some(err) = err.as_mut() {
-                    err.read_to_end(&mut text).await?;
+            });
+            self.runtime.block_on(async move {
+                let _permit = sessions.acquire().await.map_err(io_error)?;
+                let mut command = session.command(&argv[0]);
+                command
+                    .args(&argv[1..])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = command.spawn().await.map_err(io_error)?;
+                let mut pipe = child.stdin().take();
+                let feed = async move {
+                    if let Some(pipe) = pipe.as_mut() {
+                        pipe.write_all(&prefix).await?;
+                        while let Some(chunk) = rx.recv().await {
+                            pipe.write_all(&chunk?).await?;
+                        }
+                        pipe.shutdown().await?;
+                    }
+                    drop(pipe);
+                    Ok::<_, std::io::Error>(())
+                };
+                let mut out = child.stdout().take();
+                let mut err = child.stderr().take();
+                let drain = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    if let Some(out) = out.as_mut() {
+                        loop {
+                            let n = out.read(&mut buf).await?;
+                            if n == 0 {
+                                break;
+                            }
+                            output.write_all(&buf[..n])?;
+                        }
+                    }
+                    output.flush()?;
+                    Ok::<_, std::io::Error>(())
+                };
+                let errors = async {
+                    let mut text = Vec::new();
+                    if let Some(err) = err.as_mut() {
+                        err.read_to_end(&mut text).await?;
+                    }
+                    Ok::<_, std::io::Error>(String::from_utf8_lossy(&text).into_owned())
+                };
+                let (fed, drained, stderr) = tokio::join!(feed, drain, errors);
+                drained?;
+                if let Err(e) = fed
+                    && e.kind() != std::io::ErrorKind::BrokenPipe
+                {
+                    return Err(e);
                 }
-                Ok::<_, std::io::Error>(String::from_utf8_lossy(&text).into_owned())
-            };
-            let (fed, drained, stderr) = tokio::join!(feed, drain, errors);
-            drained?;
-            if let Err(e) = fed
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                return Err(e);
-            }
-            let status = child.wait().await.map_err(io_error)?;
-            Ok((status.code().unwrap_or(-1), stderr?))
+                let status = child.wait().await.map_err(io_error)?;
+                Ok((status.code().unwrap_or(-1), stderr?))
+            })
         });
         result.map_err(spawn_err)
     }
