@@ -6,19 +6,24 @@ use std::path::Path;
 
 use crate::support::{World, client, psql, swift};
 
-/// A world whose `etc/dbctl.yml` has the `swift`, `s3` and `here` stores, each on a
-/// container (or directory) of its own.
-fn world_with_stores() -> World {
-    let world = World::new();
-    let swift = swift::shared();
-    let container = world
+/// The world's own Swift container (an S3 bucket too).
+fn container_of(world: &World) -> String {
+    world
         .dir
         .path()
         .file_name()
         .unwrap()
         .to_string_lossy()
         .to_lowercase()
-        .replace(['.', '_'], "-");
+        .replace(['.', '_'], "-")
+}
+
+/// A world whose `etc/dbctl.yml` has the `swift`, `s3` and `here` stores, each on a
+/// container (or directory) of its own.
+fn world_with_stores() -> World {
+    let world = World::new();
+    let swift = swift::shared();
+    let container = container_of(&world);
     swift.container(&container);
     let config = world.repo.join("etc/dbctl.yml");
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -520,4 +525,123 @@ fn retention_removes_exactly_the_backups_it_lets_go() {
         .json();
     assert_eq!(list["expired"], serde_json::json!([second]));
     assert_eq!(backup_ids(&world, "tokens", "swift"), vec![third]);
+}
+
+#[test]
+fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_time() {
+    let world = world_with_stores();
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "  plan: small\n",
+            "  plan: small\n  backup_store: swift\n",
+            1,
+        ),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "test: archive to swift"]);
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "payments"])
+        .ok();
+    let conn = world.reveal("payments");
+    psql(
+        &conn,
+        "create table payments(id int, at timestamptz default now()); insert into payments select generate_series(1, 10)",
+    );
+    let base = backup(&world, "payments", "swift");
+    // t1: committed after the base backup, before the target time.
+    psql(&conn, "insert into payments select generate_series(11, 20)");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let target = psql(
+        &conn,
+        "select to_char(now() at time zone 'Asia/Kolkata', 'YYYY-MM-DD HH24:MI:SS')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // t2: after it.
+    psql(&conn, "insert into payments select generate_series(21, 30)");
+    let admin = |sql: &str| {
+        world
+            .dbctl(&["sql", "payments", "--admin", "-c", sql])
+            .ok()
+            .stdout
+    };
+    admin("select pg_switch_wal()");
+    let mut archived = false;
+    for _ in 0..100 {
+        let out = admin(
+            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
+        );
+        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
+        if out.contains("| t") {
+            archived = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(archived, "the WAL with t2 was not archived");
+
+    let when = format!("{target} Asia/Kolkata");
+    let report = world
+        .dbctl(&[
+            "restore",
+            "payments",
+            "--to-time",
+            &when,
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["backup"], base.as_str());
+    assert_eq!(
+        psql(&conn, "select count(*), max(id) from payments"),
+        "20|20"
+    );
+    // Promoted, not paused: it takes writes, and archives them on a new timeline.
+    psql(&conn, "insert into payments values (99)");
+    assert_eq!(psql(&conn, "select pg_is_in_recovery()"), "f");
+
+    // A time before the first backup is refused, and nothing changes.
+    world
+        .dbctl(&[
+            "restore",
+            "payments",
+            "--to-time",
+            "2020-01-01 00:00 Europe/Paris",
+            "--yes",
+        ])
+        .fails_with("is before the first backup of `payments`");
+    assert_eq!(psql(&conn, "select count(*) from payments"), "21");
+
+    // Retention keeping one backup lets the first go, with the WAL only it needed; the
+    // WAL the kept backup replays from, and the timeline histories, stay.
+    let spec = world.repo.join("etc/databases/payments.yml");
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("backup:\n  retention:\n    full: 1\n");
+    std::fs::write(&spec, text).unwrap();
+    world.git(&["commit", "-qam", "payments: keep one backup"]);
+    let wal = || swift::shared().list(&container_of(&world), "payments/wal/");
+    let before = wal();
+    let second = world
+        .dbctl(&["backup", "payments", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(second["expired"], serde_json::json!([base]));
+    let from = second["manifest"]["position"].as_str().unwrap().to_owned();
+    let after = wal();
+    assert!(
+        after.len() < before.len(),
+        "no WAL was removed: {before:?} → {after:?}"
+    );
+    assert!(after.iter().any(|n| n.ends_with(".history")), "{after:?}");
+    for name in &after {
+        let name = name.rsplit('/').next().unwrap();
+        assert!(
+            name.ends_with(".history") || name[8..] >= from[8..],
+            "{name} is older than what the kept backup needs ({from})"
+        );
+    }
 }

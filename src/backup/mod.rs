@@ -143,6 +143,115 @@ pub fn expired<'m>(
         .collect()
 }
 
+/// The store a database's backups go to when no flag names one: the spec's
+/// `backup.store`, else its target's `backup_store`, else `defaults.backup_store`.
+pub fn store_of(config: &crate::spec::Config, spec: &crate::spec::Spec) -> Option<String> {
+    spec.backup
+        .as_ref()
+        .and_then(|b| b.store.clone())
+        .or_else(|| {
+            config
+                .target(&spec.target)
+                .and_then(|t| t.backup_store.clone())
+        })
+        .or_else(|| config.default_backup_store.clone())
+}
+
+/// The directory of a database's archived WAL in its store (`db/wal/`): one object a
+/// segment (or `.history` file), sealed like a backup, named as PostgreSQL names it.
+pub fn wal_dir(database: &str) -> String {
+    format!("{database}/{WAL_DIR}/")
+}
+
+/// The name of [`wal_dir`] below a database's directory.
+pub const WAL_DIR: &str = "wal";
+
+/// What the server's `archive_command` (`dbctl wal-push`) needs, written 0600 for the
+/// service user into the instance's configuration directory; its secret, if any, is a
+/// file of its own beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalPush {
+    /// The database.
+    pub database: String,
+    /// The store's name.
+    pub store_name: String,
+    /// The store.
+    pub store: StoreConfig,
+    /// The age recipients.
+    pub recipients: Vec<String>,
+}
+
+/// Archives one WAL file (`dbctl wal-push`): seals `file` into `db/wal/<name>` unless
+/// that object exists already (PostgreSQL retries a segment whose archiving it could
+/// not confirm; the copy there is complete, as objects appear only when closed).
+///
+/// # Errors
+/// The file cannot be read, or the store fails.
+pub fn push_wal(store: &Store, push: &WalPush, file: &Path, name: &str) -> Result<bool> {
+    if name.contains('/') || name.starts_with('.') {
+        bail!("`{name}` is not a WAL file name");
+    }
+    let path = format!("{}{name}", wal_dir(&push.database));
+    if store.exists(&path)? {
+        return Ok(false);
+    }
+    let mut input =
+        std::fs::File::open(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let mut sealer = Sealer::new(store.writer(&path), &push.recipients, None)?;
+    std::io::copy(&mut input, &mut sealer)?;
+    sealer.finish()?;
+    Ok(true)
+}
+
+/// The archived WAL files of `database` a recovery from a base backup starting in
+/// segment `from` needs (segments of any timeline at or after it, and every timeline
+/// history file), sorted by name.
+///
+/// # Errors
+/// The store fails.
+pub fn wal_needed(store: &Store, database: &str, from: &str) -> Result<Vec<String>> {
+    // A segment's name is its timeline (8 hex digits), then its position (16).
+    let position = |name: &str| name.get(8..24).map(str::to_owned);
+    let start = position(from).unwrap_or_default();
+    let mut names: Vec<String> = store
+        .list(&wal_dir(database))?
+        .into_iter()
+        .map(|n| n.rsplit('/').next().unwrap_or(&n).to_owned())
+        .filter(|n| {
+            n.ends_with(".history") || (n.len() == 24 && position(n).is_some_and(|p| p >= start))
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Opens one archived WAL file whole (decrypted and decompressed).
+///
+/// # Errors
+/// The object is missing or damaged, or the identity cannot decrypt it.
+pub fn fetch_wal(store: &Store, database: &str, name: &str, identity: &Path) -> Result<Vec<u8>> {
+    let path = format!("{}{name}", wal_dir(database));
+    let sealed = store
+        .get(&path)?
+        .with_context(|| format!("WAL file `{path}` is not in store `{}`", store.name))?;
+    let key = crate::secret::load_identity(identity)?;
+    let decryptor = age::Decryptor::new(&sealed[..])
+        .with_context(|| format!("WAL file `{path}` is not an age file"))?;
+    let plain = decryptor
+        .decrypt(std::iter::once(&key as &dyn age::Identity))
+        .with_context(|| {
+            format!(
+                "WAL file `{path}` cannot be decrypted with `{}`",
+                identity.display()
+            )
+        })?;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(plain)?
+        .read_to_end(&mut out)
+        .with_context(|| format!("WAL file `{path}` is damaged or truncated"))?;
+    Ok(out)
+}
+
 /// A new backup id for a backup starting at `at`.
 pub fn new_id(at: jiff::Timestamp) -> String {
     use rand::RngExt;
@@ -164,6 +273,9 @@ pub fn list(store: &Store, database: &str) -> Result<(Vec<Manifest>, Vec<String>
             continue;
         };
         let id = id.rsplit('/').next().unwrap_or(id);
+        if id == WAL_DIR {
+            continue;
+        }
         let path = format!("{database}/{id}/{MANIFEST_OBJECT}");
         match store.get(&path)? {
             Some(bytes) => manifests.push(

@@ -67,7 +67,7 @@ pub struct RawStore {
 }
 
 /// A validated backup store entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StoreConfig {
     /// A directory.
@@ -106,7 +106,7 @@ pub enum StoreConfig {
 }
 
 /// Where a store's secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretSource {
     /// An environment variable's name.
@@ -120,7 +120,7 @@ impl SecretSource {
     ///
     /// # Errors
     /// [`StoreError::Secret`] naming the variable or file (never the value).
-    fn read(&self, store: &str) -> Result<SecretString, StoreError> {
+    pub fn read(&self, store: &str) -> Result<SecretString, StoreError> {
         let fail = |message: String| StoreError::Secret {
             store: store.to_owned(),
             message,
@@ -405,6 +405,16 @@ impl Store {
             .block_on(self.op.write(path, bytes))
             .map(|_| ())
             .map_err(|e| self.err("write", path, e))
+    }
+
+    /// Whether an object exists.
+    ///
+    /// # Errors
+    /// [`StoreError::Object`].
+    pub fn exists(&self, path: &str) -> Result<bool, StoreError> {
+        self.handle
+            .block_on(self.op.exists(path))
+            .map_err(|e| self.err("stat", path, e))
     }
 
     /// Reads a small object whole; `None` when it does not exist.

@@ -72,6 +72,7 @@ Examples:
   dbctl restore my-db --yes                       the latest backup, in place
   dbctl restore my-db --backup 20261203T101500Z-3f9a --yes
   dbctl restore my-db --as my-db-copy --yes       into a new database
+  dbctl restore my-db --to-time '2026-12-02 10:15 Europe/Paris' --yes
   dbctl restore my-db --target dr-cloud --yes     disaster recovery: the database moves")]
 pub struct RestoreArgs {
     /// The database whose backup is restored.
@@ -86,6 +87,11 @@ pub struct RestoreArgs {
     /// the data holds) instead of in place.
     #[arg(long = "as", value_name = "NEW-NAME")]
     pub as_name: Option<String>,
+    /// Point-in-time recovery (PostgreSQL): replay archived WAL up to this time, from the
+    /// latest backup before it: RFC 3339, or a time and an IANA zone
+    /// (`"2026-12-02 10:15 Europe/Paris"`).
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
     /// Restore into this target (disaster recovery: without `--as`, the database's
     /// spec moves there and its connection file is rewritten).
     #[arg(long, value_name = "TARGET")]
@@ -113,12 +119,36 @@ impl RestoreArgs {
                 backup: self.backup,
                 store: self.store,
                 as_name: self.as_name,
+                to_time: self.to_time,
                 target: self.target,
                 yes: self.yes,
                 no_commit: self.no_commit,
                 push: self.push,
                 lock_timeout_s: self.lock_timeout,
             },
+        )?))
+    }
+}
+
+/// `dbctl wal-push`: PostgreSQL's `archive_command` on `local` targets.
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The instance's `conf/wal-push.json`.
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+    /// The WAL file (`%p`).
+    pub path: std::path::PathBuf,
+    /// Its name (`%f`).
+    pub name: String,
+}
+
+impl WalPushArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        Ok(Box::new(backup::wal_push(
+            session,
+            &self.config,
+            &self.path,
+            &self.name,
         )?))
     }
 }

@@ -125,6 +125,9 @@ pub enum Command {
     Backups(backup::BackupsArgs),
     /// Restore a backup: in place, into a new database (`--as`) or another target.
     Restore(backup::RestoreArgs),
+    /// Archive one WAL file (PostgreSQL's `archive_command`; not for people).
+    #[command(hide = true)]
+    WalPush(backup::WalPushArgs),
     /// Render an openstack target's control plane: network and Consul + Nomad masters
     /// as Heat stacks, and the inventory (hosts.ini).
     ControlPlane(control_plane::ControlPlaneArgs),
@@ -172,6 +175,7 @@ impl Cli {
             Command::Backup(args) => args.run(&session),
             Command::Backups(args) => args.run(&session),
             Command::Restore(args) => args.run(&session),
+            Command::WalPush(args) => args.run(&session),
             Command::ControlPlane(args) => args.run(&session),
         };
         match result {

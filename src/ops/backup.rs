@@ -132,6 +132,20 @@ fn expire(store: &Store, spec: &Spec) -> Result<Vec<String>> {
         store.remove_all(&manifest.dir())?;
         removed.push(manifest.id.clone());
     }
+    // WAL older than what the oldest kept backup replays from goes too; the kept
+    // backups' WAL (and every timeline history) stays.
+    let (kept, _) = backup::list(store, &spec.name)?;
+    if !removed.is_empty()
+        && let Some(from) = kept.first().and_then(|m| m.position.clone())
+    {
+        let needed = backup::wal_needed(store, &spec.name, &from)?;
+        for name in store.list(&backup::wal_dir(&spec.name))? {
+            let name = name.rsplit('/').next().unwrap_or(&name).to_owned();
+            if !name.is_empty() && !needed.contains(&name) {
+                store.delete(&format!("{}{name}", backup::wal_dir(&spec.name)))?;
+            }
+        }
+    }
     Ok(removed)
 }
 
@@ -160,6 +174,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         "backing up `{}` to store `{store_name}` as {id}",
         spec.name
     ));
+    let position = wal_position(admin.as_ref(), &spec);
     let mut sealer = backup::Sealer::new(store.writer(&path), &repo.config.recipients, None)?;
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
     let taken = match admin.backup(&mut sealer, &progress) {
@@ -190,7 +205,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         target: spec.target.clone(),
         started_at: started,
         finished_at: jiff::Timestamp::now(),
-        position: None,
+        position,
         format_of_stream: taken.format,
         raw_bytes,
         object: ObjectEntry {
@@ -219,6 +234,25 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         removed_incomplete: removed,
         expired,
     })
+}
+
+/// PostgreSQL: the WAL segment being written as the backup starts — the oldest a
+/// point-in-time recovery from it replays (the backup starts in it or later).
+fn wal_position(admin: &dyn crate::platform::Admin, spec: &Spec) -> Option<String> {
+    if spec.engine != crate::catalog::EngineKind::Postgresql {
+        return None;
+    }
+    let batch = "\\pset tuples_only on\n\\pset format unaligned\nselect pg_walfile_name(pg_current_wal_lsn());\n";
+    let mut out = Vec::new();
+    let (code, _) = admin
+        .run(
+            &mut std::io::Cursor::new(batch.as_bytes().to_vec()),
+            &mut out,
+            crate::platform::Role::Admin,
+        )
+        .ok()?;
+    let name = String::from_utf8_lossy(&out).trim().to_owned();
+    (code == 0 && name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())).then_some(name)
 }
 
 /// Flags of `dbctl backups`.
@@ -366,6 +400,8 @@ pub struct RestoreOptions {
     pub store: Option<String>,
     /// `--as NEW`: into a new database.
     pub as_name: Option<String>,
+    /// `--to-time`: point-in-time recovery (PostgreSQL).
+    pub to_time: Option<String>,
     /// `--target T`: into another target.
     pub target: Option<String>,
     /// `--yes`: replacing data needs it.
@@ -430,8 +466,9 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     let store_name = store_name(&repo, &source, opts.store.as_deref())?;
     let store = open_store(session, &repo, &store_name)?;
     let (manifests, _) = backup::list(&store, &source.name)?;
-    let manifest = match &opts.backup {
-        Some(id) => manifests.iter().find(|m| &m.id == id).with_context(|| {
+    let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
+    let manifest = match (&opts.backup, target_time) {
+        (Some(id), _) => manifests.iter().find(|m| &m.id == id).with_context(|| {
             format!(
                 "`{}` has no backup `{id}` in store `{store_name}`; it has: {}",
                 source.name,
@@ -446,13 +483,36 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
                 }
             )
         })?,
-        None => manifests.last().with_context(|| {
+        (None, Some(at)) => manifests
+            .iter()
+            .rev()
+            .find(|m| m.finished_at < at)
+            .with_context(|| {
+                format!(
+                    "`--to-time {}` is before the first backup of `{}` in store `{store_name}` ({}); choose a later time",
+                    opts.to_time.as_deref().unwrap_or_default(),
+                    source.name,
+                    manifests
+                        .first()
+                        .map_or("there is none".to_owned(), |m| format!("it finished at {}", m.finished_at))
+                )
+            })?,
+        (None, None) => manifests.last().with_context(|| {
             format!(
                 "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
                 source.name, source.name
             )
         })?,
     };
+    if let Some(at) = target_time
+        && manifest.finished_at >= at
+    {
+        bail!(
+            "backup `{}` finished at {}, after `--to-time` {at}; leave out `--backup` or name an earlier one",
+            manifest.id,
+            manifest.finished_at
+        );
+    }
     let spec = destination(&repo, &source, opts)?;
     backup::check_compatible(manifest, spec.engine, &spec.version)?;
     let spec_rel = Repo::spec_rel(&spec.name);
@@ -478,6 +538,31 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     let identity = session.identity.clone();
     let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
         backup::open(&store, manifest, &identity, consume)
+    };
+    let fetch = |name: &str| backup::fetch_wal(&store, &manifest.database, name, &identity);
+    let recovery = match target_time {
+        Some(at) => {
+            if spec.engine != crate::catalog::EngineKind::Postgresql {
+                bail!(
+                    "`--to-time` (point-in-time recovery) is for postgresql; `{}` is {}",
+                    source.name,
+                    source.engine
+                );
+            }
+            let from = manifest.position.as_deref().with_context(|| {
+                format!(
+                    "backup `{}` records no WAL position: it was taken without WAL archiving, so it restores only as a whole (leave out `--to-time`)",
+                    manifest.id
+                )
+            })?;
+            Some(crate::platform::Recovery {
+                // PostgreSQL's timestamptz input (`2026-12-03 09:15:00.123+00`).
+                target_time: at.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+                wal: backup::wal_needed(&store, &manifest.database, from)?,
+                fetch: &fetch,
+            })
+        }
+        None => None,
     };
     let change = Change {
         action: Action::Replace,
@@ -509,7 +594,10 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
             now: jiff::Timestamp::now(),
             restore: Some(Restoring {
                 change,
-                feed: &feed,
+                source: crate::platform::Restore {
+                    base: &feed,
+                    recovery,
+                },
             }),
         },
         printer,
@@ -558,6 +646,31 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     Ok(report)
 }
 
+/// Parses `--to-time`: RFC 3339 (`2026-12-03T10:15:00Z`) or a civil time and an IANA
+/// zone (`2026-12-02 10:15 Europe/Paris`, DST-correct by jiff).
+///
+/// # Errors
+/// Neither form, or an unknown zone.
+pub fn parse_time(text: &str) -> Result<jiff::Timestamp> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(at);
+    }
+    let (civil, zone) = text.trim().rsplit_once(' ').with_context(|| {
+        format!(
+            "`--to-time {text}`: give RFC 3339 (`2026-12-03T10:15:00Z`) or a time and a zone (`2026-12-02 10:15 Europe/Paris`)"
+        )
+    })?;
+    let tz = jiff::tz::TimeZone::get(zone)
+        .with_context(|| format!("`--to-time {text}`: `{zone}` is not an IANA time zone"))?;
+    let civil: jiff::civil::DateTime = civil.trim().parse().with_context(|| {
+        format!("`--to-time {text}`: `{civil}` is not a date and time (`2026-12-02 10:15`)")
+    })?;
+    Ok(civil
+        .to_zoned(tz)
+        .with_context(|| format!("`--to-time {text}`"))?
+        .timestamp())
+}
+
 /// The spec restored into: the source itself (in place), the source moved to
 /// `--target` (disaster recovery: same name, credentials and data on a new target),
 /// or a new database `--as NEW` keeping the source's database and user names (the data
@@ -581,4 +694,42 @@ fn destination(repo: &Repo, source: &Spec, opts: &RestoreOptions) -> Result<Spec
     let rel = Repo::spec_rel(&spec.name);
     let draft = Draft::parse(&spec.to_yaml(), &rel)?;
     Ok(draft.validate(&repo.catalog, &repo.config, &|_, _| None)?)
+}
+
+/// What `wal-push` did.
+#[derive(Debug, Serialize)]
+pub struct WalPushReport {
+    /// The WAL file's name.
+    pub name: String,
+    /// False when the store had it already.
+    pub stored: bool,
+}
+
+impl Report for WalPushReport {
+    fn human(&self) -> String {
+        String::new()
+    }
+}
+
+/// Runs `dbctl wal-push` (the server's `archive_command`): archives one WAL file with
+/// the instance's `wal-push.json`. Exit 0 only once the object is complete.
+///
+/// # Errors
+/// The configuration or the file cannot be read, or the store fails.
+pub fn wal_push(
+    session: &Session,
+    config: &std::path::Path,
+    file: &std::path::Path,
+    name: &str,
+) -> Result<WalPushReport> {
+    let text =
+        std::fs::read(config).with_context(|| format!("cannot read `{}`", config.display()))?;
+    let push: backup::WalPush = serde_json::from_slice(&text)
+        .with_context(|| format!("`{}` is not a wal-push configuration", config.display()))?;
+    let store = Store::open(&push.store_name, &push.store, session.runtime())?;
+    let stored = backup::push_wal(&store, &push, file, name)?;
+    Ok(WalPushReport {
+        name: name.to_owned(),
+        stored,
+    })
 }

@@ -313,12 +313,12 @@ pub struct Gate<'a> {
     pub restore: Option<Restoring<'a>>,
 }
 
-/// A restore for [`converge`]: the change to show and apply, and the backup's stream.
+/// A restore for [`converge`]: the change to show and apply, and what to restore.
 pub struct Restoring<'a> {
     /// `-/+ data` (data movement), naming the backup.
     pub change: Change,
-    /// Opens the backup.
-    pub feed: crate::platform::BackupFeed<'a>,
+    /// The backup (and the WAL of a point-in-time recovery).
+    pub source: crate::platform::Restore<'a>,
 }
 
 /// Splits `changes` into what may run at `now` and what waits for `window` (restart
@@ -483,7 +483,7 @@ pub fn converge(
         output: printer
             .verbose()
             .then_some(&sink as crate::platform::OutputSink<'_>),
-        restore: gate_by.restore.as_ref().map(|r| r.feed),
+        restore: gate_by.restore.as_ref().map(|r| &r.source),
     };
     // What the changes need (binaries, disk space for a larger size, templates) is
     // checked before anything changes.

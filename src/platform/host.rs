@@ -67,6 +67,8 @@ pub struct Host {
     /// [`Repo::id`], or why there is none.
     repo_id: std::result::Result<String, String>,
     catalog: Catalog,
+    /// The repo's configuration: backup stores, recipients (WAL archiving).
+    config: crate::spec::Config,
     assets: Assets,
     renderer: Renderer,
     transport: Box<dyn Transport>,
@@ -248,6 +250,7 @@ impl Host {
             repo_root: repo.root().to_path_buf(),
             repo_id: repo.id().map_err(|e| format!("{e:#}")),
             catalog: repo.catalog.clone(),
+            config: repo.config.clone(),
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
             transport,
@@ -397,7 +400,9 @@ impl Host {
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
         let engine = self.catalog.engine(spec.engine);
+        let wal_archive = self.wal_archive(spec, instance);
         Ok(minijinja::context! {
+            wal_archive => wal_archive,
             spec => Value::from(minijinja::value::Serde(spec)),
             plan => Value::from(minijinja::value::Serde(plan)),
             engine => Value::from(minijinja::value::Serde(engine)),
@@ -406,6 +411,102 @@ impl Host {
             bin => Value::from(minijinja::value::Serde(bin)),
             secrets => Value::from(minijinja::value::Serde(secrets)),
         })
+    }
+
+    /// PostgreSQL on `local` with a backup store archives its WAL continuously: the
+    /// server's `archive_command` runs this dbctl binary (`dbctl wal-push`) with the
+    /// instance's `conf/wal-push.json`. `None` elsewhere (over SSH the host has no
+    /// dbctl; base backups still work there).
+    fn wal_archive(&self, spec: &Spec, instance: &Instance) -> Option<minijinja::Value> {
+        if spec.engine != EngineKind::Postgresql || self.kind != PlatformKind::Local {
+            return None;
+        }
+        crate::backup::store_of(&self.config, spec)?;
+        let exe = std::env::current_exe().ok()?;
+        let command = format!(
+            "{} wal-push --config {} %p %f",
+            crate::render::sh_quote(&exe.to_string_lossy()),
+            crate::render::sh_quote(&instance.conf_dir.join("wal-push.json").to_string_lossy())
+        );
+        Some(minijinja::context! { command => command })
+    }
+
+    /// Writes what `dbctl wal-push` needs into the instance's configuration directory
+    /// (0600, the service user's): the store with its secret in a file of its own.
+    fn write_wal_push(&self, spec: &Spec, instance: &Instance) -> Result<()> {
+        if self.wal_archive(spec, instance).is_none() {
+            return Ok(());
+        }
+        let Some(name) = crate::backup::store_of(&self.config, spec) else {
+            return Ok(());
+        };
+        let Some(config) = self.config.backup_stores.get(&name) else {
+            return Ok(());
+        };
+        let owner = instance.service_user.as_deref();
+        let secret_path = instance.conf_dir.join("wal-push.secret");
+        let config = match config.clone() {
+            crate::backup::StoreConfig::Swift {
+                url,
+                user,
+                container,
+                prefix,
+                secret,
+            } => {
+                let value = secret.read(&name)?;
+                self.transport.write_file(
+                    &secret_path,
+                    value.expose_secret().as_bytes(),
+                    0o600,
+                    owner,
+                )?;
+                crate::backup::StoreConfig::Swift {
+                    url,
+                    user,
+                    container,
+                    prefix,
+                    secret: crate::backup::store::SecretSource::File(secret_path),
+                }
+            }
+            crate::backup::StoreConfig::S3 {
+                url,
+                bucket,
+                prefix,
+                region,
+                access_key_id,
+                secret,
+            } => {
+                let value = secret.read(&name)?;
+                self.transport.write_file(
+                    &secret_path,
+                    value.expose_secret().as_bytes(),
+                    0o600,
+                    owner,
+                )?;
+                crate::backup::StoreConfig::S3 {
+                    url,
+                    bucket,
+                    prefix,
+                    region,
+                    access_key_id,
+                    secret: crate::backup::store::SecretSource::File(secret_path),
+                }
+            }
+            dir @ crate::backup::StoreConfig::Dir { .. } => dir,
+        };
+        let push = crate::backup::WalPush {
+            database: spec.name.clone(),
+            store_name: name,
+            store: config,
+            recipients: self.config.recipients.clone(),
+        };
+        self.transport.write_file(
+            &instance.conf_dir.join("wal-push.json"),
+            &serde_json::to_vec_pretty(&push)?,
+            0o600,
+            owner,
+        )?;
+        Ok(())
     }
 
     /// The engine's binaries for the spec's version, found once per run (each lookup
@@ -721,6 +822,9 @@ impl Host {
             .collect();
         let ctx = self.context(spec, &instance, &located.bin, &secrets)?;
         let playbook = self.playbook(spec.engine, "create")?;
+        self.transport
+            .make_dir(&instance.conf_dir, 0o700, instance.service_user.as_deref())?;
+        self.write_wal_push(spec, &instance)?;
         let runner = Runner {
             transport: self.transport.as_ref(),
             renderer: &self.renderer,
@@ -873,7 +977,7 @@ impl Host {
         operation: &str,
         bin_version: Option<&str>,
     ) -> Result<()> {
-        self.run_operation_with_streams(req, operation, bin_version, None)
+        self.run_operation_with_streams(req, operation, bin_version, None, None)
     }
 
     /// [`Self::run_operation`] with the binaries of `bin_version` (the running old
@@ -885,6 +989,7 @@ impl Host {
         operation: &str,
         bin_version: Option<&str>,
         receive: Option<super::BackupFeed<'_>>,
+        extra: Option<Value>,
     ) -> Result<()> {
         let spec = req.spec;
         let record = self
@@ -912,7 +1017,8 @@ impl Host {
         let dynamic = crate::engine::parameter::reloadable(spec.engine, &spec.parameters);
         let ctx = minijinja::context! {
             ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
-            ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone() }
+            ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone() },
+            ..extra.unwrap_or_default()
         };
         let playbook = self.playbook(spec.engine, operation)?;
         let runner = Runner {
@@ -958,18 +1064,31 @@ impl Host {
     /// the application password; `restore-finish.yml` removes the replaced data. When
     /// the restored data does not start, the replaced data is put back and started,
     /// and the restored data is kept as `data-restore-failed`.
-    fn restore(&self, req: &Request<'_>, feed: super::BackupFeed<'_>) -> Result<Response> {
+    fn restore(&self, req: &Request<'_>, source: &super::Restore<'_>) -> Result<Response> {
         let spec = req.spec;
         let engine = self.engine(spec.engine)?;
         let located = self.locate(spec, engine.as_ref())?;
         self.check_backup_binaries(engine.as_ref(), &located.bin)?;
+        if source.recovery.is_some() && spec.engine != EngineKind::Postgresql {
+            bail!(
+                "`--to-time` (point-in-time recovery) is for postgresql; `{}` is {}",
+                spec.name,
+                spec.engine
+            );
+        }
         if req.creates() {
             self.converge(req)?;
         }
         let dir = self.instance_dir(&spec.name);
         let data = dir.join("data");
         let replaced = dir.join("data-replaced");
-        if let Err(err) = self.run_operation_with_streams(req, "restore", None, Some(feed)) {
+        let extra = match &source.recovery {
+            Some(recovery) => Some(self.fetch_wal(spec, recovery, req.progress)?),
+            None => None,
+        };
+        if let Err(err) =
+            self.run_operation_with_streams(req, "restore", None, Some(source.base), extra.clone())
+        {
             // Stopped before the swap (or between its two moves): put the data back and
             // start the server again.
             if !self.transport.exists(&data) && self.transport.exists(&replaced) {
@@ -1001,6 +1120,39 @@ impl Host {
                 )))
             }
         }
+    }
+
+    /// Puts the WAL a point-in-time recovery replays into the instance's `restore-wal`
+    /// directory (the server's `restore_command` copies from there: no dbctl and no
+    /// identity on the host); returns the restore playbook's `recovery` variables.
+    fn fetch_wal(
+        &self,
+        spec: &Spec,
+        recovery: &super::Recovery<'_>,
+        progress: Progress<'_>,
+    ) -> Result<Value> {
+        let dir = self.instance_dir(&spec.name).join("restore-wal");
+        let owner = self.service_user(spec.engine);
+        self.transport.remove_all(&dir)?;
+        self.transport.make_dir(&dir, 0o700, owner.as_deref())?;
+        let total = recovery.wal.len();
+        for (i, name) in recovery.wal.iter().enumerate() {
+            progress(i + 1, total, &format!("Fetch WAL {name}"));
+            let bytes = (recovery.fetch)(name)?;
+            self.transport
+                .write_file(&dir.join(name), &bytes, 0o600, owner.as_deref())?;
+        }
+        let restore_command = format!(
+            "cp {}/%f %p",
+            crate::render::sh_quote(&dir.to_string_lossy())
+        );
+        Ok(minijinja::context! {
+            recovery => minijinja::context! {
+                target_time => recovery.target_time.clone(),
+                restore_command => restore_command,
+                wal_dir => dir.to_string_lossy().into_owned(),
+            }
+        })
     }
 
     /// `mv from to` on the host as the engine's service user.
@@ -1146,8 +1298,8 @@ impl super::Platform for Host {
         {
             return self.major_upgrade(req);
         }
-        if let Some(feed) = req.restore {
-            return self.restore(req, feed);
+        if let Some(source) = req.restore {
+            return self.restore(req, source);
         }
         let was_running = !req.creates() && req.change("state").is_none();
         let mut response = self.converge(req)?;

@@ -59,8 +59,28 @@ pub struct Request<'a> {
     pub progress: Progress<'a>,
     /// Output lines of the commands steps run, as they arrive (`--verbose`).
     pub output: Option<OutputSink<'a>>,
-    /// The backup a `~ data` change restores (`dbctl restore`); `None` otherwise.
-    pub restore: Option<BackupFeed<'a>>,
+    /// The backup a `-/+ data` change restores (`dbctl restore`); `None` otherwise.
+    pub restore: Option<&'a Restore<'a>>,
+}
+
+/// What `dbctl restore` puts in place: a base backup, and for a point-in-time
+/// recovery (PostgreSQL) the archived WAL to replay up to a time.
+pub struct Restore<'a> {
+    /// The base backup's stream.
+    pub base: BackupFeed<'a>,
+    /// `--to-time`: replay WAL up to then, then promote.
+    pub recovery: Option<Recovery<'a>>,
+}
+
+/// A point-in-time recovery's target and WAL.
+pub struct Recovery<'a> {
+    /// Stop replaying before the first transaction committed after this time
+    /// (PostgreSQL's timestamptz input, UTC: `2026-12-03 09:15:00+00`).
+    pub target_time: String,
+    /// The archived WAL files needed (segments and timeline histories), by name.
+    pub wal: Vec<String>,
+    /// Fetches one of them, decrypted (16 MiB a segment).
+    pub fetch: &'a (dyn Fn(&str) -> Result<Vec<u8>> + Sync),
 }
 
 impl Request<'_> {

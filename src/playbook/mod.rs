@@ -40,6 +40,9 @@ pub struct Playbook {
 pub struct Step {
     /// Shown in progress output.
     pub name: String,
+    /// A condition (a template expression, e.g. `recovery is defined`): the step runs
+    /// only when it is true; `None`: always.
+    pub when: Option<String>,
     /// What it does.
     pub action: Action,
 }
@@ -301,6 +304,7 @@ struct RawPlaybook {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     name: String,
+    when: Option<String>,
     dirs: Option<DirsAction>,
     template: Option<TemplateAction>,
     run: Option<RunAction>,
@@ -352,7 +356,7 @@ pub enum PlaybookError {
 }
 
 /// Action keys a step may hold.
-pub const ACTIONS: [&str; 9] = [
+pub const ACTIONS: [&str; 11] = [
     "dirs",
     "template",
     "run",
@@ -362,6 +366,8 @@ pub const ACTIONS: [&str; 9] = [
     "stop",
     "remove",
     "artifact",
+    "send",
+    "receive",
 ];
 
 impl Playbook {
@@ -422,6 +428,7 @@ impl Playbook {
             }
             steps.push(Step {
                 name: step.name,
+                when: step.when,
                 action,
             });
         }

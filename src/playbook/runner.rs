@@ -118,6 +118,15 @@ impl Runner<'_> {
 
     fn step(&self, step: &Step) -> Result<Outcome, String> {
         let t = self.transport;
+        if let Some(when) = &step.when {
+            let holds = self
+                .renderer
+                .eval(when, &self.ctx)
+                .map_err(|e| format!("`when: {when}`: {e}"))?;
+            if !holds {
+                return Ok(Outcome::Unchanged);
+            }
+        }
         match &step.action {
             Action::Dirs(d) => {
                 let mode = parse_mode(&d.mode).unwrap_or(0o700);

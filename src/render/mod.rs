@@ -152,7 +152,7 @@ impl Renderer {
                 .replace('"', "&quot;")
                 .replace('\'', "&apos;")
         });
-        env.add_filter("sh", |s: &str| format!("'{}'", s.replace('\'', "'\\''")));
+        env.add_filter("sh", |s: &str| sh_quote(s));
         Self {
             env,
             assets: assets.clone(),
@@ -203,6 +203,19 @@ impl Renderer {
         })
     }
 
+    /// Evaluates a template expression (a playbook step's `when`) to its truth.
+    ///
+    /// # Errors
+    /// [`RenderError::Template`] for an expression that does not parse or evaluate.
+    pub fn eval(&self, expression: &str, ctx: &Value) -> Result<bool, RenderError> {
+        let fail = |e: minijinja::Error| RenderError::Template {
+            name: format!("when: {expression}"),
+            message: describe(&e),
+        };
+        let compiled = self.env.compile_expression(expression).map_err(fail)?;
+        Ok(compiled.eval(ctx).map_err(fail)?.is_true())
+    }
+
     /// Renders an inline template string (a playbook argument); `what` names it in errors.
     ///
     /// # Errors
@@ -218,6 +231,11 @@ impl Renderer {
                 message: describe(&e),
             })
     }
+}
+
+/// `s` as one POSIX shell word (single-quoted).
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

@@ -71,8 +71,22 @@ impl Swift {
 }
 
 impl Swift {
-    /// Creates `container` (an S3 bucket too) through the Swift API.
-    pub fn container(&self, container: &str) {
+    /// The object names in `container` under `prefix`.
+    pub fn list(&self, container: &str, prefix: &str) -> Vec<String> {
+        let (url, token) = self.auth();
+        let out = Command::new("curl")
+            .args(["-sf", "-H"])
+            .arg(format!("X-Auth-Token: {token}"))
+            .arg(format!("{url}/{container}?prefix={prefix}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn auth(&self) -> (String, String) {
         let auth = Command::new("curl")
             .args([
                 "-sfi",
@@ -94,10 +108,16 @@ impl Swift {
                 })
                 .unwrap_or_else(|| panic!("no {name} in {text}"))
         };
+        (header("X-Storage-Url"), header("X-Auth-Token"))
+    }
+
+    /// Creates `container` (an S3 bucket too) through the Swift API.
+    pub fn container(&self, container: &str) {
+        let (url, token) = self.auth();
         let out = Command::new("curl")
             .args(["-sf", "-X", "PUT", "-H"])
-            .arg(format!("X-Auth-Token: {}", header("X-Auth-Token")))
-            .arg(format!("{}/{container}", header("X-Storage-Url")))
+            .arg(format!("X-Auth-Token: {token}"))
+            .arg(format!("{url}/{container}"))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
