@@ -151,6 +151,23 @@ impl SecretSource {
 }
 
 impl StoreConfig {
+    /// Where its secret comes from (`dir` has none).
+    pub fn secret(&self) -> Option<&SecretSource> {
+        match self {
+            Self::Dir { .. } => None,
+            Self::Swift { secret, .. } | Self::S3 { secret, .. } => Some(secret),
+        }
+    }
+
+    /// The same store with its secret taken from `source`.
+    #[must_use]
+    pub fn with_secret(mut self, source: SecretSource) -> Self {
+        if let Self::Swift { secret, .. } | Self::S3 { secret, .. } = &mut self {
+            *secret = source;
+        }
+        self
+    }
+
     /// Validates a raw entry; `key` is its place in the file (`backup_stores.NAME`).
     ///
     /// # Errors

@@ -445,54 +445,20 @@ impl Host {
         };
         let owner = instance.service_user.as_deref();
         let secret_path = instance.conf_dir.join("wal-push.secret");
-        let config = match config.clone() {
-            crate::backup::StoreConfig::Swift {
-                url,
-                user,
-                container,
-                prefix,
-                secret,
-            } => {
-                let value = secret.read(&name)?;
+        let config = match config.secret() {
+            Some(source) => {
+                let value = source.read(&name)?;
                 self.transport.write_file(
                     &secret_path,
                     value.expose_secret().as_bytes(),
                     0o600,
                     owner,
                 )?;
-                crate::backup::StoreConfig::Swift {
-                    url,
-                    user,
-                    container,
-                    prefix,
-                    secret: crate::backup::store::SecretSource::File(secret_path),
-                }
+                config
+                    .clone()
+                    .with_secret(crate::backup::store::SecretSource::File(secret_path))
             }
-            crate::backup::StoreConfig::S3 {
-                url,
-                bucket,
-                prefix,
-                region,
-                access_key_id,
-                secret,
-            } => {
-                let value = secret.read(&name)?;
-                self.transport.write_file(
-                    &secret_path,
-                    value.expose_secret().as_bytes(),
-                    0o600,
-                    owner,
-                )?;
-                crate::backup::StoreConfig::S3 {
-                    url,
-                    bucket,
-                    prefix,
-                    region,
-                    access_key_id,
-                    secret: crate::backup::store::SecretSource::File(secret_path),
-                }
-            }
-            dir @ crate::backup::StoreConfig::Dir { .. } => dir,
+            None => config.clone(),
         };
         let push = crate::backup::WalPush {
             database: spec.name.clone(),
