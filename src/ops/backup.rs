@@ -53,6 +53,24 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     Ok(name)
 }
 
+/// Backups and restores run on host platforms (`local`, `ssh`) only: elsewhere there is
+/// no backup playbook nor a restore step yet, and nothing may claim otherwise.
+///
+/// # Errors
+/// Another platform, naming the target.
+fn check_platform(platform: &dyn crate::platform::Platform, spec: &Spec, verb: &str) -> Result<()> {
+    use crate::spec::PlatformKind;
+    let kind = platform.kind();
+    if !matches!(kind, PlatformKind::Local | PlatformKind::Ssh) {
+        bail!(
+            "`dbctl {verb}` of `{}` on target `{}` (platform `{kind}`) is not built yet; it runs on `local` and `ssh` targets",
+            spec.name,
+            spec.target
+        );
+    }
+    Ok(())
+}
+
 /// Opens a configured store with the run's runtime.
 ///
 /// # Errors
@@ -162,6 +180,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     crate::secret::parse_recipients(&repo.config.recipients)?;
     let store = open_store(session, &repo, &store_name)?;
     let platform = session.platform(&repo, &spec)?;
+    check_platform(platform.as_ref(), &spec, "backup")?;
     let _lock = super::lock(&repo, &spec.name, "backup", opts.lock_timeout_s)?;
     let admin = platform.admin(&spec)?;
     let (_, incomplete) = backup::list(&store, &spec.name)?;
@@ -535,6 +554,7 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
         );
     }
     let platform = session.platform(&repo, &spec)?;
+    check_platform(platform.as_ref(), &spec, "restore")?;
     let identity = session.identity.clone();
     let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
         backup::open(&store, manifest, &identity, consume)
