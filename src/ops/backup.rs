@@ -11,7 +11,7 @@ use super::Session;
 use super::create::{Converged, Gate, Restoring, converge};
 use crate::backup::{self, BackupKind, Manifest, ObjectEntry, Store};
 use crate::change::{Action, Change, Disruption};
-use crate::gitops::{Repo, git};
+use crate::gitops::Repo;
 use crate::output::Report;
 use crate::spec::{Draft, Spec};
 
@@ -647,21 +647,15 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
         pushed: false,
     };
     if !opts.no_commit {
-        let conn_rel = Repo::connection_rel(&spec.name);
-        report.commit = git::commit_paths(
-            repo.root(),
-            &[&spec_rel, &conn_rel],
+        (report.commit, report.pushed) = super::commit_database(
+            &repo,
+            &spec.name,
             &format!(
                 "dbctl restore {} from backup {} of {}",
                 spec.name, manifest.id, manifest.database
             ),
-            git::Removals::Refused,
-        )?
-        .map(|o| o.to_string());
-        if opts.push && report.commit.is_some() {
-            git::push(repo.root())?;
-            report.pushed = true;
-        }
+            opts.push,
+        )?;
     }
     Ok(report)
 }

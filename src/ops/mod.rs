@@ -159,3 +159,31 @@ pub fn lock(repo: &Repo, name: &str, operation: &str, wait_s: u64) -> Result<Loc
         Duration::from_secs(wait_s),
     )?)
 }
+
+/// Commits `name`'s spec and connection file with `message` and, with `push`, pushes;
+/// returns the commit (`None`: nothing changed) and whether it was pushed.
+///
+/// # Errors
+/// The commit or the push fails.
+pub(crate) fn commit_database(
+    repo: &crate::gitops::Repo,
+    name: &str,
+    message: &str,
+    push: bool,
+) -> Result<(Option<String>, bool)> {
+    use crate::gitops::{Repo, git};
+    let spec_rel = Repo::spec_rel(name);
+    let conn_rel = Repo::connection_rel(name);
+    let commit = git::commit_paths(
+        repo.root(),
+        &[&spec_rel, &conn_rel],
+        message,
+        git::Removals::Refused,
+    )?
+    .map(|o| o.to_string());
+    let pushed = push && commit.is_some();
+    if pushed {
+        git::push(repo.root())?;
+    }
+    Ok((commit, pushed))
+}

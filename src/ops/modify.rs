@@ -10,7 +10,7 @@ use super::Session;
 use super::apply::window_of;
 use super::create::{Converged, Gate, converge, gate, plan_changes};
 use crate::change::Change;
-use crate::gitops::{Repo, git};
+use crate::gitops::Repo;
 use crate::output::Report;
 use crate::spec::{Draft, Spec};
 
@@ -173,18 +173,12 @@ pub fn modify(session: &Session, opts: &ModifyOptions) -> Result<ModifyReport> {
     };
     report.result = Some(converged);
     if !opts.no_commit {
-        let conn_rel = Repo::connection_rel(&spec.name);
-        report.commit = git::commit_paths(
-            repo.root(),
-            &[&spec_rel, &conn_rel],
+        (report.commit, report.pushed) = super::commit_database(
+            &repo,
+            &spec.name,
             &format!("dbctl {operation} {}", spec.name),
-            git::Removals::Refused,
-        )?
-        .map(|o| o.to_string());
-        if opts.push && report.commit.is_some() {
-            git::push(repo.root())?;
-            report.pushed = true;
-        }
+            opts.push,
+        )?;
     }
     Ok(report)
 }
