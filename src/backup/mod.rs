@@ -75,6 +75,14 @@ pub struct Manifest {
     pub object: ObjectEntry,
     /// The age recipients it is encrypted to.
     pub recipients: Vec<String>,
+    /// The spec as it was when the backup was taken (YAML, no secrets), so that a
+    /// deleted database can be restored from its final backup. `None` in backups taken
+    /// before dbctl recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Why it was taken: `final` for the backup `dbctl delete` takes; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One stored object of a backup.
@@ -494,6 +502,8 @@ mod tests {
                 sha256: String::new(),
             },
             recipients: Vec::new(),
+            spec: None,
+            reason: None,
         }
     }
 
