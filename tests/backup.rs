@@ -500,6 +500,12 @@ fn retention_removes_exactly_the_backups_it_lets_go() {
     std::fs::write(&spec, text).unwrap();
     world.git(&["commit", "-qam", "tokens: keep two backups"]);
     let first = world.dbctl(&["backup", "tokens", "-o", "json"]).ok().json();
+    // The manifest records the spec it was taken of, retention included.
+    let recorded = first["manifest"]["spec"].as_str().unwrap();
+    assert!(
+        recorded.contains("name: tokens") && recorded.contains("full: 2"),
+        "{recorded}"
+    );
     let first = first["manifest"]["id"].as_str().unwrap().to_owned();
     let second = backup(&world, "tokens", "swift");
     let third = world.dbctl(&["backup", "tokens", "-o", "json"]).ok().json();

@@ -75,14 +75,11 @@ pub struct Manifest {
     pub object: ObjectEntry,
     /// The age recipients it is encrypted to.
     pub recipients: Vec<String>,
-    /// The spec as it was when the backup was taken (YAML, no secrets), so that a
-    /// deleted database can be restored from its final backup. `None` in backups taken
-    /// before dbctl recorded it.
+    /// The spec as it was when the backup was taken (YAML as `Spec::to_yaml` writes it;
+    /// it holds no secrets). Recorded so a backup says what it is a backup of; no verb
+    /// reads it yet. `None` in backups taken before dbctl recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
-    /// Why it was taken: `final` for the backup `dbctl delete` takes; `None` otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// One stored object of a backup.
@@ -503,7 +500,6 @@ mod tests {
             },
             recipients: Vec::new(),
             spec: None,
-            reason: None,
         }
     }
 

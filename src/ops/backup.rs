@@ -182,32 +182,8 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     let platform = session.platform(&repo, &spec)?;
     check_platform(platform.as_ref(), &spec, "backup")?;
     let _lock = super::lock(&repo, &spec.name, "backup", opts.lock_timeout_s)?;
-    take(
-        session,
-        &repo,
-        &spec,
-        platform.as_ref(),
-        (&store_name, &store),
-        None,
-    )
-}
-
-/// Takes one full backup of `spec` into `store` (named `store_name`), the caller holding
-/// the database's lock: the sealed data object, then its manifest (with `reason`, e.g.
-/// `final`), then removal of incomplete backups and what the retention lets go.
-///
-/// # Errors
-/// The engine's backup or the store fails; nothing is recorded then.
-pub(super) fn take(
-    session: &Session,
-    repo: &Repo,
-    spec: &Spec,
-    platform: &dyn crate::platform::Platform,
-    (store_name, store): (&str, &Store),
-    reason: Option<&str>,
-) -> Result<BackupReport> {
-    let admin = platform.admin(spec)?;
-    let (_, incomplete) = backup::list(store, &spec.name)?;
+    let admin = platform.admin(&spec)?;
+    let (_, incomplete) = backup::list(&store, &spec.name)?;
     let started = jiff::Timestamp::now();
     let clock = std::time::Instant::now();
     let id = backup::new_id(started);
@@ -217,7 +193,7 @@ pub(super) fn take(
         "backing up `{}` to store `{store_name}` as {id}",
         spec.name
     ));
-    let position = wal_position(admin.as_ref(), spec);
+    let position = wal_position(admin.as_ref(), &spec);
     let mut sealer = backup::Sealer::new(store.writer(&path), &repo.config.recipients, None)?;
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
     let taken = match admin.backup(&mut sealer, &progress) {
@@ -258,7 +234,6 @@ pub(super) fn take(
         },
         recipients: repo.config.recipients.clone(),
         spec: Some(spec.to_yaml()),
-        reason: reason.map(str::to_owned),
     };
     store.put(
         &format!("{}{}", manifest.dir(), backup::MANIFEST_OBJECT),
@@ -271,9 +246,9 @@ pub(super) fn take(
         }
     }
     let seconds = clock.elapsed().as_secs_f64();
-    let expired = expire(store, spec)?;
+    let expired = expire(&store, &spec)?;
     Ok(BackupReport {
-        store: store_name.to_owned(),
+        store: store_name,
         manifest,
         seconds,
         removed_incomplete: removed,
