@@ -120,7 +120,9 @@ fn plan_then_apply_converges_every_spec_in_one_commit() {
         "up"
     );
     for name in ["cache-a", "cache-b", "orders"] {
-        world.dbctl(&["delete", name, "--yes", "-q"]).ok();
+        world
+            .dbctl(&["delete", name, "--yes", "--skip-final-backup", "-q"])
+            .ok();
     }
 }
 

@@ -651,3 +651,58 @@ fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_ti
         );
     }
 }
+
+#[test]
+fn delete_takes_a_final_backup_to_the_databases_store_first() {
+    let world = world_with_stores();
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "redis",
+            "--version",
+            "7.0",
+            "--size",
+            "1",
+            "sessions",
+        ])
+        .ok();
+    let spec = world.repo.join("etc/databases/sessions.yml");
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    text.push_str("backup:\n  store: here\n");
+    std::fs::write(&spec, text).unwrap();
+    world.git(&["commit", "-qam", "sessions: back up to here"]);
+    let conn = world.reveal("sessions");
+    redis(&conn, "SET last-words goodbye");
+    let dry = world
+        .dbctl(&["delete", "sessions", "--yes", "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout.contains("back up to store `here`"),
+        "{}",
+        dry.stdout
+    );
+    let report = world
+        .dbctl(&["delete", "sessions", "--yes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(report["final_backup"]["store"], "here");
+    let id = report["final_backup"]["id"].as_str().unwrap();
+    // The backup is complete in the store (its manifest written) and records the spec,
+    // so the deleted database can be told apart and brought back.
+    let manifest = world
+        .dir
+        .path()
+        .join(format!("backups/sessions/{id}/manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert!(
+        manifest["spec"]
+            .as_str()
+            .unwrap()
+            .contains("name: sessions"),
+        "{manifest}"
+    );
+    assert!(manifest["raw_bytes"].as_u64().unwrap() > 0, "{manifest}");
+    assert!(!spec.exists(), "the spec was not removed");
+}

@@ -292,7 +292,7 @@ fn bad_spec_files_name_file_line_and_key() {
         std::fs::write(&spec, &text).unwrap();
         for args in [
             vec!["status", "broken"],
-            vec!["delete", "broken", "--yes"],
+            vec!["delete", "broken", "--yes", "--skip-final-backup"],
             vec!["render", "broken"],
         ] {
             let run = world.dbctl(&args);

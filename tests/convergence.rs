@@ -29,7 +29,9 @@ fn create_killed_at_any_step_converges_on_rerun() {
         );
         check_answers(&world, &name);
         assert_eq!(world.dirty(), "", "{step}: files left uncommitted");
-        world.dbctl(&["delete", &name, "--yes", "-q"]).ok();
+        world
+            .dbctl(&["delete", &name, "--yes", "--skip-final-backup", "-q"])
+            .ok();
     }
     assert!(world.server_pids().is_empty());
 }
@@ -66,5 +68,7 @@ fn concurrent_creates_of_one_database_never_both_proceed() {
     assert!(waiter.stdout.contains("nothing to do"), "{}", waiter.stdout);
     assert!(first.wait().unwrap().success());
     check_answers(&world, "racy");
-    world.dbctl(&["delete", "racy", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "racy", "--yes", "--skip-final-backup"])
+        .ok();
 }

@@ -122,7 +122,9 @@ fn any_clone_manages_any_database_and_a_foreign_repo_cannot() {
         run.stderr
     );
     // The CI checkout deletes it, and the lock file goes with it.
-    clones.in_b(&["delete", "shared", "--yes", "--push"]).ok();
+    clones
+        .in_b(&["delete", "shared", "--yes", "--skip-final-backup", "--push"])
+        .ok();
     assert!(!clones.b.join(".dbctl/locks/shared.lock").exists());
     assert!(!world.instance_dir("shared").exists());
 }

@@ -100,7 +100,12 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     }
     let again = dbctl(&world, &cluster, &again_args).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    dbctl(&world, &cluster, &["delete", &name, "--yes"]).ok();
+    dbctl(
+        &world,
+        &cluster,
+        &["delete", &name, "--yes", "--skip-final-backup"],
+    )
+    .ok();
     let out = cluster.ssh("10.203.0.11", &format!("pcs resource config db-{name}"));
     assert!(!out.status.success(), "group still configured");
     assert!(

@@ -473,7 +473,7 @@ fn a_planted_pid_file_is_never_trusted() {
         format!("{}\n{}\n", bystander.id(), data.display()),
     )
     .unwrap();
-    let _ = world.dbctl(&["delete", "pidded", "--yes"]);
+    let _ = world.dbctl(&["delete", "pidded", "--yes", "--skip-final-backup"]);
     assert!(
         bystander.try_wait().unwrap().is_none(),
         "dbctl signalled a process that is not its server"

@@ -73,7 +73,19 @@ fn check_deleted(world: &World, name: &str) {
     let pids_before = world.server_pids();
     assert!(!pids_before.is_empty(), "no server process before delete");
     world.dbctl(&["delete", name]).fails_with("pass `--yes`");
-    world.dbctl(&["delete", name, "--yes"]).ok();
+    // No backup store is configured here: delete refuses rather than lose the data
+    // unbacked, and the server keeps running.
+    world
+        .dbctl(&["delete", name, "--yes"])
+        .fails_with("--skip-final-backup");
+    assert_eq!(
+        world.server_pids(),
+        pids_before,
+        "a refused delete stopped the server"
+    );
+    world
+        .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
+        .ok();
     assert!(
         world.server_pids().is_empty(),
         "server still running after delete"
@@ -295,7 +307,9 @@ fn databases_survive_dbctl_and_rerun_changes_nothing() {
         .ok()
         .json();
     assert_eq!(json["changed"], false);
-    world.dbctl(&["delete", "keep", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "keep", "--yes", "--skip-final-backup"])
+        .ok();
 }
 
 #[test]
@@ -314,7 +328,7 @@ fn deletion_protection_refuses_delete() {
         .ok();
     let head = world.head();
     world
-        .dbctl(&["delete", "precious", "--yes"])
+        .dbctl(&["delete", "precious", "--yes", "--skip-final-backup"])
         .fails_with("deletion_protection: true");
     assert_eq!(world.head(), head);
     assert_eq!(
@@ -331,7 +345,9 @@ fn deletion_protection_refuses_delete() {
         text.replace("deletion_protection: true", "deletion_protection: false"),
     )
     .unwrap();
-    world.dbctl(&["delete", "precious", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "precious", "--yes", "--skip-final-backup"])
+        .ok();
     assert!(world.server_pids().is_empty());
 }
 
@@ -366,5 +382,7 @@ fn wrong_identity_cannot_reveal() {
     // Without --reveal the password stays encrypted.
     let shown = world.dbctl(&["connection", "secretive"]).ok().stdout;
     assert!(shown.contains("BEGIN AGE ENCRYPTED FILE"), "{shown}");
-    world.dbctl(&["delete", "secretive", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "secretive", "--yes", "--skip-final-backup"])
+        .ok();
 }

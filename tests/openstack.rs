@@ -387,7 +387,12 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 
     // Delete: groups gone from the CIB, stacks gone from Heat.
-    dbctl(&world, &cluster, &["delete", "os-db", "--yes"]).ok();
+    dbctl(
+        &world,
+        &cluster,
+        &["delete", "os-db", "--yes", "--skip-final-backup"],
+    )
+    .ok();
     for group in ["db-os-db-storage", "db-os-db-service"] {
         let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
         assert!(!out.status.success(), "{group} still configured");

@@ -75,7 +75,9 @@ fn a_repo_template_override_wins_for_render_and_create() {
         .ok();
     let shown = psql(&world.reveal("tuned"), "show max_connections");
     assert_eq!(shown.trim(), "42");
-    world.dbctl(&["delete", "tuned", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "tuned", "--yes", "--skip-final-backup"])
+        .ok();
 }
 
 #[test]

@@ -93,7 +93,9 @@ fn engines_over_ssh_create_answer_and_delete() {
     let list = world.dbctl(&["list", "-o", "json"]).ok().json();
     assert_eq!(list["databases"].as_array().unwrap().len(), 3);
     for name in ["remote-pg", "remote-my", "remote-kv"] {
-        world.dbctl(&["delete", name, "--yes"]).ok();
+        world
+            .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
+            .ok();
         assert!(
             !world.instance_dir(name).exists(),
             "{name} left data behind"
@@ -179,7 +181,9 @@ fn an_unknown_host_key_needs_accept_new_host_keys() {
         found.status.success(),
         "host key not recorded in known_hosts"
     );
-    world.dbctl(&["delete", "kv", "--yes"]).ok();
+    world
+        .dbctl(&["delete", "kv", "--yes", "--skip-final-backup"])
+        .ok();
 }
 
 #[test]
@@ -435,7 +439,12 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
     let head = world.head();
     dbctl_in(&world, &ns, &["apply"]).ok();
     assert_eq!(world.head(), head);
-    dbctl_in(&world, &ns, &["delete", "kv-a", "--yes"]).ok();
+    dbctl_in(
+        &world,
+        &ns,
+        &["delete", "kv-a", "--yes", "--skip-final-backup"],
+    )
+    .ok();
     assert!(!hosts.state(1).join("kv-a").exists());
     let d = create("kv-d");
     assert_eq!(d["host"], "10.203.1.11");

@@ -12,6 +12,9 @@ pub struct DeleteArgs {
     /// Confirm: deleting destroys the data.
     #[arg(long, short)]
     pub yes: bool,
+    /// Delete without first backing up to the database's backup store.
+    #[arg(long)]
+    pub skip_final_backup: bool,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -27,6 +30,7 @@ impl DeleteArgs {
                 push: self.change.push,
                 dry_run: self.change.dry_run,
                 lock_timeout_s: self.change.lock_timeout,
+                skip_final_backup: self.skip_final_backup,
             },
         )?))
     }

@@ -58,7 +58,11 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
 ///
 /// # Errors
 /// Another platform, naming the target.
-fn check_platform(platform: &dyn crate::platform::Platform, spec: &Spec, verb: &str) -> Result<()> {
+pub(super) fn check_platform(
+    platform: &dyn crate::platform::Platform,
+    spec: &Spec,
+    verb: &str,
+) -> Result<()> {
     use crate::spec::PlatformKind;
     let kind = platform.kind();
     if !matches!(kind, PlatformKind::Local | PlatformKind::Ssh) {

@@ -25,6 +25,8 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// `--lock-timeout` in seconds.
     pub lock_timeout_s: u64,
+    /// `--skip-final-backup`: delete without the final backup to the database's store.
+    pub skip_final_backup: bool,
 }
 
 /// What `delete` did.
@@ -36,17 +38,33 @@ pub struct DeleteReport {
     pub removed: Vec<PathBuf>,
     /// True for `--dry-run`.
     pub dry_run: bool,
+    /// The final backup: taken before the server stopped (with `--dry-run`, the one that
+    /// would be); `None` with `--skip-final-backup`.
+    pub final_backup: Option<FinalBackup>,
     /// The commit, if any.
     pub commit: Option<String>,
     /// True when pushed.
     pub pushed: bool,
 }
 
+/// The backup `delete` takes before it stops the server.
+#[derive(Debug, Serialize)]
+pub struct FinalBackup {
+    /// The backup store's name (etc/dbctl.yml `backup_stores`).
+    pub store: String,
+    /// The backup's id; `None` for `--dry-run`.
+    pub id: Option<String>,
+}
+
 impl Report for DeleteReport {
     fn human(&self) -> String {
         if self.dry_run {
+            let backup = match &self.final_backup {
+                Some(b) => format!("back up to store `{}`, then ", b.store),
+                None => String::new(),
+            };
             return format!(
-                "dry run: would stop `{}`, remove its data and {}\n",
+                "dry run: would {backup}stop `{}`, remove its data and {}\n",
                 self.name,
                 self.removed
                     .iter()
@@ -55,7 +73,18 @@ impl Report for DeleteReport {
                     .join(" and ")
             );
         }
-        let mut text = format!("deleted `{}`: server stopped, data removed\n", self.name);
+        let mut text = String::new();
+        if let Some(FinalBackup {
+            store,
+            id: Some(id),
+        }) = &self.final_backup
+        {
+            text.push_str(&format!("final backup {id} in store `{store}`\n"));
+        }
+        text.push_str(&format!(
+            "deleted `{}`: server stopped, data removed\n",
+            self.name
+        ));
         for path in &self.removed {
             text.push_str(&format!("removed {}\n", path.display()));
         }
@@ -69,8 +98,10 @@ impl Report for DeleteReport {
 /// Runs `dbctl delete`.
 ///
 /// # Errors
-/// Without `--yes`, with `deletion_protection: true`, for an unknown database, or when
-/// a step fails.
+/// Without `--yes`, with `deletion_protection: true`, for an unknown database, without
+/// `--skip-final-backup` when the database has no backup store or its platform cannot
+/// back up yet, when the final backup fails (nothing is deleted then), or when a step
+/// fails.
 pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
     let repo = session.repo()?;
     if !opts.no_commit {
@@ -91,16 +122,51 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         );
     }
     let platform = session.platform(&repo, &spec)?;
+    let final_store = if opts.skip_final_backup {
+        None
+    } else {
+        let hint = "(pass `--skip-final-backup` to delete without one)";
+        let store = super::backup::store_name(&repo, &spec, None)
+            .with_context(|| format!("`delete` takes a final backup first {hint}"))?;
+        super::backup::check_platform(platform.as_ref(), &spec, "backup")
+            .with_context(|| format!("`delete` takes a final backup first {hint}"))?;
+        Some(store)
+    };
     let paths = [Repo::spec_rel(&spec.name), Repo::connection_rel(&spec.name)];
     let mut report = DeleteReport {
         name: spec.name.clone(),
         removed: paths.to_vec(),
         dry_run: opts.dry_run,
+        final_backup: final_store
+            .clone()
+            .map(|store| FinalBackup { store, id: None }),
         commit: None,
         pushed: false,
     };
     if opts.dry_run {
         return Ok(report);
+    }
+    if let Some(store) = final_store {
+        // Its own lock, released before delete's: between the two only another dbctl
+        // run could act, and what it changed is then deleted too.
+        let taken = super::backup::backup(
+            session,
+            &super::backup::BackupOptions {
+                name: spec.name.clone(),
+                store: Some(store.clone()),
+                lock_timeout_s: opts.lock_timeout_s,
+            },
+        )
+        .with_context(|| {
+            format!(
+                "the final backup of `{}` failed; nothing was deleted",
+                spec.name
+            )
+        })?;
+        report.final_backup = Some(FinalBackup {
+            store,
+            id: Some(taken.manifest.id),
+        });
     }
     let lock = super::lock(&repo, &spec.name, "delete", opts.lock_timeout_s)?;
     let lease = platform.lease(
