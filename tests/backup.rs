@@ -479,9 +479,9 @@ fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
     );
 }
 
-#[test]
-fn retention_removes_exactly_the_backups_it_lets_go() {
-    let world = world_with_stores();
+/// A Redis 7.0 database `name` of size 1 whose spec has `backup:` set to `backup_yaml`
+/// (its indented body), committed.
+fn redis_with_backup(world: &World, name: &str, backup_yaml: &str) -> std::path::PathBuf {
     world
         .dbctl(&[
             "create",
@@ -491,14 +491,25 @@ fn retention_removes_exactly_the_backups_it_lets_go() {
             "7.0",
             "--size",
             "1",
-            "tokens",
+            name,
         ])
         .ok();
-    let spec = world.repo.join("etc/databases/tokens.yml");
+    let spec = world.repo.join(format!("etc/databases/{name}.yml"));
     let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("backup:\n  store: swift\n  retention:\n    full: 2\n");
+    text.push_str(&format!("backup:\n{backup_yaml}"));
     std::fs::write(&spec, text).unwrap();
-    world.git(&["commit", "-qam", "tokens: keep two backups"]);
+    world.git(&["commit", "-qam", &format!("{name}: backup settings")]);
+    spec
+}
+
+#[test]
+fn retention_removes_exactly_the_backups_it_lets_go() {
+    let world = world_with_stores();
+    let spec = redis_with_backup(
+        &world,
+        "tokens",
+        "  store: swift\n  retention:\n    full: 2\n",
+    );
     let first = world.dbctl(&["backup", "tokens", "-o", "json"]).ok().json();
     // The manifest records the spec it was taken of, retention included.
     let recorded = first["manifest"]["spec"].as_str().unwrap();
@@ -655,25 +666,32 @@ fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_ti
 #[test]
 fn delete_takes_a_final_backup_to_the_databases_store_first() {
     let world = world_with_stores();
+    // A store that cannot be opened (its directory is a file): the final backup fails,
+    // and the database is left as it was.
+    let blocked = world.dir.path().join("not-a-directory");
+    std::fs::write(&blocked, "").unwrap();
+    let config = world.repo.join("etc/dbctl.yml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "  blocked:\n    kind: dir\n    path: {}\n",
+        blocked.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    world.git(&["commit", "-qam", "test: a store that cannot be opened"]);
+    let spec = redis_with_backup(&world, "sessions", "  store: blocked\n");
+    let pids = world.server_pids();
     world
-        .dbctl(&[
-            "create",
-            "--type",
-            "redis",
-            "--version",
-            "7.0",
-            "--size",
-            "1",
-            "sessions",
-        ])
-        .ok();
-    let spec = world.repo.join("etc/databases/sessions.yml");
-    let mut text = std::fs::read_to_string(&spec).unwrap();
-    text.push_str("backup:\n  store: here\n");
-    std::fs::write(&spec, text).unwrap();
+        .dbctl(&["delete", "sessions", "--yes"])
+        .fails_with("nothing was deleted");
+    assert!(spec.exists(), "a failed final backup removed the spec");
+    assert_eq!(
+        world.server_pids(),
+        pids,
+        "a failed final backup stopped the server"
+    );
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("store: blocked", "store: here")).unwrap();
     world.git(&["commit", "-qam", "sessions: back up to here"]);
-    let conn = world.reveal("sessions");
-    redis(&conn, "SET last-words goodbye");
     let dry = world
         .dbctl(&["delete", "sessions", "--yes", "--dry-run"])
         .ok();
@@ -688,8 +706,8 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
         .json();
     assert_eq!(report["final_backup"]["store"], "here");
     let id = report["final_backup"]["id"].as_str().unwrap();
-    // The backup is complete in the store (its manifest written) and records the spec,
-    // so the deleted database can be told apart and brought back.
+    // The backup is complete in the store (its manifest written last) and records the
+    // spec of the database it was taken of.
     let manifest = world
         .dir
         .path()
