@@ -679,6 +679,8 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
     std::fs::write(&config, text).unwrap();
     world.git(&["commit", "-qam", "test: a store that cannot be opened"]);
     let spec = redis_with_backup(&world, "sessions", "  store: blocked\n");
+    let conn = world.reveal("sessions");
+    redis(&conn, "SET cart:7 three-apples\n");
     let pids = world.server_pids();
     world
         .dbctl(&["delete", "sessions", "--yes"])
@@ -699,6 +701,21 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
         dry.stdout.contains("back up to store `here`"),
         "{}",
         dry.stdout
+    );
+    let elsewhere = world
+        .dbctl(&[
+            "delete",
+            "sessions",
+            "--yes",
+            "--dry-run",
+            "--store",
+            "swift",
+        ])
+        .ok();
+    assert!(
+        elsewhere.stdout.contains("back up to store `swift`"),
+        "{}",
+        elsewhere.stdout
     );
     let report = world
         .dbctl(&["delete", "sessions", "--yes", "-o", "json"])
@@ -723,4 +740,42 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
     );
     assert!(manifest["raw_bytes"].as_u64().unwrap() > 0, "{manifest}");
     assert!(!spec.exists(), "the spec was not removed");
+
+    // The deleted database comes back from its final backup: its backups are listed by
+    // store, the spec recorded in the backup is restored and committed with a new
+    // connection file, and the data is there.
+    world
+        .dbctl(&["restore", "sessions", "--yes"])
+        .fails_with("pass `--store`");
+    world
+        .dbctl(&["backups", "sessions", "--store", "here", "--expire"])
+        .fails_with("was deleted");
+    let listed = world
+        .dbctl(&["backups", "sessions", "--store", "here", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(listed["backups"][0]["id"], id, "{listed}");
+    world
+        .dbctl(&["restore", "sessions", "--store", "here"])
+        .fails_with("pass `--yes`");
+    assert!(!spec.exists(), "a refused restore wrote the spec");
+    world
+        .dbctl(&["restore", "sessions", "--store", "here", "--yes"])
+        .ok();
+    assert!(spec.exists(), "the restore did not write the spec back");
+    assert!(
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .contains("store: here"),
+        "the spec is not the one the backup recorded"
+    );
+    let conn = world.reveal("sessions");
+    assert_eq!(redis(&conn, "GET cart:7\n"), "three-apples");
+    let log = world.git(&["log", "-1", "--format=%s", "--name-only"]);
+    assert!(
+        log.contains(&format!("dbctl restore sessions from backup {id}"))
+            && log.contains("etc/databases/sessions.yml")
+            && log.contains("connections/sessions.yml"),
+        "{log}"
+    );
 }

@@ -15,6 +15,9 @@ pub struct DeleteArgs {
     /// Delete without first backing up to the database's backup store.
     #[arg(long)]
     pub skip_final_backup: bool,
+    /// The store the final backup goes to (default: the database's; see `dbctl backup`).
+    #[arg(long, value_name = "STORE", conflicts_with = "skip_final_backup")]
+    pub store: Option<String>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -31,6 +34,7 @@ impl DeleteArgs {
                 dry_run: self.change.dry_run,
                 lock_timeout_s: self.change.lock_timeout,
                 skip_final_backup: self.skip_final_backup,
+                store: self.store,
             },
         )?))
     }

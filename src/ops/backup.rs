@@ -53,6 +53,89 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     Ok(name)
 }
 
+/// A database's spec (`None`: it was deleted) and the store its backups are in. A
+/// deleted database's backups are found by `--store`, else `--target`'s
+/// `backup_store`, else `defaults.backup_store`.
+///
+/// # Errors
+/// A bad name, no store to look in, or an unknown one.
+fn spec_and_store(
+    session: &Session,
+    repo: &Repo,
+    name: &str,
+    store: Option<&str>,
+    target: Option<&str>,
+) -> Result<(Option<Spec>, String)> {
+    crate::spec::check_name(name).map_err(|m| anyhow::anyhow!("database name {m}"))?;
+    if repo.load_spec(name)?.is_some() {
+        let spec = session.existing_spec(repo, name)?;
+        let store = store_name(repo, &spec, store)?;
+        return Ok((Some(spec), store));
+    }
+    let config = &repo.config;
+    let chosen = store
+        .map(str::to_owned)
+        .or_else(|| {
+            target
+                .and_then(|t| config.target(t))
+                .and_then(|t| t.backup_store.clone())
+        })
+        .or_else(|| config.default_backup_store.clone());
+    let names = config.backup_stores.keys().cloned().collect::<Vec<_>>();
+    let Some(chosen) = chosen else {
+        bail!(
+            "no database `{name}`: `{}` does not exist; to find the backups of a deleted database pass `--store` (stores: {})",
+            Repo::spec_rel(name).display(),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    if !config.backup_stores.contains_key(&chosen) {
+        bail!(
+            "unknown backup store `{chosen}`; allowed: {}",
+            names.join(", ")
+        );
+    }
+    Ok((None, chosen))
+}
+
+/// The spec a deleted database's backup recorded, moved to `--target` if given,
+/// validated against this repo's catalog and targets.
+///
+/// # Errors
+/// The backup records no spec, or it is not valid here (a target gone: name one with
+/// `--target`).
+fn recorded_spec(repo: &Repo, manifest: &Manifest, target: Option<&str>) -> Result<Spec> {
+    let text = manifest.spec.as_deref().with_context(|| {
+        format!(
+            "backup `{}` records no spec, and `{}` does not exist: create `{}` with `dbctl create`, then restore in place",
+            manifest.id,
+            Repo::spec_rel(&manifest.database).display(),
+            manifest.database
+        )
+    })?;
+    let rel = Repo::spec_rel(&manifest.database);
+    let mut draft = Draft::parse(text, &rel)
+        .with_context(|| format!("the spec recorded in backup `{}`", manifest.id))?;
+    if let Some(target) = target {
+        draft.target = Some(crate::spec::Given {
+            value: target.to_owned(),
+            source: crate::spec::Source::Flag("--target"),
+        });
+    }
+    draft
+        .validate(&repo.catalog, &repo.config, &|_, _| None)
+        .with_context(|| {
+            format!(
+                "the spec recorded in backup `{}` does not fit this repo (`--target` names where to restore)",
+                manifest.id
+            )
+        })
+}
+
 /// Backups and restores run on host platforms (`local`, `ssh`) only: elsewhere there is
 /// no backup playbook nor a restore step yet, and nothing may claim otherwise.
 ///
@@ -381,19 +464,25 @@ fn age(seconds: i64) -> String {
 /// An unknown database or store, or an unreachable store.
 pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport> {
     let repo = session.repo()?;
-    let spec = session.existing_spec(&repo, &opts.name)?;
-    let store_name = store_name(&repo, &spec, opts.store.as_deref())?;
+    let (spec, store_name) =
+        spec_and_store(session, &repo, &opts.name, opts.store.as_deref(), None)?;
     let store = open_store(session, &repo, &store_name)?;
-    let expired = if opts.expire {
-        let _lock = super::lock(&repo, &spec.name, "backups --expire", 0)?;
-        expire(&store, &spec)?
-    } else {
-        Vec::new()
+    let expired = match (&spec, opts.expire) {
+        (Some(spec), true) => {
+            let _lock = super::lock(&repo, &spec.name, "backups --expire", 0)?;
+            expire(&store, spec)?
+        }
+        (None, true) => bail!(
+            "`--expire` applies the `backup.retention` of `{}`, and `{}` does not exist (the database was deleted); its backups stay until removed from store `{store_name}`",
+            opts.name,
+            Repo::spec_rel(&opts.name).display()
+        ),
+        (_, false) => Vec::new(),
     };
-    let (manifests, incomplete) = backup::list(&store, &spec.name)?;
+    let (manifests, incomplete) = backup::list(&store, &opts.name)?;
     let now = jiff::Timestamp::now();
     Ok(BackupsReport {
-        database: spec.name,
+        database: opts.name.clone(),
         store: store_name,
         backups: manifests
             .into_iter()
@@ -486,16 +575,21 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     if !opts.no_commit {
         repo.require_git()?;
     }
-    let source = session.existing_spec(&repo, &opts.name)?;
-    let store_name = store_name(&repo, &source, opts.store.as_deref())?;
+    let (existing, store_name) = spec_and_store(
+        session,
+        &repo,
+        &opts.name,
+        opts.store.as_deref(),
+        opts.target.as_deref(),
+    )?;
     let store = open_store(session, &repo, &store_name)?;
-    let (manifests, _) = backup::list(&store, &source.name)?;
+    let (manifests, _) = backup::list(&store, &opts.name)?;
     let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
     let manifest = match (&opts.backup, target_time) {
         (Some(id), _) => manifests.iter().find(|m| &m.id == id).with_context(|| {
             format!(
                 "`{}` has no backup `{id}` in store `{store_name}`; it has: {}",
-                source.name,
+                opts.name,
                 if manifests.is_empty() {
                     "none".to_owned()
                 } else {
@@ -515,7 +609,7 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
                 format!(
                     "`--to-time {}` is before the first backup of `{}` in store `{store_name}` ({}); choose a later time",
                     opts.to_time.as_deref().unwrap_or_default(),
-                    source.name,
+                    opts.name,
                     manifests
                         .first()
                         .map_or("there is none".to_owned(), |m| format!("it finished at {}", m.finished_at))
@@ -524,7 +618,7 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
         (None, None) => manifests.last().with_context(|| {
             format!(
                 "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
-                source.name, source.name
+                opts.name, opts.name
             )
         })?,
     };
@@ -537,6 +631,10 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
             manifest.finished_at
         );
     }
+    let source = match existing {
+        Some(spec) => spec,
+        None => recorded_spec(&repo, manifest, opts.target.as_deref())?,
+    };
     let spec = destination(&repo, &source, opts)?;
     backup::check_compatible(manifest, spec.engine, &spec.version)?;
     let spec_rel = Repo::spec_rel(&spec.name);

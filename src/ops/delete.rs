@@ -27,6 +27,8 @@ pub struct DeleteOptions {
     pub lock_timeout_s: u64,
     /// `--skip-final-backup`: delete without the final backup to the database's store.
     pub skip_final_backup: bool,
+    /// `--store`: where the final backup goes (default: the database's store).
+    pub store: Option<String>,
 }
 
 /// What `delete` did.
@@ -79,7 +81,10 @@ impl Report for DeleteReport {
             id: Some(id),
         }) = &self.final_backup
         {
-            text.push_str(&format!("final backup {id} in store `{store}`\n"));
+            text.push_str(&format!(
+                "final backup {id} in store `{store}` (bring it back with `dbctl restore {} --store {store} --yes`)\n",
+                self.name
+            ));
         }
         text.push_str(&format!(
             "deleted `{}`: server stopped, data removed\n",
@@ -126,7 +131,7 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
         None
     } else {
         let hint = "(pass `--skip-final-backup` to delete without one)";
-        let store = super::backup::store_name(&repo, &spec, None)
+        let store = super::backup::store_name(&repo, &spec, opts.store.as_deref())
             .with_context(|| format!("`delete` takes a final backup first {hint}"))?;
         super::backup::check_platform(platform.as_ref(), &spec, "backup")
             .with_context(|| format!("`delete` takes a final backup first {hint}"))?;
