@@ -779,3 +779,135 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
         "{log}"
     );
 }
+
+#[test]
+fn a_restore_drill_restores_the_backup_apart_checks_it_and_records_the_recovery_time() {
+    let world = world_with_stores();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "ledger"])
+        .ok();
+    let conn = world.reveal("ledger");
+    psql(
+        &conn,
+        "create table entries(id int primary key); insert into entries select generate_series(1, 30); create table accounts(id int); insert into accounts values (1), (2)",
+    );
+    let id = backup(&world, "ledger", "here");
+    // Written after the backup: the drill restores what the backup holds.
+    psql(&conn, "insert into entries select generate_series(31, 40)");
+    let before = world.snapshot();
+    let pids = world.server_pids();
+
+    let passed = world
+        .dbctl(&[
+            "backup",
+            "verify",
+            "ledger",
+            "--store",
+            "here",
+            "--query",
+            "select count(*) from entries",
+            "--expect",
+            "30",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    let drill = &passed["drill"];
+    assert_eq!(passed["backup"], id.as_str(), "{passed}");
+    assert_eq!(drill["ok"], true, "{passed}");
+    assert_eq!(drill["counts"]["public.entries"], 30, "{passed}");
+    assert_eq!(drill["counts"]["public.accounts"], 2, "{passed}");
+    assert!(drill["restore_seconds"].as_f64().unwrap() > 0.0, "{passed}");
+    // The scratch database is gone again: no server, no instance, no file in the repo;
+    // the database itself was not touched.
+    assert_eq!(world.server_pids(), pids, "the scratch server still runs");
+    assert!(!world.instance_dir("ledger-drill").exists());
+    assert_eq!(world.snapshot(), before, "the drill changed the repo");
+    assert_eq!(psql(&conn, "select count(*) from entries"), "40");
+
+    // A check that fails is a failed drill (exit 1), recorded like a pass; `backups`
+    // shows the last one.
+    let failed = world.dbctl(&[
+        "backup",
+        "verify",
+        "ledger",
+        "--store",
+        "here",
+        "--query",
+        "select count(*) from entries",
+        "--expect",
+        "40",
+    ]);
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
+    assert!(failed.stdout.contains("FAILED"), "{}", failed.stdout);
+    assert_eq!(world.server_pids(), pids, "a failed drill left its server");
+    let listed = world
+        .dbctl(&["backups", "ledger", "--store", "here", "-o", "json"])
+        .ok()
+        .json();
+    let last = &listed["backups"][0]["last_drill"];
+    assert_eq!(last["ok"], false, "{listed}");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("`--expect`ed `40`"),
+        "{listed}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            world
+                .dir
+                .path()
+                .join(format!("backups/ledger/{id}/manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["drills"].as_array().unwrap().len(),
+        2,
+        "{manifest}"
+    );
+    let table = world
+        .dbctl(&["backups", "ledger", "--store", "here"])
+        .ok()
+        .stdout;
+    assert!(table.contains("FAILED"), "{table}");
+}
+
+#[test]
+fn archive_wal_false_leaves_postgresql_without_an_archive_command() {
+    let world = world_with_stores();
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "  plan: small\n",
+            "  plan: small\n  backup_store: here\n",
+            1,
+        ),
+    )
+    .unwrap();
+    for (name, backup) in [
+        ("archived", ""),
+        ("unarchived", "backup: {archive_wal: false}\n"),
+    ] {
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!("name: {name}\nengine: postgresql\nversion: \"15\"\nsize_gb: 1\n{backup}"),
+        )
+        .unwrap();
+    }
+    let conf = |name: &str| {
+        world
+            .dbctl(&["render", name, "-o", "json"])
+            .ok()
+            .stdout
+            .contains("archive_command")
+    };
+    assert!(conf("archived"), "a store's default did not archive WAL");
+    assert!(!conf("unarchived"), "`archive_wal: false` still archives");
+}

@@ -76,10 +76,38 @@ pub struct Manifest {
     /// The age recipients it is encrypted to.
     pub recipients: Vec<String>,
     /// The spec as it was when the backup was taken (YAML as `Spec::to_yaml` writes it;
-    /// it holds no secrets). Recorded so a backup says what it is a backup of; no verb
-    /// reads it yet. `None` in backups taken before dbctl recorded it.
+    /// it holds no secrets): what `restore` recreates once the database was deleted.
+    /// `None` in backups taken before dbctl recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
+    /// Restore drills of this backup (`dbctl backup verify`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<Drill>,
+}
+
+/// One restore drill: the backup restored into a scratch database, checked, removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drill {
+    /// When it started.
+    pub at: jiff::Timestamp,
+    /// The target the scratch database ran on.
+    pub target: String,
+    /// Whether the restore and every check passed.
+    pub ok: bool,
+    /// Seconds from the start of the restore until the scratch database answered: the
+    /// measured recovery time (RTO) of this backup on that target.
+    pub restore_seconds: f64,
+    /// Rows per table (`schema.table`; Redis: keys per `dbN`) in the restored data.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// `--query`, when given, and the first 1000 bytes of what it printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// See `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_output: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One stored object of a backup.
@@ -380,12 +408,15 @@ impl Write for Sealer {
 /// to its end and checks its size and SHA-256 against the manifest: a consumer that
 /// succeeded on a damaged object still fails here (age already refuses a changed chunk).
 ///
+/// `on_bytes` sees the engine stream's bytes read so far (of `manifest.raw_bytes`).
+///
 /// # Errors
 /// The identity cannot decrypt it, the object is damaged, or `consume` fails.
 pub fn open(
     store: &Store,
     manifest: &Manifest,
     identity: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
     consume: &mut dyn FnMut(&mut (dyn Read + Send)) -> Result<()>,
 ) -> Result<()> {
     let key = crate::secret::load_identity(identity)?;
@@ -421,6 +452,8 @@ pub fn open(
         let mut stream = Labelled {
             inner: zstd::stream::read::Decoder::new(plain)?,
             label: damaged,
+            bytes: 0,
+            on_bytes,
         };
         consume(&mut stream)?;
         // What the consumer left unread (tar stops at its end-of-archive blocks).
@@ -433,16 +466,23 @@ pub fn open(
 }
 
 /// Names the backup in read errors (age's `decryption error` says nothing of which).
-struct Labelled<R> {
+struct Labelled<'a, R> {
     inner: R,
     label: String,
+    /// Bytes read so far, and who hears of them.
+    bytes: u64,
+    on_bytes: &'a (dyn Fn(u64) + Sync),
 }
 
-impl<R: Read> Read for Labelled<R> {
+impl<R: Read> Read for Labelled<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner
+        let n = self
+            .inner
             .read(buf)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.label)))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.label)))?;
+        self.bytes += n as u64;
+        (self.on_bytes)(self.bytes);
+        Ok(n)
     }
 }
 
@@ -500,6 +540,7 @@ mod tests {
             },
             recipients: Vec::new(),
             spec: None,
+            drills: Vec::new(),
         }
     }
 

@@ -1,18 +1,29 @@
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::ops::Session;
 use crate::ops::backup::{self, BackupOptions, BackupsOptions, RestoreOptions};
+use crate::ops::drill::{self, VerifyOptions};
 use crate::output::Report;
 
 /// `dbctl backup`.
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    subcommand_negates_reqs = true,
+    after_help = "\
 Examples:
   dbctl backup my-db                    to the spec's, target's or default store
-  dbctl backup my-db --store offsite")]
+  dbctl backup my-db --store offsite
+  dbctl backup verify my-db             a restore drill of the latest backup"
+)]
 pub struct BackupArgs {
+    /// `verify`: a restore drill instead of a backup.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
     /// Database name.
-    pub name: String,
+    #[arg(required = true)]
+    pub name: Option<String>,
     /// The backup store (a name under `backup_stores` in etc/dbctl.yml).
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
@@ -21,12 +32,65 @@ pub struct BackupArgs {
     pub lock_timeout: u64,
 }
 
+/// Subcommands of `dbctl backup`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// A restore drill: restore a backup into a scratch database, check it, remove it,
+    /// and record the result and the recovery time in the backup's manifest.
+    Verify(VerifyArgs),
+}
+
+/// `dbctl backup verify`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl backup verify my-db
+  dbctl backup verify my-db --target dr-cloud       drill the disaster recovery
+  dbctl backup verify my-db --query 'select count(*) from orders' --expect 1200")]
+pub struct VerifyArgs {
+    /// Database name (a deleted database's backups too, with `--store`).
+    pub name: String,
+    /// The backup's id (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+    /// The backup store (default: the database's).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+    /// Run the scratch database on this target (default: the database's).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// A batch for the engine's client (SQL, Redis commands), run as its administrator
+    /// in the restored database; the drill fails unless it exits 0.
+    #[arg(long, value_name = "BATCH")]
+    pub query: Option<String>,
+    /// The last line `--query` prints must be this.
+    #[arg(long, value_name = "TEXT", requires = "query")]
+    pub expect: Option<String>,
+    /// Wait up to this many seconds for another run's lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub lock_timeout: u64,
+}
+
 impl BackupArgs {
     pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        if let Some(BackupCommand::Verify(args)) = self.command {
+            return Ok(Box::new(drill::verify(
+                session,
+                &VerifyOptions {
+                    name: args.name,
+                    backup: args.backup,
+                    store: args.store,
+                    target: args.target,
+                    query: args.query,
+                    expect: args.expect,
+                    lock_timeout_s: args.lock_timeout,
+                },
+            )?));
+        }
         Ok(Box::new(backup::backup(
             session,
             &BackupOptions {
-                name: self.name,
+                name: self.name.unwrap_or_default(),
                 store: self.store,
                 lock_timeout_s: self.lock_timeout,
             },

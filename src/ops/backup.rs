@@ -24,13 +24,7 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     let config = &repo.config;
     let name = flag
         .map(str::to_owned)
-        .or_else(|| spec.backup.as_ref().and_then(|b| b.store.clone()))
-        .or_else(|| {
-            config
-                .target(&spec.target)
-                .and_then(|t| t.backup_store.clone())
-        })
-        .or_else(|| config.default_backup_store.clone());
+        .or_else(|| backup::store_of(config, spec));
     let allowed = || {
         let names: Vec<_> = config.backup_stores.keys().cloned().collect();
         if names.is_empty() {
@@ -59,7 +53,7 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
 ///
 /// # Errors
 /// A bad name, no store to look in, or an unknown one.
-fn spec_and_store(
+pub(super) fn spec_and_store(
     session: &Session,
     repo: &Repo,
     name: &str,
@@ -108,7 +102,11 @@ fn spec_and_store(
 /// # Errors
 /// The backup records no spec, or it is not valid here (a target gone: name one with
 /// `--target`).
-fn recorded_spec(repo: &Repo, manifest: &Manifest, target: Option<&str>) -> Result<Spec> {
+pub(super) fn recorded_spec(
+    repo: &Repo,
+    manifest: &Manifest,
+    target: Option<&str>,
+) -> Result<Spec> {
     let text = manifest.spec.as_deref().with_context(|| {
         format!(
             "backup `{}` records no spec, and `{}` does not exist: create `{}` with `dbctl create`, then restore in place",
@@ -281,12 +279,18 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         spec.name
     ));
     let position = wal_position(admin.as_ref(), &spec);
-    let mut sealer = backup::Sealer::new(store.writer(&path), &repo.config.recipients, None)?;
+    let transfer = printer.transfer(&format!("backing up `{}`", spec.name), None);
+    let mut sealer = backup::Sealer::new(
+        store.writer(&path),
+        &repo.config.recipients,
+        Some(transfer.counter()),
+    )?;
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
     let taken = match admin.backup(&mut sealer, &progress) {
         Ok(taken) => taken,
         Err(err) => {
             drop(sealer);
+            drop(transfer);
             let _ = store.remove_all(&format!("{}/{id}/", spec.name));
             return Err(err.context(format!(
                 "backing up `{}` failed; no backup was recorded",
@@ -300,6 +304,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
             spec.name
         )
     })?;
+    drop(transfer);
     let manifest = Manifest {
         format: backup::FORMAT,
         id: id.clone(),
@@ -321,6 +326,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         },
         recipients: repo.config.recipients.clone(),
         spec: Some(spec.to_yaml()),
+        drills: Vec::new(),
     };
     store.put(
         &format!("{}{}", manifest.dir(), backup::MANIFEST_OBJECT),
@@ -392,6 +398,8 @@ pub struct BackupRow {
     pub server_version: String,
     /// Target it was taken on.
     pub target: String,
+    /// The last restore drill (`dbctl backup verify`), if any.
+    pub last_drill: Option<backup::Drill>,
 }
 
 /// What `backups` lists.
@@ -421,6 +429,7 @@ impl Report for BackupsReport {
                 self.database, self.store
             );
         }
+        let now = jiff::Timestamp::now().as_second();
         let rows = self
             .backups
             .iter()
@@ -433,12 +442,25 @@ impl Report for BackupsReport {
                     crate::output::bytes(b.stored_bytes),
                     b.server_version.clone(),
                     b.target.clone(),
+                    b.last_drill.as_ref().map_or_else(
+                        || "never".to_owned(),
+                        |d| {
+                            format!(
+                                "{} {} ago ({:.1} s)",
+                                if d.ok { "ok" } else { "FAILED" },
+                                age((now - d.at.as_second()).max(0)),
+                                d.restore_seconds
+                            )
+                        },
+                    ),
                 ]
             })
             .collect();
         let mut text = expired;
         text.push_str(&crate::output::table(
-            &["ID", "TYPE", "AGE", "SIZE", "STORED", "VERSION", "TARGET"],
+            &[
+                "ID", "TYPE", "AGE", "SIZE", "STORED", "VERSION", "TARGET", "DRILLED",
+            ],
             rows,
         ));
         text.push('\n');
@@ -495,6 +517,7 @@ pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport
                 stored_bytes: m.object.bytes,
                 server_version: m.server_version,
                 target: m.target,
+                last_drill: m.drills.last().cloned(),
             })
             .collect(),
         incomplete,
@@ -585,52 +608,13 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     let store = open_store(session, &repo, &store_name)?;
     let (manifests, _) = backup::list(&store, &opts.name)?;
     let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
-    let manifest = match (&opts.backup, target_time) {
-        (Some(id), _) => manifests.iter().find(|m| &m.id == id).with_context(|| {
-            format!(
-                "`{}` has no backup `{id}` in store `{store_name}`; it has: {}",
-                opts.name,
-                if manifests.is_empty() {
-                    "none".to_owned()
-                } else {
-                    manifests
-                        .iter()
-                        .map(|m| m.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            )
-        })?,
-        (None, Some(at)) => manifests
-            .iter()
-            .rev()
-            .find(|m| m.finished_at < at)
-            .with_context(|| {
-                format!(
-                    "`--to-time {}` is before the first backup of `{}` in store `{store_name}` ({}); choose a later time",
-                    opts.to_time.as_deref().unwrap_or_default(),
-                    opts.name,
-                    manifests
-                        .first()
-                        .map_or("there is none".to_owned(), |m| format!("it finished at {}", m.finished_at))
-                )
-            })?,
-        (None, None) => manifests.last().with_context(|| {
-            format!(
-                "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
-                opts.name, opts.name
-            )
-        })?,
-    };
-    if let Some(at) = target_time
-        && manifest.finished_at >= at
-    {
-        bail!(
-            "backup `{}` finished at {}, after `--to-time` {at}; leave out `--backup` or name an earlier one",
-            manifest.id,
-            manifest.finished_at
-        );
-    }
+    let manifest = choose(
+        &manifests,
+        &opts.name,
+        &store_name,
+        opts.backup.as_deref(),
+        opts.to_time.as_deref().zip(target_time),
+    )?;
     let source = match existing {
         Some(spec) => spec,
         None => recorded_spec(&repo, manifest, opts.target.as_deref())?,
@@ -656,89 +640,15 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
             }
         );
     }
-    let platform = session.platform(&repo, &spec)?;
-    check_platform(platform.as_ref(), &spec, "restore")?;
-    let identity = session.identity.clone();
-    let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
-        backup::open(&store, manifest, &identity, consume)
-    };
-    let fetch = |name: &str| backup::fetch_wal(&store, &manifest.database, name, &identity);
-    let recovery = match target_time {
-        Some(at) => {
-            if spec.engine != crate::catalog::EngineKind::Postgresql {
-                bail!(
-                    "`--to-time` (point-in-time recovery) is for postgresql; `{}` is {}",
-                    source.name,
-                    source.engine
-                );
-            }
-            let from = manifest.position.as_deref().with_context(|| {
-                format!(
-                    "backup `{}` records no WAL position: it was taken without WAL archiving, so it restores only as a whole (leave out `--to-time`)",
-                    manifest.id
-                )
-            })?;
-            Some(crate::platform::Recovery {
-                // PostgreSQL's timestamptz input (`2026-12-03 09:15:00.123+00`).
-                target_time: at.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
-                wal: backup::wal_needed(&store, &manifest.database, from)?,
-                fetch: &fetch,
-            })
-        }
-        None => None,
-    };
-    let change = Change {
-        action: Action::Replace,
-        attribute: "data".into(),
-        old: None,
-        new: Some(manifest.id.clone().into()),
-        disruption: Disruption::DataMovement,
-        reason: format!("restore backup {} of `{}`", manifest.id, manifest.database),
-    };
-    if previous.as_deref() != Some(spec.to_yaml().as_str()) {
-        repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
-    }
-    let printer = &session.printer;
-    printer.status(&format!(
-        "restoring backup {} of `{}` into `{}` on target `{}`",
-        manifest.id, manifest.database, spec.name, spec.target
-    ));
-    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
-    let clock = std::time::Instant::now();
-    let converged = converge(
+    let (converged, seconds) = restore_into(
+        session,
         &repo,
+        &store,
+        manifest,
         &spec,
-        platform.as_ref(),
-        &Gate {
-            operation: "restore",
-            identity: &session.identity,
-            lock_timeout_s: opts.lock_timeout_s,
-            window: None,
-            now: jiff::Timestamp::now(),
-            restore: Some(Restoring {
-                change,
-                source: crate::platform::Restore {
-                    base: &feed,
-                    recovery,
-                },
-            }),
-        },
-        printer,
-        &progress,
-    );
-    let converged = match converged {
-        Ok(converged) => converged,
-        Err(err) => {
-            match previous {
-                Some(text) => repo.write(&spec_rel, text.as_bytes(), 0o644)?,
-                None => {
-                    let _ = repo.anchor().remove_all(&spec_rel);
-                }
-            }
-            return Err(err);
-        }
-    };
-    let seconds = clock.elapsed().as_secs_f64();
+        target_time,
+        opts.lock_timeout_s,
+    )?;
     let mut report = RestoreReport {
         database: spec.name.clone(),
         target: spec.target.clone(),
@@ -761,6 +671,175 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
         )?;
     }
     Ok(report)
+}
+
+/// Restores `manifest` into `spec` through [`converge`] (a `-/+ data` change; the
+/// database is created first when new): writes the spec file, and puts it back as it
+/// was when the restore fails. Returns the result and the seconds it took.
+///
+/// # Errors
+/// The platform cannot restore, `to_time` on another engine or a backup without a WAL
+/// position, or a failed step (the running database keeps its data).
+pub(super) fn restore_into(
+    session: &Session,
+    repo: &Repo,
+    store: &Store,
+    manifest: &Manifest,
+    spec: &Spec,
+    to_time: Option<jiff::Timestamp>,
+    lock_timeout_s: u64,
+) -> Result<(Converged, f64)> {
+    let platform = session.platform(repo, spec)?;
+    check_platform(platform.as_ref(), spec, "restore")?;
+    let identity = session.identity.clone();
+    let transfer = session.printer.transfer(
+        &format!("restoring backup {}", manifest.id),
+        Some(manifest.raw_bytes),
+    );
+    let count = transfer.counter();
+    let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
+        backup::open(store, manifest, &identity, &*count, consume)
+    };
+    let fetch = |name: &str| backup::fetch_wal(store, &manifest.database, name, &identity);
+    let recovery = match to_time {
+        Some(at) => {
+            if spec.engine != crate::catalog::EngineKind::Postgresql {
+                bail!(
+                    "`--to-time` (point-in-time recovery) is for postgresql; `{}` is {}",
+                    manifest.database,
+                    manifest.engine
+                );
+            }
+            let from = manifest.position.as_deref().with_context(|| {
+                format!(
+                    "backup `{}` records no WAL position: it was taken without WAL archiving, so it restores only as a whole (leave out `--to-time`)",
+                    manifest.id
+                )
+            })?;
+            Some(crate::platform::Recovery {
+                // PostgreSQL's timestamptz input (`2026-12-03 09:15:00.123+00`).
+                target_time: at.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+                wal: backup::wal_needed(store, &manifest.database, from)?,
+                fetch: &fetch,
+            })
+        }
+        None => None,
+    };
+    let change = Change {
+        action: Action::Replace,
+        attribute: "data".into(),
+        old: None,
+        new: Some(manifest.id.clone().into()),
+        disruption: Disruption::DataMovement,
+        reason: format!("restore backup {} of `{}`", manifest.id, manifest.database),
+    };
+    let spec_rel = Repo::spec_rel(&spec.name);
+    let previous = repo.read_text(&spec_rel)?;
+    if previous.as_deref() != Some(spec.to_yaml().as_str()) {
+        repo.write(&spec_rel, spec.to_yaml().as_bytes(), 0o644)?;
+    }
+    let printer = &session.printer;
+    printer.status(&format!(
+        "restoring backup {} of `{}` into `{}` on target `{}`",
+        manifest.id, manifest.database, spec.name, spec.target
+    ));
+    let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
+    let clock = std::time::Instant::now();
+    let converged = converge(
+        repo,
+        spec,
+        platform.as_ref(),
+        &Gate {
+            operation: "restore",
+            identity: &session.identity,
+            lock_timeout_s,
+            window: None,
+            now: jiff::Timestamp::now(),
+            restore: Some(Restoring {
+                change,
+                source: crate::platform::Restore {
+                    base: &feed,
+                    recovery,
+                },
+            }),
+        },
+        printer,
+        &progress,
+    );
+    drop(transfer);
+    match converged {
+        Ok(converged) => Ok((converged, clock.elapsed().as_secs_f64())),
+        Err(err) => {
+            match previous {
+                Some(text) => repo.write(&spec_rel, text.as_bytes(), 0o644)?,
+                None => {
+                    let _ = repo.anchor().remove_all(&spec_rel);
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The backup a restore takes: `--backup ID`, else the latest finished before
+/// `--to-time` (given as text and as parsed), else the latest.
+///
+/// # Errors
+/// No such backup, none before the time, or none at all, each naming what there is.
+pub(super) fn choose<'m>(
+    manifests: &'m [Manifest],
+    name: &str,
+    store_name: &str,
+    backup: Option<&str>,
+    to_time: Option<(&str, jiff::Timestamp)>,
+) -> Result<&'m Manifest> {
+    let manifest = match (backup, to_time) {
+        (Some(id), _) => manifests.iter().find(|m| m.id == id).with_context(|| {
+            format!(
+                "`{}` has no backup `{id}` in store `{store_name}`; it has: {}",
+                name,
+                if manifests.is_empty() {
+                    "none".to_owned()
+                } else {
+                    manifests
+                        .iter()
+                        .map(|m| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )
+        })?,
+        (None, Some((text, at))) => manifests
+            .iter()
+            .rev()
+            .find(|m| m.finished_at < at)
+            .with_context(|| {
+                format!(
+                    "`--to-time {}` is before the first backup of `{}` in store `{store_name}` ({}); choose a later time",
+                    text,
+                    name,
+                    manifests
+                        .first()
+                        .map_or("there is none".to_owned(), |m| format!("it finished at {}", m.finished_at))
+                )
+            })?,
+        (None, None) => manifests.last().with_context(|| {
+            format!(
+                "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
+                name, name
+            )
+        })?,
+    };
+    if let Some((_, at)) = to_time
+        && manifest.finished_at >= at
+    {
+        bail!(
+            "backup `{}` finished at {}, after `--to-time` {at}; leave out `--backup` or name an earlier one",
+            manifest.id,
+            manifest.finished_at
+        );
+    }
+    Ok(manifest)
 }
 
 /// Parses `--to-time`: RFC 3339 (`2026-12-03T10:15:00Z`) or a civil time and an IANA
@@ -807,7 +886,15 @@ fn destination(repo: &Repo, source: &Spec, opts: &RestoreOptions) -> Result<Spec
         spec.name.clone_from(new);
         spec.deletion_protection = false;
     }
-    // Through the file's own validation (target names, the name's pattern).
+    revalidate(repo, &spec)
+}
+
+/// `spec`, changed by a verb, through the spec file's own validation (target names,
+/// the name's pattern, stores).
+///
+/// # Errors
+/// [`crate::spec::SpecError`] naming the key.
+pub(super) fn revalidate(repo: &Repo, spec: &Spec) -> Result<Spec> {
     let rel = Repo::spec_rel(&spec.name);
     let draft = Draft::parse(&spec.to_yaml(), &rel)?;
     Ok(draft.validate(&repo.catalog, &repo.config, &|_, _| None)?)

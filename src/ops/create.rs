@@ -173,6 +173,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         maintenance: None,
         backup_store: None,
         backup_retention: None,
+        backup_archive_wal: None,
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod control_plane;
 pub mod create;
 pub mod delete;
+pub mod drill;
 pub mod init;
 pub mod modify;
 pub mod render;

@@ -44,6 +44,32 @@ pub struct Printer {
     quiet: bool,
     verbose: bool,
     tty: bool,
+    /// The transfer bar being drawn, if any: status lines print above it.
+    bar: std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>,
+}
+
+/// A transfer's byte counter (see [`Printer::transfer`]): a bar with bytes, rate and
+/// elapsed time on a terminal, nothing elsewhere. Cleared when dropped.
+pub struct Transfer {
+    bar: indicatif::ProgressBar,
+    slot: std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>,
+}
+
+impl Transfer {
+    /// A callback setting the bytes moved so far (for the backup pipeline's counters).
+    pub fn counter(&self) -> Box<dyn Fn(u64) + Send + Sync> {
+        let bar = self.bar.clone();
+        Box::new(move |bytes| bar.set_position(bytes))
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = None;
+        }
+    }
 }
 
 impl Printer {
@@ -55,6 +81,36 @@ impl Printer {
             quiet,
             verbose,
             tty: std::io::stderr().is_terminal(),
+            bar: std::sync::Arc::default(),
+        }
+    }
+
+    /// Starts a byte counter for `message` (`total`: the bytes expected, when known),
+    /// drawn on stderr only on a terminal in human mode without `--quiet`.
+    pub fn transfer(&self, message: &str, total: Option<u64>) -> Transfer {
+        let shown = self.tty && !self.quiet && self.format == Format::Human;
+        let target = if shown {
+            indicatif::ProgressDrawTarget::stderr_with_hz(4)
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let template = if total.is_some() {
+            "{msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}"
+        } else {
+            "{spinner} {msg} {binary_bytes} {binary_bytes_per_sec} {elapsed}"
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(total, target);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar.clone());
+        }
+        Transfer {
+            bar,
+            slot: self.bar.clone(),
         }
     }
 
@@ -66,14 +122,19 @@ impl Printer {
     /// One output line of a command a step runs, indented under its step (stderr).
     pub fn output(&self, line: &str) {
         if self.verbose() {
-            let _ = writeln!(std::io::stderr(), "      | {line}");
+            self.status(&format!("      | {line}"));
         }
     }
 
     /// A status line on stderr (human mode only).
     pub fn status(&self, line: &str) {
         if self.format == Format::Human && !self.quiet {
-            let _ = writeln!(std::io::stderr(), "{line}");
+            match self.bar.lock().ok().and_then(|b| b.clone()) {
+                Some(bar) if !bar.is_hidden() => bar.println(line),
+                _ => {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+            }
         }
     }
 

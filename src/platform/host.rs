@@ -418,7 +418,10 @@ impl Host {
     /// instance's `conf/wal-push.json`. `None` elsewhere (over SSH the host has no
     /// dbctl; base backups still work there).
     fn wal_archive(&self, spec: &Spec, instance: &Instance) -> Option<minijinja::Value> {
-        if spec.engine != EngineKind::Postgresql || self.kind != PlatformKind::Local {
+        if spec.engine != EngineKind::Postgresql
+            || self.kind != PlatformKind::Local
+            || spec.backup.as_ref().and_then(|b| b.archive_wal) == Some(false)
+        {
             return None;
         }
         crate::backup::store_of(&self.config, spec)?;

@@ -126,6 +126,9 @@ pub struct BackupPolicy {
     /// Which backups to keep.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::backup::Retention>,
+    /// `false`: no continuous WAL archiving (PostgreSQL on `local` archives by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_wal: Option<bool>,
 }
 
 fn maintenance_yaml<S: serde::Serializer>(
@@ -683,6 +686,8 @@ pub struct Draft {
     pub backup_store: Option<Given<String>>,
     /// `backup.retention`, when given.
     pub backup_retention: Option<crate::backup::Retention>,
+    /// `backup.archive_wal`, when given.
+    pub backup_archive_wal: Option<bool>,
 }
 
 impl Draft {
@@ -731,6 +736,7 @@ impl Draft {
             allowed_cidrs: raw.allowed_cidrs,
             maintenance: raw.maintenance.map(|m| given(m.window)),
             backup_retention: raw.backup.as_ref().and_then(|b| b.retention.clone()),
+            backup_archive_wal: raw.backup.as_ref().and_then(|b| b.archive_wal),
             backup_store: raw.backup.and_then(|b| b.store).map(given),
             parameters: raw.parameters,
             parameters_source: Source::File {
@@ -921,11 +927,13 @@ impl Draft {
         }
         Ok(Spec {
             maintenance,
-            backup: (self.backup_store.is_some() || self.backup_retention.is_some()).then(|| {
-                BackupPolicy {
-                    store: self.backup_store.map(|s| s.value),
-                    retention: self.backup_retention,
-                }
+            backup: (self.backup_store.is_some()
+                || self.backup_retention.is_some()
+                || self.backup_archive_wal.is_some())
+            .then(|| BackupPolicy {
+                store: self.backup_store.map(|s| s.value),
+                retention: self.backup_retention,
+                archive_wal: self.backup_archive_wal,
             }),
             name: self.name.value,
             engine,

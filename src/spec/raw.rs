@@ -73,6 +73,10 @@ pub struct RawBackup {
     /// every one needed to restore to any time in the last `days` days.
     #[serde(default)]
     pub retention: Option<crate::backup::Retention>,
+    /// PostgreSQL on `local`: archive WAL to the store continuously (point-in-time
+    /// recovery); default true. `false`: base backups only.
+    #[serde(default)]
+    pub archive_wal: Option<bool>,
 }
 
 /// `maintenance:` of a spec or target.

@@ -28,6 +28,7 @@ pub struct World {
 }
 
 /// HEAD and `git status` of a world's repo at one moment ([`World::snapshot`]).
+#[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub head: String,
     pub dirty: String,
