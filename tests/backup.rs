@@ -911,3 +911,80 @@ fn archive_wal_false_leaves_postgresql_without_an_archive_command() {
     assert!(conf("archived"), "a store's default did not archive WAL");
     assert!(!conf("unarchived"), "`archive_wal: false` still archives");
 }
+
+/// The unit file's value of `key` (`ExecStart=`), its words unquoted as systemd does
+/// for these (double quotes, no specifiers in the test's paths).
+fn unit_value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in\n{text}"))
+        .to_owned()
+}
+
+#[test]
+fn a_backup_schedule_is_planned_applied_as_a_systemd_timer_that_backs_up_and_removed() {
+    let world = world_with_stores();
+    let spec = redis_with_backup(&world, "carts", "  store: here\n");
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}  schedule: daily 01:30 Europe/Paris\n"),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "carts: nightly backups"]);
+    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+    let pids = world.server_pids();
+    world.dbctl(&["apply"]).ok();
+    assert_eq!(world.server_pids(), pids, "a schedule restarted the server");
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    let dir = world.instance_dir("carts").join("systemd");
+    let unit = |suffix: &str| {
+        let found: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read_to_string(&found[0]).unwrap()
+    };
+    let timer = unit(".timer");
+    assert_eq!(
+        unit_value(&timer, "OnCalendar"),
+        "*-*-* 01:30:00 Europe/Paris"
+    );
+    // What the timer starts is a backup of this database: run it as systemd would,
+    // with the unit's environment only.
+    let service = unit(".service");
+    let environment = unit_value(&service, "Environment");
+    let exec = unit_value(&service, "ExecStart");
+    let before = backup_ids(&world, "carts", "here").len();
+    let out = std::process::Command::new("env")
+        .arg("-i")
+        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
+        .arg(environment.trim_matches('"'))
+        .arg("sh")
+        .arg("-c")
+        .arg(&exec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{exec}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(backup_ids(&world, "carts", "here").len(), before + 1);
+
+    // Without the schedule the units go, and nothing else changes.
+    std::fs::write(&spec, text).unwrap();
+    world.git(&["commit", "-qam", "carts: no schedule"]);
+    world.dbctl(&["apply"]).ok();
+    assert!(
+        std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()),
+        "the timer is still there"
+    );
+    assert_eq!(world.server_pids(), pids);
+}

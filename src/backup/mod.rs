@@ -14,6 +14,7 @@
 //! time. A `kill -9` during a backup leaves an object and no manifest; `backups` does
 //! not list it and the next `backup` removes it.
 
+pub mod schedule;
 pub mod store;
 
 use std::io::{Read, Write};

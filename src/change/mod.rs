@@ -73,6 +73,9 @@ pub struct Applied {
     /// template the database was built from.
     #[serde(default)]
     pub artifact_digests: BTreeMap<String, String>,
+    /// `backup.schedule` as installed (`daily 01:00 Europe/Paris`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_schedule: Option<String>,
 }
 
 impl Applied {
@@ -100,6 +103,7 @@ impl Applied {
                     "plan" => applied.plan.clone_from(&full.plan),
                     "allowed_cidrs" => applied.allowed_cidrs.clone_from(&full.allowed_cidrs),
                     "version" => applied.version.clone_from(&full.version),
+                    "backup.schedule" => applied.backup_schedule.clone_from(&full.backup_schedule),
                     _ => {}
                 }
             }
@@ -117,6 +121,7 @@ impl Applied {
             allowed_cidrs: spec.allowed_cidrs.clone(),
             parameters: spec.parameters.clone(),
             artifact_digests: digests,
+            backup_schedule: spec.backup.as_ref().and_then(|b| b.schedule.clone()),
         }
     }
 }
@@ -313,6 +318,8 @@ pub struct Capabilities {
     pub major_upgrade: bool,
     /// Parameters, plan, `allowed_cidrs` and templates.
     pub configure: bool,
+    /// `backup.schedule` (a systemd timer on `local`).
+    pub schedule_backups: bool,
 }
 
 /// What the spec wants, beyond the spec itself: the digests of the templates its
@@ -368,6 +375,19 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
     let spec = want.spec;
     let caps = want.capabilities;
     let mut changes = Vec::new();
+    let schedule = spec.backup.as_ref().and_then(|b| b.schedule.clone());
+    if schedule.is_some() && !caps.schedule_backups {
+        return Err(Refusal {
+            attribute: "backup.schedule".into(),
+            old: observed
+                .applied
+                .as_ref()
+                .and_then(|a| a.backup_schedule.clone())
+                .unwrap_or_else(|| "none".into()),
+            new: schedule.clone().unwrap_or_default(),
+            why: "scheduled backups run on `local` targets (a systemd timer) and are rendered for kubernetes; elsewhere run `dbctl backup` from cron or CI".into(),
+        });
+    }
     if observed.state == State::Absent {
         return Ok(vec![Change::create(spec)]);
     }
@@ -540,6 +560,15 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             )?,
         }
     }
+    if applied.backup_schedule != schedule {
+        changes.push(Change::update(
+            "backup.schedule",
+            serde_json::json!(applied.backup_schedule),
+            serde_json::json!(schedule),
+            Disruption::None,
+            "when scheduled backups run",
+        ));
+    }
     for name in &observed.pending_restart {
         if !changes
             .iter()
@@ -642,6 +671,7 @@ mod tests {
             minor_upgrade: true,
             major_upgrade: false,
             configure: true,
+            schedule_backups: true,
         }
     }
 

@@ -25,7 +25,8 @@ pub struct Window {
     tz: TimeZone,
 }
 
-fn weekday(word: &str) -> Option<Option<Weekday>> {
+/// `Sun`, `sunday` → that weekday; `daily` → `Some(None)`; anything else → `None`.
+pub(crate) fn weekday(word: &str) -> Option<Option<Weekday>> {
     Some(Some(match word.to_ascii_lowercase().as_str() {
         "mon" | "monday" => Weekday::Monday,
         "tue" | "tuesday" => Weekday::Tuesday,

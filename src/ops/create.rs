@@ -174,6 +174,7 @@ pub fn create(session: &Session, opts: &CreateOptions) -> Result<CreateReport> {
         backup_store: None,
         backup_retention: None,
         backup_archive_wal: None,
+        backup_schedule: None,
     };
     // The platform's preferred version needs the target; validate once without it to
     // find the target, then choose.

@@ -208,6 +208,7 @@ fn scratch_spec(repo: &Repo, source: &Spec, target: Option<&str>) -> Result<Spec
         store: None,
         retention: None,
         archive_wal: Some(false),
+        schedule: None,
     });
     revalidate(repo, &spec)
 }

@@ -189,6 +189,13 @@ impl Cloud {
             outputs => Value::from(Serde(&outputs)),
             sizing => Value::from(Serde(&sizing)),
             secrets => Value::from(Serde(&secrets)),
+            // `backup.schedule` as CloudNativePG's cron, else the target's.
+            backup_cron => spec
+                .backup
+                .as_ref()
+                .and_then(|b| b.schedule.as_deref())
+                .and_then(|s| crate::backup::schedule::Schedule::parse(s).ok())
+                .map_or_else(|| self.target.cloud.backup_schedule.clone(), |s| s.cron_with_seconds()),
         })
     }
 

@@ -691,6 +691,17 @@ impl Host {
     }
 }
 
+/// A word of a systemd unit file (systemd.syntax(7)): double-quoted, `\\` and `"`
+/// escaped, `%` doubled (it starts a specifier).
+fn unit_word(text: &str) -> String {
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
+}
+
 impl Host {
     /// Checks `create` needs (binaries, version, users, disk space for `size_gb`,
     /// templates) without changing anything.
@@ -811,6 +822,7 @@ impl Host {
             let quoted = self.log_errors(&instance, &secret_values);
             bail!("on {}: {err}\n{quoted}", self.transport.host());
         }
+        self.sync_schedule(spec)?;
         let probe = engine.probe(self.transport.as_ref(), &instance, &located.bin)?;
         Ok(Response {
             endpoint: Some(Endpoint {
@@ -829,6 +841,96 @@ impl Host {
             ),
             server_version: Some(probe.version),
         })
+    }
+
+    /// The systemd units of `name`'s scheduled backups (`dbctl-backup-<repo>-<name>`),
+    /// kept in the instance's `systemd/` directory: `(service, timer)`.
+    fn schedule_units(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.instance_dir(name).join("systemd");
+        let unit = format!(
+            "dbctl-backup-{}-{name}",
+            self.config.repo_id.as_deref().unwrap_or("repo")
+        );
+        (
+            dir.join(format!("{unit}.service")),
+            dir.join(format!("{unit}.timer")),
+        )
+    }
+
+    /// Makes the scheduled backups what `backup.schedule` says (`local` only, see
+    /// [`crate::backup::schedule`]): a oneshot service running this dbctl
+    /// (`dbctl --repo R backup NAME`, as the user who applied) and a timer with the
+    /// schedule's `OnCalendar=`, `Persistent=true` (a missed run runs at boot). Where
+    /// systemd runs (`/run/systemd/system`) they are linked and the timer enabled with
+    /// `systemctl`; elsewhere only written. Without a schedule, both go.
+    ///
+    /// # Errors
+    /// The units cannot be written, or `systemctl` fails.
+    fn sync_schedule(&self, spec: &Spec) -> Result<()> {
+        let (service, timer) = self.schedule_units(&spec.name);
+        let schedule = spec.backup.as_ref().and_then(|b| b.schedule.as_deref());
+        let systemd = self.transport.exists(Path::new("/run/systemd/system"));
+        let user = !self.transport.is_root();
+        let systemctl = |args: &[&str]| -> Result<()> {
+            let mut all: Vec<String> = Vec::new();
+            if user {
+                all.push("--user".into());
+            }
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            let out = self.transport.run(&CommandSpec::new("systemctl", all))?;
+            if !out.success() {
+                bail!(
+                    "`systemctl {}` failed: {}",
+                    args.join(" "),
+                    out.stderr.trim()
+                );
+            }
+            Ok(())
+        };
+        let timer_name = timer
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(text) = schedule else {
+            if self.transport.exists(&timer) {
+                if systemd {
+                    let _ = systemctl(&["disable", "--now", &timer_name]);
+                }
+                self.transport.remove_all(&service)?;
+                self.transport.remove_all(&timer)?;
+            }
+            return Ok(());
+        };
+        let schedule = crate::backup::schedule::Schedule::parse(text)
+            .map_err(|m| anyhow::anyhow!("`{}`: backup.schedule {m}", spec.name))?;
+        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
+        let quote = |p: &Path| unit_word(&p.to_string_lossy());
+        let service_text = format!(
+            "# Written by dbctl for `{name}`: its scheduled backups.\n[Unit]\nDescription=dbctl backup of {name}\n\n[Service]\nType=oneshot\nEnvironment={state}\nExecStart={exe} --quiet --repo {repo} backup {name} --lock-timeout 3600\n",
+            name = spec.name,
+            state = unit_word(&format!("DBCTL_STATE_DIR={}", self.state_dir.display())),
+            exe = quote(&exe),
+            repo = quote(&self.repo_root),
+        );
+        let timer_text = format!(
+            "# Written by dbctl for `{name}`: backup.schedule `{text}`.\n[Unit]\nDescription=Scheduled backups of {name} ({text})\n\n[Timer]\nOnCalendar={calendar}\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
+            name = spec.name,
+            text = text.replace('%', "%%"),
+            calendar = schedule.on_calendar(),
+        );
+        if let Some(dir) = timer.parent() {
+            self.transport.make_dir(dir, 0o755, None)?;
+        }
+        self.transport
+            .write_file(&service, service_text.as_bytes(), 0o644, None)?;
+        self.transport
+            .write_file(&timer, timer_text.as_bytes(), 0o644, None)?;
+        if systemd {
+            systemctl(&["link", &service.to_string_lossy(), &timer.to_string_lossy()])?;
+            systemctl(&["daemon-reload"])?;
+            systemctl(&["enable", "--now", &timer_name])?;
+        }
+        Ok(())
     }
 
     /// What runs: the record, then a probe of the server.
@@ -905,6 +1007,11 @@ impl Host {
             return Ok(());
         };
         self.check_record(spec, &record)?;
+        // Its scheduled backups stop first.
+        self.sync_schedule(&Spec {
+            backup: None,
+            ..spec.clone()
+        })?;
         let engine = self.engine(spec.engine)?;
         let instance = self.make_instance(spec, engine.as_ref(), record.port);
         let bin = self
@@ -1237,6 +1344,7 @@ impl super::Platform for Host {
             // (`upgrade-dump.yml`, `upgrade-restore.yml`).
             major_upgrade: spec.engine == EngineKind::Postgresql,
             configure: true,
+            schedule_backups: self.kind == PlatformKind::Local,
         }
     }
 

@@ -129,6 +129,10 @@ pub struct BackupPolicy {
     /// `false`: no continuous WAL archiving (PostgreSQL on `local` archives by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive_wal: Option<bool>,
+    /// When scheduled backups run (`daily 01:00 Europe/Paris`), validated
+    /// ([`crate::backup::schedule::Schedule`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 fn maintenance_yaml<S: serde::Serializer>(
@@ -688,6 +692,8 @@ pub struct Draft {
     pub backup_retention: Option<crate::backup::Retention>,
     /// `backup.archive_wal`, when given.
     pub backup_archive_wal: Option<bool>,
+    /// `backup.schedule`, when given.
+    pub backup_schedule: Option<Given<String>>,
 }
 
 impl Draft {
@@ -698,7 +704,7 @@ impl Draft {
     /// [`SpecError::Parse`] for YAML and shape errors (unknown key, wrong type, missing key),
     /// [`SpecError::Invalid`] when `name` differs from the file name.
     pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
-        let raw: raw::RawSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+        let mut raw: raw::RawSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
             path: path.to_path_buf(),
             message: parse_message(&e),
         })?;
@@ -737,6 +743,11 @@ impl Draft {
             maintenance: raw.maintenance.map(|m| given(m.window)),
             backup_retention: raw.backup.as_ref().and_then(|b| b.retention.clone()),
             backup_archive_wal: raw.backup.as_ref().and_then(|b| b.archive_wal),
+            backup_schedule: raw
+                .backup
+                .as_mut()
+                .and_then(|b| b.schedule.take())
+                .map(given),
             backup_store: raw.backup.and_then(|b| b.store).map(given),
             parameters: raw.parameters,
             parameters_source: Source::File {
@@ -925,15 +936,21 @@ impl Draft {
                 ),
             ));
         }
+        if let Some(schedule) = &self.backup_schedule {
+            crate::backup::schedule::Schedule::parse(&schedule.value)
+                .map_err(|m| invalid(schedule.source.clone(), "backup.schedule", m))?;
+        }
         Ok(Spec {
             maintenance,
             backup: (self.backup_store.is_some()
                 || self.backup_retention.is_some()
-                || self.backup_archive_wal.is_some())
+                || self.backup_archive_wal.is_some()
+                || self.backup_schedule.is_some())
             .then(|| BackupPolicy {
                 store: self.backup_store.map(|s| s.value),
                 retention: self.backup_retention,
                 archive_wal: self.backup_archive_wal,
+                schedule: self.backup_schedule.map(|s| s.value),
             }),
             name: self.name.value,
             engine,

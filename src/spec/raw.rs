@@ -77,6 +77,11 @@ pub struct RawBackup {
     /// recovery); default true. `false`: base backups only.
     #[serde(default)]
     pub archive_wal: Option<bool>,
+    /// When `apply` schedules backups: `DAY HH:MM ZONE` (`daily 01:00 Europe/Paris`,
+    /// `Sun 02:00 UTC`); a systemd timer on `local`, a `ScheduledBackup` on kubernetes.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub schedule: Option<Spanned<String>>,
 }
 
 /// `maintenance:` of a spec or target.
