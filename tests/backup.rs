@@ -436,6 +436,21 @@ fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
     backup(&world, "billing", "s3");
     psql(&primary, "insert into invoices values (2001, 0)");
     let newer = backup(&world, "billing", "s3");
+    // Rehearsed first: a drill restores the latest backup on the DR host, counts it and
+    // removes it again.
+    let drill = world
+        .dbctl(&[
+            "backup", "verify", "billing", "--store", "s3", "--target", "dr", "-o", "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(drill["drill"]["ok"], true, "{drill}");
+    assert_eq!(drill["drill"]["target"], "dr", "{drill}");
+    assert_eq!(drill["drill"]["counts"]["public.invoices"], 2001, "{drill}");
+    assert!(
+        !dr_state.join("billing-drill").exists(),
+        "the drill left its scratch database on the DR host"
+    );
     // The primary's site is lost.
     destroy_data(&world, "billing", "postgresql");
 
