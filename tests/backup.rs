@@ -257,6 +257,33 @@ fn mariadb_and_redis_restore_in_place_from_s3_and_swift() {
     );
     backup(&world, "shop", "s3");
     backup(&world, "cache", "swift");
+    // Restore drills of both: exact row counts (MariaDB) and keys (Redis) of the data.
+    let drill = world
+        .dbctl(&[
+            "backup",
+            "verify",
+            "shop",
+            "--store",
+            "s3",
+            "--query",
+            "select count(*) from carts",
+            "--expect",
+            "3",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    let table = format!("{}.carts", shop["database"].as_str().unwrap());
+    assert_eq!(drill["drill"]["counts"][table.as_str()], 3, "{drill}");
+    let drill = world
+        .dbctl(&[
+            "backup", "verify", "cache", "--store", "swift", "-o", "json",
+        ])
+        .ok()
+        .json();
+    let db = format!("db{}", cache["database"].as_str().unwrap());
+    assert_eq!(drill["drill"]["counts"][db.as_str()], 3, "{drill}");
 
     destroy_data(&world, "shop", "mariadb");
     world
