@@ -1030,3 +1030,43 @@ fn a_backup_schedule_is_planned_applied_as_a_systemd_timer_that_backs_up_and_rem
     );
     assert_eq!(world.server_pids(), pids);
 }
+
+#[test]
+fn giving_a_running_postgresql_a_store_is_planned_and_starts_its_wal_archiving() {
+    let world = world_with_stores();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "audit"])
+        .ok();
+    let conn = world.reveal("audit");
+    assert_eq!(psql(&conn, "show archive_mode"), "off");
+    let spec = world.repo.join("etc/databases/audit.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}backup:\n  store: swift\n")).unwrap();
+    world.git(&["commit", "-qam", "audit: back up to swift"]);
+    let plan = world.dbctl(&["plan", "audit", "-o", "json"]).ok().json();
+    let text = plan.to_string();
+    assert!(
+        text.contains("backup.wal_archive") && text.contains("\"swift\""),
+        "{plan}"
+    );
+    world.dbctl(&["apply", "--now"]).ok();
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+    assert_eq!(psql(&conn, "show archive_mode"), "on");
+    psql(&conn, "create table t as select generate_series(1, 1000) g");
+    world
+        .dbctl(&["sql", "audit", "--admin", "-c", "select pg_switch_wal()"])
+        .ok();
+    let archived = (0..40).any(|_| {
+        let found = !swift::shared()
+            .list(&container_of(&world), "audit/wal/")
+            .is_empty();
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        found
+    });
+    assert!(
+        archived,
+        "no WAL segment reached the store after the change"
+    );
+}

@@ -76,6 +76,10 @@ pub struct Applied {
     /// `backup.schedule` as installed (`daily 01:00 Europe/Paris`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_schedule: Option<String>,
+    /// The store WAL is archived to (`off`: none), where the platform archives
+    /// ([`crate::platform::Platform::wal_archive`]); `None`: not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<String>,
 }
 
 impl Applied {
@@ -104,6 +108,7 @@ impl Applied {
                     "allowed_cidrs" => applied.allowed_cidrs.clone_from(&full.allowed_cidrs),
                     "version" => applied.version.clone_from(&full.version),
                     "backup.schedule" => applied.backup_schedule.clone_from(&full.backup_schedule),
+                    "backup.wal_archive" => applied.wal_archive.clone_from(&full.wal_archive),
                     _ => {}
                 }
             }
@@ -122,6 +127,7 @@ impl Applied {
             parameters: spec.parameters.clone(),
             artifact_digests: digests,
             backup_schedule: spec.backup.as_ref().and_then(|b| b.schedule.clone()),
+            wal_archive: None,
         }
     }
 }
@@ -332,6 +338,8 @@ pub struct Want<'a> {
     pub artifact_digests: &'a BTreeMap<String, String>,
     /// What the platform can change.
     pub capabilities: Capabilities,
+    /// Where the server would archive WAL ([`crate::platform::Platform::wal_archive`]).
+    pub wal_archive: Option<String>,
 }
 
 /// The version series of a full version: as many dot-separated parts as `like` has
@@ -560,6 +568,26 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             )?,
         }
     }
+    if let (Some(old), Some(new)) = (&applied.wal_archive, &want.wal_archive)
+        && old != new
+    {
+        // `archive_mode` itself needs a restart; another store only a new command.
+        let toggles = old == "off" || new == "off";
+        configure(
+            &mut changes,
+            Change::update(
+                "backup.wal_archive",
+                old.clone().into(),
+                new.clone().into(),
+                if toggles {
+                    Disruption::Restart
+                } else {
+                    Disruption::Reload
+                },
+                "continuous WAL archiving follows the backup store",
+            ),
+        )?;
+    }
     if applied.backup_schedule != schedule {
         changes.push(Change::update(
             "backup.schedule",
@@ -699,6 +727,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         let observed = up(Applied::of(&s, digests.clone()));
         assert_eq!(plan(&want, &observed).unwrap(), Vec::new());
@@ -731,6 +760,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         let changes = plan(&want, &up(before)).unwrap();
         insta::assert_snapshot!(render(&changes), @r###"
@@ -753,6 +783,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         let refusal = plan(&want, &up(applied.clone())).unwrap_err();
         assert!(refusal.to_string().contains("does not shrink"), "{refusal}");
@@ -762,6 +793,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         let refusal = plan(&want, &up(applied.clone())).unwrap_err();
         assert!(
@@ -776,6 +808,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         assert!(plan(&want, &up(applied.clone())).is_err());
         let want = Want {
@@ -800,6 +833,7 @@ mod tests {
             spec: &s,
             artifact_digests: &digests,
             capabilities: all(),
+            wal_archive: None,
         };
         let mut observed = up(Applied::of(&s, BTreeMap::new()));
         observed.installed_version = Some("15.19".into());

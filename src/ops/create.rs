@@ -366,6 +366,7 @@ pub fn plan_changes(
         spec,
         artifact_digests: &digests,
         capabilities: platform.capabilities(spec),
+        wal_archive: platform.wal_archive(spec),
     };
     let mut changes = crate::change::plan(&want, &observed)?;
     let conn_missing = repo

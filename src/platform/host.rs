@@ -400,7 +400,7 @@ impl Host {
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
         let engine = self.catalog.engine(spec.engine);
-        let wal_archive = self.wal_archive(spec, instance);
+        let wal_archive = self.wal_archive_context(spec, instance);
         Ok(minijinja::context! {
             wal_archive => wal_archive,
             spec => Value::from(minijinja::value::Serde(spec)),
@@ -413,18 +413,23 @@ impl Host {
         })
     }
 
+    /// Whether `spec`'s server archives WAL: PostgreSQL on `local` with a backup store,
+    /// unless `backup.archive_wal: false`.
+    fn archives(&self, spec: &Spec) -> bool {
+        spec.engine == EngineKind::Postgresql
+            && self.kind == PlatformKind::Local
+            && spec.backup.as_ref().and_then(|b| b.archive_wal) != Some(false)
+            && crate::backup::store_of(&self.config, spec).is_some()
+    }
+
     /// PostgreSQL on `local` with a backup store archives its WAL continuously: the
     /// server's `archive_command` runs this dbctl binary (`dbctl wal-push`) with the
     /// instance's `conf/wal-push.json`. `None` elsewhere (over SSH the host has no
     /// dbctl; base backups still work there).
-    fn wal_archive(&self, spec: &Spec, instance: &Instance) -> Option<minijinja::Value> {
-        if spec.engine != EngineKind::Postgresql
-            || self.kind != PlatformKind::Local
-            || spec.backup.as_ref().and_then(|b| b.archive_wal) == Some(false)
-        {
+    fn wal_archive_context(&self, spec: &Spec, instance: &Instance) -> Option<minijinja::Value> {
+        if !self.archives(spec) {
             return None;
         }
-        crate::backup::store_of(&self.config, spec)?;
         let exe = std::env::current_exe().ok()?;
         let command = format!(
             "{} wal-push --config {} %p %f",
@@ -437,7 +442,7 @@ impl Host {
     /// Writes what `dbctl wal-push` needs into the instance's configuration directory
     /// (0600, the service user's): the store with its secret in a file of its own.
     fn write_wal_push(&self, spec: &Spec, instance: &Instance) -> Result<()> {
-        if self.wal_archive(spec, instance).is_none() {
+        if self.wal_archive_context(spec, instance).is_none() {
             return Ok(());
         }
         let Some(name) = crate::backup::store_of(&self.config, spec) else {
@@ -1291,9 +1296,13 @@ impl Host {
             .read_record(&spec.name)?
             .with_context(|| format!("`{}` has no instance record", spec.name))?;
         let digests = self.template_digests(spec)?;
+        let full = Applied {
+            wal_archive: super::Platform::wal_archive(self, spec),
+            ..Applied::of(spec, digests)
+        };
         record.applied = Some(Applied::after(
             record.applied.take(),
-            Applied::of(spec, digests),
+            full,
             req.changes,
             whole,
         ));
@@ -1350,6 +1359,16 @@ impl super::Platform for Host {
 
     fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
         self.template_digests(spec)
+    }
+
+    fn wal_archive(&self, spec: &Spec) -> Option<String> {
+        (spec.engine == EngineKind::Postgresql && self.kind == PlatformKind::Local).then(|| {
+            if self.archives(spec) {
+                crate::backup::store_of(&self.config, spec).unwrap_or_default()
+            } else {
+                "off".to_owned()
+            }
+        })
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {

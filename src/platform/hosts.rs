@@ -78,6 +78,10 @@ impl super::Platform for HostSet {
         self.hosts[0].artifact_digests(spec)
     }
 
+    fn wal_archive(&self, spec: &Spec) -> Option<String> {
+        self.hosts[0].wal_archive(spec)
+    }
+
     fn observe(&self, spec: &Spec) -> Result<Observed> {
         match self.holder(&spec.name)? {
             Some(host) => host.observe(spec),

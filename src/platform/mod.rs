@@ -256,6 +256,13 @@ pub trait Platform: Send + Sync {
     /// A playbook or template that cannot be read.
     fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>>;
 
+    /// The store the server archives `spec`'s WAL to once applied (`off`: none), where
+    /// the platform configures continuous archiving (PostgreSQL on `local`); `None`
+    /// elsewhere. Compared with what was applied, a difference is planned.
+    fn wal_archive(&self, _spec: &Spec) -> Option<String> {
+        None
+    }
+
     /// What runs: state, versions, what was applied, endpoint, sizes, details.
     ///
     /// # Errors

@@ -111,15 +111,24 @@ impl Swift {
         (header("X-Storage-Url"), header("X-Auth-Token"))
     }
 
-    /// Creates `container` (an S3 bucket too) through the Swift API.
+    /// Creates `container` (an S3 bucket too) through the Swift API; a freshly started
+    /// Swift may answer 5xx for a moment, so a few tries.
     pub fn container(&self, container: &str) {
-        let (url, token) = self.auth();
-        let out = Command::new("curl")
-            .args(["-sf", "-X", "PUT", "-H"])
-            .arg(format!("X-Auth-Token: {token}"))
-            .arg(format!("{url}/{container}"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let mut last = None;
+        for _ in 0..10 {
+            let (url, token) = self.auth();
+            let out = Command::new("curl")
+                .args(["-sf", "-X", "PUT", "-H"])
+                .arg(format!("X-Auth-Token: {token}"))
+                .arg(format!("{url}/{container}"))
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return;
+            }
+            last = Some(out);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("creating container {container} failed: {last:?}");
     }
 }
