@@ -137,9 +137,11 @@ Examples:
   dbctl restore my-db --backup 20261203T101500Z-3f9a --yes
   dbctl restore my-db --as my-db-copy --yes       into a new database
   dbctl restore my-db --to-time '2026-12-02 10:15 Europe/Paris' --yes
-  dbctl restore my-db --target dr-cloud --yes     disaster recovery: the database moves")]
+  dbctl restore my-db --target dr-cloud --yes     disaster recovery: the database moves
+  dbctl restore old-db --store offsite --yes      a deleted database, from its backups")]
 pub struct RestoreArgs {
-    /// The database whose backup is restored.
+    /// The database whose backup is restored (deleted ones too: their spec comes from
+    /// the backup, found with `--store`).
     pub name: String,
     /// The backup's id (see `dbctl backups`; default: the latest).
     #[arg(long, value_name = "ID")]
