@@ -1070,3 +1070,29 @@ fn giving_a_running_postgresql_a_store_is_planned_and_starts_its_wal_archiving()
         "no WAL segment reached the store after the change"
     );
 }
+
+#[test]
+fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quietly() {
+    let world = world_with_stores();
+    // `here` is in the world's private temporary directory: root's only.
+    std::fs::write(
+        world.repo.join("etc/databases/journal.yml"),
+        "name: journal\nengine: postgresql\nsize_gb: 1\nversion: \"15\"\nbackup:\n  store: here\n",
+    )
+    .unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "journal archives to a directory"]);
+    let before = world.snapshot();
+    let pids = world.server_pids();
+    let out = world.dbctl(&["apply"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("is not writable by `postgres`"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(world.snapshot(), before);
+    assert_eq!(world.server_pids(), pids);
+    assert!(!world.instance_dir("journal").exists());
+}

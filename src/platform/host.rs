@@ -708,9 +708,53 @@ fn unit_word(text: &str) -> String {
 }
 
 impl Host {
+    /// A `dir` store that PostgreSQL archives WAL into must be writable by the user
+    /// the server (and so its `archive_command`) runs as: else archiving fails later,
+    /// quietly, in the server log. Checks the nearest existing directory of
+    /// `<store>/<name>/wal`.
+    ///
+    /// # Errors
+    /// The directory is not writable by the service user, naming the fixes.
+    fn check_wal_store(&self, spec: &Spec) -> Result<()> {
+        if !self.archives(spec) {
+            return Ok(());
+        }
+        let Some(name) = crate::backup::store_of(&self.config, spec) else {
+            return Ok(());
+        };
+        let Some(crate::backup::StoreConfig::Dir { path }) = self.config.backup_stores.get(&name)
+        else {
+            return Ok(());
+        };
+        let Some(user) = self.service_user(spec.engine) else {
+            return Ok(());
+        };
+        let wal = path.join(&spec.name).join(crate::backup::WAL_DIR);
+        let probe = CommandSpec::new(
+            "sh",
+            [
+                "-c".to_owned(),
+                r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ] && [ -x "$d" ]"#.to_owned(),
+                "sh".to_owned(),
+                wal.to_string_lossy().into_owned(),
+            ],
+        )
+        .run_as(Some(&user));
+        if !self.transport.run(&probe)?.success() {
+            bail!(
+                "backup store `{name}` (`{}`) is not writable by `{user}`, which runs PostgreSQL's WAL archiving for `{}`: make `{}` writable by `{user}`, use a swift or s3 store, or set `backup: {{ archive_wal: false }}`",
+                path.display(),
+                spec.name,
+                wal.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Checks `create` needs (binaries, version, users, disk space for `size_gb`,
     /// templates) without changing anything.
     fn check(&self, spec: &Spec) -> Result<()> {
+        self.check_wal_store(spec)?;
         let engine = self.engine(spec.engine)?;
         let installing = self.package_to_install(spec, engine.as_ref());
         let located = match &installing {
