@@ -456,10 +456,41 @@ pub fn open(
             bytes: 0,
             on_bytes,
         };
-        consume(&mut stream)?;
-        // What the consumer left unread (tar stops at its end-of-archive blocks).
-        std::io::copy(&mut stream, &mut std::io::sink())
-            .with_context(|| format!("backup `{}` of `{}`", manifest.id, manifest.database))?;
+        // Decryption and decompression run a thread ahead of the consumer (which feeds
+        // a pipe to `tar`, `mbstream` or a file), 1 MiB at a time, four pieces deep.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                loop {
+                    let mut piece = vec![0u8; 1 << 20];
+                    let sent = match stream.read(&mut piece) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            piece.truncate(n);
+                            tx.send(Ok(piece))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut ahead = ReadAhead {
+                rx,
+                piece: Vec::new(),
+                at: 0,
+            };
+            consume(&mut ahead)?;
+            // What the consumer left unread (tar stops at its end-of-archive blocks).
+            std::io::copy(&mut ahead, &mut std::io::sink())
+                .with_context(|| format!("backup `{}` of `{}`", manifest.id, manifest.database))?;
+            Ok(())
+        })?;
     }
     std::io::copy(&mut object, &mut std::io::sink())
         .with_context(|| format!("backup `{}` of `{}`", manifest.id, manifest.database))?;
@@ -483,6 +514,32 @@ impl<R: Read> Read for Labelled<'_, R> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.label)))?;
         self.bytes += n as u64;
         (self.on_bytes)(self.bytes);
+        Ok(n)
+    }
+}
+
+/// The consumer's end of [`open`]'s read-ahead thread.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.piece.len() {
+            match self.rx.recv() {
+                Ok(piece) => {
+                    self.piece = piece?;
+                    self.at = 0;
+                }
+                // The producer ended: the stream is complete.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }

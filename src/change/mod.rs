@@ -589,10 +589,11 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
         )?;
     }
     if applied.backup_schedule != schedule {
+        let shown = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".into()).into();
         changes.push(Change::update(
             "backup.schedule",
-            serde_json::json!(applied.backup_schedule),
-            serde_json::json!(schedule),
+            shown(&applied.backup_schedule),
+            shown(&schedule),
             Disruption::None,
             "when scheduled backups run",
         ));

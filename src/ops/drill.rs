@@ -126,6 +126,9 @@ pub fn verify(session: &Session, opts: &VerifyOptions) -> Result<VerifyReport> {
     };
     let scratch = scratch_spec(&repo, &source, opts.target.as_deref())?;
     backup::check_compatible(manifest, scratch.engine, &scratch.version)?;
+    // A target that cannot restore is an error, not a failed drill of the backup.
+    let platform = session.platform(&repo, &scratch)?;
+    super::backup::check_platform(platform.as_ref(), &scratch, "backup verify")?;
     if repo.read_text(&Repo::spec_rel(&scratch.name))?.is_some() {
         bail!(
             "`{}` exists: a drill's scratch database has that name (an interrupted drill leaves it behind); remove it with `dbctl delete {} --yes --skip-final-backup`",
