@@ -33,6 +33,15 @@ fn world_with_stores() -> World {
     world
 }
 
+/// A PostgreSQL database `name` of size 1 on the world's `local` target; its
+/// connection (revealed).
+fn postgresql(world: &World, name: &str) -> serde_json::Value {
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", name])
+        .ok();
+    world.reveal(name)
+}
+
 /// The server's pid file of `name`'s instance.
 fn pid_file(world: &World, name: &str, engine: &str) -> std::path::PathBuf {
     let dir = world.instance_dir(name);
@@ -135,10 +144,7 @@ fn redis(conn: &serde_json::Value, commands: &str) -> String {
 #[test]
 fn postgresql_backups_to_swift_and_s3_restore_after_the_data_is_lost_and_as_a_copy() {
     let world = world_with_stores();
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "orders"])
-        .ok();
-    let conn = world.reveal("orders");
+    let conn = postgresql(&world, "orders");
     psql(
         &conn,
         "create table orders(id int primary key, item text); insert into orders select g, 'item ' || g from generate_series(1, 5000) g",
@@ -410,10 +416,7 @@ fn a_damaged_or_foreign_backup_is_refused_and_the_database_keeps_its_data() {
 #[test]
 fn a_backup_killed_midway_claims_nothing_and_the_next_one_works() {
     let world = world_with_stores();
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "events"])
-        .ok();
-    let conn = world.reveal("events");
+    let conn = postgresql(&world, "events");
     psql(
         &conn,
         "create table events(id int, body text); insert into events select g, repeat(md5(g::text), 40) from generate_series(1, 60000) g",
@@ -452,10 +455,7 @@ fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
     std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
     world.git(&["commit", "-qam", "test: a DR target"]);
 
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "billing"])
-        .ok();
-    let primary = world.reveal("billing");
+    let primary = postgresql(&world, "billing");
     psql(
         &primary,
         "create table invoices(id int, total numeric); insert into invoices select g, g * 1.5 from generate_series(1, 2000) g",
@@ -601,10 +601,7 @@ fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_ti
     )
     .unwrap();
     world.git(&["commit", "-qam", "test: archive to swift"]);
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "payments"])
-        .ok();
-    let conn = world.reveal("payments");
+    let conn = postgresql(&world, "payments");
     psql(
         &conn,
         "create table payments(id int, at timestamptz default now()); insert into payments select generate_series(1, 10)",
@@ -825,10 +822,7 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
 #[test]
 fn a_restore_drill_restores_the_backup_apart_checks_it_and_records_the_recovery_time() {
     let world = world_with_stores();
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "ledger"])
-        .ok();
-    let conn = world.reveal("ledger");
+    let conn = postgresql(&world, "ledger");
     psql(
         &conn,
         "create table entries(id int primary key); insert into entries select generate_series(1, 30); create table accounts(id int); insert into accounts values (1), (2)",
@@ -1034,10 +1028,7 @@ fn a_backup_schedule_is_planned_applied_as_a_systemd_timer_that_backs_up_and_rem
 #[test]
 fn giving_a_running_postgresql_a_store_is_planned_and_starts_its_wal_archiving() {
     let world = world_with_stores();
-    world
-        .dbctl(&["create", "--type", "postgresql", "--size", "1", "audit"])
-        .ok();
-    let conn = world.reveal("audit");
+    let conn = postgresql(&world, "audit");
     assert_eq!(psql(&conn, "show archive_mode"), "off");
     let spec = world.repo.join("etc/databases/audit.yml");
     let text = std::fs::read_to_string(&spec).unwrap();
@@ -1095,4 +1086,33 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
     assert_eq!(world.snapshot(), before);
     assert_eq!(world.server_pids(), pids);
     assert!(!world.instance_dir("journal").exists());
+}
+
+#[test]
+fn kubernetes_renders_the_backup_schedule_as_cloudnative_pgs_cron() {
+    let world = World::new();
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "targets:\n",
+            "targets:\n  k8s:\n    platform: kubernetes\n    backup_destination: s3://backups/dbctl\n",
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        world.repo.join("etc/databases/reports.yml"),
+        "name: reports\nengine: postgresql\nversion: \"15\"\nsize_gb: 1\nbackup:\n  schedule: daily 01:30 Europe/Paris\n",
+    )
+    .unwrap();
+    let out = world
+        .dbctl(&["render", "reports", "--target", "k8s"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("schedule: \"CRON_TZ=Europe/Paris 0 30 1 * * *\""),
+        "{out}"
+    );
 }

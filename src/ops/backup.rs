@@ -25,24 +25,34 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     let name = flag
         .map(str::to_owned)
         .or_else(|| backup::store_of(config, spec));
-    let allowed = || {
-        let names: Vec<_> = config.backup_stores.keys().cloned().collect();
-        if names.is_empty() {
-            "none: add one under `backup_stores` in etc/dbctl.yml".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
     let Some(name) = name else {
         bail!(
             "`{}` has no backup store: pass `--store`, or set `backup: {{ store: … }}` in its spec, `backup_store` on target `{}` or `defaults.backup_store`; stores: {}",
             spec.name,
             spec.target,
-            allowed()
+            stores(config)
         );
     };
+    known_store(config, name)
+}
+
+/// The configured stores, for messages.
+fn stores(config: &crate::spec::Config) -> String {
+    let names: Vec<_> = config.backup_stores.keys().cloned().collect();
+    if names.is_empty() {
+        "none: add one under `backup_stores` in etc/dbctl.yml".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `name` when `backup_stores` has it.
+///
+/// # Errors
+/// An unknown store, listing the allowed ones.
+fn known_store(config: &crate::spec::Config, name: String) -> Result<String> {
     if !config.backup_stores.contains_key(&name) {
-        bail!("unknown backup store `{name}`; allowed: {}", allowed());
+        bail!("unknown backup store `{name}`; allowed: {}", stores(config));
     }
     Ok(name)
 }
@@ -53,16 +63,14 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
 ///
 /// # Errors
 /// A bad name, no store to look in, or an unknown one.
-pub(super) fn spec_and_store(
-    session: &Session,
+fn spec_and_store(
     repo: &Repo,
     name: &str,
     store: Option<&str>,
     target: Option<&str>,
 ) -> Result<(Option<Spec>, String)> {
     crate::spec::check_name(name).map_err(|m| anyhow::anyhow!("database name {m}"))?;
-    if repo.load_spec(name)?.is_some() {
-        let spec = session.existing_spec(repo, name)?;
+    if let Some(spec) = repo.load_spec(name)? {
         let store = store_name(repo, &spec, store)?;
         return Ok((Some(spec), store));
     }
@@ -75,25 +83,70 @@ pub(super) fn spec_and_store(
                 .and_then(|t| t.backup_store.clone())
         })
         .or_else(|| config.default_backup_store.clone());
-    let names = config.backup_stores.keys().cloned().collect::<Vec<_>>();
     let Some(chosen) = chosen else {
         bail!(
             "no database `{name}`: `{}` does not exist; to find the backups of a deleted database pass `--store` (stores: {})",
             Repo::spec_rel(name).display(),
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
+            stores(config)
         );
     };
-    if !config.backup_stores.contains_key(&chosen) {
-        bail!(
-            "unknown backup store `{chosen}`; allowed: {}",
-            names.join(", ")
-        );
-    }
-    Ok((None, chosen))
+    Ok((None, known_store(config, chosen)?))
+}
+
+/// Which backup a restore or a drill takes.
+pub(super) struct Lookup<'a> {
+    /// The database (deleted ones too).
+    pub name: &'a str,
+    /// `--store`.
+    pub store: Option<&'a str>,
+    /// `--target`.
+    pub target: Option<&'a str>,
+    /// `--backup ID`.
+    pub backup: Option<&'a str>,
+    /// `--to-time`, as given and as parsed.
+    pub to_time: Option<(&'a str, jiff::Timestamp)>,
+}
+
+/// A backup found by [`find_backup`].
+pub(super) struct Found {
+    /// The database's spec: its file's, or (deleted) the one the backup recorded,
+    /// moved to `--target`.
+    pub source: Spec,
+    /// The store's name.
+    pub store_name: String,
+    /// The store.
+    pub store: Store,
+    /// The backup.
+    pub manifest: Manifest,
+}
+
+/// Resolves the store, lists the database's backups, picks one ([`choose`]) and the
+/// spec to restore it as ([`recorded_spec`] once the database was deleted).
+///
+/// # Errors
+/// As [`spec_and_store`], [`open_store`], [`choose`] and [`recorded_spec`].
+pub(super) fn find_backup(session: &Session, repo: &Repo, lookup: &Lookup<'_>) -> Result<Found> {
+    let (existing, store_name) = spec_and_store(repo, lookup.name, lookup.store, lookup.target)?;
+    let store = open_store(session, repo, &store_name)?;
+    let (manifests, _) = backup::list(&store, lookup.name)?;
+    let manifest = choose(
+        &manifests,
+        lookup.name,
+        &store_name,
+        lookup.backup,
+        lookup.to_time,
+    )?
+    .clone();
+    let source = match existing {
+        Some(spec) => spec,
+        None => recorded_spec(repo, &manifest, lookup.target)?,
+    };
+    Ok(Found {
+        source,
+        store_name,
+        store,
+        manifest,
+    })
 }
 
 /// The spec a deleted database's backup recorded, moved to `--target` if given,
@@ -102,11 +155,7 @@ pub(super) fn spec_and_store(
 /// # Errors
 /// The backup records no spec, or it is not valid here (a target gone: name one with
 /// `--target`).
-pub(super) fn recorded_spec(
-    repo: &Repo,
-    manifest: &Manifest,
-    target: Option<&str>,
-) -> Result<Spec> {
+fn recorded_spec(repo: &Repo, manifest: &Manifest, target: Option<&str>) -> Result<Spec> {
     let text = manifest.spec.as_deref().with_context(|| {
         format!(
             "backup `{}` records no spec, and `{}` does not exist: create `{}` with `dbctl create`, then restore in place",
@@ -486,8 +535,7 @@ fn age(seconds: i64) -> String {
 /// An unknown database or store, or an unreachable store.
 pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport> {
     let repo = session.repo()?;
-    let (spec, store_name) =
-        spec_and_store(session, &repo, &opts.name, opts.store.as_deref(), None)?;
+    let (spec, store_name) = spec_and_store(&repo, &opts.name, opts.store.as_deref(), None)?;
     let store = open_store(session, &repo, &store_name)?;
     let expired = match (&spec, opts.expire) {
         (Some(spec), true) => {
@@ -598,27 +646,24 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     if !opts.no_commit {
         repo.require_git()?;
     }
-    let (existing, store_name) = spec_and_store(
+    let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
+    let Found {
+        source,
+        store_name,
+        store,
+        manifest,
+    } = find_backup(
         session,
         &repo,
-        &opts.name,
-        opts.store.as_deref(),
-        opts.target.as_deref(),
+        &Lookup {
+            name: &opts.name,
+            store: opts.store.as_deref(),
+            target: opts.target.as_deref(),
+            backup: opts.backup.as_deref(),
+            to_time: opts.to_time.as_deref().zip(target_time),
+        },
     )?;
-    let store = open_store(session, &repo, &store_name)?;
-    let (manifests, _) = backup::list(&store, &opts.name)?;
-    let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
-    let manifest = choose(
-        &manifests,
-        &opts.name,
-        &store_name,
-        opts.backup.as_deref(),
-        opts.to_time.as_deref().zip(target_time),
-    )?;
-    let source = match existing {
-        Some(spec) => spec,
-        None => recorded_spec(&repo, manifest, opts.target.as_deref())?,
-    };
+    let manifest = &manifest;
     let spec = destination(&repo, &source, opts)?;
     backup::check_compatible(manifest, spec.engine, &spec.version)?;
     let spec_rel = Repo::spec_rel(&spec.name);
@@ -786,7 +831,7 @@ pub(super) fn restore_into(
 ///
 /// # Errors
 /// No such backup, none before the time, or none at all, each naming what there is.
-pub(super) fn choose<'m>(
+fn choose<'m>(
     manifests: &'m [Manifest],
     name: &str,
     store_name: &str,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Session;
-use super::backup::{choose, open_store, recorded_spec, restore_into, revalidate, spec_and_store};
+use super::backup::{Found, Lookup, find_backup, restore_into, revalidate};
 use crate::backup::{self, Drill, Manifest};
 use crate::catalog::EngineKind;
 use crate::gitops::Repo;
@@ -104,26 +104,23 @@ pub fn scratch_name(name: &str) -> String {
 /// drill; a backup this target cannot restore (engine, version); the store failing.
 pub fn verify(session: &Session, opts: &VerifyOptions) -> Result<VerifyReport> {
     let repo = session.repo()?;
-    let (existing, store_name) = spec_and_store(
+    let Found {
+        source,
+        store_name,
+        store,
+        manifest,
+    } = find_backup(
         session,
         &repo,
-        &opts.name,
-        opts.store.as_deref(),
-        opts.target.as_deref(),
+        &Lookup {
+            name: &opts.name,
+            store: opts.store.as_deref(),
+            target: opts.target.as_deref(),
+            backup: opts.backup.as_deref(),
+            to_time: None,
+        },
     )?;
-    let store = open_store(session, &repo, &store_name)?;
-    let (manifests, _) = backup::list(&store, &opts.name)?;
-    let manifest = choose(
-        &manifests,
-        &opts.name,
-        &store_name,
-        opts.backup.as_deref(),
-        None,
-    )?;
-    let source = match existing {
-        Some(spec) => spec,
-        None => recorded_spec(&repo, manifest, opts.target.as_deref())?,
-    };
+    let manifest = &manifest;
     let scratch = scratch_spec(&repo, &source, opts.target.as_deref())?;
     backup::check_compatible(manifest, scratch.engine, &scratch.version)?;
     // A target that cannot restore is an error, not a failed drill of the backup.
