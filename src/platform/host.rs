@@ -696,17 +696,6 @@ impl Host {
     }
 }
 
-/// A word of a systemd unit file (systemd.syntax(7)): double-quoted, `\\` and `"`
-/// escaped, `%` doubled (it starts a specifier).
-fn unit_word(text: &str) -> String {
-    format!(
-        "\"{}\"",
-        text.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('%', "%%")
-    )
-}
-
 impl Host {
     /// A `dir` store that PostgreSQL archives WAL into must be writable by the user
     /// the server (and so its `archive_command`) runs as: else archiving fails later,
@@ -909,7 +898,8 @@ impl Host {
     /// Makes the scheduled backups what `backup.schedule` says (`local` only, see
     /// [`crate::backup::schedule`]): a oneshot service running this dbctl
     /// (`dbctl --repo R backup NAME`, as the user who applied) and a timer with the
-    /// schedule's `OnCalendar=`, `Persistent=true` (a missed run runs at boot). Where
+    /// schedule's `OnCalendar=`, `Persistent=true` (a missed run runs at boot), from
+    /// the templates `local/backup.service.j2` and `local/backup.timer.j2`. Where
     /// systemd runs (`/run/systemd/system`) they are linked and the timer enabled with
     /// `systemctl`; elsewhere only written. Without a schedule, both go.
     ///
@@ -953,20 +943,18 @@ impl Host {
         let schedule = crate::backup::schedule::Schedule::parse(text)
             .map_err(|m| anyhow::anyhow!("`{}`: backup.schedule {m}", spec.name))?;
         let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
-        let quote = |p: &Path| unit_word(&p.to_string_lossy());
-        let service_text = format!(
-            "# Written by dbctl for `{name}`: its scheduled backups.\n[Unit]\nDescription=dbctl backup of {name}\n\n[Service]\nType=oneshot\nEnvironment={state}\nExecStart={exe} --quiet --repo {repo} backup {name} --lock-timeout 3600\n",
-            name = spec.name,
-            state = unit_word(&format!("DBCTL_STATE_DIR={}", self.state_dir.display())),
-            exe = quote(&exe),
-            repo = quote(&self.repo_root),
-        );
-        let timer_text = format!(
-            "# Written by dbctl for `{name}`: backup.schedule `{text}`.\n[Unit]\nDescription=Scheduled backups of {name} ({text})\n\n[Timer]\nOnCalendar={calendar}\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
-            name = spec.name,
-            text = text.replace('%', "%%"),
-            calendar = schedule.on_calendar(),
-        );
+        let ctx = minijinja::context! {
+            spec => Value::from(minijinja::value::Serde(spec)),
+            schedule => minijinja::context! {
+                text => text,
+                on_calendar => schedule.on_calendar(),
+            },
+            dbctl => exe.to_string_lossy(),
+            repo => self.repo_root.to_string_lossy(),
+            state_dir => self.state_dir.to_string_lossy(),
+        };
+        let service_text = self.renderer.render("local/backup.service.j2", &ctx)?;
+        let timer_text = self.renderer.render("local/backup.timer.j2", &ctx)?;
         if let Some(dir) = timer.parent() {
             self.transport.make_dir(dir, 0o755, None)?;
         }

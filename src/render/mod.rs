@@ -134,6 +134,16 @@ impl Renderer {
             format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
         });
         env.add_filter("my_host", |s: &str| my_host(s));
+        // A word of a systemd unit file (systemd.syntax(7)): double-quoted, `\` and `"`
+        // escaped, `%` doubled (it starts a specifier).
+        env.add_filter("systemd_word", |s: &str| {
+            format!(
+                "\"{}\"",
+                s.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('%', "%%")
+            )
+        });
         env.add_filter("my_setting", |s: &str| my_setting(s));
         env.add_filter("sha256", |s: &str| {
             hex::encode(Sha256::digest(s.as_bytes()))
