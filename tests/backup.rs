@@ -25,12 +25,18 @@ fn world_with_stores() -> World {
     let swift = swift::shared();
     let container = container_of(&world);
     swift.container(&container);
-    let config = world.repo.join("etc/dbctl.yml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&swift.stores_yaml(&container, &world.dir.path().join("backups")));
-    std::fs::write(&config, text).unwrap();
+    edit_config(&world, |text| {
+        text + &swift.stores_yaml(&container, &world.dir.path().join("backups"))
+    });
     world.git(&["commit", "-qam", "test: backup stores"]);
     world
+}
+
+/// Rewrites the world's `etc/dbctl.yml` with `edit` (uncommitted).
+fn edit_config(world: &World, edit: impl FnOnce(String) -> String) {
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
 }
 
 /// A PostgreSQL database `name` of size 1 on the world's `local` target; its
@@ -389,10 +395,7 @@ fn a_damaged_or_foreign_backup_is_refused_and_the_database_keeps_its_data() {
             "--yes",
         ])
         .fails_with("has no backup `20990101T000000Z-0000`");
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
+    edit_config(&world, |text| {
         text.replace(
             "user: test:tester\n    secret_file",
             "user: test:intruder\n    secret_file",
@@ -401,9 +404,8 @@ fn a_damaged_or_foreign_backup_is_refused_and_the_database_keeps_its_data() {
             &format!("127.0.0.1:{}/auth", swift::shared().port),
             "127.0.0.1:9/auth",
             1,
-        ),
-    )
-    .unwrap();
+        )
+    });
     world
         .dbctl(&["backup", "ledger", "--store", "swift"])
         .fails_with("backup store `swift` cannot be reached at http://127.0.0.1:9/auth/v1.0");
@@ -442,8 +444,6 @@ fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
     let world = world_with_stores();
     let sshd = Sshd::start(&world.dir.path().join("sshd"));
     let dr_state = world.dir.path().join("dr-state");
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
     let target = format!(
         "targets:\n  dr:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
         sshd.port,
@@ -452,7 +452,7 @@ fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
         dr_state.display(),
         41_000 + (std::process::id() % 400) as u16 * 10,
     );
-    std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
+    edit_config(&world, |text| text.replacen("targets:\n", &target, 1));
     world.git(&["commit", "-qam", "test: a DR target"]);
 
     let primary = postgresql(&world, "billing");
@@ -589,17 +589,13 @@ fn retention_removes_exactly_the_backups_it_lets_go() {
 #[test]
 fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_time() {
     let world = world_with_stores();
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
+    edit_config(&world, |text| {
         text.replacen(
             "  plan: small\n",
             "  plan: small\n  backup_store: swift\n",
             1,
-        ),
-    )
-    .unwrap();
+        )
+    });
     world.git(&["commit", "-qam", "test: archive to swift"]);
     let conn = postgresql(&world, "payments");
     psql(
@@ -709,13 +705,12 @@ fn delete_takes_a_final_backup_to_the_databases_store_first() {
     // and the database is left as it was.
     let blocked = world.dir.path().join("not-a-directory");
     std::fs::write(&blocked, "").unwrap();
-    let config = world.repo.join("etc/dbctl.yml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "  blocked:\n    kind: dir\n    path: {}\n",
-        blocked.display()
-    ));
-    std::fs::write(&config, text).unwrap();
+    edit_config(&world, |text| {
+        text + &format!(
+            "  blocked:\n    kind: dir\n    path: {}\n",
+            blocked.display()
+        )
+    });
     world.git(&["commit", "-qam", "test: a store that cannot be opened"]);
     let spec = redis_with_backup(&world, "sessions", "  store: blocked\n");
     let conn = world.reveal("sessions");
@@ -916,17 +911,13 @@ fn a_restore_drill_restores_the_backup_apart_checks_it_and_records_the_recovery_
 #[test]
 fn archive_wal_false_leaves_postgresql_without_an_archive_command() {
     let world = world_with_stores();
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
+    edit_config(&world, |text| {
         text.replacen(
             "  plan: small\n",
             "  plan: small\n  backup_store: here\n",
             1,
-        ),
-    )
-    .unwrap();
+        )
+    });
     for (name, backup) in [
         ("archived", ""),
         ("unarchived", "backup: {archive_wal: false}\n"),
@@ -1091,17 +1082,9 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
 #[test]
 fn kubernetes_renders_the_backup_schedule_as_cloudnative_pgs_cron() {
     let world = World::new();
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen(
-            "targets:\n",
-            "targets:\n  k8s:\n    platform: kubernetes\n    backup_destination: s3://backups/dbctl\n",
-            1,
-        ),
-    )
-    .unwrap();
+    edit_config(&world, |text| {
+        text.replacen("targets:\n", "targets:\n  k8s:\n    platform: kubernetes\n    backup_destination: s3://backups/dbctl\n", 1)
+    });
     std::fs::write(
         world.repo.join("etc/databases/reports.yml"),
         "name: reports\nengine: postgresql\nversion: \"15\"\nsize_gb: 1\nbackup:\n  schedule: daily 01:30 Europe/Paris\n",
