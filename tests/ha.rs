@@ -20,8 +20,13 @@ fn configure(world: &World, cluster: &Cluster) {
         cluster.dir.join("shared").display(),
         cluster.id,
     );
-    std::fs::write(&config, text.replacen("targets:\n", &target, 1)).unwrap();
-    world.git(&["commit", "-qam", "test: pacemaker target"]);
+    let store = format!(
+        "backup_stores:\n  here:\n    kind: dir\n    path: {}\n",
+        world.dir.path().join("backups").display()
+    );
+    let target = target + "    backup_store: here\n";
+    std::fs::write(&config, text.replacen("targets:\n", &target, 1) + &store).unwrap();
+    world.git(&["commit", "-qam", "test: pacemaker target, a backup store"]);
 }
 
 /// What a scenario runs through the client: `setup` once, `insert(first, last)` ten
@@ -93,19 +98,30 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
     }
 
+    backs_up_and_restores_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
+    rotates_credentials_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
+
     // Re-running create with what the spec says changes nothing.
     let mut again_args = create.to_vec();
     if engine == "postgresql" {
+        again_args[6] = "2";
         again_args.extend(["--param", "max_connections=150", "--param", "work_mem=64MB"]);
     }
     let again = dbctl(&world, &cluster, &again_args).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    dbctl(
+    // Delete takes a final backup from the group first.
+    let deleted = dbctl(&world, &cluster, &["delete", &name, "--yes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(deleted["final_backup"]["store"], "here", "{deleted}");
+    let listed = dbctl(
         &world,
         &cluster,
-        &["delete", &name, "--yes", "--skip-final-backup"],
+        &["backups", &name, "--store", "here", "-o", "json"],
     )
-    .ok();
+    .ok()
+    .json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
     let out = cluster.ssh("10.203.0.11", &format!("pcs resource config db-{name}"));
     assert!(!out.status.success(), "group still configured");
     assert!(
@@ -160,11 +176,47 @@ fn changes_in_the_running_group(
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     assert_eq!(sql("show max_connections"), "150");
     assert_eq!(sql("show work_mem"), "64MB");
-    // Fail over back: the configuration lives with the data.
+    // Grow the storage: the image and the mounted filesystem, data kept (offline
+    // here: this machine may not resize a mounted ext4, so the group's filesystem
+    // stops while it grows).
+    // The size of the group's filesystem as the node running it has it mounted
+    // (`None`: not mounted there).
+    let fs_bytes = || -> Option<u64> {
+        let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+            .ok()
+            .json();
+        let (_, ip, _) = placement(&status);
+        let out = cluster.ssh(
+            ip,
+            &format!(
+                "findmnt -n -b -o SIZE --mountpoint /srv/dbctl-{}/{name}",
+                cluster.id
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    assert!(fs_bytes().is_some_and(|b| b < 1 << 30), "{:?}", fs_bytes());
+    let plan = dbctl(
+        world,
+        cluster,
+        &["resize", name, "--size", "2", "--dry-run"],
+    )
+    .ok();
+    assert!(plan.stdout.contains("size_gb"), "{}", plan.stdout);
+    dbctl(world, cluster, &["resize", name, "--size", "2", "--now"]).ok();
+    let image = std::fs::metadata(cluster.dir.join(format!("shared/{name}.img"))).unwrap();
+    assert_eq!(image.len(), 2 << 30);
+    assert!(
+        fs_bytes().is_some_and(|b| b > 3 << 29),
+        "the filesystem did not grow: {:?}",
+        fs_bytes()
+    );
+    assert_eq!(sql(work.count), "1000");
     let status = dbctl(world, cluster, &["status", name, "-o", "json"])
         .ok()
         .json();
     let (active, active_ip, _) = placement(&status);
+    // Fail over back: the configuration and the grown filesystem live with the data.
     let other = if active == "node1" { "node2" } else { "node1" };
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {other} --wait=120"));
     let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));
@@ -175,9 +227,114 @@ fn changes_in_the_running_group(
     );
     assert_eq!(sql("show max_connections"), "150");
     assert_eq!(sql(work.count), "1000");
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (now, _, _) = placement(&status);
+    assert_ne!(now, active, "{status}");
+    assert!(
+        fs_bytes().is_some_and(|b| b > 3 << 29),
+        "the other node mounted the old size: {:?}",
+        fs_bytes()
+    );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
     let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+/// The admin channel, backup and restore on the node running the group (after the
+/// failover: not the first node): `dbctl sql` counts the rows, a backup to the
+/// target's `dir` store, rows written after it, `restore --yes` in place, and through
+/// the VIP exactly the backed-up rows are there; the database runs, nothing is planned.
+fn backs_up_and_restores_in_the_group(
+    world: &World,
+    cluster: &Cluster,
+    name: &str,
+    client: Client,
+    (user, password): (&str, &str),
+    work: &Workload,
+) {
+    let counted = dbctl(world, cluster, &["sql", name, "-c", work.count]).ok();
+    assert!(
+        counted.stdout.lines().any(|l| l.trim() == "1000"),
+        "{}",
+        counted.stdout
+    );
+    let report = dbctl(world, cluster, &["backup", name, "-o", "json"])
+        .ok()
+        .json();
+    let id = report["manifest"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        report["manifest"]["raw_bytes"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let sql = |q: &str| client.query_until_up(cluster, user, password, q);
+    sql(&(work.insert)(1001, 1100));
+    assert_eq!(sql(work.count), "1100");
+    let restored = dbctl(world, cluster, &["restore", name, "--yes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(restored["backup"], id.as_str(), "{restored}");
+    assert_eq!(
+        sql(work.count),
+        "1000",
+        "the restore did not bring back the backup's rows: {restored}"
+    );
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(status["status"]["state"], "up", "{status}");
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+/// Two rotations on the group: the first gives `<user>_r` a password and the
+/// connection file names it while the old file's login keeps working; the second
+/// (`--grace 1`) gives the owner a new password and retires `<user>_r`, so only the
+/// newest file's login works. `dbctl sql` follows the connection file.
+fn rotates_credentials_in_the_group(
+    world: &World,
+    cluster: &Cluster,
+    name: &str,
+    client: Client,
+    (user, password): (&str, &str),
+    work: &Workload,
+) {
+    // Either login works in the database named like the owner.
+    let count = |conn: &serde_json::Value| {
+        client.query_as(
+            cluster,
+            (conn["username"].as_str().unwrap(), user),
+            conn["password"].as_str().unwrap(),
+            work.count,
+        )
+    };
+    dbctl(world, cluster, &["rotate-credentials", name]).ok();
+    let rotated = reveal_in(world, &cluster.bridge(), name);
+    assert_eq!(rotated["username"], format!("{user}_r"), "{rotated}");
+    assert_eq!(count(&rotated).as_deref(), Ok("1000"));
+    assert_eq!(
+        client.query(cluster, user, password, work.count).as_deref(),
+        Ok("1000"),
+        "the previous connection file's login stopped working"
+    );
+    dbctl(
+        world,
+        cluster,
+        &["rotate-credentials", name, "--grace", "1"],
+    )
+    .ok();
+    let newest = reveal_in(world, &cluster.bridge(), name);
+    assert_eq!(newest["username"], user, "{newest}");
+    assert_eq!(count(&newest).as_deref(), Ok("1000"));
+    assert!(
+        count(&rotated).is_err(),
+        "the retired login `{user}_r` still works"
+    );
+    assert!(
+        client.query(cluster, user, password, work.count).is_err(),
+        "the owner's replaced password still works"
+    );
 }
 
 #[test]

@@ -178,7 +178,21 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
     let targets = format!(
         "targets:\n  os-test:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/openrc.sh\n    heat_environment: files/heat/env.yaml\n{ssh}  os-bad:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/bad-openrc.sh\n{ssh}"
     );
-    std::fs::write(&config, text.replacen("targets:\n", &targets, 1)).unwrap();
+    // Leases go under the world's directory (the nodes share this machine's
+    // filesystem), so none outlives the test.
+    let targets = targets.replacen(
+        "    heat_environment:",
+        &format!(
+            "    backup_store: here\n    state_dir: {}\n    heat_environment:",
+            world.dir.path().join("os-state").display()
+        ),
+        1,
+    );
+    let store = format!(
+        "backup_stores:\n  here:\n    kind: dir\n    path: {}\n",
+        world.dir.path().join("backups").display()
+    );
+    std::fs::write(&config, text.replacen("targets:\n", &targets, 1) + &store).unwrap();
     world.git(&["add", "-A"]);
     world.git(&["commit", "-qm", "test: openstack target"]);
 }
@@ -375,7 +389,31 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         plan["databases"][0]["changes"][0]["attribute"], "parameters.max_connections",
         "{plan}"
     );
+    // Another runner's lease on the cluster's first node (the nodes share this
+    // machine's filesystem) holds the change back, naming it; once it is gone the
+    // change applies.
+    let leases = world.dir.path().join("os-state/.leases");
+    let leases = leases.as_path();
+    std::fs::create_dir_all(leases).unwrap();
+    let holder = serde_json::json!({
+        "token": "t-other", "operation": "apply", "user": "ci@runner-2", "host": "runner-2",
+        "pid": 4242, "repo": "/builds/other-clone", "since": "2026-12-04T10:00:00Z",
+        "expires_at": "2999-01-01T00:00:00Z",
+    });
+    std::fs::write(leases.join("os-db.json"), holder.to_string()).unwrap();
+    let held = dbctl(&world, &cluster, &["apply", "os-db", "--now"]);
+    let said = format!("{}{}", held.stdout, held.stderr);
+    assert_eq!(held.code, 1, "{said}");
+    assert!(
+        said.contains("being changed by another runner") && said.contains("runner-2"),
+        "{said}"
+    );
+    std::fs::remove_file(leases.join("os-db.json")).unwrap();
     dbctl(&world, &cluster, &["apply", "os-db", "--now"]).ok();
+    assert!(
+        !leases.join("os-db.json").exists(),
+        "apply left its lease behind"
+    );
     let value = Client::Psql.query_until_up(&cluster, "os_db", &password, "show max_connections");
     assert_eq!(value, "140");
     assert_eq!(
@@ -386,13 +424,90 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let plan = dbctl(&world, &cluster, &["plan", "os-db", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 
-    // Delete: groups gone from the CIB, stacks gone from Heat.
-    dbctl(
+    // A changed Heat input of the running database (the nodes' image) is planned as
+    // its stack's artifact, restart-class; apply updates that stack alone, data kept.
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("    image: debian-13\n", "    image: debian-13-slim\n", 1),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "test: nodes on debian-13-slim"]);
+    let plan = dbctl(&world, &cluster, &["plan", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let changes = plan["databases"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan}");
+    assert_eq!(
+        changes[0]["attribute"], "artifact.heat/db-os-db-cluster",
+        "{plan}"
+    );
+    assert_eq!(changes[0]["disruption"], "restart", "{plan}");
+    let applied = dbctl(&world, &cluster, &["apply", "os-db", "--now", "--verbose"]).ok();
+    for line in [
+        "Heat stack db-os-db-cluster: updating",
+        "Heat stack db-os-db-ip: unchanged",
+        "Heat stack db-os-db-data: unchanged",
+    ] {
+        assert!(applied.stderr.contains(line), "{}", applied.stderr);
+    }
+    let count = Client::Psql.query_until_up(&cluster, "os_db", &password, "select count(*) from t");
+    assert_eq!(count, "500");
+    let plan = dbctl(&world, &cluster, &["plan", "os-db", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    let stacks_before = cloud.stacks();
+
+    // Backup and restore on the node running the groups, found through Heat's
+    // outputs: rows written after the backup are gone again, the stacks untouched.
+    let counted = dbctl(
         &world,
         &cluster,
-        &["delete", "os-db", "--yes", "--skip-final-backup"],
+        &["sql", "os-db", "-c", "select count(*) from t"],
     )
     .ok();
+    assert!(
+        counted.stdout.lines().any(|l| l.trim() == "500"),
+        "{}",
+        counted.stdout
+    );
+    let backup = dbctl(&world, &cluster, &["backup", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let id = backup["manifest"]["id"].as_str().unwrap().to_owned();
+    Client::Psql
+        .query(
+            &cluster,
+            "os_db",
+            &password,
+            "insert into t select generate_series(501, 600)",
+        )
+        .unwrap();
+    let restored = dbctl(
+        &world,
+        &cluster,
+        &["restore", "os-db", "--yes", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(restored["backup"], id.as_str(), "{restored}");
+    let count = Client::Psql.query_until_up(&cluster, "os_db", &password, "select count(*) from t");
+    assert_eq!(
+        count, "500",
+        "the restore did not bring back the backup's rows"
+    );
+    assert_eq!(cloud.stacks(), stacks_before, "a restore touched Heat");
+
+    // Delete takes a final backup, then the groups go from the CIB and the stacks
+    // from Heat.
+    let deleted = dbctl(
+        &world,
+        &cluster,
+        &["delete", "os-db", "--yes", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(deleted["final_backup"]["store"], "here", "{deleted}");
     for group in ["db-os-db-storage", "db-os-db-service"] {
         let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
         assert!(!out.status.success(), "{group} still configured");

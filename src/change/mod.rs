@@ -316,8 +316,8 @@ pub struct Refusal {
 /// What the platform can change in place, per database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// `size_gb` may grow.
-    pub grow: bool,
+    /// `size_gb` may grow, with what disruption (`None`: it cannot grow here).
+    pub grow: Option<Disruption>,
     /// A minor upgrade (new binaries of the same series, restart).
     pub minor_upgrade: bool,
     /// A major upgrade (another series: data is converted).
@@ -326,6 +326,9 @@ pub struct Capabilities {
     pub configure: bool,
     /// `backup.schedule` (a systemd timer on `local`).
     pub schedule_backups: bool,
+    /// `dbctl backup`, `restore` and `backup verify`: the platform streams a backup
+    /// out of the running database and restores one in place (`-/+ data`).
+    pub backup: bool,
 }
 
 /// What the spec wants, beyond the spec itself: the digests of the templates its
@@ -465,20 +468,24 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
         });
     }
     if spec.size_gb > applied.size_gb {
-        if !caps.grow {
+        let Some(disruption) = caps.grow else {
             return Err(Refusal {
                 attribute: "size_gb".into(),
                 old: format!("{} GB", applied.size_gb),
                 new: format!("{} GB", spec.size_gb),
                 why: "this platform cannot grow storage in place yet".into(),
             });
-        }
+        };
         changes.push(Change::update(
             "size_gb",
             applied.size_gb.into(),
             spec.size_gb.into(),
-            Disruption::None,
-            "grow the allotment",
+            disruption,
+            if disruption == Disruption::None {
+                "grow the allotment"
+            } else {
+                "grow the storage and its filesystem (the database may stop while it grows)"
+            },
         ));
     }
     let configure = |changes: &mut Vec<Change>, change: Change| -> Result<(), Refusal> {
@@ -696,11 +703,12 @@ mod tests {
 
     fn all() -> Capabilities {
         Capabilities {
-            grow: true,
+            grow: Some(Disruption::None),
             minor_upgrade: true,
             major_upgrade: false,
             configure: true,
             schedule_backups: true,
+            backup: true,
         }
     }
 
@@ -772,6 +780,40 @@ mod tests {
         ~ parameters.max_connections: - -> "200" (restart)
         "###);
         assert_eq!(disruption(&changes), Disruption::Restart);
+    }
+
+    #[test]
+    fn growing_takes_the_platforms_disruption_and_a_heat_stack_change_restarts() {
+        let mut s = spec();
+        let before = Applied::of(
+            &s,
+            BTreeMap::from([("heat/db-x-cluster".to_owned(), "aa".to_owned())]),
+        );
+        s.size_gb = 20;
+        let digests = BTreeMap::from([("heat/db-x-cluster".to_owned(), "bb".to_owned())]);
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: Capabilities {
+                grow: Some(Disruption::Restart),
+                ..all()
+            },
+            wal_archive: None,
+        };
+        insta::assert_snapshot!(render(&plan(&want, &up(before.clone())).unwrap()), @r###"
+        ~ size_gb: 10 -> 20 (restart)
+        ~ artifact.heat/db-x-cluster: "aa" -> "bb" (restart)
+        "###);
+        let cannot = Want {
+            capabilities: Capabilities {
+                grow: None,
+                ..all()
+            },
+            ..want
+        };
+        let refusal = plan(&cannot, &up(before)).unwrap_err();
+        assert_eq!(refusal.attribute, "size_gb");
+        assert!(refusal.why.contains("cannot grow"), "{}", refusal.why);
     }
 
     #[test]

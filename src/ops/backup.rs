@@ -183,8 +183,8 @@ fn recorded_spec(repo: &Repo, manifest: &Manifest, target: Option<&str>) -> Resu
         })
 }
 
-/// Backups and restores run on host platforms (`local`, `ssh`) only: elsewhere there is
-/// no backup playbook nor a restore step yet, and nothing may claim otherwise.
+/// Backups, restores and drills run where the platform says it can
+/// ([`crate::change::Capabilities::backup`]): nothing may claim otherwise.
 ///
 /// # Errors
 /// Another platform, naming the target.
@@ -193,13 +193,12 @@ pub(super) fn check_platform(
     spec: &Spec,
     verb: &str,
 ) -> Result<()> {
-    use crate::spec::PlatformKind;
-    let kind = platform.kind();
-    if !matches!(kind, PlatformKind::Local | PlatformKind::Ssh) {
+    if !platform.capabilities(spec).backup {
         bail!(
-            "`dbctl {verb}` of `{}` on target `{}` (platform `{kind}`) is not built yet; it runs on `local` and `ssh` targets",
+            "`dbctl {verb}` of `{}` on target `{}` (platform `{}`) is not built yet; it runs on `local`, `ssh`, `pacemaker` and `openstack` targets",
             spec.name,
-            spec.target
+            spec.target,
+            platform.kind()
         );
     }
     Ok(())

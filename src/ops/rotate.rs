@@ -90,7 +90,7 @@ fn alternate(user: &str, current: &str) -> Result<String> {
 /// Runs `dbctl rotate-credentials`.
 ///
 /// # Errors
-/// An unknown database, an engine without two-login rotation (Redis), a connection
+/// An unknown database, an engine without two-login rotation (MongoDB), a connection
 /// file this identity cannot decrypt, a held lock or lease, or a failed step.
 pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
     let repo = session.repo()?;
@@ -99,15 +99,10 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
     }
     let spec = session.existing_spec(&repo, &opts.name)?;
     let platform = session.platform(&repo, &spec)?;
-    let host_platform = matches!(
-        platform.kind(),
-        crate::spec::PlatformKind::Local | crate::spec::PlatformKind::Ssh
-    );
-    if spec.engine == EngineKind::Mongodb || (spec.engine == EngineKind::Redis && !host_platform) {
+    if spec.engine == EngineKind::Mongodb {
         bail!(
-            "`dbctl rotate-credentials` rotates PostgreSQL and MariaDB logins everywhere and Redis ACL users on `local` and `ssh`; {} on `{}` (`{}`) is not supported yet",
+            "`dbctl rotate-credentials` rotates PostgreSQL and MariaDB logins and Redis ACL users; {} (`{}`) is not supported yet",
             spec.engine,
-            platform.kind(),
             spec.name
         );
     }

@@ -569,9 +569,8 @@ impl Host {
         Ok(Some(secret))
     }
 
-    /// Redis after `rotate-credentials`: the ACL line of the login the connection file
-    /// does not name, kept from the instance's `users.acl` so its clients keep working —
-    /// only if it has exactly the form dbctl writes (no other permissions slip in).
+    /// Redis after `rotate-credentials`: the other login's ACL line, kept from the
+    /// instance's `users.acl` ([`super::kept_acl`]).
     fn kept_acl(
         &self,
         spec: &Spec,
@@ -581,26 +580,10 @@ impl Host {
         if spec.engine != EngineKind::Redis {
             return Ok(None);
         }
-        let login = login.unwrap_or(&spec.user);
-        let other = if login == spec.user {
-            format!("{}_r", spec.user)
-        } else {
-            spec.user.clone()
-        };
-        let Some(bytes) = self
+        let acl = self
             .transport
-            .read_file(&instance.conf_dir.join("users.acl"))?
-        else {
-            return Ok(None);
-        };
-        let prefix = format!("user {other} on #");
-        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|line| {
-            let hash = line
-                .strip_prefix(&prefix)?
-                .strip_suffix(" ~* &* +@all -@admin")?;
-            (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| line.to_owned())
-        }))
+            .read_file(&instance.conf_dir.join("users.acl"))?;
+        Ok(acl.and_then(|bytes| super::kept_acl(spec, login, &bytes)))
     }
 
     /// The last error lines of the instance's server logs (`log/server.log`,
@@ -1153,24 +1136,6 @@ impl Host {
         Ok(())
     }
 
-    /// Backup programs the engine needs, or an error naming the package.
-    fn check_backup_binaries(
-        &self,
-        engine: &dyn Engine,
-        bin: &BTreeMap<String, String>,
-    ) -> Result<()> {
-        for (name, package) in engine.backup_binaries() {
-            if !bin.contains_key(*name) {
-                bail!(
-                    "{} backups need `{name}`, which is not installed on {}; install the package `{package}`",
-                    engine.kind(),
-                    self.transport.host()
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// Restores a backup in place (a new database is created first): `restore.yml`
     /// unpacks it next to the running server and swaps the data directories once it
     /// is all there and checked; the create playbook starts the server on it and sets
@@ -1181,7 +1146,7 @@ impl Host {
         let spec = req.spec;
         let engine = self.engine(spec.engine)?;
         let located = self.locate(spec, engine.as_ref())?;
-        self.check_backup_binaries(engine.as_ref(), &located.bin)?;
+        super::check_backup_binaries(engine.as_ref(), &located.bin, self.transport.host())?;
         if source.recovery.is_some() && spec.engine != EngineKind::Postgresql {
             bail!(
                 "`--to-time` (point-in-time recovery) is for postgresql; `{}` is {}",
@@ -1379,13 +1344,14 @@ impl super::Platform for Host {
 
     fn capabilities(&self, spec: &Spec) -> Capabilities {
         Capabilities {
-            grow: true,
+            grow: Some(Disruption::None),
             minor_upgrade: true,
             // PostgreSQL: dump, a new data directory of the new major, restore
             // (`upgrade-dump.yml`, `upgrade-restore.yml`).
             major_upgrade: spec.engine == EngineKind::Postgresql,
             configure: true,
             schedule_backups: self.kind == PlatformKind::Local,
+            backup: true,
         }
     }
 
@@ -1558,27 +1524,14 @@ impl Admin for HostAdmin<'_> {
         output: &mut dyn std::io::Write,
         role: Role<'_>,
     ) -> Result<(i32, String)> {
-        let cmd = match role {
-            Role::Admin => self
-                .engine
-                .admin_command(self.transport, &self.instance, &self.bin)?,
-            Role::Owner { login, password } => {
-                // PostgreSQL acts as the owner role whatever the login; the others log
-                // in as the login.
-                let instance = if self.engine.kind() == EngineKind::Postgresql {
-                    self.instance.clone()
-                } else {
-                    Instance {
-                        user: login.to_owned(),
-                        ..self.instance.clone()
-                    }
-                };
-                self.engine
-                    .owner_command(self.transport, &instance, &self.bin, password)?
-            }
-        };
-        let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));
-        Ok(self.transport.run_piped(&cmd, input, output)?)
+        super::run_client(
+            self.transport,
+            self.engine.as_ref(),
+            &self.instance,
+            &self.bin,
+            (input, output),
+            role,
+        )
     }
 
     fn backup(
@@ -1586,8 +1539,7 @@ impl Admin for HostAdmin<'_> {
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
     ) -> Result<super::BackupTaken> {
-        self.host
-            .check_backup_binaries(self.engine.as_ref(), &self.bin)?;
+        super::check_backup_binaries(self.engine.as_ref(), &self.bin, self.transport.host())?;
         let ctx = self
             .host
             .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;

@@ -12,19 +12,24 @@ use anyhow::{Result, bail};
 use super::{Lease, LeaseHolder};
 use crate::transport::Transport;
 
-/// Takes the lease of `name` in `dir` on `transport`, waiting up to `wait` for a live
-/// holder; released when the returned [`Lease`] is dropped (only if still ours).
+/// Takes the lease of `name` in `dir` on `transport` (a reference, or a handle that
+/// owns its connection), waiting up to `wait` for a live holder; released when the
+/// returned [`Lease`] is dropped (only if still ours).
 ///
 /// # Errors
 /// Another runner holds an unexpired lease (naming it and when it expires), or the
 /// directory cannot be written.
-pub fn take<'a>(
-    transport: &'a dyn Transport,
+pub fn take<'a, T>(
+    transport: T,
     dir: &Path,
     name: &str,
     holder: &LeaseHolder,
     wait: Duration,
-) -> Result<Lease<'a>> {
+) -> Result<Lease<'a>>
+where
+    T: std::ops::Deref + 'a,
+    T::Target: Transport,
+{
     transport.make_dir(dir, 0o700, None)?;
     let path = dir.join(format!("{name}.json"));
     let body = serde_json::to_vec_pretty(holder)?;

@@ -297,8 +297,8 @@ pub trait Platform: Send + Sync {
         holder: &LeaseHolder,
         wait: std::time::Duration,
     ) -> Result<Option<Lease<'_>>> {
-        // Platforms without a place every runner sees (pacemaker, openstack, the
-        // cloud platforms for now): the repo's lock is what serialises runs.
+        // Platforms without a place every runner sees (the render-only cloud
+        // platforms for now): the repo's lock is what serialises runs.
         let _ = (spec, holder, wait);
         Ok(None)
     }
@@ -372,6 +372,27 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     })
 }
 
+/// Redis after `rotate-credentials`: the ACL line of the login the connection file
+/// will not name (`login`, default the spec's `user`, is the one getting the new
+/// password), found in the database's `users.acl` bytes, so its clients keep working —
+/// only if it has exactly the form `local/redis/users.acl.j2` writes (a 64-digit SHA-256
+/// hash, `~* &* +@all -@admin`), so no other permissions slip in. `None`: no such line.
+pub(crate) fn kept_acl(spec: &Spec, login: Option<&str>, users_acl: &[u8]) -> Option<String> {
+    let login = login.unwrap_or(&spec.user);
+    let other = if login == spec.user {
+        format!("{}_r", spec.user)
+    } else {
+        spec.user.clone()
+    };
+    let prefix = format!("user {other} on #");
+    String::from_utf8_lossy(users_acl).lines().find_map(|line| {
+        let hash = line
+            .strip_prefix(&prefix)?
+            .strip_suffix(" ~* &* +@all -@admin")?;
+        (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit())).then(|| line.to_owned())
+    })
+}
+
 /// The secret template variables of a database: `password` (the Redis ACL file hashes
 /// it), and the stored forms SQL engines are given instead of it, so the plain password
 /// never reaches a server or its logs: `password_scram` (PostgreSQL SCRAM-SHA-256
@@ -420,4 +441,58 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
             Ok(Box::new(Cloud::new(repo, target)))
         }
     }
+}
+
+/// Runs an admin batch through the engine's own client on `transport` (the instance's
+/// host, or the cluster node running its group): as the administrator, or as the
+/// owner — PostgreSQL as the administrator acting as the owner role, the others
+/// logging in as the connection file's login. Shared by every admin channel.
+///
+/// # Errors
+/// The client cannot be started or reached.
+pub(crate) fn run_client(
+    transport: &dyn crate::transport::Transport,
+    engine: &dyn crate::engine::Engine,
+    instance: &crate::engine::Instance,
+    bin: &BTreeMap<String, String>,
+    io: (&mut (dyn std::io::Read + Send), &mut dyn std::io::Write),
+    role: Role<'_>,
+) -> Result<(i32, String)> {
+    let cmd = match role {
+        Role::Admin => engine.admin_command(transport, instance, bin)?,
+        Role::Owner { login, password } => {
+            let instance = if engine.kind() == EngineKind::Postgresql {
+                instance.clone()
+            } else {
+                crate::engine::Instance {
+                    user: login.to_owned(),
+                    ..instance.clone()
+                }
+            };
+            engine.owner_command(transport, &instance, bin, password)?
+        }
+    };
+    let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));
+    Ok(transport.run_piped(&cmd, io.0, io.1)?)
+}
+
+/// Checks that the backup programs `engine` needs ([`crate::engine::Engine::
+/// backup_binaries`]) are among the located `bin`aries on `host`.
+///
+/// # Errors
+/// One is missing, naming it, the host and the package to install.
+pub(crate) fn check_backup_binaries(
+    engine: &dyn crate::engine::Engine,
+    bin: &BTreeMap<String, String>,
+    host: &str,
+) -> Result<()> {
+    for (name, package) in engine.backup_binaries() {
+        if !bin.contains_key(*name) {
+            anyhow::bail!(
+                "{} backups need `{name}`, which is not installed on {host}; install the package `{package}`",
+                engine.kind(),
+            );
+        }
+    }
+    Ok(())
 }

@@ -46,6 +46,17 @@ pub struct Node {
     pub ssh: Ssh,
 }
 
+/// A cluster's first node, owning the cluster's connections ([`Cluster::into_first`]).
+pub struct FirstNode(Cluster);
+
+impl std::ops::Deref for FirstNode {
+    type Target = Ssh;
+
+    fn deref(&self) -> &Ssh {
+        &self.0.first().ssh
+    }
+}
+
 /// One member of a database's groups, as `crm_mon --output-as=xml` reports it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Member {
@@ -138,9 +149,11 @@ fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::
 /// A pacemaker/corosync cluster reached over SSH: push resource groups, see where they
 /// run, remove them. Shared by the `pacemaker` platform and the `openstack` platform's
 /// pacemaker step.
+/// Cheap to clone: the nodes' connections are shared.
+#[derive(Clone)]
 pub struct Cluster {
     target: String,
-    nodes: Vec<Node>,
+    nodes: std::sync::Arc<[Node]>,
 }
 
 impl Cluster {
@@ -177,13 +190,19 @@ impl Cluster {
         }
         Ok(Self {
             target: target.name.clone(),
-            nodes,
+            nodes: nodes.into(),
         })
     }
 
     /// The nodes, in the order of the hosts.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
+    }
+
+    /// The first node's connection, owning the cluster: for what outlives a borrow
+    /// of it (a lease).
+    pub fn into_first(self) -> FirstNode {
+        FirstNode(self)
     }
 
     /// The first node: where dbctl runs `pcs`.
@@ -339,6 +358,9 @@ pub struct Layout {
     /// Playbook run on the first node before the groups exist (e.g. formatting a shared
     /// disk image and initialising the data directory in it).
     pub prepare_before_push: Option<String>,
+    /// Playbook run on the active node when `size_gb` grows: the storage and its
+    /// filesystem grow online. `None`: the platform cannot grow storage.
+    pub grow: Option<String>,
     /// Playbook run on the active node when the script left the engine disabled: the
     /// storage is mounted there, the engine starts once it has run.
     pub prepare_mounted: Option<String>,
@@ -346,6 +368,41 @@ pub struct Layout {
     pub bootstrap: String,
     /// Extra template variables of the playbooks (`mountpoint`, `device`, …).
     pub vars: BTreeMap<String, String>,
+}
+
+/// What a playbook run on a node reports to and streams.
+struct Io<'x> {
+    progress: Progress<'x>,
+    output: Option<OutputSink<'x>>,
+    /// Where a `send` step's stream goes (a backup).
+    send: Option<&'x mut dyn std::io::Write>,
+    /// What a `receive` step reads (a restore).
+    receive: Option<super::BackupFeed<'x>>,
+}
+
+impl<'x> Io<'x> {
+    /// No progress, no streams; command output to `output` (`--verbose`).
+    fn quiet(output: Option<OutputSink<'x>>) -> Self {
+        Self {
+            progress: &no_progress,
+            output,
+            send: None,
+            receive: None,
+        }
+    }
+}
+
+fn no_progress(_: usize, _: usize, _: &str) {}
+
+/// What `req`'s changes need of the engine: a grown `size_gb` is done by
+/// [`Deployment::grow`] (which stops what it must itself), so it is left out.
+fn engine_disruption(req: &Request<'_>) -> Disruption {
+    req.changes
+        .iter()
+        .filter(|c| c.attribute != "size_gb")
+        .map(|c| c.disruption)
+        .max()
+        .unwrap_or(Disruption::None)
 }
 
 /// Deploys one database's groups on a cluster: shared by the `pacemaker` platform and
@@ -360,14 +417,14 @@ pub struct Deployment<'a> {
     /// The renderer of `assets`.
     pub renderer: &'a Renderer,
     /// The cluster.
-    pub cluster: &'a Cluster,
+    pub cluster: Cluster,
     /// Where the database sits.
-    pub layout: &'a Layout,
+    pub layout: Layout,
 }
 
-impl Deployment<'_> {
+impl<'a> Deployment<'a> {
     fn instance(&self, spec: &Spec, engine: &dyn Engine, t: &dyn Transport) -> Instance {
-        let l = self.layout;
+        let l = &self.layout;
         let port = self.catalog.engine(spec.engine).map_or(5432, |e| e.port);
         Instance {
             name: spec.name.clone(),
@@ -399,9 +456,8 @@ impl Deployment<'_> {
         engine: &dyn Engine,
         path: &str,
         secrets: BTreeMap<&str, String>,
-        sinks: (Progress<'_>, Option<OutputSink<'_>>),
+        io: Io<'_>,
     ) -> Result<()> {
-        let (progress, output) = sinks;
         let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &node.ssh);
         let plan = self
@@ -420,6 +476,9 @@ impl Deployment<'_> {
             instance => Value::from(Serde(&instance)),
             bin => Value::from(Serde(&located.bin)),
             secrets => Value::from(Serde(&secrets)),
+            // The engine's resource: playbooks shared with host platforms stop the
+            // engine through pacemaker when it is defined (`restore.yml`).
+            pacemaker_resource => self.layout.engine_resource.clone(),
             ..Value::from(Serde(&self.layout.vars))
         };
         let playbook = Playbook::load(self.assets, path)?;
@@ -434,12 +493,18 @@ impl Deployment<'_> {
                 .values()
                 .map(|v| secrecy::SecretString::from(v.clone()))
                 .collect(),
-            progress,
-            output,
-            send: None,
-            receive: None,
+            progress: io.progress,
+            output: io.output,
+            // Reborrowed, so the stream's lifetime shrinks to the run's.
+            send: match io.send {
+                Some(w) => Some(std::cell::RefCell::new(&mut *w as &mut dyn std::io::Write)),
+                None => None,
+            },
+            receive: io.receive,
         };
-        runner.run(&playbook)?;
+        runner
+            .run(&playbook)
+            .map_err(|e| anyhow::anyhow!("on {} (node {}): {e}", node.ssh.host(), node.name))?;
         Ok(())
     }
 
@@ -454,6 +519,32 @@ impl Deployment<'_> {
         node.ssh
             .write_file(&path, secret.expose_secret().as_bytes(), 0o600, None)?;
         Ok(secret.expose_secret().to_owned())
+    }
+
+    /// The secret template variables of `req`'s playbooks on `node`: the password's
+    /// forms ([`super::secret_vars`]), the administrator's secret where the engine
+    /// needs one, and for Redis the other login's ACL line kept from the group's
+    /// `users.acl` ([`super::kept_acl`]), so a rotation leaves it working.
+    ///
+    /// # Errors
+    /// No password in the request; the node's files cannot be read or written.
+    fn secrets(
+        &self,
+        node: &Node,
+        req: &Request<'_>,
+        engine: &dyn Engine,
+    ) -> Result<BTreeMap<&'static str, String>> {
+        let mut secrets = super::secret_vars(Some(req.password()?), req.login);
+        if engine.needs_admin_secret() {
+            secrets.insert("admin_password", self.admin_secret(node)?);
+        }
+        if req.spec.engine == EngineKind::Redis
+            && let Some(acl) = node.ssh.read_file(&self.layout.dir.join("users.acl"))?
+            && let Some(line) = super::kept_acl(req.spec, req.login, &acl)
+        {
+            secrets.insert("kept_acl", line);
+        }
+        Ok(secrets)
     }
 
     fn active<'c>(&'c self, view: &ClusterView) -> Result<&'c Node> {
@@ -481,10 +572,9 @@ impl Deployment<'_> {
         steps: usize,
     ) -> Result<Response> {
         let spec = req.spec;
-        let password = req.password()?;
-        let l = self.layout;
+        req.password()?; // before anything changes
+        let l = &self.layout;
         let progress = req.progress;
-        let noop = |_: usize, _: usize, _: &str| {};
         let exists = self.cluster.group_exists(&l.groups[0])?;
         if let Some(prepare) = &l.prepare_before_push
             && !exists
@@ -496,7 +586,7 @@ impl Deployment<'_> {
                 engine,
                 prepare,
                 secrets,
-                (&noop, req.output),
+                Io::quiet(req.output),
             )?;
         }
         for node in self.cluster.nodes() {
@@ -511,13 +601,7 @@ impl Deployment<'_> {
             &format!("Wait until {groups} run on one node"),
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
-        let secrets = |node: &Node| -> Result<BTreeMap<&str, String>> {
-            let mut secrets = super::secret_vars(Some(password), req.login);
-            if engine.needs_admin_secret() {
-                secrets.insert("admin_password", self.admin_secret(node)?);
-            }
-            Ok(secrets)
-        };
+        let secrets = |node: &Node| self.secrets(node, req, engine);
         if let Some(prepare) = &l.prepare_mounted
             && view
                 .resources
@@ -526,7 +610,14 @@ impl Deployment<'_> {
         {
             let active = self.active(&view)?;
             let secrets = secrets(active)?;
-            self.run_playbook(active, spec, engine, prepare, secrets, (&noop, req.output))?;
+            self.run_playbook(
+                active,
+                spec,
+                engine,
+                prepare,
+                secrets,
+                Io::quiet(req.output),
+            )?;
             self.cluster
                 .pcs(&["resource", "enable", &l.engine_resource])?;
             view = self.cluster.wait_started(&l.groups)?;
@@ -544,7 +635,7 @@ impl Deployment<'_> {
             engine,
             &l.bootstrap,
             secrets,
-            (&noop, req.output),
+            Io::quiet(req.output),
         )?;
         let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
         let instance = self.instance(spec, engine, &active.ssh);
@@ -570,15 +661,11 @@ impl Deployment<'_> {
     /// The failing step, naming host and command.
     pub fn update(&self, req: &Request<'_>, engine: &dyn Engine) -> Result<Response> {
         let spec = req.spec;
-        let l = self.layout;
-        let password = req.password()?;
-        let noop = |_: usize, _: usize, _: &str| {};
+        let l = &self.layout;
+        req.password()?; // before anything changes
         let view = self.cluster.view(&l.groups)?;
         let active = self.active(&view)?;
-        let mut secrets = super::secret_vars(Some(password), req.login);
-        if engine.needs_admin_secret() {
-            secrets.insert("admin_password", self.admin_secret(active)?);
-        }
+        let secrets = self.secrets(active, req, engine)?;
         (req.progress)(1, 3, &format!("Write the configuration on {}", active.name));
         if let Some(prepare) = &l.prepare_mounted {
             self.run_playbook(
@@ -587,7 +674,7 @@ impl Deployment<'_> {
                 engine,
                 prepare,
                 secrets.clone(),
-                (&noop, req.output),
+                Io::quiet(req.output),
             )?;
         }
         self.run_playbook(
@@ -596,9 +683,9 @@ impl Deployment<'_> {
             engine,
             &l.bootstrap,
             secrets,
-            (&noop, req.output),
+            Io::quiet(req.output),
         )?;
-        let whole = match req.disruption() {
+        let whole = match engine_disruption(req) {
             Disruption::None => false,
             Disruption::Reload => {
                 (req.progress)(2, 3, "Reload the engine");
@@ -608,7 +695,7 @@ impl Deployment<'_> {
                     engine,
                     &format!("local/{}/reload.yml", spec.engine),
                     BTreeMap::new(),
-                    (&noop, req.output),
+                    Io::quiet(req.output),
                 )?;
                 false
             }
@@ -643,12 +730,192 @@ impl Deployment<'_> {
         Ok(response(req, engine, &instance, probe.version))
     }
 
+    /// Grows the running database's storage to `size_gb` on the node running its
+    /// groups (the layout's `grow` playbook: online where the node may, else with the
+    /// filesystem member stopped and started again); then waits until the groups run
+    /// again. What was applied is recorded by the update or converge that follows.
+    ///
+    /// # Errors
+    /// The layout cannot grow storage; the groups run nowhere; the failing step.
+    pub fn grow(&self, req: &Request<'_>, engine: &dyn Engine) -> Result<()> {
+        let spec = req.spec;
+        let grow = self.layout.grow.as_deref().with_context(|| {
+            format!(
+                "target `{}` cannot grow the storage of `{}` in place",
+                self.target.name, spec.name
+            )
+        })?;
+        let node = &self.cluster.nodes()[self.active_index()?];
+        (req.progress)(
+            1,
+            1,
+            &format!("Grow the storage to {} GB on {}", spec.size_gb, node.name),
+        );
+        self.run_playbook(
+            node,
+            spec,
+            engine,
+            grow,
+            BTreeMap::new(),
+            Io::quiet(req.output),
+        )?;
+        self.cluster.wait_started(&self.layout.groups).map(|_| ())
+    }
+
+    /// The node running the groups, by its index in the cluster's nodes.
+    ///
+    /// # Errors
+    /// The groups do not run on one node dbctl reaches; the cluster cannot be queried.
+    fn active_index(&self) -> Result<usize> {
+        let view = self.cluster.view(&self.layout.groups)?;
+        let active = self.active(&view)?;
+        Ok(self
+            .cluster
+            .nodes()
+            .iter()
+            .position(|n| n.name == active.name)
+            .unwrap_or_default())
+    }
+
+    /// The admin channel of `spec`'s database: the engine's client and backup
+    /// playbook on the node running its groups (found when the channel opens: after a
+    /// failover, open it again).
+    ///
+    /// # Errors
+    /// The groups do not run on one node, or the engine's binaries are missing there.
+    pub fn admin(self, spec: &Spec, engine: Box<dyn Engine>) -> Result<GroupAdmin<'a>> {
+        let node = self.active_index()?;
+        let ssh = &self.cluster.nodes()[node].ssh;
+        let located = engine.locate(ssh, Some(&spec.version), &[])?;
+        let instance = self.instance(spec, engine.as_ref(), ssh);
+        Ok(GroupAdmin {
+            deployment: self,
+            spec: spec.clone(),
+            engine,
+            node,
+            instance,
+            bin: located.bin,
+            full_version: located.full_version,
+        })
+    }
+
+    /// Restores a backup in place (a new database's groups are created first), as on
+    /// a host and with the same playbook (`local/<engine>/restore.yml`) on the node
+    /// running the groups: the stream is unpacked beside the running engine on the
+    /// group's filesystem, then the engine resource is disabled through pacemaker (so
+    /// nothing fails over) and the data directories are swapped. [`Self::create`] then
+    /// writes the configuration into the restored data, enables the engine and sets the
+    /// application password; `restore-finish.yml` removes the replaced data. Restored
+    /// data that does not start is kept as `data-restore-failed` and the replaced data
+    /// runs again.
+    ///
+    /// # Errors
+    /// `--to-time` (the groups archive no WAL), a missing backup program, a failed
+    /// step (the database runs on its data as before).
+    pub fn restore(
+        &self,
+        req: &Request<'_>,
+        engine: &dyn Engine,
+        source: &super::Restore<'_>,
+    ) -> Result<Response> {
+        let spec = req.spec;
+        if source.recovery.is_some() {
+            bail!(
+                "`--to-time` (point-in-time recovery) of `{}` is not built for resource groups: their servers archive no WAL; restore a whole backup (leave out `--to-time`)",
+                spec.name
+            );
+        }
+        if req.creates() {
+            self.create(req, engine, 1, 3)?;
+        }
+        let l = &self.layout;
+        let node = &self.cluster.nodes()[self.active_index()?];
+        let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
+        super::check_backup_binaries(engine, &located.bin, node.ssh.host())?;
+        let replaced = l.dir.join("data-replaced");
+        let restore = format!("local/{}/restore.yml", spec.engine);
+        let io = Io {
+            receive: Some(source.base),
+            progress: req.progress,
+            ..Io::quiet(req.output)
+        };
+        if let Err(err) = self.run_playbook(node, spec, engine, &restore, BTreeMap::new(), io) {
+            // Stopped before the swap (or between its two moves): put the data back;
+            // create enables the engine again.
+            if !node.ssh.exists(&l.data_dir) && node.ssh.exists(&replaced) {
+                self.move_path(node, spec, &replaced, &l.data_dir)?;
+            }
+            let _ = self.create(req, engine, 1, 3);
+            return Err(err.context(format!(
+                "restoring `{}` failed; the database runs on its data as before",
+                spec.name
+            )));
+        }
+        let finish = format!("local/{}/restore-finish.yml", spec.engine);
+        match self.create(req, engine, 1, 3) {
+            Ok(response) => {
+                self.run_playbook(
+                    node,
+                    spec,
+                    engine,
+                    &finish,
+                    BTreeMap::new(),
+                    Io::quiet(None),
+                )?;
+                Ok(response)
+            }
+            Err(err) => {
+                let failed = l.dir.join("data-restore-failed");
+                self.cluster
+                    .pcs(&["resource", "disable", &l.engine_resource, "--wait=120"])?;
+                node.ssh.remove_all(&failed)?;
+                self.move_path(node, spec, &l.data_dir, &failed)?;
+                self.move_path(node, spec, &replaced, &l.data_dir)?;
+                self.create(req, engine, 1, 3)?;
+                Err(err.context(format!(
+                    "the restored data of `{}` did not start; the data it replaced runs again and the restored data is kept in `{}` on {}",
+                    spec.name,
+                    failed.display(),
+                    node.name
+                )))
+            }
+        }
+    }
+
+    /// `mv from to` on `node` as the engine's service user.
+    fn move_path(&self, node: &Node, spec: &Spec, from: &Path, to: &Path) -> Result<()> {
+        let user = self
+            .catalog
+            .engine(spec.engine)
+            .map(|e| e.service_user.clone());
+        let cmd = CommandSpec::new(
+            "mv",
+            [
+                from.to_string_lossy().into_owned(),
+                to.to_string_lossy().into_owned(),
+            ],
+        )
+        .run_as(user.as_deref());
+        let out = node.ssh.run(&cmd)?;
+        if !out.success() {
+            bail!(
+                "on {} (node {}): cannot move `{}` to `{}`: {}",
+                node.ssh.host(),
+                node.name,
+                from.display(),
+                to.display(),
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+
     /// The cluster view and the engine's state on the active node.
     ///
     /// # Errors
     /// Only when the cluster cannot be queried.
     pub fn observe(&self, spec: &Spec, engine: &dyn Engine) -> Result<Observed> {
-        let l = self.layout;
+        let l = &self.layout;
         let view = self.cluster.view(&l.groups)?;
         let mut status = Observed::absent();
         status
@@ -693,6 +960,70 @@ impl Deployment<'_> {
             Err(err) => status.detail = Some(err.to_string()),
         }
         Ok(status)
+    }
+}
+
+/// The admin channel of a database in resource groups ([`Deployment::admin`]): the
+/// engine's client and `local/<engine>/backup.yml` on the node that ran the groups
+/// when the channel opened.
+pub struct GroupAdmin<'a> {
+    deployment: Deployment<'a>,
+    spec: Spec,
+    engine: Box<dyn Engine>,
+    /// Index of the node in the cluster's nodes.
+    node: usize,
+    instance: Instance,
+    bin: BTreeMap<String, String>,
+    full_version: String,
+}
+
+impl GroupAdmin<'_> {
+    fn node(&self) -> &Node {
+        &self.deployment.cluster.nodes()[self.node]
+    }
+}
+
+impl Admin for GroupAdmin<'_> {
+    fn run(
+        &self,
+        input: &mut (dyn std::io::Read + Send),
+        output: &mut dyn std::io::Write,
+        role: super::Role<'_>,
+    ) -> Result<(i32, String)> {
+        super::run_client(
+            &self.node().ssh,
+            self.engine.as_ref(),
+            &self.instance,
+            &self.bin,
+            (input, output),
+            role,
+        )
+    }
+
+    fn backup(
+        &self,
+        output: &mut dyn std::io::Write,
+        progress: Progress<'_>,
+    ) -> Result<super::BackupTaken> {
+        let node = self.node();
+        super::check_backup_binaries(self.engine.as_ref(), &self.bin, node.ssh.host())?;
+        let io = Io {
+            progress,
+            send: Some(output),
+            ..Io::quiet(None)
+        };
+        self.deployment.run_playbook(
+            node,
+            &self.spec,
+            self.engine.as_ref(),
+            &format!("local/{}/backup.yml", self.spec.engine),
+            BTreeMap::new(),
+            io,
+        )?;
+        Ok(super::BackupTaken {
+            format: self.engine.backup_format().to_owned(),
+            server_version: self.full_version.clone(),
+        })
     }
 }
 
@@ -810,11 +1141,13 @@ impl Pacemaker {
             listen: self.target.ssh.listen.clone().unwrap_or_else(|| "*".into()),
             script,
             prepare_before_push: Some("pacemaker/image.yml".into()),
+            grow: Some("pacemaker/grow.yml".into()),
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([
                 ("daemonize".to_owned(), "no".to_owned()),
                 ("mountpoint".to_owned(), dir.to_string_lossy().into_owned()),
+                ("fs_resource".to_owned(), format!("db-{}-fs", spec.name)),
                 (
                     "device".to_owned(),
                     self.device(spec).to_string_lossy().into_owned(),
@@ -824,13 +1157,13 @@ impl Pacemaker {
         })
     }
 
-    fn deployment<'a>(&'a self, layout: &'a Layout) -> Result<Deployment<'a>> {
+    fn deployment(&self, layout: Layout) -> Result<Deployment<'_>> {
         Ok(Deployment {
             target: &self.target,
             catalog: &self.catalog,
             assets: &self.assets,
             renderer: &self.renderer,
-            cluster: self.cluster()?,
+            cluster: self.cluster()?.clone(),
             layout,
         })
     }
@@ -912,10 +1245,14 @@ impl super::Platform for Pacemaker {
     }
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
-        // Parameters, plan and networks change in the running group; growing the
-        // disk image and upgrades are not built yet.
+        // Parameters, plan and networks change in the running group, its disk image
+        // grows (online where the node may resize a mounted ext4, else with the
+        // group's filesystem stopped: planned as the worse), and backups stream from
+        // the node running it; upgrades are not built yet.
         Capabilities {
             configure: true,
+            backup: true,
+            grow: Some(Disruption::Restart),
             ..Capabilities::default()
         }
     }
@@ -927,7 +1264,7 @@ impl super::Platform for Pacemaker {
     fn observe(&self, spec: &Spec) -> Result<Observed> {
         let engine = self.check_engine(spec)?;
         let layout = self.layout(spec)?;
-        self.deployment(&layout)?.observe(spec, engine.as_ref())
+        self.deployment(layout)?.observe(spec, engine.as_ref())
     }
 
     fn preflight(&self, req: &Request<'_>) -> Result<()> {
@@ -946,11 +1283,19 @@ impl super::Platform for Pacemaker {
             return Ok(Response::default());
         }
         let engine = self.check_engine(req.spec)?;
-        let layout = self.layout(req.spec)?;
-        let deployment = self.deployment(&layout)?;
+        let deployment = self.deployment(self.layout(req.spec)?)?;
+        if let Some(source) = req.restore {
+            return deployment.restore(req, engine.as_ref(), source);
+        }
+        if !req.creates() && req.change("size_gb").is_some() {
+            deployment.grow(req, engine.as_ref())?;
+        }
         // A running group whose configuration changes is updated in place; anything
         // else (new, down, groups gone) goes through create, which converges.
-        if !req.creates() && req.change("state").is_none() && req.disruption() > Disruption::None {
+        if !req.creates()
+            && req.change("state").is_none()
+            && engine_disruption(req) > Disruption::None
+        {
             return deployment.update(req, engine.as_ref());
         }
         deployment.create(req, engine.as_ref(), 1, 3)
@@ -975,10 +1320,9 @@ impl super::Platform for Pacemaker {
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
-        anyhow::bail!(
-            "`dbctl sql` on pacemaker targets is not built yet (`{}`); connect with the connection file",
-            spec.name
-        )
+        let engine = self.check_engine(spec)?;
+        let deployment = self.deployment(self.layout(spec)?)?;
+        Ok(Box::new(deployment.admin(spec, engine)?))
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {

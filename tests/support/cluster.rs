@@ -153,11 +153,24 @@ pub enum Client {
 }
 
 impl Client {
-    /// Runs `sql`; the trimmed output, or the client's error.
+    /// Runs `sql` as `user` in the database named like the user; the trimmed output,
+    /// or the client's error.
     pub fn query(
         self,
         cluster: &Cluster,
         user: &str,
+        password: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        self.query_as(cluster, (user, user), password, sql)
+    }
+
+    /// Runs `sql` as `user` in `database` (ignored by Redis); the trimmed output, or
+    /// the client's error.
+    pub fn query_as(
+        self,
+        cluster: &Cluster,
+        (user, database): (&str, &str),
         password: &str,
         sql: &str,
     ) -> Result<String, String> {
@@ -170,7 +183,7 @@ impl Client {
                     "-U",
                     user,
                     "-d",
-                    user,
+                    database,
                     "-Atc",
                     sql,
                 ],
@@ -186,7 +199,7 @@ impl Client {
                     "-u",
                     user,
                     "-D",
-                    user,
+                    database,
                     "-N",
                     "-e",
                     sql,

@@ -30,6 +30,11 @@ use crate::render::Renderer;
 use crate::spec::{PlatformKind, Spec, Target};
 use crate::transport::Transport;
 
+/// Prefix of the Heat stacks among a database's artifact digests (`heat/db-<name>-ip`):
+/// planned as `~ artifact.heat/<stack>` when what dbctl would send differs from the
+/// digest the stack is tagged with.
+const HEAT_ARTIFACT: &str = "heat/";
+
 /// Errors of the OpenStack APIs. Messages name the service, the URL and what the API
 /// said; never a password or token.
 #[derive(Debug, thiserror::Error)]
@@ -405,6 +410,8 @@ impl Openstack {
                 .unwrap_or_default(),
             script,
             prepare_before_push: None,
+            // Growing the Cinder volume (Heat) and LVM is not built yet.
+            grow: None,
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([
@@ -424,7 +431,23 @@ impl Openstack {
         Cluster::connect(&self.root, &self.target, &outputs.node_ips, &self.options)
     }
 
-    fn deployment<'a>(&'a self, cluster: &'a Cluster, layout: &'a Layout) -> Deployment<'a> {
+    /// The deployment of `spec`'s running groups: its stacks' outputs name the nodes
+    /// and addresses.
+    ///
+    /// # Errors
+    /// `runtime` is not pacemaker, Keystone or Heat fail, the nodes cannot be reached.
+    fn running(&self, spec: &Spec) -> Result<Deployment<'_>> {
+        self.check_runtime()?;
+        let names = Names::new(&spec.name);
+        let heat = Heat::new(self.session()?);
+        let stacks = self.read_stacks(&heat, spec)?;
+        let outputs = Outputs::read(&names, &stacks);
+        let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+        let layout = self.layout(spec, &outputs)?;
+        Ok(self.deployment(cluster, layout))
+    }
+
+    fn deployment(&self, cluster: Cluster, layout: Layout) -> Deployment<'_> {
         Deployment {
             target: &self.target,
             catalog: &self.catalog,
@@ -461,16 +484,27 @@ impl super::Platform for Openstack {
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
         // Stacks and groups are made and converged (changed stacks are updated then);
-        // a running group's engine is reconfigured in place as on `pacemaker`; growing
-        // the Cinder volume and upgrades are not built yet.
+        // a running group's engine is reconfigured in place, backed up and restored
+        // as on `pacemaker`; growing the Cinder volume and upgrades are not built yet.
         Capabilities {
             configure: true,
+            backup: self.target.cloud.runtime == "pacemaker",
             ..Capabilities::default()
         }
     }
 
-    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
-        Ok(BTreeMap::new())
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        // The Heat stacks, by the digest each is tagged with when applied: a changed
+        // template, environment or provider file is planned as `~ artifact.heat/…`.
+        // (With the Nomad runtime nothing is applied, so nothing is compared.)
+        if self.target.cloud.runtime != "pacemaker" {
+            return Ok(BTreeMap::new());
+        }
+        Ok(self
+            .stack_requests(spec)?
+            .iter()
+            .map(|r| (format!("{HEAT_ARTIFACT}{}", r.name), r.digest()))
+            .collect())
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {
@@ -488,29 +522,66 @@ impl super::Platform for Openstack {
                 .changes
                 .iter()
                 .any(|c| c.action == super::Action::Update);
-        if reconfigure {
-            // The stacks exist and the groups run: change the engine in its group.
-            let spec = req.spec;
-            self.check_runtime()?;
-            let engine = pacemaker::check_engine(spec, "openstack")?;
-            let names = Names::new(&spec.name);
-            let heat = Heat::new(self.session()?);
-            let stacks = self.read_stacks(&heat, spec)?;
-            let outputs = Outputs::read(&names, &stacks);
-            let cluster = self.cluster(&outputs, &names.cluster_stack)?;
-            let layout = self.layout(spec, &outputs)?;
+        if let Some(source) = req.restore {
+            // Stacks and groups first (a new database; the restore converges the
+            // groups again, which changes nothing), then the data in the group.
+            if req.creates() {
+                self.converge(req)?;
+            }
+            let engine = pacemaker::check_engine(req.spec, "openstack")?;
             return self
-                .deployment(&cluster, &layout)
-                .update(req, engine.as_ref());
+                .running(req.spec)?
+                .restore(req, engine.as_ref(), source);
+        }
+        if reconfigure {
+            // The stacks exist and the groups run: Heat updates the changed stacks
+            // (the groups converge on the nodes it reports), then the engine changes in
+            // its group.
+            if req.changes.iter().any(|c| {
+                c.attribute
+                    .starts_with(&format!("artifact.{HEAT_ARTIFACT}"))
+            }) {
+                self.converge(req)?;
+            }
+            let engine = pacemaker::check_engine(req.spec, "openstack")?;
+            return self.running(req.spec)?.update(req, engine.as_ref());
         }
         self.converge(req)
     }
 
+    fn lease(
+        &self,
+        spec: &Spec,
+        holder: &super::LeaseHolder,
+        wait: std::time::Duration,
+    ) -> Result<Option<super::Lease<'_>>> {
+        // On the first node of the database's cluster, as on `pacemaker`: every runner
+        // finds it through Heat's outputs. Before Heat made the nodes there is no such
+        // place; Heat's unique stack names keep a second create from making another
+        // cluster. `delete` removes the node holding it, so it waits for any holder
+        // and lets go at once (releasing on a deleted server would wait for SSH's
+        // keep-alive to give up).
+        self.check_runtime()?;
+        let names = Names::new(&spec.name);
+        let stacks = self.read_stacks(&Heat::new(self.session()?), spec)?;
+        let outputs = Outputs::read(&names, &stacks);
+        if outputs.node_ips.is_empty() {
+            return Ok(None);
+        }
+        let cluster = self.cluster(&outputs, &names.cluster_stack)?;
+        let dir = self
+            .target
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/srv/dbctl"))
+            .join(".leases");
+        let lease = super::lease::take(cluster.into_first(), &dir, &spec.name, holder, wait)?;
+        Ok((holder.operation != "delete").then_some(lease))
+    }
+
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
-        anyhow::bail!(
-            "`dbctl sql` on openstack targets is not built yet (`{}`); connect with the connection file",
-            spec.name
-        )
+        let engine = pacemaker::check_engine(spec, "openstack")?;
+        Ok(Box::new(self.running(spec)?.admin(spec, engine)?))
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
@@ -560,7 +631,7 @@ impl Openstack {
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
         pacemaker::check_nodes(&cluster, engine.as_ref(), spec)?;
-        self.deployment(&cluster, &layout)
+        self.deployment(cluster, layout)
             .create(req, engine.as_ref(), 3, 5)
     }
 
@@ -596,11 +667,25 @@ impl Openstack {
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
         let mut status = self
-            .deployment(&cluster, &layout)
+            .deployment(cluster, layout)
             .observe(spec, engine.as_ref())?;
         status
             .details
             .insert("stacks".into(), serde_json::to_value(&stack_states)?);
+        // What Heat was last given is on the stacks (their digest tags), not in the
+        // group's record.
+        if let Some(applied) = &mut status.applied {
+            applied
+                .artifact_digests
+                .retain(|k, _| !k.starts_with(HEAT_ARTIFACT));
+            for (name, stack) in &stacks {
+                if let Some(digest) = stack.digest() {
+                    applied
+                        .artifact_digests
+                        .insert(format!("{HEAT_ARTIFACT}{name}"), digest.to_owned());
+                }
+            }
+        }
         Ok(status)
     }
 
