@@ -394,6 +394,16 @@ impl<'x> Io<'x> {
 
 fn no_progress(_: usize, _: usize, _: &str) {}
 
+/// Where a cluster's nodes keep leases: `<state_dir>/.leases` (default
+/// `/srv/dbctl/.leases`), on the node a platform chooses for every runner alike.
+pub fn lease_dir(target: &Target) -> PathBuf {
+    target
+        .state_dir
+        .as_deref()
+        .unwrap_or(Path::new("/srv/dbctl"))
+        .join(".leases")
+}
+
 /// What `req`'s changes need of the engine: a grown `size_gb` is done by
 /// [`Deployment::grow`] (which stops what it must itself), so it is left out.
 fn engine_disruption(req: &Request<'_>) -> Disruption {
@@ -1308,15 +1318,15 @@ impl super::Platform for Pacemaker {
         wait: std::time::Duration,
     ) -> Result<Option<super::Lease<'_>>> {
         // On the cluster's first node, beside the mountpoints: every runner reaches it.
-        let dir = Path::new(
-            self.target
-                .state_dir
-                .as_deref()
-                .unwrap_or(Path::new("/srv/dbctl")),
-        )
-        .join(".leases");
         let node = self.cluster()?.first();
-        super::lease::take(&node.ssh, &dir, &spec.name, holder, wait).map(Some)
+        super::lease::take(
+            &node.ssh,
+            &lease_dir(&self.target),
+            &spec.name,
+            holder,
+            wait,
+        )
+        .map(Some)
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

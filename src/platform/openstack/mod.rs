@@ -569,12 +569,7 @@ impl super::Platform for Openstack {
             return Ok(None);
         }
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
-        let dir = self
-            .target
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/srv/dbctl"))
-            .join(".leases");
+        let dir = pacemaker::lease_dir(&self.target);
         let lease = super::lease::take(cluster.into_first(), &dir, &spec.name, holder, wait)?;
         Ok((holder.operation != "delete").then_some(lease))
     }
