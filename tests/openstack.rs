@@ -183,14 +183,15 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
     let targets = targets.replacen(
         "    heat_environment:",
         &format!(
-            "    backup_store: here\n    state_dir: {}\n    heat_environment:",
+            "    backup_store: cloud\n    state_dir: {}\n    heat_environment:",
             world.dir.path().join("os-state").display()
         ),
         1,
     );
+    // Backups go to the cloud's Swift, through Keystone with the cloud's openrc file.
     let store = format!(
-        "backup_stores:\n  here:\n    kind: dir\n    path: {}\n",
-        world.dir.path().join("backups").display()
+        "backup_stores:\n  cloud:\n    kind: swift\n    openrc: {}\n    container: dbctl-backups\n",
+        cloud.openrc().display()
     );
     std::fs::write(&config, text.replacen("targets:\n", &targets, 1) + &store).unwrap();
     world.git(&["add", "-A"]);
@@ -507,7 +508,15 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     )
     .ok()
     .json();
-    assert_eq!(deleted["final_backup"]["store"], "here", "{deleted}");
+    assert_eq!(deleted["final_backup"]["store"], "cloud", "{deleted}");
+    let listed = dbctl(
+        &world,
+        &cluster,
+        &["backups", "os-db", "--store", "cloud", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
     for group in ["db-os-db-storage", "db-os-db-service"] {
         let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
         assert!(!out.status.success(), "{group} still configured");

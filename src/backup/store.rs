@@ -3,7 +3,8 @@
 //!
 //! - `dir`: a directory on the machine running dbctl;
 //! - `swift`: OpenStack Swift with tempauth (v1.0: `X-Auth-User`/`X-Auth-Key` →
-//!   `X-Storage-Url`, `X-Auth-Token`); the container is created when missing;
+//!   `X-Storage-Url`, `X-Auth-Token`), or with Keystone v3 (`openrc`: a token and the
+//!   catalog's `object-store` endpoint); the container is created when missing;
 //! - `s3`: any S3-compatible endpoint, path-style addressing, SigV4.
 //!
 //! Secrets (the Swift key, the S3 secret key) come from an environment variable
@@ -58,6 +59,12 @@ pub struct RawStore {
     /// `swift`: the user (`account:user`); `s3`: the access key id.
     #[serde(default)]
     pub user: Option<String>,
+    /// `swift` with Keystone v3 instead of tempauth: the absolute path of an openrc
+    /// file (`export OS_AUTH_URL=…`, read, never run; unset variables come from the
+    /// environment); `url` and `user` are then not given, and `secret_env` /
+    /// `secret_file`, when given, replace `OS_PASSWORD`.
+    #[serde(default)]
+    pub openrc: Option<String>,
     /// The environment variable holding the Swift key or the S3 secret key.
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -87,6 +94,19 @@ pub enum StoreConfig {
         prefix: String,
         /// Where the key comes from.
         secret: SecretSource,
+    },
+    /// Swift with Keystone v3: a token and the `object-store` endpoint from the
+    /// catalog of the openrc file's project.
+    SwiftKeystone {
+        /// The openrc file (absolute).
+        openrc: PathBuf,
+        /// The container.
+        container: String,
+        /// Prefix inside it.
+        prefix: String,
+        /// Where the password comes from instead of `OS_PASSWORD` (`None`: the
+        /// openrc file or the environment).
+        secret: Option<SecretSource>,
     },
     /// S3, path style.
     S3 {
@@ -156,14 +176,17 @@ impl StoreConfig {
         match self {
             Self::Dir { .. } => None,
             Self::Swift { secret, .. } | Self::S3 { secret, .. } => Some(secret),
+            Self::SwiftKeystone { secret, .. } => secret.as_ref(),
         }
     }
 
     /// The same store with its secret taken from `source`.
     #[must_use]
     pub fn with_secret(mut self, source: SecretSource) -> Self {
-        if let Self::Swift { secret, .. } | Self::S3 { secret, .. } = &mut self {
-            *secret = source;
+        match &mut self {
+            Self::Swift { secret, .. } | Self::S3 { secret, .. } => *secret = source,
+            Self::SwiftKeystone { secret, .. } => *secret = Some(source),
+            Self::Dir { .. } => {}
         }
         self
     }
@@ -204,6 +227,30 @@ impl StoreConfig {
                 }
                 Ok(Self::Dir {
                     path: PathBuf::from(path),
+                })
+            }
+            "swift" if raw.openrc.is_some() => {
+                if raw.url.is_some() || raw.user.is_some() {
+                    return Err(format!(
+                        "`{key}` has `openrc` (Keystone v3) and `url`/`user` (tempauth); give one"
+                    ));
+                }
+                let openrc = raw.openrc.clone().unwrap_or_default();
+                if !Path::new(&openrc).is_absolute() {
+                    return Err(format!(
+                        "`{key}.openrc` must be an absolute path outside the repo, not `{openrc}`"
+                    ));
+                }
+                let secret = if raw.secret_env.is_some() || raw.secret_file.is_some() {
+                    Some(secret()?)
+                } else {
+                    None
+                };
+                Ok(Self::SwiftKeystone {
+                    openrc: PathBuf::from(openrc),
+                    container: need(raw.container.clone(), "container")?,
+                    prefix,
+                    secret,
                 })
             }
             "swift" => Ok(Self::Swift {
@@ -331,23 +378,20 @@ impl Store {
             } => {
                 let key = secret.read(name)?;
                 let (storage_url, token) = tempauth(name, url, user, &key)?;
-                create_container(name, &storage_url, container, &token)?;
-                let builder = |root: &str| {
-                    opendal::services::Swift::default()
-                        .endpoint(&storage_url)
-                        .container(container)
-                        .root(root)
-                        .token(token.expose_secret())
-                };
-                let whole = Operator::new(builder("/")).map_err(|e| object_err("open", "", e))?;
-                let prefix = if prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("{prefix}/")
-                };
-                segments = Some((whole, prefix.clone()));
-                Operator::new(builder(&format!("/{prefix}")))
-                    .map_err(|e| object_err("open", "", e))?
+                let (op, whole) = swift(name, (&storage_url, &token), container, prefix)?;
+                segments = Some(whole);
+                op
+            }
+            StoreConfig::SwiftKeystone {
+                openrc,
+                container,
+                prefix,
+                secret,
+            } => {
+                let (storage_url, token) = keystone(name, openrc, secret.as_ref())?;
+                let (op, whole) = swift(name, (&storage_url, &token), container, prefix)?;
+                segments = Some(whole);
+                op
             }
             StoreConfig::S3 {
                 url,
@@ -604,8 +648,85 @@ pub fn describe(config: &StoreConfig) -> String {
     match config {
         StoreConfig::Dir { path } => path.display().to_string(),
         StoreConfig::Swift { url, container, .. } => format!("{url} (container {container})"),
+        StoreConfig::SwiftKeystone {
+            openrc, container, ..
+        } => format!(
+            "Swift of the Keystone project in {} (container {container})",
+            openrc.display()
+        ),
         StoreConfig::S3 { url, bucket, .. } => format!("{url} (bucket {bucket})"),
     }
+}
+
+/// The Swift operator of `container` under `prefix` at `storage_url` (the container
+/// created when missing), and the container's root with the prefix (where opendal
+/// keeps large objects' segments).
+///
+/// # Errors
+/// [`StoreError`]: the container cannot be created or the operator built.
+fn swift(
+    store: &str,
+    (storage_url, token): (&str, &SecretString),
+    container: &str,
+    prefix: &str,
+) -> Result<(Operator, (Operator, String)), StoreError> {
+    let object_err = |source| StoreError::Object {
+        store: store.to_owned(),
+        operation: "open",
+        path: String::new(),
+        source: Box::new(source),
+    };
+    create_container(store, storage_url, container, token)?;
+    let builder = |root: &str| {
+        opendal::services::Swift::default()
+            .endpoint(storage_url)
+            .container(container)
+            .root(root)
+            .token(token.expose_secret())
+    };
+    let whole = Operator::new(builder("/")).map_err(object_err)?;
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let op = Operator::new(builder(&format!("/{prefix}"))).map_err(object_err)?;
+    Ok((op, (whole, prefix)))
+}
+
+/// Keystone v3 for a Swift store: the `object-store` endpoint and a token for the
+/// openrc file's project (the password from `secret` when given).
+///
+/// # Errors
+/// [`StoreError::Secret`] for an unreadable openrc or secret, [`StoreError::Auth`] when
+/// Keystone refuses the credentials, [`StoreError::Unreachable`] otherwise.
+fn keystone(
+    store: &str,
+    openrc: &Path,
+    secret: Option<&SecretSource>,
+) -> Result<(String, SecretString), StoreError> {
+    use crate::platform::openstack::{OpenstackError, keystone};
+    let creds = match secret {
+        Some(source) => {
+            keystone::Credentials::from_openrc_with_password(openrc, source.read(store)?)
+        }
+        None => keystone::Credentials::from_openrc(openrc),
+    }
+    .map_err(|e| StoreError::Secret {
+        store: store.to_owned(),
+        message: e.to_string(),
+    })?;
+    keystone::object_store(&creds).map_err(|e| match e {
+        OpenstackError::Api { status: 401, .. } => StoreError::Auth {
+            store: store.to_owned(),
+            message: e.to_string(),
+        },
+        other => StoreError::Unreachable {
+            store: store.to_owned(),
+            url: creds.auth_url(),
+            message: other.to_string(),
+        },
+    })
 }
 
 /// Swift tempauth (v1.0): the storage URL and a token.
@@ -830,5 +951,77 @@ impl Read for ObjectReader {
         out[..n].copy_from_slice(&self.current[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(value: serde_json::Value) -> RawStore {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_swift_store_with_an_openrc_file_authenticates_with_keystone() {
+        let store = StoreConfig::from_raw(
+            raw(serde_json::json!({
+                "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "backups",
+                "prefix": "/prod/",
+            })),
+            "backup_stores.cloud",
+        )
+        .unwrap();
+        assert_eq!(
+            store,
+            StoreConfig::SwiftKeystone {
+                openrc: PathBuf::from("/etc/dbctl/openrc.sh"),
+                container: "backups".into(),
+                prefix: "prod".into(),
+                secret: None,
+            }
+        );
+        // A password file replaces OS_PASSWORD; a scheduled backup's file is swapped in.
+        let with_file = StoreConfig::from_raw(
+            raw(serde_json::json!({
+                "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "backups",
+                "secret_file": "/etc/dbctl/os.password",
+            })),
+            "backup_stores.cloud",
+        )
+        .unwrap();
+        assert_eq!(
+            with_file.secret(),
+            Some(&SecretSource::File("/etc/dbctl/os.password".into()))
+        );
+        let moved = store.with_secret(SecretSource::Env("OS_PASSWORD".into()));
+        assert_eq!(
+            moved.secret(),
+            Some(&SecretSource::Env("OS_PASSWORD".into()))
+        );
+    }
+
+    #[test]
+    fn keystone_and_tempauth_do_not_mix_and_the_openrc_is_outside_the_repo() {
+        let mixed = StoreConfig::from_raw(
+            raw(serde_json::json!({
+                "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "b",
+                "url": "http://swift:8080/auth/v1.0", "user": "a:b",
+            })),
+            "backup_stores.cloud",
+        )
+        .unwrap_err();
+        assert!(mixed.contains("give one"), "{mixed}");
+        let relative = StoreConfig::from_raw(
+            raw(serde_json::json!({
+                "kind": "swift", "openrc": "files/openrc.sh", "container": "b",
+            })),
+            "backup_stores.cloud",
+        )
+        .unwrap_err();
+        assert!(
+            relative.contains("`backup_stores.cloud.openrc` must be an absolute path"),
+            "{relative}"
+        );
     }
 }

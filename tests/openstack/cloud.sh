@@ -1,9 +1,11 @@
 #!/bin/bash
-# A live OpenStack control plane for the openstack platform's tests: Keystone and Heat
-# (Debian's packages) on their own MariaDB, all under DIR, listening on ADDR.
-#   cloud.sh up DIR ADDR      start MariaDB, Keystone (ADDR:5000) and Heat (ADDR:8004),
-#                             register Heat in the catalog, write DIR/openrc.sh and
-#                             DIR/pids; prints "ready" when Heat answers
+# A live OpenStack control plane for the openstack platform's tests: Keystone, Heat and
+# Swift (Debian's packages), Keystone and Heat on their own MariaDB, all under DIR,
+# listening on ADDR.
+#   cloud.sh up DIR ADDR      start MariaDB, Keystone (ADDR:5000), Heat (ADDR:8004) and
+#                             Swift behind Keystone (ADDR:8080), register Heat and Swift
+#                             in the catalog, write DIR/openrc.sh and DIR/pids; prints
+#                             "ready" when Heat and Swift answer
 #   cloud.sh down DIR         kill what DIR/pids lists
 # Run it inside a network namespace to put ADDR there (`ip netns exec NS cloud.sh …`).
 # Heat runs Heat-native resources only: tests map Nova/Neutron/Cinder types onto them
@@ -134,9 +136,26 @@ chmod 600 "$heat/heat.conf"
 heat-manage --config-file "$heat/heat.conf" db_sync > "$heat/db_sync.log" 2>&1
 $py /usr/bin/heat-all --config-file "$heat/heat.conf" > "$heat/stdout.log" 2>&1 &
 echo $! >> "$dir/pids"
+heat_up=
 for _ in $(seq 1 300); do
-  curl -s "http://$addr:8004/" >/dev/null && { echo ready; exit 0; }
+  curl -s "http://$addr:8004/" >/dev/null && { heat_up=1; break; }
   sleep 0.2
 done
-echo "Heat did not answer on $addr:8004; see $heat/heat.log" >&2
-exit 1
+[ -n "$heat_up" ] || { echo "Heat did not answer on $addr:8004; see $heat/heat.log" >&2; exit 1; }
+
+# Swift behind Keystone (authtoken + keystoneauth) on ADDR:8080, in the catalog as
+# object-store: for backup stores that authenticate with an openrc file. Its reaper
+# watches the test binary (this script's parent); `down` stops it by PID too.
+(
+  . "$dir/openrc.sh"
+  openstack service create --name swift object-store -f value -c id
+  for iface in public internal admin; do
+    openstack endpoint create --region RegionOne object-store "$iface" \
+      "http://$addr:8080/v1/AUTH_%(project_id)s" -f value -c id
+  done
+) >> "$dir/catalog.log" 2>&1
+PROXY_ADDR=$addr KEYSTONE_URL=http://$addr:5000/v3 KEYSTONE_PASSWORD=$password \
+  "$(dirname "$0")/../swift/start" "$dir/swift" 8080 "$PPID" > "$dir/swift.log" 2>&1 \
+  || { echo "Swift did not start; see $dir/swift.log" >&2; exit 1; }
+cat "$dir"/swift/*.pid >> "$dir/pids"
+echo ready

@@ -60,6 +60,30 @@ impl Credentials {
     /// # Errors
     /// As [`Self::from_openrc`].
     pub fn from_openrc_text(text: &str, path: &Path) -> Result<Self, OpenstackError> {
+        Self::parse(text, path, None)
+    }
+
+    /// [`Self::from_openrc`] with the password from elsewhere (a backup store's
+    /// `secret_file` or `secret_env`) instead of `OS_PASSWORD`.
+    ///
+    /// # Errors
+    /// As [`Self::from_openrc`].
+    pub fn from_openrc_with_password(
+        path: &Path,
+        password: SecretString,
+    ) -> Result<Self, OpenstackError> {
+        let text = std::fs::read_to_string(path).map_err(|source| OpenstackError::Openrc {
+            path: path.to_owned(),
+            message: source.to_string(),
+        })?;
+        Self::parse(&text, path, Some(password))
+    }
+
+    fn parse(
+        text: &str,
+        path: &Path,
+        password: Option<SecretString>,
+    ) -> Result<Self, OpenstackError> {
         let mut vars = BTreeMap::new();
         for line in text.lines() {
             let line = line.trim();
@@ -83,7 +107,8 @@ impl Credentials {
                 vars.entry(key).or_insert(value);
             }
         }
-        let password = SecretString::from(vars.remove("OS_PASSWORD").unwrap_or_default());
+        let from_file = SecretString::from(vars.remove("OS_PASSWORD").unwrap_or_default());
+        let password = password.unwrap_or(from_file);
         let creds = Self {
             source: path.to_owned(),
             vars,
@@ -214,70 +239,97 @@ impl Session {
     /// Keystone unreachable, credentials refused (the status and Keystone's message,
     /// never the password), or no orchestration endpoint.
     pub fn authenticate(creds: &Credentials) -> Result<Self, OpenstackError> {
-        let client = Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| OpenstackError::http("Keystone", &creds.auth_url(), &e))?;
-        let url = format!("{}/auth/tokens", creds.auth_url());
-        let response = client
-            .post(&url)
-            .json(&creds.request_body())
-            .send()
-            .map_err(|e| OpenstackError::http("Keystone", &url, &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().unwrap_or_default();
-            return Err(OpenstackError::Api {
-                service: "Keystone",
-                method: "POST".into(),
-                url,
-                status: status.as_u16(),
-                message: super::api_message(&body),
-            });
-        }
-        let token = response
-            .headers()
-            .get("X-Subject-Token")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| SecretString::from(v.to_owned()))
-            .ok_or_else(|| OpenstackError::Protocol {
-                service: "Keystone",
-                message: format!("{url} answered without an X-Subject-Token header"),
-            })?;
-        let body: TokenBody = response.json().map_err(|e| OpenstackError::Protocol {
-            service: "Keystone",
-            message: format!("unexpected token body from {url}: {e}"),
-        })?;
-        let interface = creds.get("OS_INTERFACE").unwrap_or("public");
-        let region = creds.get("OS_REGION_NAME");
-        let heat_url = body
-            .token
-            .catalog
-            .iter()
-            .filter(|e| e.kind == "orchestration")
-            .flat_map(|e| &e.endpoints)
-            .find(|e| {
-                e.interface == interface
-                    && region.is_none_or(|r| {
-                        e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r)
-                    })
-            })
-            .map(|e| e.url.trim_end_matches('/').to_owned())
-            .ok_or_else(|| OpenstackError::Protocol {
-                service: "Keystone",
-                message: format!(
-                    "the service catalog has no `{interface}` orchestration (Heat) endpoint{}",
-                    region
-                        .map(|r| format!(" in region `{r}`"))
-                        .unwrap_or_default()
-                ),
-            })?;
+        let (client, token, catalog) = issue(creds)?;
+        let heat_url = endpoint(creds, &catalog, "orchestration", "Heat")?;
         Ok(Self {
             client,
             token,
             heat_url,
         })
     }
+}
+
+/// A token for `creds` and the Swift (`object-store`) endpoint of its project
+/// (`http://host:8080/v1/AUTH_<project id>`), chosen like Heat's in
+/// [`Session::authenticate`]: what a Swift client needs.
+///
+/// # Errors
+/// As [`Session::authenticate`], or no object-store endpoint.
+pub fn object_store(creds: &Credentials) -> Result<(String, SecretString), OpenstackError> {
+    let (_, token, catalog) = issue(creds)?;
+    Ok((endpoint(creds, &catalog, "object-store", "Swift")?, token))
+}
+
+/// `POST /v3/auth/tokens` with the password method: the client, the token
+/// (`X-Subject-Token`) and the service catalog.
+fn issue(creds: &Credentials) -> Result<(Client, SecretString, Vec<CatalogEntry>), OpenstackError> {
+    let client = Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| OpenstackError::http("Keystone", &creds.auth_url(), &e))?;
+    let url = format!("{}/auth/tokens", creds.auth_url());
+    let response = client
+        .post(&url)
+        .json(&creds.request_body())
+        .send()
+        .map_err(|e| OpenstackError::http("Keystone", &url, &e))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().unwrap_or_default();
+        return Err(OpenstackError::Api {
+            service: "Keystone",
+            method: "POST".into(),
+            url,
+            status: status.as_u16(),
+            message: super::api_message(&body),
+        });
+    }
+    let token = response
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| SecretString::from(v.to_owned()))
+        .ok_or_else(|| OpenstackError::Protocol {
+            service: "Keystone",
+            message: format!("{url} answered without an X-Subject-Token header"),
+        })?;
+    let body: TokenBody = response.json().map_err(|e| OpenstackError::Protocol {
+        service: "Keystone",
+        message: format!("unexpected token body from {url}: {e}"),
+    })?;
+    Ok((client, token, body.token.catalog))
+}
+
+/// The URL of service `kind` (`orchestration`, `object-store`) in `catalog`, on
+/// interface `OS_INTERFACE` (default `public`) and in region `OS_REGION_NAME` when set.
+fn endpoint(
+    creds: &Credentials,
+    catalog: &[CatalogEntry],
+    kind: &str,
+    name: &str,
+) -> Result<String, OpenstackError> {
+    let interface = creds.get("OS_INTERFACE").unwrap_or("public");
+    let region = creds.get("OS_REGION_NAME");
+    catalog
+        .iter()
+        .filter(|e| e.kind == kind)
+        .flat_map(|e| &e.endpoints)
+        .find(|e| {
+            e.interface == interface
+                && region.is_none_or(|r| {
+                    e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r)
+                })
+        })
+        .map(|e| e.url.trim_end_matches('/').to_owned())
+        .ok_or_else(|| OpenstackError::Protocol {
+            service: "Keystone",
+            message: format!(
+                "the service catalog has no `{interface}` {kind} ({name}) endpoint{}",
+                region
+                    .map(|r| format!(" in region `{r}`"))
+                    .unwrap_or_default()
+            ),
+        })
 }
 
 #[cfg(test)]
