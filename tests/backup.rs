@@ -1077,6 +1077,33 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
     assert_eq!(world.snapshot(), before);
     assert_eq!(world.server_pids(), pids);
     assert!(!world.instance_dir("journal").exists());
+    // A Keystone Swift store cannot take WAL yet (wal-push has no openrc): refused
+    // the same way, naming the way out.
+    edit_config(&world, |text| {
+        text.replacen(
+            "backup_stores:\n",
+            "backup_stores:\n  cloud:\n    kind: swift\n    openrc: /etc/dbctl/openrc.sh\n    container: dbctl\n",
+            1,
+        )
+    });
+    std::fs::write(
+        world.repo.join("etc/databases/journal.yml"),
+        "name: journal\nengine: postgresql\nsize_gb: 1\nversion: \"15\"\nbackup:\n  store: cloud\n",
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "journal archives to Keystone Swift"]);
+    let before = world.snapshot();
+    let out = world.dbctl(&["apply"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("authenticates with Keystone")
+            && out.stdout.contains("archive_wal: false"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(world.snapshot(), before);
+    assert!(!world.instance_dir("journal").exists());
 }
 
 #[test]

@@ -683,10 +683,11 @@ impl Host {
     /// A `dir` store that PostgreSQL archives WAL into must be writable by the user
     /// the server (and so its `archive_command`) runs as: else archiving fails later,
     /// quietly, in the server log. Checks the nearest existing directory of
-    /// `<store>/<name>/wal`.
+    /// `<store>/<name>/wal`. A Keystone Swift store cannot take WAL yet.
     ///
     /// # Errors
-    /// The directory is not writable by the service user, naming the fixes.
+    /// The directory is not writable by the service user, or the store authenticates
+    /// with Keystone; naming the fixes.
     fn check_wal_store(&self, spec: &Spec) -> Result<()> {
         if !self.archives(spec) {
             return Ok(());
@@ -694,6 +695,16 @@ impl Host {
         let Some(name) = crate::backup::store_of(&self.config, spec) else {
             return Ok(());
         };
+        if let Some(crate::backup::StoreConfig::SwiftKeystone { .. }) =
+            self.config.backup_stores.get(&name)
+        {
+            // `dbctl wal-push` runs as the service user from the server's
+            // archive_command, without the operator's openrc or environment.
+            bail!(
+                "backup store `{name}` authenticates with Keystone (`openrc`), which PostgreSQL's WAL archiving of `{}` cannot do yet: give the database a tempauth swift, s3 or dir store, or set `backup: {{ archive_wal: false }}` (base backups to `{name}` work)",
+                spec.name
+            );
+        }
         let Some(crate::backup::StoreConfig::Dir { path }) = self.config.backup_stores.get(&name)
         else {
             return Ok(());
