@@ -425,4 +425,43 @@ fn two_clones_never_change_one_database_at_once() {
         .ok()
         .json();
     assert_eq!(crate::support::psql(&conn, "show work_mem"), "8MB");
+    // A live holder renews its lease: with a 3 s term, A's rotation holds it through
+    // its 8 s grace period; past two terms B is still refused, naming A's operation,
+    // and the expiry has moved on; once A is done the lease is gone.
+    let mut a = world.spawn_with_until(
+        &[
+            "rotate-credentials",
+            "leased",
+            "--grace",
+            "8",
+            "--no-commit",
+        ],
+        &[("DBCTL_LEASE_TTL_S", "3")],
+        "before retiring",
+    );
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&lease).expect("no lease while A rotates")).unwrap()
+    };
+    let expiry = |v: &serde_json::Value| {
+        v["expires_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+    let first = read();
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let later = read();
+    assert_eq!(later["token"], first["token"], "the lease changed hands");
+    assert!(expiry(&later) > expiry(&first), "{first} → {later}");
+    assert!(expiry(&later) > jiff::Timestamp::now(), "{later}");
+    let run = clones.in_b(&["rotate-credentials", "leased", "--no-commit"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("dbctl rotate-credentials (pid"),
+        "{}",
+        run.stderr
+    );
+    assert!(a.wait().unwrap().success());
+    assert!(!lease.exists(), "the renewed lease outlived its run");
 }

@@ -572,9 +572,19 @@ pub fn converge(
     Ok(converged)
 }
 
-/// How long a lease lasts unless released: longer than any one database's change, short
-/// enough that a crashed runner's lease frees the database the same hour.
+/// How long a lease lasts unless renewed or released, in seconds: a live runner renews
+/// it every third of this, so a crashed runner's lease frees the database the same
+/// hour. `DBCTL_LEASE_TTL_S` overrides it (a positive number of seconds).
 pub const LEASE_TTL_S: i64 = 30 * 60;
+
+/// [`LEASE_TTL_S`], or `DBCTL_LEASE_TTL_S` when that is a positive number.
+fn lease_ttl_s() -> i64 {
+    std::env::var("DBCTL_LEASE_TTL_S")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(LEASE_TTL_S)
+}
 
 /// This run as a lease holder.
 pub fn lease_holder(repo: &Repo, operation: &str) -> crate::platform::LeaseHolder {
@@ -590,7 +600,7 @@ pub fn lease_holder(repo: &Repo, operation: &str) -> crate::platform::LeaseHolde
         repo: repo.root().display().to_string(),
         since: now.to_string(),
         expires_at: now
-            .checked_add(jiff::Span::new().seconds(LEASE_TTL_S))
+            .checked_add(jiff::Span::new().seconds(lease_ttl_s()))
             .unwrap_or(now)
             .to_string(),
     }

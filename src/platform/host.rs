@@ -71,7 +71,7 @@ pub struct Host {
     config: crate::spec::Config,
     assets: Assets,
     renderer: Renderer,
-    transport: Box<dyn Transport>,
+    transport: std::sync::Arc<dyn Transport>,
     located: std::sync::Mutex<BTreeMap<(EngineKind, String), Located>>,
 }
 
@@ -109,7 +109,7 @@ impl Host {
             repo,
             target,
             state_dir,
-            Box::new(transport),
+            std::sync::Arc::new(transport),
         ))
     }
 
@@ -138,7 +138,7 @@ impl Host {
             repo,
             target,
             state_dir,
-            Box::new(transport),
+            std::sync::Arc::new(transport),
         ))
     }
 
@@ -241,7 +241,7 @@ impl Host {
         repo: &Repo,
         target: &Target,
         state_dir: PathBuf,
-        transport: Box<dyn Transport>,
+        transport: std::sync::Arc<dyn Transport>,
     ) -> Self {
         Self {
             kind,
@@ -1432,7 +1432,7 @@ impl super::Platform for Host {
     ) -> Result<Option<Lease<'_>>> {
         self.transport.make_dir(&self.state_dir, 0o755, None)?;
         super::lease::take(
-            self.transport.as_ref(),
+            std::sync::Arc::clone(&self.transport),
             &self.state_dir.join(".leases"),
             &spec.name,
             holder,

@@ -12,9 +12,11 @@ use anyhow::{Result, bail};
 use super::{Lease, LeaseHolder};
 use crate::transport::Transport;
 
-/// Takes the lease of `name` in `dir` on `transport` (a reference, or a handle that
-/// owns its connection), waiting up to `wait` for a live holder; released when the
-/// returned [`Lease`] is dropped (only if still ours).
+/// Takes the lease of `name` in `dir` on `transport` (a handle owning its connection),
+/// waiting up to `wait` for a live holder. While held, a thread renews it every third
+/// of its term (`expires_at - since`), so an operation longer than the term keeps it,
+/// while a crashed runner's lease still ends one term after its last renewal. Released
+/// when the returned [`Lease`] is dropped (only if still ours).
 ///
 /// # Errors
 /// Another runner holds an unexpired lease (naming it and when it expires), or the
@@ -27,7 +29,7 @@ pub fn take<'a, T>(
     wait: Duration,
 ) -> Result<Lease<'a>>
 where
-    T: std::ops::Deref + 'a,
+    T: std::ops::Deref + Send + Sync + 'static,
     T::Target: Transport,
 {
     transport.make_dir(dir, 0o700, None)?;
@@ -69,19 +71,71 @@ where
             c.expires_at
         );
     }
+    let transport = std::sync::Arc::new(transport);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let renewer = {
+        let transport = std::sync::Arc::clone(&transport);
+        let path = path.clone();
+        let mut holder = holder.clone();
+        std::thread::spawn(move || {
+            let term = term(&holder);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(term / 3)
+            {
+                if !renew(&**transport, &path, &mut holder, term) {
+                    break;
+                }
+            }
+        })
+    };
     let token = holder.token.clone();
     Ok(Lease::new(move || {
+        drop(stop);
+        let _ = renewer.join();
         // Release only our own lease (it may have expired and been taken over).
-        let ours = transport
-            .read_file(&path)
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<LeaseHolder>(&b).ok())
-            .is_some_and(|c| c.token == token);
-        if ours {
+        if holder_of(&**transport, &path).is_some_and(|c| c.token == token) {
             let _ = transport.remove_all(&path);
         }
     }))
+}
+
+/// The lease's term: from `since` to `expires_at` (at least one second).
+fn term(holder: &LeaseHolder) -> Duration {
+    let at = |t: &str| t.parse::<jiff::Timestamp>().ok();
+    at(&holder.expires_at)
+        .zip(at(&holder.since))
+        .and_then(|(end, start)| Duration::try_from(end.duration_since(start)).ok())
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_secs(1))
+}
+
+/// Who holds the lease at `path`, when it can be read.
+fn holder_of<X: Transport + ?Sized>(transport: &X, path: &Path) -> Option<LeaseHolder> {
+    transport
+        .read_file(path)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Moves the lease's expiry one `term` past now if it is still `holder`'s; `false`
+/// when it is not ours any more (taken over after expiring) or cannot be written.
+fn renew<X: Transport + ?Sized>(
+    transport: &X,
+    path: &Path,
+    holder: &mut LeaseHolder,
+    term: Duration,
+) -> bool {
+    if holder_of(transport, path).is_none_or(|c| c.token != holder.token) {
+        return false;
+    }
+    let now = jiff::Timestamp::now();
+    let Ok(span) = jiff::SignedDuration::try_from(term) else {
+        return false;
+    };
+    holder.expires_at = now.checked_add(span).unwrap_or(now).to_string();
+    serde_json::to_vec_pretty(holder)
+        .is_ok_and(|body| transport.write_file(path, &body, 0o600, None).is_ok())
 }
 
 /// Whether the holder ran on this machine and its process is gone (killed, crashed):

@@ -1318,9 +1318,8 @@ impl super::Platform for Pacemaker {
         wait: std::time::Duration,
     ) -> Result<Option<super::Lease<'_>>> {
         // On the cluster's first node, beside the mountpoints: every runner reaches it.
-        let node = self.cluster()?.first();
         super::lease::take(
-            &node.ssh,
+            self.cluster()?.clone().into_first(),
             &lease_dir(&self.target),
             &spec.name,
             holder,

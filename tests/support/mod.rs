@@ -162,8 +162,14 @@ impl World {
     /// Starts dbctl and returns once a stderr line contains `marker` (the child keeps
     /// running); panics if it exits first.
     pub fn spawn_until(&self, args: &[&str], marker: &str) -> Child {
+        self.spawn_with_until(args, &[], marker)
+    }
+
+    /// [`Self::spawn_until`] with extra environment variables.
+    pub fn spawn_with_until(&self, args: &[&str], envs: &[(&str, &str)], marker: &str) -> Child {
         let mut child = self
             .command(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
