@@ -291,7 +291,7 @@ fn backs_up_and_restores_in_the_group(
 /// Two rotations on the group: the first gives `<user>_r` a password and the
 /// connection file names it while the old file's login keeps working; the second
 /// (`--grace 1`) gives the owner a new password and retires `<user>_r`, so only the
-/// newest file's login works. `dbctl sql` follows the connection file.
+/// newest file's login works.
 fn rotates_credentials_in_the_group(
     world: &World,
     cluster: &Cluster,
