@@ -195,7 +195,7 @@ pub(super) fn check_platform(
 ) -> Result<()> {
     if !platform.capabilities(spec).backup {
         bail!(
-            "`dbctl {verb}` of `{}` on target `{}` (platform `{}`) is not built yet; it runs on `local`, `ssh`, `pacemaker` and `openstack` targets",
+            "`dbctl {verb}` of `{}` on target `{}` (platform `{}`) is not built yet; it runs on `local`, `ssh`, `pacemaker` and `openstack` (`runtime: pacemaker`) targets",
             spec.name,
             spec.target,
             platform.kind()

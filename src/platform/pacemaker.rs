@@ -359,7 +359,8 @@ pub struct Layout {
     /// disk image and initialising the data directory in it).
     pub prepare_before_push: Option<String>,
     /// Playbook run on the active node when `size_gb` grows: the storage and its
-    /// filesystem grow online. `None`: the platform cannot grow storage.
+    /// filesystem grow (online where the node allows it, else with the group's
+    /// filesystem stopped). `None`: the platform cannot grow storage.
     pub grow: Option<String>,
     /// Playbook run on the active node when the script left the engine disabled: the
     /// storage is mounted there, the engine starts once it has run.

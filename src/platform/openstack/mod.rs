@@ -437,14 +437,22 @@ impl Openstack {
     /// # Errors
     /// `runtime` is not pacemaker, Keystone or Heat fail, the nodes cannot be reached.
     fn running(&self, spec: &Spec) -> Result<Deployment<'_>> {
-        self.check_runtime()?;
-        let names = Names::new(&spec.name);
-        let heat = Heat::new(self.session()?);
-        let stacks = self.read_stacks(&heat, spec)?;
-        let outputs = Outputs::read(&names, &stacks);
+        let (names, outputs) = self.outputs(spec)?;
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
         Ok(self.deployment(cluster, layout))
+    }
+
+    /// What Heat reports of `spec`'s stacks (nodes, addresses), with their names.
+    ///
+    /// # Errors
+    /// `runtime` is not pacemaker; Keystone or Heat fail.
+    fn outputs(&self, spec: &Spec) -> Result<(Names, Outputs)> {
+        self.check_runtime()?;
+        let names = Names::new(&spec.name);
+        let stacks = self.read_stacks(&Heat::new(self.session()?), spec)?;
+        let outputs = Outputs::read(&names, &stacks);
+        Ok((names, outputs))
     }
 
     fn deployment(&self, cluster: Cluster, layout: Layout) -> Deployment<'_> {
@@ -561,10 +569,7 @@ impl super::Platform for Openstack {
         // cluster. `delete` removes the node holding it, so it waits for any holder
         // and lets go at once (releasing on a deleted server would wait for SSH's
         // keep-alive to give up).
-        self.check_runtime()?;
-        let names = Names::new(&spec.name);
-        let stacks = self.read_stacks(&Heat::new(self.session()?), spec)?;
-        let outputs = Outputs::read(&names, &stacks);
+        let (names, outputs) = self.outputs(spec)?;
         if outputs.node_ips.is_empty() {
             return Ok(None);
         }
