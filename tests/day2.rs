@@ -510,20 +510,8 @@ fn try_psql(conn: &serde_json::Value) -> (bool, String) {
 fn a_major_upgrade_of_postgresql_keeps_the_data() {
     // scripts/test installs PostgreSQL 17's server under /opt (scripts/install-test-postgresql);
     // this repo's catalog points version 17 at it.
-    let bin = "/opt/dbctl-test/postgresql/17/bin";
-    assert!(
-        std::path::Path::new(bin).join("postgres").exists(),
-        "PostgreSQL 17 is not installed: run scripts/install-test-postgresql"
-    );
     let world = World::new();
-    let engines = include_str!("../etc/engines.yml").replacen(
-        "  service_user: postgres\n",
-        &format!("  service_user: postgres\n  bin_dirs: {{\"17\": \"{bin}\"}}\n"),
-        1,
-    );
-    std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
-    world.git(&["add", "-A"]);
-    world.git(&["commit", "-qm", "catalog: PostgreSQL 17 for the upgrade"]);
+    world.postgresql_17_in("/opt/dbctl-test/postgresql/17/bin");
     world
         .dbctl(&[
             "create",
@@ -596,24 +584,8 @@ fn a_minor_upgrade_restarts_on_the_newer_build_of_the_same_major() {
         "/opt/dbctl-test/postgresql/17.6/bin",
         "/opt/dbctl-test/postgresql/17/bin",
     );
-    for dir in [old, new] {
-        assert!(
-            std::path::Path::new(dir).join("postgres").exists(),
-            "{dir} is missing: run scripts/install-test-postgresql (see scripts/test)"
-        );
-    }
     let world = World::new();
-    let catalog = |bin: &str| {
-        let engines = include_str!("../etc/engines.yml").replacen(
-            "  service_user: postgres\n",
-            &format!("  service_user: postgres\n  bin_dirs: {{\"17\": \"{bin}\"}}\n"),
-            1,
-        );
-        std::fs::write(world.repo.join("etc/engines.yml"), engines).unwrap();
-        world.git(&["add", "-A"]);
-        world.git(&["commit", "-qm", &format!("catalog: PostgreSQL 17 in {bin}")]);
-    };
-    catalog(old);
+    world.postgresql_17_in(old);
     world
         .dbctl(&[
             "create",
@@ -629,7 +601,7 @@ fn a_minor_upgrade_restarts_on_the_newer_build_of_the_same_major() {
     let conn = world.reveal("minor");
     assert_eq!(psql(&conn, "show server_version"), "17.6");
     psql(&conn, "create table kept as select 7 as n");
-    catalog(new);
+    world.postgresql_17_in(new);
     assert_eq!(
         planned(&world, "minor"),
         vec![("version".into(), "restart".into(), None)]

@@ -129,6 +129,82 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         "image left behind"
     );
     let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+    if engine == "postgresql" {
+        // On the same cluster (the group above is gone, so the VIP is free).
+        upgrades_a_minor_in_the_group(&world, &cluster);
+    }
+}
+
+/// A minor upgrade of a running group: the catalog points PostgreSQL 17 at a newer
+/// build (as a package upgrade does to the distro's path); `plan` shows `~ version`
+/// (restart), `apply` gives the engine member the new binaries and restarts it, the
+/// rows are kept, `plan` is empty after, and the other node runs the new build too.
+fn upgrades_a_minor_in_the_group(world: &World, cluster: &Cluster) {
+    world.postgresql_17_in("/opt/dbctl-test/postgresql/17.6/bin");
+    let name = "ha-minor";
+    dbctl(
+        world,
+        cluster,
+        &[
+            "create",
+            "--type",
+            "postgresql",
+            "--version",
+            "17",
+            "--target",
+            "ha-test",
+            "--size",
+            "1",
+            name,
+        ],
+    )
+    .ok();
+    let conn = reveal_in(world, &cluster.bridge(), name);
+    let password = conn["password"].as_str().unwrap().to_owned();
+    let sql = |q: &str| Client::Psql.query_until_up(cluster, "ha_minor", &password, q);
+    assert_eq!(sql("show server_version"), "17.6");
+    sql("create table kept as select 7 as n");
+    world.postgresql_17_in("/opt/dbctl-test/postgresql/17/bin");
+    let plan = dbctl(world, cluster, &["plan", name, "-o", "json"])
+        .ok()
+        .json();
+    let changes = &plan["databases"][0]["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{plan}");
+    assert_eq!(changes[0]["attribute"], "version", "{plan}");
+    assert_eq!(changes[0]["new"], "17.7", "{plan}");
+    assert_eq!(changes[0]["disruption"], "restart", "{plan}");
+    dbctl(world, cluster, &["apply", name, "--now"]).ok();
+    assert_eq!(sql("show server_version"), "17.7");
+    assert_eq!(sql("select n from kept"), "7");
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    // The other node runs the same new binaries after a failover.
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (active, active_ip, standby) = placement(&status);
+    let out = cluster.ssh(active_ip, &format!("pcs node standby {active} --wait=120"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sql("show server_version"), "17.7");
+    assert_eq!(sql("select n from kept"), "7");
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        status["status"]["details"]["cluster"]["active_node"],
+        standby
+    );
+    let _ = cluster.ssh(active_ip, &format!("pcs node unstandby {active}"));
+    dbctl(
+        world,
+        cluster,
+        &["delete", name, "--yes", "--skip-final-backup"],
+    )
+    .ok();
 }
 
 /// A parameter change on the running group: a reload-class and a restart-class one;

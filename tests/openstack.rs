@@ -168,6 +168,26 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
          {%- set network = [\n  {\"id\": g ~ \"-vip\", \"class\": \"ocf\", \"provider\": \"heartbeat\", \"type\": \"IPaddr2\",\n   \"params\": {\"ip\": outputs.vip, \"cidr_netmask\": \"24\"}, \"interval\": \"10s\"},\n] -%}\n",
     )
     .unwrap();
+    // Storage on a disk image grows as on the pacemaker platform (the built-in grow
+    // playbook goes with the built-in Cinder + LVM storage).
+    let playbooks = world.repo.join("playbooks/openstack/pacemaker");
+    std::fs::create_dir_all(&playbooks).unwrap();
+    let image_grow = include_str!("../playbooks/pacemaker/grow.yml");
+    assert!(
+        image_grow.contains("\"{{ device }}\""),
+        "grow.yml changed shape"
+    );
+    std::fs::write(
+        playbooks.join("grow.yml"),
+        image_grow.replace(
+            "\"{{ device }}\"",
+            &format!(
+                "\"{}/{{{{ spec.name }}}}.img\"",
+                cluster.dir.join("shared").display()
+            ),
+        ),
+    )
+    .unwrap();
     let config = world.repo.join("etc/dbctl.yml");
     let text = std::fs::read_to_string(&config).unwrap();
     let ssh = format!(
@@ -453,6 +473,63 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     ] {
         assert!(applied.stderr.contains(line), "{}", applied.stderr);
     }
+    let count = Client::Psql.query_until_up(&cluster, "os_db", &password, "select count(*) from t");
+    assert_eq!(count, "500");
+    let plan = dbctl(&world, &cluster, &["plan", "os-db", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+
+    // Growing: the data stack's volume (Heat updates that stack alone), then the
+    // storage on the node running the groups; the rows are kept, nothing is left
+    // planned.
+    let fs_bytes = || -> Option<u64> {
+        let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+            .ok()
+            .json();
+        let (_, ip, _) = placement(&status);
+        let out = cluster.ssh(ip, "findmnt -n -b -o SIZE --mountpoint /srv/db/os-db/data");
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    assert!(fs_bytes().is_some_and(|b| b < 1 << 30), "{:?}", fs_bytes());
+    let plan = dbctl(
+        &world,
+        &cluster,
+        &["resize", "os-db", "--size", "2", "--dry-run", "-o", "json"],
+    )
+    .ok()
+    .json();
+    let planned: Vec<_> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["attribute"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        planned,
+        ["size_gb", "artifact.heat/db-os-db-data"],
+        "{plan}"
+    );
+    let grown = dbctl(
+        &world,
+        &cluster,
+        &["resize", "os-db", "--size", "2", "--now", "--verbose"],
+    )
+    .ok();
+    for line in [
+        "Heat stack db-os-db-data: updating",
+        "Heat stack db-os-db-cluster: unchanged",
+    ] {
+        assert!(grown.stderr.contains(line), "{}", grown.stderr);
+    }
+    assert_eq!(
+        std::fs::metadata(&image).unwrap().len(),
+        2 << 30,
+        "the image did not grow"
+    );
+    assert!(
+        fs_bytes().is_some_and(|b| b > 3 << 29),
+        "the filesystem did not grow: {:?}",
+        fs_bytes()
+    );
     let count = Client::Psql.query_until_up(&cluster, "os_db", &password, "select count(*) from t");
     assert_eq!(count, "500");
     let plan = dbctl(&world, &cluster, &["plan", "os-db", "--detailed-exitcode"]);

@@ -223,10 +223,17 @@ fn pacemaker_target_groups_render_offline_and_pass_crm_verify() {
             .lines()
             .find(|l| l.contains(agent))
             .unwrap_or_else(|| panic!("{pcs}"));
+        // `ensure ID AGENT GROUP INTERVAL CREATE-FLAG PARAMS…`: only the engine is
+        // created disabled.
         assert!(
-            engine.ends_with("--disabled"),
+            engine.contains(" 15s --disabled '"),
             "the engine starts disabled: {engine}"
         );
+        let fs = pcs
+            .lines()
+            .find(|l| l.contains("'ocf:heartbeat:Filesystem'"))
+            .unwrap_or_else(|| panic!("{pcs}"));
+        assert!(fs.contains(" 20s '' '"), "the filesystem starts: {fs}");
         assert!(pcs.contains("'ip=192.0.2.10'"), "{pcs}");
     }
     world

@@ -210,6 +210,15 @@ impl Catalog {
         self.engines.get(&kind)
     }
 
+    /// The directory of `version`'s binaries the catalog names (`bin_dirs`), when the
+    /// build sits outside the distro's paths.
+    pub fn bin_dir(&self, kind: EngineKind, version: &str) -> Option<&str> {
+        self.engines
+            .get(&kind)
+            .and_then(|e| e.bin_dirs.get(version))
+            .map(String::as_str)
+    }
+
     /// The plan named `name`.
     pub fn plan(&self, name: &str) -> Option<&Plan> {
         self.plans.get(name)

@@ -77,6 +77,18 @@ impl Names {
     }
 }
 
+/// The shares of a database's volume group its logical volumes take, percent:
+/// `(data, wal)` — PostgreSQL keeps its WAL apart (60, 20), the others have data only
+/// (80, 0); the rest is headroom for snapshots. `openstack/pacemaker/storage.j2` makes
+/// them, `openstack/pacemaker/grow.yml` grows them to these shares of a larger volume.
+pub fn volume_shares(engine: EngineKind) -> (u32, u32) {
+    if engine == EngineKind::Postgresql {
+        (60, 20)
+    } else {
+        (80, 0)
+    }
+}
+
 /// Sizes derived from the plan and spec.
 #[derive(Debug, Clone, Serialize)]
 struct Sizing {
@@ -145,11 +157,7 @@ impl Cloud {
             .catalog
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
-        let (data_pct, wal_pct) = if spec.engine == EngineKind::Postgresql {
-            (60, 20)
-        } else {
-            (80, 0)
-        };
+        let (data_pct, wal_pct) = volume_shares(spec.engine);
         let cpu_millis = (plan.cpu * 1000.0).round().max(1.0) as u64;
         let sizing = Sizing {
             cpu_mhz: cpu_millis,

@@ -469,7 +469,7 @@ impl<'a> Deployment<'a> {
         secrets: BTreeMap<&str, String>,
         io: Io<'_>,
     ) -> Result<()> {
-        let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
+        let located = locate(self.catalog, &node.ssh, spec, engine)?;
         let instance = self.instance(spec, engine, &node.ssh);
         let plan = self
             .catalog
@@ -648,7 +648,7 @@ impl<'a> Deployment<'a> {
             secrets,
             Io::quiet(req.output),
         )?;
-        let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
+        let located = locate(self.catalog, &active.ssh, spec, engine)?;
         let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
         // What was applied lives with the data, on the group's filesystem.
@@ -712,6 +712,10 @@ impl<'a> Deployment<'a> {
             }
             Disruption::Restart | Disruption::DataMovement => {
                 (req.progress)(2, 3, &format!("Restart {}", l.engine_resource));
+                // The groups' resources get the rendered parameters again first (a
+                // minor upgrade's binaries, a changed template): pacemaker restarts a
+                // member whose parameters changed; the restart covers the rest.
+                self.cluster.push(&l.script, &l.groups[0])?;
                 self.cluster
                     .pcs(&["resource", "restart", &l.engine_resource, "--wait=180"])?;
                 self.cluster.wait_started(&l.groups)?;
@@ -735,7 +739,7 @@ impl<'a> Deployment<'a> {
         active
             .ssh
             .write_file(&path, &serde_json::to_vec_pretty(&applied)?, 0o644, None)?;
-        let located = engine.locate(&active.ssh, Some(&spec.version), &[])?;
+        let located = locate(self.catalog, &active.ssh, spec, engine)?;
         let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
         Ok(response(req, engine, &instance, probe.version))
@@ -797,7 +801,7 @@ impl<'a> Deployment<'a> {
     pub fn admin(self, spec: &Spec, engine: Box<dyn Engine>) -> Result<GroupAdmin<'a>> {
         let node = self.active_index()?;
         let ssh = &self.cluster.nodes()[node].ssh;
-        let located = engine.locate(ssh, Some(&spec.version), &[])?;
+        let located = locate(self.catalog, ssh, spec, engine.as_ref())?;
         let instance = self.instance(spec, engine.as_ref(), ssh);
         Ok(GroupAdmin {
             deployment: self,
@@ -841,7 +845,7 @@ impl<'a> Deployment<'a> {
         }
         let l = &self.layout;
         let node = &self.cluster.nodes()[self.active_index()?];
-        let located = engine.locate(&node.ssh, Some(&spec.version), &[])?;
+        let located = locate(self.catalog, &node.ssh, spec, engine)?;
         super::check_backup_binaries(engine, &located.bin, node.ssh.host())?;
         let replaced = l.dir.join("data-replaced");
         let restore = format!("local/{}/restore.yml", spec.engine);
@@ -956,14 +960,14 @@ impl<'a> Deployment<'a> {
             .ok()
             .flatten()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let probe = engine
-            .locate(&active.ssh, Some(&spec.version), &[])
-            .and_then(|l| engine.probe(&active.ssh, &instance, &l.bin));
+        let located = locate(self.catalog, &active.ssh, spec, engine);
+        if let Ok(l) = &located {
+            // Newer than what runs: a minor upgrade is pending (a restart runs them).
+            status.installed_version = Some(l.full_version.clone());
+        }
+        let probe = located.and_then(|l| Ok(engine.probe(&active.ssh, &instance, &l.bin)?));
         match probe {
             Ok(probe) => {
-                status
-                    .installed_version
-                    .clone_from(&Some(probe.version.clone()));
                 status.state = State::Up;
                 status.server_version = Some(probe.version);
                 status.database_bytes = probe.data_bytes;
@@ -1259,10 +1263,12 @@ impl super::Platform for Pacemaker {
         // Parameters, plan and networks change in the running group, its disk image
         // grows (online where the node may resize a mounted ext4, else with the
         // group's filesystem stopped: planned as the worse), and backups stream from
-        // the node running it; upgrades are not built yet.
+        // the node running it; a minor upgrade restarts the engine member on the newer
+        // binaries. Major upgrades are not built for groups.
         Capabilities {
             configure: true,
             backup: true,
+            minor_upgrade: true,
             grow: Some(Disruption::Restart),
             ..Capabilities::default()
         }
@@ -1283,7 +1289,7 @@ impl super::Platform for Pacemaker {
             return Ok(());
         }
         let engine = self.check_engine(req.spec)?;
-        check_nodes(self.cluster()?, engine.as_ref(), req.spec)?;
+        check_nodes(self.cluster()?, &self.catalog, engine.as_ref(), req.spec)?;
         self.layout(req.spec)?;
         Ok(())
     }
@@ -1345,13 +1351,36 @@ impl super::Platform for Pacemaker {
     }
 }
 
+/// The engine's binaries for `spec`'s version on a node: the catalog's `bin_dirs`
+/// directory when it names one (as the group's engine template does), else the
+/// distro's paths.
+///
+/// # Errors
+/// The binaries are not installed there, naming what is missing.
+pub fn locate(
+    catalog: &Catalog,
+    t: &dyn Transport,
+    spec: &Spec,
+    engine: &dyn Engine,
+) -> Result<crate::engine::Located> {
+    Ok(match catalog.bin_dir(spec.engine, &spec.version) {
+        Some(dir) => engine.locate_in(t, &spec.version, dir)?,
+        None => engine.locate(t, Some(&spec.version), &[])?,
+    })
+}
+
 /// Checks every node has the engine's binaries and `pcs`.
 ///
 /// # Errors
 /// What is missing, naming the host and node.
-pub fn check_nodes(cluster: &Cluster, engine: &dyn Engine, spec: &Spec) -> Result<()> {
+pub fn check_nodes(
+    cluster: &Cluster,
+    catalog: &Catalog,
+    engine: &dyn Engine,
+    spec: &Spec,
+) -> Result<()> {
     for node in cluster.nodes() {
-        engine.locate(&node.ssh, Some(&spec.version), &[])?;
+        locate(catalog, &node.ssh, spec, engine)?;
         if node.ssh.find_program(&["pcs".into()]).is_none() {
             bail!(
                 "`pcs` is not installed on {} (node {})",

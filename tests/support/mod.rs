@@ -198,6 +198,24 @@ impl World {
         git_in(&self.repo, args)
     }
 
+    /// Points the repo's catalog at PostgreSQL 17's binaries in `bin` (`bin_dirs`) and
+    /// commits it — a second major, or (another `bin` later) a package upgrade to a
+    /// newer build. `scripts/install-test-postgresql` installs the builds under /opt.
+    pub fn postgresql_17_in(&self, bin: &str) {
+        assert!(
+            Path::new(bin).join("postgres").exists(),
+            "{bin} is missing: run scripts/install-test-postgresql (see scripts/test)"
+        );
+        let engines = include_str!("../../etc/engines.yml").replacen(
+            "  service_user: postgres\n",
+            &format!("  service_user: postgres\n  bin_dirs: {{\"17\": \"{bin}\"}}\n"),
+            1,
+        );
+        std::fs::write(self.repo.join("etc/engines.yml"), engines).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-qm", &format!("catalog: PostgreSQL 17 in {bin}")]);
+    }
+
     /// HEAD and the uncommitted files, to compare after a run that must change nothing.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

@@ -22,7 +22,10 @@ use self::heat::{Heat, Stack, StackRequest};
 use self::keystone::{Credentials, Session};
 use super::cloud::{Cloud, Names};
 use super::pacemaker::{self, Cluster, Deployment, Layout};
-use super::{Admin, Artifact, Capabilities, Observed, Options, Progress, Request, Response, State};
+use super::{
+    Admin, Artifact, Capabilities, Disruption, Observed, Options, Progress, Request, Response,
+    State,
+};
 use crate::assets::Assets;
 use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
@@ -393,6 +396,7 @@ impl Openstack {
             .context("playbooks/openstack/create.yml renders no `engine-group.pcs.sh` artifact")?;
         let dir = PathBuf::from(&names.mountpoint).join("data");
         let (data_dir, run_dir) = pacemaker::engine_dirs(spec, &dir);
+        let (data_pct, wal_pct) = crate::platform::cloud::volume_shares(spec.engine);
         Ok(Layout {
             groups: vec![
                 format!("{}-storage", names.resource_group),
@@ -410,13 +414,22 @@ impl Openstack {
                 .unwrap_or_default(),
             script,
             prepare_before_push: None,
-            // Growing the Cinder volume (Heat) and LVM is not built yet.
-            grow: None,
+            // Heat has extended the Cinder volume by then (the data stack's size);
+            // this grows what `storage.j2` keeps on it (an override of one goes with
+            // an override of the other).
+            grow: Some("openstack/pacemaker/grow.yml".into()),
             prepare_mounted: Some(format!("pacemaker/{}/prepare.yml", spec.engine)),
             bootstrap: format!("pacemaker/{}/bootstrap.yml", spec.engine),
             vars: BTreeMap::from([
                 ("daemonize".to_owned(), "no".to_owned()),
                 ("mountpoint".to_owned(), names.mountpoint.clone()),
+                ("volume_group".to_owned(), names.volume_group.clone()),
+                ("data_pct".to_owned(), data_pct.to_string()),
+                ("wal_pct".to_owned(), wal_pct.to_string()),
+                (
+                    "fs_resource".to_owned(),
+                    format!("{}-fs-data", names.resource_group),
+                ),
             ]),
             dir,
         })
@@ -492,11 +505,17 @@ impl super::Platform for Openstack {
 
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
         // Stacks and groups are made and converged (changed stacks are updated then);
-        // a running group's engine is reconfigured in place, backed up and restored
-        // as on `pacemaker`; growing the Cinder volume and upgrades are not built yet.
+        // a running group's engine is reconfigured in place, backed up, restored and
+        // restarted on newer binaries (a minor upgrade) as on `pacemaker`; a larger
+        // `size_gb` extends the Cinder volume through the data stack, then its volume
+        // group and filesystems on the node (restart-class, as the stack update is).
+        // Major upgrades are not built for groups.
+        let groups = self.target.cloud.runtime == "pacemaker";
         Capabilities {
             configure: true,
-            backup: self.target.cloud.runtime == "pacemaker",
+            backup: groups,
+            minor_upgrade: groups,
+            grow: groups.then_some(Disruption::Restart),
             ..Capabilities::default()
         }
     }
@@ -552,7 +571,13 @@ impl super::Platform for Openstack {
                 self.converge(req)?;
             }
             let engine = pacemaker::check_engine(req.spec, "openstack")?;
-            return self.running(req.spec)?.update(req, engine.as_ref());
+            let deployment = self.running(req.spec)?;
+            if req.change("size_gb").is_some() {
+                // The data stack's volume is larger now (its size is in the template,
+                // so its digest changed and Heat updated it above).
+                deployment.grow(req, engine.as_ref())?;
+            }
+            return deployment.update(req, engine.as_ref());
         }
         self.converge(req)
     }
@@ -630,7 +655,7 @@ impl Openstack {
         let outputs = Outputs::read(&names, &stacks);
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
         let layout = self.layout(spec, &outputs)?;
-        pacemaker::check_nodes(&cluster, engine.as_ref(), spec)?;
+        pacemaker::check_nodes(&cluster, &self.catalog, engine.as_ref(), spec)?;
         self.deployment(cluster, layout)
             .create(req, engine.as_ref(), 3, 5)
     }
