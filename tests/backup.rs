@@ -1107,7 +1107,7 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
 }
 
 #[test]
-fn kubernetes_renders_the_backup_schedule_as_cloudnative_pgs_cron() {
+fn kubernetes_renders_the_backup_schedule_for_cloudnative_pg_and_mariadb_operator() {
     let world = World::new();
     edit_config(&world, |text| {
         text.replacen("targets:\n", "targets:\n  k8s:\n    platform: kubernetes\n    backup_destination: s3://backups/dbctl\n", 1)
@@ -1125,4 +1125,25 @@ fn kubernetes_renders_the_backup_schedule_as_cloudnative_pgs_cron() {
         out.contains("schedule: \"CRON_TZ=Europe/Paris 0 30 1 * * *\""),
         "{out}"
     );
+    // mariadb-operator's Backup: five fields and the zone beside them, the spec's
+    // retention, the destination's bucket and prefix.
+    std::fs::write(
+        world.repo.join("etc/databases/shop.yml"),
+        "name: shop\nengine: mariadb\nversion: \"10.11\"\nsize_gb: 1\nbackup:\n  schedule: Sun 23:15 Asia/Kolkata\n  retention: {days: 7}\n",
+    )
+    .unwrap();
+    let out = world
+        .dbctl(&["render", "shop", "--target", "k8s"])
+        .ok()
+        .stdout;
+    for line in [
+        "kind: Backup",
+        "cron: \"15 23 * * 0\"",
+        "timeZone: \"Asia/Kolkata\"",
+        "maxRetention: \"168h\"",
+        "bucket: \"backups\"",
+        "prefix: \"dbctl\"",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
 }

@@ -278,9 +278,20 @@ fn kubernetes_manifests_pass_strict_validation_and_crd_schemas() {
     let mut args = vec![validator("kubernetes.py"), reference];
     args.extend(manifests);
     // pg: Secret, Cluster, ScheduledBackup, NetworkPolicy; mariadb: Secret, MariaDB,
-    // NetworkPolicy; redis and mongodb: Secret, Service, StatefulSet, NetworkPolicy.
-    let report = validate(&venv_python(), &args, 15);
-    assert!(report.contains("Cluster db-postgresql") && report.contains("MariaDB db-mariadb"));
+    // Backup, NetworkPolicy; redis and mongodb: Secret, Service, StatefulSet,
+    // NetworkPolicy.
+    let report = validate(&venv_python(), &args, 16);
+    for object in [
+        "Cluster db-postgresql",
+        "ScheduledBackup db-postgresql-daily",
+        "MariaDB db-mariadb",
+        "Backup db-mariadb-backup",
+    ] {
+        assert!(
+            report.contains(&format!(": {object}\n")),
+            "{object}: {report}"
+        );
+    }
     let policy =
         std::fs::read_to_string(out.join("kubernetes/db-redis/networkpolicy.yaml")).unwrap();
     assert!(

@@ -72,6 +72,15 @@ impl Schedule {
             self.at.hour()
         )
     }
+
+    /// Standard five-field cron in the schedule's zone (`30 1 * * *`; the zone goes
+    /// beside it, as mariadb-operator's `Backup.spec.timeZone`).
+    pub fn cron(&self) -> String {
+        let day = self
+            .weekday
+            .map_or_else(|| "*".to_owned(), |w| w.to_sunday_zero_offset().to_string());
+        format!("{} {} * * {day}", self.at.minute(), self.at.hour())
+    }
 }
 
 fn short_day(day: Weekday) -> &'static str {
@@ -104,6 +113,8 @@ mod tests {
             weekly.cron_with_seconds(),
             "CRON_TZ=Asia/Kolkata 0 30 23 * * 0"
         );
+        assert_eq!(daily.cron(), "0 1 * * *");
+        assert_eq!(weekly.cron(), "30 23 * * 0");
         for bad in [
             "daily 01:00",
             "nightly 01:00 UTC",

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{Admin, Artifact, Capabilities, Observed, Request, Response};
 use crate::assets::Assets;
+use crate::backup::schedule::Schedule;
 use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
 use crate::playbook::Playbook;
@@ -86,6 +87,65 @@ pub fn volume_shares(engine: EngineKind) -> (u32, u32) {
         (60, 20)
     } else {
         (80, 0)
+    }
+}
+
+/// A backup schedule as a five-field cron and, when known, its IANA zone: the spec's
+/// `backup.schedule`, else the target's `backup_schedule` (CloudNativePG's six fields,
+/// seconds first: the seconds are dropped).
+#[derive(Debug, Serialize)]
+struct OperatorSchedule {
+    cron: String,
+    zone: Option<String>,
+}
+
+fn operator_schedule(spec: Option<&Schedule>, target: &str) -> OperatorSchedule {
+    match spec {
+        Some(s) => OperatorSchedule {
+            cron: s.cron(),
+            zone: Some(s.zone.clone()),
+        },
+        None => {
+            let fields: Vec<&str> = target.split_whitespace().collect();
+            let cron = if fields.len() == 6 {
+                fields[1..].join(" ")
+            } else {
+                fields.join(" ")
+            };
+            OperatorSchedule { cron, zone: None }
+        }
+    }
+}
+
+/// The target's `backup_destination` when it is an S3 URL (`s3://BUCKET/PREFIX`), in
+/// the parts mariadb-operator's `Backup.spec.storage.s3` takes: bucket, prefix, and the
+/// `backup_endpoint` as `host:port` with TLS when its scheme is `https`.
+#[derive(Debug, Serialize)]
+struct S3Destination {
+    bucket: String,
+    prefix: String,
+    endpoint: String,
+    tls: bool,
+}
+
+impl S3Destination {
+    fn of(cloud: &crate::spec::CloudOptions) -> Option<Self> {
+        let rest = cloud.backup_destination.as_deref()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let endpoint = cloud
+            .backup_endpoint
+            .as_deref()
+            .unwrap_or("s3.amazonaws.com");
+        let (tls, host) = match endpoint.split_once("://") {
+            Some((scheme, host)) => (scheme == "https", host),
+            None => (true, endpoint),
+        };
+        Some(Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            endpoint: host.trim_end_matches('/').to_owned(),
+            tls,
+        })
     }
 }
 
@@ -186,6 +246,11 @@ impl Cloud {
         for (key, value) in known {
             outputs.insert(key, value.clone());
         }
+        let schedule = spec
+            .backup
+            .as_ref()
+            .and_then(|b| b.schedule.as_deref())
+            .and_then(|s| Schedule::parse(s).ok());
         Ok(minijinja::context! {
             spec => Value::from(Serde(spec)),
             plan => Value::from(Serde(plan)),
@@ -198,12 +263,19 @@ impl Cloud {
             sizing => Value::from(Serde(&sizing)),
             secrets => Value::from(Serde(&secrets)),
             // `backup.schedule` as CloudNativePG's cron, else the target's.
-            backup_cron => spec
+            backup_cron => schedule
+                .as_ref()
+                .map_or_else(|| self.target.cloud.backup_schedule.clone(), Schedule::cron_with_seconds),
+            // … and as a five-field cron with its zone (mariadb-operator's `Backup`).
+            backup_schedule => Value::from(Serde(&operator_schedule(schedule.as_ref(), &self.target.cloud.backup_schedule))),
+            // Days of backups the operators keep (`backup.retention.days`, else 30).
+            backup_retention_days => spec
                 .backup
                 .as_ref()
-                .and_then(|b| b.schedule.as_deref())
-                .and_then(|s| crate::backup::schedule::Schedule::parse(s).ok())
-                .map_or_else(|| self.target.cloud.backup_schedule.clone(), |s| s.cron_with_seconds()),
+                .and_then(|b| b.retention.as_ref())
+                .and_then(|r| r.days)
+                .unwrap_or(30),
+            backup_s3 => Value::from(Serde(&S3Destination::of(&self.target.cloud))),
         })
     }
 
