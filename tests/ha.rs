@@ -168,11 +168,16 @@ fn upgrades_a_minor_in_the_group(world: &World, cluster: &Cluster) {
     let plan = dbctl(world, cluster, &["plan", name, "-o", "json"])
         .ok()
         .json();
+    // The binaries' new path also changes the group's rendered pcs script.
     let changes = &plan["databases"][0]["changes"];
-    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{plan}");
+    assert_eq!(changes.as_array().map(Vec::len), Some(2), "{plan}");
     assert_eq!(changes[0]["attribute"], "version", "{plan}");
     assert_eq!(changes[0]["new"], "17.7", "{plan}");
     assert_eq!(changes[0]["disruption"], "restart", "{plan}");
+    assert_eq!(
+        changes[1]["attribute"], "artifact.group/db-ha-minor",
+        "{plan}"
+    );
     dbctl(world, cluster, &["apply", name, "--now"]).ok();
     assert_eq!(sql("show server_version"), "17.7");
     assert_eq!(sql("select n from kept"), "7");
@@ -252,6 +257,44 @@ fn changes_in_the_running_group(
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     assert_eq!(sql("show max_connections"), "150");
     assert_eq!(sql("show work_mem"), "64MB");
+    // The repo overrides a template the group's node writes: planned as that
+    // artifact (reload), written on the node running the group, nothing left planned.
+    let overrides = world.repo.join("templates/pacemaker/postgresql");
+    std::fs::create_dir_all(&overrides).unwrap();
+    std::fs::write(
+        overrides.join("pg_hba.conf.j2"),
+        include_str!("../templates/pacemaker/postgresql/pg_hba.conf.j2").to_owned()
+            + "\n# reviewed by the database team\n",
+    )
+    .unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "ha: our pg_hba"]);
+    let plan = dbctl(world, cluster, &["plan", name, "-o", "json"])
+        .ok()
+        .json();
+    let changes = &plan["databases"][0]["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{plan}");
+    assert_eq!(
+        changes[0]["attribute"], "artifact.pacemaker/postgresql/pg_hba.conf.j2",
+        "{plan}"
+    );
+    assert_eq!(changes[0]["disruption"], "reload", "{plan}");
+    dbctl(world, cluster, &["apply", name]).ok();
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (_, ip, _) = placement(&status);
+    let hba = cluster.ssh(
+        ip,
+        &format!("cat /srv/dbctl-{}/{name}/pgdata/pg_hba.conf", cluster.id),
+    );
+    assert!(
+        String::from_utf8_lossy(&hba.stdout).contains("# reviewed by the database team"),
+        "{}",
+        String::from_utf8_lossy(&hba.stderr)
+    );
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
     // Grow the storage: the image and the mounted filesystem, data kept (offline
     // here: this machine may not resize a mounted ext4, so the group's filesystem
     // stops while it grows).

@@ -559,7 +559,10 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             },
         )?;
     }
-    for (template, digest) in want.artifact_digests {
+    // A record without digests was written before the platform recorded them: not
+    // compared until a whole apply (create, restart) records them.
+    let recorded = !applied.artifact_digests.is_empty();
+    for (template, digest) in want.artifact_digests.iter().filter(|_| recorded) {
         match applied.artifact_digests.get(template) {
             Some(old) if old == digest => {}
             old => configure(
@@ -745,6 +748,33 @@ mod tests {
             render(&created),
             "+ database: - -> \"postgresql 15\" (no disruption)\n"
         );
+    }
+
+    #[test]
+    fn a_record_without_digests_is_not_compared_a_new_template_is() {
+        let s = spec();
+        let digests = BTreeMap::from([
+            ("group/db-x".to_owned(), "aa".to_owned()),
+            (
+                "pacemaker/postgresql/pg_hba.conf.j2".to_owned(),
+                "bb".to_owned(),
+            ),
+        ]);
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+            wal_archive: None,
+        };
+        // Written before the platform recorded digests: nothing to restart for.
+        let legacy = up(Applied::of(&s, BTreeMap::new()));
+        assert_eq!(plan(&want, &legacy).unwrap(), Vec::new());
+        // Recorded, and one template is new since.
+        let recorded = up(Applied::of(
+            &s,
+            BTreeMap::from([("group/db-x".to_owned(), "aa".to_owned())]),
+        ));
+        insta::assert_snapshot!(render(&plan(&want, &recorded).unwrap()), @"~ artifact.pacemaker/postgresql/pg_hba.conf.j2: - -> \"bb\" (reload)\n");
     }
 
     #[test]

@@ -371,6 +371,39 @@ pub struct Layout {
     pub vars: BTreeMap<String, String>,
 }
 
+/// The prefix of a group's rendered pcs script among a database's artifact digests
+/// (`group/db-<name>` → its sha256).
+pub const GROUP_ARTIFACT: &str = "group/";
+
+impl Layout {
+    /// Artifact → sha256 for what the groups are built from: the rendered pcs script
+    /// (`group/<first group>`: its templates, the target's settings) and every template
+    /// the `prepare_mounted` and `bootstrap` playbooks write on the node (by template
+    /// name, as hosts record theirs). A changed one is planned as
+    /// `~ artifact.<name>`; template names in playbooks are plain paths.
+    ///
+    /// # Errors
+    /// A playbook or template that cannot be read.
+    pub fn digests(
+        &self,
+        assets: &crate::assets::Assets,
+        renderer: &Renderer,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut texts = vec![(
+            format!("{GROUP_ARTIFACT}{}", self.groups[0]),
+            self.script.content.clone(),
+        )];
+        for path in self.prepare_mounted.iter().chain([&self.bootstrap]) {
+            for (template, _) in Playbook::load(assets, path)?.templates() {
+                texts.push((template.to_owned(), renderer.source(template)?));
+            }
+        }
+        Ok(crate::change::digests(
+            texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        ))
+    }
+}
+
 /// What a playbook run on a node reports to and streams.
 struct Io<'x> {
     progress: Progress<'x>,
@@ -652,7 +685,7 @@ impl<'a> Deployment<'a> {
         let instance = self.instance(spec, engine, &active.ssh);
         let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
         // What was applied lives with the data, on the group's filesystem.
-        let applied = Applied::of(spec, BTreeMap::new());
+        let applied = Applied::of(spec, l.digests(self.assets, self.renderer)?);
         active.ssh.write_file(
             &l.dir.join(APPLIED_FILE),
             &serde_json::to_vec_pretty(&applied)?,
@@ -732,7 +765,7 @@ impl<'a> Deployment<'a> {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let applied = Applied::after(
             previous,
-            Applied::of(spec, BTreeMap::new()),
+            Applied::of(spec, l.digests(self.assets, self.renderer)?),
             req.changes,
             whole,
         );
@@ -1274,8 +1307,8 @@ impl super::Platform for Pacemaker {
         }
     }
 
-    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
-        Ok(BTreeMap::new())
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        self.layout(spec)?.digests(&self.assets, &self.renderer)
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {
