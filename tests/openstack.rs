@@ -93,15 +93,27 @@ impl Cloud {
     }
 
     fn list(&self) -> Vec<Value> {
+        let mut stacks = self.openstack(&["stack", "list"]);
+        stacks.sort_by_key(|s| s["Stack Name"].as_str().unwrap_or_default().to_owned());
+        stacks
+    }
+
+    /// `openstack object list CONTAINER` with the real client: the objects' names.
+    fn objects(&self, container: &str) -> Vec<String> {
+        self.openstack(&["object", "list", container])
+            .into_iter()
+            .map(|o| o["Name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The real `openstack` client in the cloud's namespace, as the openrc's user:
+    /// its JSON list.
+    fn openstack(&self, args: &[&str]) -> Vec<Value> {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.namespace]).args([
-            "/usr/bin/python3",
-            "/usr/bin/openstack",
-            "stack",
-            "list",
-            "-f",
-            "json",
-        ]);
+        cmd.args(["netns", "exec", &self.namespace])
+            .args(["/usr/bin/python3", "/usr/bin/openstack"])
+            .args(args)
+            .args(["-f", "json"]);
         for (k, v) in self.env() {
             cmd.env(k, v);
         }
@@ -112,9 +124,7 @@ impl Cloud {
             String::from_utf8_lossy(&out.stderr)
         );
         let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut stacks = list.as_array().unwrap().clone();
-        stacks.sort_by_key(|s| s["Stack Name"].as_str().unwrap_or_default().to_owned());
-        stacks
+        list.as_array().unwrap().clone()
     }
 }
 
@@ -203,12 +213,13 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
     let targets = targets.replacen(
         "    heat_environment:",
         &format!(
-            "    backup_store: cloud\n    state_dir: {}\n    heat_environment:",
+            "    state_dir: {}\n    heat_environment:",
             world.dir.path().join("os-state").display()
         ),
         1,
     );
-    // Backups go to the cloud's Swift, through Keystone with the cloud's openrc file.
+    // Backups go to the cloud's Swift: by default the database's own container in the
+    // target's project; `cloud` names a store through Keystone with an openrc file.
     let store = format!(
         "backup_stores:\n  cloud:\n    kind: swift\n    openrc: {}\n    container: dbctl-backups\n",
         cloud.openrc().display()
@@ -552,7 +563,23 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let backup = dbctl(&world, &cluster, &["backup", "os-db", "-o", "json"])
         .ok()
         .json();
+    // No store is named anywhere: the container the data stack makes for it.
+    assert_eq!(backup["store"], "os-test/backup-os-db", "{backup}");
     let id = backup["manifest"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        cloud
+            .objects("backup-os-db")
+            .iter()
+            .any(|o| o.starts_with(&format!("os-db/{id}/")))
+    );
+    let named = dbctl(
+        &world,
+        &cluster,
+        &["backup", "os-db", "--store", "cloud", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(named["store"], "cloud", "{named}");
     Client::Psql
         .query(
             &cluster,
@@ -585,15 +612,24 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     )
     .ok()
     .json();
-    assert_eq!(deleted["final_backup"]["store"], "cloud", "{deleted}");
-    let listed = dbctl(
-        &world,
-        &cluster,
-        &["backups", "os-db", "--store", "cloud", "-o", "json"],
-    )
-    .ok()
-    .json();
-    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        deleted["final_backup"]["store"], "os-test/backup-os-db",
+        "{deleted}"
+    );
+    for (store, count) in [("os-test/backup-os-db", 2), ("cloud", 1)] {
+        let listed = dbctl(
+            &world,
+            &cluster,
+            &["backups", "os-db", "--store", store, "-o", "json"],
+        )
+        .ok()
+        .json();
+        assert_eq!(
+            listed["backups"].as_array().unwrap().len(),
+            count,
+            "{store}: {listed}"
+        );
+    }
     for group in ["db-os-db-storage", "db-os-db-service"] {
         let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
         assert!(!out.status.success(), "{group} still configured");

@@ -413,14 +413,48 @@ impl Store {
                     .disable_ec2_metadata();
                 Operator::new(builder).map_err(|e| object_err("open", "", e))?
             }
-        }
-        .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)))
-        .layer(
-            RetryLayer::new()
-                .with_max_times(4)
-                .with_jitter()
-                .with_min_delay(Duration::from_millis(200)),
+        };
+        Self::checked(name, op, segments, handle, &describe(config))
+    }
+
+    /// The Swift container `container` of the Keystone project `creds` name (an
+    /// openstack target's own openrc: its databases' `backup-<name>` containers, which
+    /// their data stacks make), opened as [`Self::open`] opens a configured store.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_keystone(
+        name: &str,
+        creds: &crate::platform::openstack::keystone::Credentials,
+        container: &str,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Self, StoreError> {
+        let (storage_url, token) = keystone_endpoint(name, creds)?;
+        let (op, whole) = swift(name, (&storage_url, &token), container, "")?;
+        let described = format!(
+            "Swift of the Keystone project in {} (container {container})",
+            creds.source.display()
         );
+        Self::checked(name, op, Some(whole), handle, &described)
+    }
+
+    /// Adds the timeout and retry layers and proves the endpoint and the credentials
+    /// with one listing before any backup starts.
+    fn checked(
+        name: &str,
+        op: Operator,
+        segments: Option<(Operator, String)>,
+        handle: tokio::runtime::Handle,
+        described: &str,
+    ) -> Result<Self, StoreError> {
+        let op = op
+            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)))
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(4)
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(200)),
+            );
         let store = Self {
             name: name.to_owned(),
             op,
@@ -440,7 +474,7 @@ impl Store {
                 } else {
                     StoreError::Unreachable {
                         store: name.to_owned(),
-                        url: describe(config),
+                        url: described.to_owned(),
                         message: e.to_string(),
                     }
                 }
@@ -705,7 +739,7 @@ fn keystone(
     openrc: &Path,
     secret: Option<&SecretSource>,
 ) -> Result<(String, SecretString), StoreError> {
-    use crate::platform::openstack::{OpenstackError, keystone};
+    use crate::platform::openstack::keystone;
     let creds = match secret {
         Some(source) => {
             keystone::Credentials::from_openrc_with_password(openrc, source.read(store)?)
@@ -716,7 +750,20 @@ fn keystone(
         store: store.to_owned(),
         message: e.to_string(),
     })?;
-    keystone::object_store(&creds).map_err(|e| match e {
+    keystone_endpoint(store, &creds)
+}
+
+/// The `object-store` endpoint and a token for the project of `creds`.
+///
+/// # Errors
+/// [`StoreError::Auth`] when Keystone refuses the credentials,
+/// [`StoreError::Unreachable`] otherwise.
+fn keystone_endpoint(
+    store: &str,
+    creds: &crate::platform::openstack::keystone::Credentials,
+) -> Result<(String, SecretString), StoreError> {
+    use crate::platform::openstack::{OpenstackError, keystone};
+    keystone::object_store(creds).map_err(|e| match e {
         OpenstackError::Api { status: 401, .. } => StoreError::Auth {
             store: store.to_owned(),
             message: e.to_string(),

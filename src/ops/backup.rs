@@ -13,10 +13,13 @@ use crate::backup::{self, BackupKind, Manifest, ObjectEntry, Store};
 use crate::change::{Action, Change, Disruption};
 use crate::gitops::Repo;
 use crate::output::Report;
-use crate::spec::{Draft, Spec};
+use crate::platform::cloud::Names;
+use crate::spec::{Draft, PlatformKind, Spec};
 
 /// The store a database's backups go to: `--store`, else the spec's `backup.store`,
-/// else its target's `backup_store`, else `defaults.backup_store`.
+/// else its target's `backup_store`, else `defaults.backup_store`, else — on an
+/// `openstack` target — the Swift container its data stack makes
+/// (`<target>/backup-<name>`, [`cloud_default`]).
 ///
 /// # Errors
 /// None is configured, or `--store` names an unknown one.
@@ -24,7 +27,8 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     let config = &repo.config;
     let name = flag
         .map(str::to_owned)
-        .or_else(|| backup::store_of(config, spec));
+        .or_else(|| backup::store_of(config, spec))
+        .or_else(|| cloud_default(config, &spec.target, &spec.name));
     let Some(name) = name else {
         bail!(
             "`{}` has no backup store: pass `--store`, or set `backup: {{ store: … }}` in its spec, `backup_store` on target `{}` or `defaults.backup_store`; stores: {}",
@@ -36,9 +40,40 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     known_store(config, name)
 }
 
+/// The store of database `name` on `target` when that is an `openstack` target and no
+/// store is configured: the `backup-<name>` Swift container its data stack makes, in
+/// the target's own Keystone project (its `openrc`), named `<target>/backup-<name>`.
+pub fn cloud_default(config: &crate::spec::Config, target: &str, name: &str) -> Option<String> {
+    let t = config.target(target)?;
+    (t.platform == PlatformKind::Openstack)
+        .then(|| format!("{target}/{}", Names::new(name).backup_container))
+}
+
+/// `TARGET/CONTAINER` naming an openstack target's own backup container
+/// (`backup-<name>`), as [`cloud_default`] makes them: the target and the container.
+fn cloud_container<'n>(
+    config: &'n crate::spec::Config,
+    name: &'n str,
+) -> Option<(&'n crate::spec::Target, &'n str)> {
+    let (target, container) = name.split_once('/')?;
+    let t = config.target(target)?;
+    (t.platform == PlatformKind::Openstack
+        && container
+            .strip_prefix("backup-")
+            .is_some_and(|db| crate::spec::check_name(db).is_ok()))
+    .then_some((t, container))
+}
+
 /// The configured stores, for messages.
 fn stores(config: &crate::spec::Config) -> String {
-    let names: Vec<_> = config.backup_stores.keys().cloned().collect();
+    let mut names: Vec<_> = config.backup_stores.keys().cloned().collect();
+    names.extend(
+        config
+            .targets
+            .values()
+            .filter(|t| t.platform == PlatformKind::Openstack)
+            .map(|t| format!("{}/backup-<database>", t.name)),
+    );
     if names.is_empty() {
         "none: add one under `backup_stores` in etc/dbctl.yml".to_owned()
     } else {
@@ -46,12 +81,12 @@ fn stores(config: &crate::spec::Config) -> String {
     }
 }
 
-/// `name` when `backup_stores` has it.
+/// `name` when `backup_stores` has it, or it names an openstack target's container.
 ///
 /// # Errors
 /// An unknown store, listing the allowed ones.
 fn known_store(config: &crate::spec::Config, name: String) -> Result<String> {
-    if !config.backup_stores.contains_key(&name) {
+    if !config.backup_stores.contains_key(&name) && cloud_container(config, &name).is_none() {
         bail!("unknown backup store `{name}`; allowed: {}", stores(config));
     }
     Ok(name)
@@ -82,7 +117,8 @@ fn spec_and_store(
                 .and_then(|t| config.target(t))
                 .and_then(|t| t.backup_store.clone())
         })
-        .or_else(|| config.default_backup_store.clone());
+        .or_else(|| config.default_backup_store.clone())
+        .or_else(|| target.and_then(|t| cloud_default(config, t, name)));
     let Some(chosen) = chosen else {
         bail!(
             "no database `{name}`: `{}` does not exist; to find the backups of a deleted database pass `--store` (stores: {})",
@@ -209,12 +245,18 @@ pub(super) fn check_platform(
 /// # Errors
 /// As [`Store::open`].
 pub fn open_store(session: &Session, repo: &Repo, name: &str) -> Result<Store> {
-    let config = repo
-        .config
-        .backup_stores
-        .get(name)
+    if let Some(config) = repo.config.backup_stores.get(name) {
+        return Ok(Store::open(name, config, session.runtime())?);
+    }
+    let (target, container) = cloud_container(&repo.config, name)
         .with_context(|| format!("unknown backup store `{name}`"))?;
-    Ok(Store::open(name, config, session.runtime())?)
+    let creds = crate::platform::openstack::credentials(repo.root(), target)?;
+    Ok(Store::open_keystone(
+        name,
+        &creds,
+        container,
+        session.runtime(),
+    )?)
 }
 
 /// Flags of `dbctl backup`.

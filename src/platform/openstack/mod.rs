@@ -222,27 +222,8 @@ impl Openstack {
         self.root.join(path)
     }
 
-    /// Reads a file of the repo (an openrc, a Heat environment, a provider template)
-    /// without following links (see [`crate::safefs`]); `..` is resolved by name, and a
-    /// path that then leaves the repo is refused.
     fn read_repo_text(&self, path: &Path) -> Result<String> {
-        let mut rel = PathBuf::new();
-        let inside = path
-            .strip_prefix(&self.root)
-            .with_context(|| format!("`{}` is outside the GitOps repo", path.display()))?;
-        for part in inside.components() {
-            match part {
-                std::path::Component::ParentDir if !rel.pop() => {
-                    anyhow::bail!("`{}` is outside the GitOps repo", path.display());
-                }
-                std::path::Component::Normal(p) => rel.push(p),
-                _ => {}
-            }
-        }
-        let bytes = crate::safefs::Anchor::new(&self.root)
-            .read(&rel)?
-            .with_context(|| format!("`{}` does not exist", path.display()))?;
-        String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", path.display()))
+        read_repo_text(&self.root, path)
     }
 
     /// `targets.<name>.<key>` in etc/dbctl.yml, for messages.
@@ -251,17 +232,7 @@ impl Openstack {
     }
 
     fn credentials(&self) -> Result<Credentials> {
-        let openrc = self.target.cloud.openrc.as_deref().with_context(|| {
-            format!(
-                "{} is missing: an openstack target needs the repo-relative path of an openrc file with Keystone v3 credentials (e.g. files/openrc.sh)",
-                self.key("openrc")
-            )
-        })?;
-        let path = self.repo_path(openrc);
-        let text = self
-            .read_repo_text(&path)
-            .with_context(|| self.key("openrc"))?;
-        Credentials::from_openrc_text(&text, &path).with_context(|| self.key("openrc"))
+        credentials(&self.root, &self.target)
     }
 
     /// The Keystone session, authenticated once per run (preflight, then create).
@@ -478,6 +449,51 @@ impl Openstack {
             layout,
         }
     }
+}
+
+/// Reads a file of the repo at `root` (an openrc, a Heat environment, a provider
+/// template) without following links (see [`crate::safefs`]); `..` is resolved by
+/// name, and a path that then leaves the repo is refused.
+///
+/// # Errors
+/// A path outside the repo, a link on the way, a missing file, text that is not UTF-8.
+fn read_repo_text(root: &Path, path: &Path) -> Result<String> {
+    let mut rel = PathBuf::new();
+    let inside = path
+        .strip_prefix(root)
+        .with_context(|| format!("`{}` is outside the GitOps repo", path.display()))?;
+    for part in inside.components() {
+        match part {
+            std::path::Component::ParentDir if !rel.pop() => {
+                anyhow::bail!("`{}` is outside the GitOps repo", path.display());
+            }
+            std::path::Component::Normal(p) => rel.push(p),
+            _ => {}
+        }
+    }
+    let bytes = crate::safefs::Anchor::new(root)
+        .read(&rel)?
+        .with_context(|| format!("`{}` does not exist", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", path.display()))
+}
+
+/// Keystone v3 credentials of an openstack `target` of the repo at `root`: its
+/// `openrc` file (repo-relative, read without following links and never executed),
+/// with what it leaves unset from the environment.
+///
+/// # Errors
+/// No `openrc` on the target, an unreadable file, missing credentials; each names
+/// `targets.<t>.openrc`.
+pub fn credentials(root: &Path, target: &Target) -> Result<Credentials> {
+    let key = format!("`targets.{}.openrc` in etc/dbctl.yml", target.name);
+    let openrc = target.cloud.openrc.as_deref().with_context(|| {
+        format!(
+            "{key} is missing: an openstack target needs the repo-relative path of an openrc file with Keystone v3 credentials (e.g. files/openrc.sh)"
+        )
+    })?;
+    let path = root.join(openrc);
+    let text = read_repo_text(root, &path).with_context(|| key.clone())?;
+    Credentials::from_openrc_text(&text, &path).with_context(|| key)
 }
 
 impl super::Platform for Openstack {
