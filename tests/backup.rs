@@ -440,17 +440,18 @@ fn a_backup_killed_midway_claims_nothing_and_the_next_one_works() {
 
 #[test]
 fn disaster_recovery_restores_the_latest_backup_onto_another_target_over_ssh() {
-    use crate::support::sshd::Sshd;
+    use crate::support::hosts::NamespaceHosts;
     let world = world_with_stores();
-    let sshd = Sshd::start(&world.dir.path().join("sshd"));
-    let dr_state = world.dir.path().join("dr-state");
+    // The DR site: a host of its own (network namespace, sshd, private state
+    // directory); dbctl here reaches it and the stores on 127.0.0.1.
+    let site = NamespaceHosts::up(&world.dir.path().join("dr-site"), 'd', 1);
+    site.uplink("10.203.1.254/24");
+    let dr_state = site.state(1);
     let target = format!(
-        "targets:\n  dr:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
-        sshd.port,
-        sshd.client_key.display(),
-        sshd.known_hosts.display(),
-        dr_state.display(),
-        41_000 + (std::process::id() % 400) as u16 * 10,
+        "targets:\n  dr:\n    platform: ssh\n    hosts: [10.203.1.11]\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 10.203.1.11\n",
+        site.client_key().display(),
+        site.known_hosts().display(),
+        site.state_dir.display(),
     );
     edit_config(&world, |text| text.replacen("targets:\n", &target, 1));
     world.git(&["commit", "-qam", "test: a DR target"]);

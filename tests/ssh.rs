@@ -308,72 +308,12 @@ fn command_output_streams_line_by_line() {
     check(&Ssh::connect(&opts).unwrap());
 }
 
-/// Namespace hosts from `bench/fanout/hosts.sh`, each with its own state directory at
-/// `state_dir` (a private bind mount, as on separate VMs); torn down on drop.
-struct NamespaceHosts {
-    dir: std::path::PathBuf,
-    id: String,
-    count: usize,
-    state_dir: std::path::PathBuf,
-}
-
-impl NamespaceHosts {
-    fn up(dir: &std::path::Path, count: usize) -> Self {
-        let id = format!("s{}", std::process::id() % 10_000);
-        let hosts = Self {
-            dir: dir.to_path_buf(),
-            state_dir: std::path::PathBuf::from(format!("/srv/dbctl-{id}")),
-            id,
-            count,
-        };
-        let out = std::process::Command::new("bash")
-            .arg(Self::script())
-            .args(["up", dir.to_str().unwrap(), &hosts.id, &count.to_string()])
-            .arg(&hosts.state_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "hosts did not come up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        hosts
-    }
-
-    fn script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/fanout/hosts.sh")
-    }
-
-    fn bridge(&self) -> String {
-        format!("{}b", self.id)
-    }
-
-    /// What host `i` (1-based) holds in its state directory.
-    fn state(&self, i: usize) -> std::path::PathBuf {
-        self.dir.join(format!("host{i}/private"))
-    }
-}
-
-impl Drop for NamespaceHosts {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(Self::script())
-            .args([
-                "down",
-                self.dir.to_str().unwrap(),
-                &self.id,
-                &self.count.to_string(),
-            ])
-            .status();
-        let _ = std::fs::remove_dir(&self.state_dir);
-    }
-}
-
 #[test]
 fn databases_spread_over_a_targets_hosts_and_stay_there() {
     use crate::support::cluster::{dbctl_in, reveal_in};
+    use crate::support::hosts::NamespaceHosts;
     let world = World::new();
-    let hosts = NamespaceHosts::up(&world.dir.path().join("hosts"), 2);
+    let hosts = NamespaceHosts::up(&world.dir.path().join("hosts"), 's', 2);
     let config = world.repo.join("etc/dbctl.yml");
     let text = std::fs::read_to_string(&config).unwrap();
     let target = format!(

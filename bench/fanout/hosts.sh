@@ -4,10 +4,22 @@
 # with its own sshd. Same filesystem, separate networks (every host's servers can
 # use the same ports). With PRIVATE, each host's sshd (and so everything run over SSH)
 # sees its own DIR/host<i>/private at that path, like the state directory of a real VM.
-#   hosts.sh up DIR ID N [PRIVATE] | hosts.sh down DIR ID N
+# `uplink ADDR/PREFIX` gives this machine's own namespace an address on the hosts'
+# bridge (a veth into it), so a tool run here reaches both the hosts and 127.0.0.1 —
+# a restore from a store on loopback onto a host, say; it goes with the bridge.
+#   hosts.sh up DIR ID N [PRIVATE] | hosts.sh uplink DIR ID N ADDR/PREFIX
+#   | hosts.sh down DIR ID N
 set -eu
 cmd=$1 dir=$2 id=$3 n=$4 private=${5:-}
 br=${id}b
+if [ "$cmd" = uplink ]; then
+  ip link add "${id}uv" type veth peer name "${id}up"
+  ip link set "${id}up" netns "$br"
+  ip -n "$br" link set "${id}up" master br0 up
+  ip addr add "$5" dev "${id}uv"
+  ip link set "${id}uv" up
+  exit 0
+fi
 if [ "$cmd" = down ]; then
   for ns in $(seq -f "${id}%g" 1 "$n") "$br"; do
     if ip netns list | grep -qw "$ns"; then

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod hosts;
 pub mod sshd;
 pub mod swift;
 
