@@ -85,6 +85,11 @@ impl Drop for Cluster {
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ha/cluster.sh"))
             .args(["down", self.dir.to_str().unwrap(), &self.id])
             .status();
+        // The target's state directory on the nodes (this machine's filesystem): its
+        // lease directory outlives the databases, which took their mountpoints along.
+        let state = PathBuf::from(format!("/srv/dbctl-{}", self.id));
+        let _ = std::fs::remove_dir(state.join(".leases"));
+        let _ = std::fs::remove_dir(state);
     }
 }
 
