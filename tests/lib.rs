@@ -6,6 +6,7 @@ mod support;
 mod apply;
 mod backup;
 mod bad_input;
+mod ci;
 mod convergence;
 mod day2;
 mod gitops;

@@ -145,6 +145,81 @@ impl Report for PlanReport {
         text
     }
 
+    /// A heading with the summary, then per database a table of its changes (what,
+    /// old → new, disruption, when, why) and the databases that cannot be planned: a
+    /// merge request's comment or a CI job's summary.
+    fn markdown(&self) -> String {
+        let errors: Vec<&Planned> = self
+            .databases
+            .iter()
+            .filter(|p| p.error.is_some())
+            .collect();
+        let mut text = if self.pending == 0 && errors.is_empty() {
+            format!(
+                "### dbctl plan: no changes\n\n{} database(s) match their specs.\n",
+                self.databases.len()
+            )
+        } else {
+            format!(
+                "### dbctl plan: {} database(s) to change{}\n",
+                self.pending,
+                if errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} cannot be planned", errors.len())
+                }
+            )
+        };
+        // Backticks inside a cell would end its code span, pipes its column.
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        for planned in self.databases.iter().filter(|p| p.pending()) {
+            text.push_str(&format!(
+                "\n#### `{}` (target `{}`)\n\n",
+                planned.name, planned.target
+            ));
+            let rows = planned
+                .changes
+                .iter()
+                .map(|c| (c, "now".to_owned()))
+                .chain(planned.deferred.iter().map(|c| {
+                    (
+                        c,
+                        planned
+                            .runs_at
+                            .as_deref()
+                            .map_or_else(|| "in the window".to_owned(), |at| format!("at {at}")),
+                    )
+                }))
+                .map(|(c, when)| {
+                    vec![
+                        c.action.symbol().to_owned(),
+                        format!("`{}`", cell(&c.attribute)),
+                        cell(&value(c.old.as_ref())),
+                        cell(&value(c.new.as_ref())),
+                        c.disruption.to_string(),
+                        when,
+                        cell(&c.reason),
+                    ]
+                })
+                .collect();
+            text.push_str(&crate::output::markdown_table(
+                &["", "attribute", "old", "new", "disruption", "when", "why"],
+                rows,
+            ));
+        }
+        if !errors.is_empty() {
+            text.push_str("\n#### Cannot be planned\n\n");
+            for planned in errors {
+                text.push_str(&format!(
+                    "- `{}`: {}\n",
+                    planned.name,
+                    cell(planned.error.as_deref().unwrap_or_default())
+                ));
+            }
+        }
+        text
+    }
+
     fn exit_code(&self) -> u8 {
         if self.databases.iter().any(|p| p.error.is_some()) {
             1

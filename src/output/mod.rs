@@ -1,5 +1,6 @@
-//! Output: human text or JSON, chosen once per run. Data goes to stdout; progress and
-//! status lines go to stderr and are silent in JSON mode and with `--quiet`.
+//! Output: human text, JSON or Markdown, chosen once per run. Data goes to stdout;
+//! progress and status lines go to stderr and are silent in JSON mode and with
+//! `--quiet`.
 
 use std::io::{IsTerminal, Write};
 
@@ -11,12 +12,25 @@ pub enum Format {
     Human,
     /// One JSON document on stdout.
     Json,
+    /// Markdown on stdout, for a CI job's summary or a merge request's comment
+    /// (progress on stderr as for people).
+    Markdown,
 }
 
-/// A command's result, printable both ways.
+/// A command's result, printable every way.
 pub trait Report: erased::Serialize {
     /// The human rendering (ends with a newline, or is empty).
     fn human(&self) -> String;
+    /// The Markdown rendering: the human text as a fenced block, unless the report
+    /// has a richer one (`plan`'s tables).
+    fn markdown(&self) -> String {
+        let text = self.human();
+        if text.is_empty() {
+            text
+        } else {
+            format!("```\n{text}```\n")
+        }
+    }
     /// The process exit code for this result (0 unless the report says otherwise).
     fn exit_code(&self) -> u8 {
         0
@@ -88,7 +102,7 @@ impl Printer {
     /// Starts a byte counter for `message` (`total`: the bytes expected, when known),
     /// drawn on stderr only on a terminal in human mode without `--quiet`.
     pub fn transfer(&self, message: &str, total: Option<u64>) -> Transfer {
-        let shown = self.tty && !self.quiet && self.format == Format::Human;
+        let shown = self.tty && !self.quiet && self.format != Format::Json;
         let target = if shown {
             indicatif::ProgressDrawTarget::stderr_with_hz(4)
         } else {
@@ -116,7 +130,7 @@ impl Printer {
 
     /// True with `--verbose` (and not `--quiet` or JSON).
     pub fn verbose(&self) -> bool {
-        self.verbose && !self.quiet && self.format == Format::Human
+        self.verbose && !self.quiet && self.format != Format::Json
     }
 
     /// One output line of a command a step runs, indented under its step (stderr).
@@ -126,9 +140,9 @@ impl Printer {
         }
     }
 
-    /// A status line on stderr (human mode only).
+    /// A status line on stderr (not in JSON mode).
     pub fn status(&self, line: &str) {
-        if self.format == Format::Human && !self.quiet {
+        if self.format != Format::Json && !self.quiet {
             match self.bar.lock().ok().and_then(|b| b.clone()) {
                 Some(bar) if !bar.is_hidden() => bar.println(line),
                 _ => {
@@ -158,6 +172,9 @@ impl Printer {
                 let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
                 let _ = writeln!(out, "{text}");
             }
+            Format::Markdown => {
+                let _ = out.write_all(report.markdown().as_bytes());
+            }
         }
     }
 
@@ -169,7 +186,7 @@ impl Printer {
             .collect::<Vec<_>>()
             .join(": ");
         match self.format {
-            Format::Human => {
+            Format::Human | Format::Markdown => {
                 let _ = writeln!(std::io::stderr(), "error: {message}");
             }
             Format::Json => {
@@ -197,6 +214,21 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// A Markdown (GitHub-flavoured) table with a header row (comfy-table's preset; cells
+/// with `|` or newlines are escaped by the caller's choice of text).
+pub fn markdown_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::ASCII_MARKDOWN)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    let mut text = table.to_string();
+    text.push('\n');
+    text
 }
 
 /// A table with a header row, for terminals (comfy-table, no borders).
