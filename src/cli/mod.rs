@@ -12,6 +12,7 @@ mod list;
 mod modify;
 mod render;
 mod rotate;
+mod shell;
 mod sql;
 mod status;
 
@@ -133,12 +134,34 @@ pub enum Command {
     ControlPlane(control_plane::ControlPlaneArgs),
     /// Print (or write) the artifacts dbctl renders for a database.
     Render(render::RenderArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(shell::CompletionsArgs),
+    /// Print dbctl's man page, or write one per command with `--out DIR`.
+    Man(shell::ManArgs),
 }
 
 impl Cli {
     /// Runs the parsed command; returns the exit code.
     pub fn run(self) -> u8 {
         let printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
+        // Generated from the CLI itself: no repo, no session, text on stdout.
+        let generated = match &self.command {
+            Command::Completions(args) => Some(args.run()),
+            Command::Man(args) => Some(args.run()),
+            _ => None,
+        };
+        match generated {
+            Some(Ok(())) => 0,
+            Some(Err(err)) => {
+                printer.error(&err);
+                1
+            }
+            None => self.run_in_session(&printer),
+        }
+    }
+
+    /// Runs a command that works on the GitOps repo, in one [`Session`].
+    fn run_in_session(self, printer: &Printer) -> u8 {
         let session = match Session::new(
             self.global
                 .repo
@@ -177,6 +200,9 @@ impl Cli {
             Command::Restore(args) => args.run(&session),
             Command::WalPush(args) => args.run(&session),
             Command::ControlPlane(args) => args.run(&session),
+            Command::Completions(_) | Command::Man(_) => Err(anyhow::anyhow!(
+                "`completions` and `man` need no repo: they run before a session"
+            )),
         };
         match result {
             Ok(report) => {
