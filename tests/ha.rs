@@ -59,6 +59,29 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     assert_eq!(status["status"]["state"], "up", "{status}");
     let (active, active_ip, standby) = placement(&status);
 
+    // The target's VIP is this database's: a second one (or a restore drill's scratch
+    // database) on the target is refused before anything changes.
+    let before = world.snapshot();
+    let second = [
+        "create",
+        "--type",
+        engine,
+        "--target",
+        "ha-test",
+        "--size",
+        "1",
+        "ha-second",
+    ];
+    dbctl(&world, &cluster, &second).fails_with(&format!(
+        "its VIP 10.203.0.100 belongs to resource group `db-{name}`"
+    ));
+    assert_eq!(world.snapshot(), before);
+    let out = cluster.ssh(active_ip, "pcs resource config db-ha-second");
+    assert!(
+        !out.status.success(),
+        "the second database's group was made"
+    );
+
     let sql = |sql: &str| client.query(&cluster, &user, &password, sql);
     sql(work.setup).unwrap();
     for batch in 0..10 {
@@ -387,6 +410,13 @@ fn backs_up_and_restores_in_the_group(
         report["manifest"]["raw_bytes"].as_u64().unwrap() > 0,
         "{report}"
     );
+    // A drill's scratch database would share the VIP: refused, naming `--target`.
+    dbctl(world, cluster, &["backup", "verify", name]).fails_with("--target");
+    let out = cluster.ssh(
+        "10.203.0.11",
+        &format!("pcs resource config db-{name}-drill"),
+    );
+    assert!(!out.status.success(), "the drill's group was made");
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     sql(&(work.insert)(1001, 1100));
     assert_eq!(sql(work.count), "1100");

@@ -133,6 +133,25 @@ pub fn verify(session: &Session, opts: &VerifyOptions) -> Result<VerifyReport> {
             scratch.name
         );
     }
+    // What the target needs for the scratch database (binaries, room, a free VIP) is
+    // checked first: a target that cannot hold it is an error, not a failed drill.
+    let noop = |_: usize, _: usize, _: &str| {};
+    platform
+        .preflight(&crate::platform::Request {
+            spec: &scratch,
+            changes: &[crate::change::Change::create(&scratch)],
+            password: None,
+            login: None,
+            progress: &noop,
+            output: None,
+            restore: None,
+        })
+        .with_context(|| {
+            format!(
+                "a restore drill of `{}` needs a scratch database `{}` on target `{}`; drill on another target with `--target`",
+                opts.name, scratch.name, scratch.target
+            )
+        })?;
     let at = jiff::Timestamp::now();
     let mut drill = Drill {
         at,

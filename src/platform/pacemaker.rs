@@ -227,6 +227,44 @@ impl Cluster {
         Ok(out.success())
     }
 
+    /// The groups of the CIB holding an `IPaddr2` resource for `ip` (the groups of
+    /// another database of the target when `ip` is its VIP).
+    ///
+    /// # Errors
+    /// SSH failures, `cibadmin` failing, XML that does not parse.
+    pub fn groups_with_ip(&self, ip: &str) -> Result<Vec<String>> {
+        let ssh = &self.first().ssh;
+        let out = ssh.run(&CommandSpec::new(
+            "cibadmin",
+            ["--query", "--scope", "resources"],
+        ))?;
+        if !out.success() {
+            bail!(
+                "`cibadmin --query` on {} (target `{}`) failed: {}",
+                ssh.host(),
+                self.target,
+                out.stderr.trim()
+            );
+        }
+        let doc = roxmltree::Document::parse(&out.stdout)
+            .with_context(|| format!("the CIB of target `{}` is not XML", self.target))?;
+        let mut groups: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("primitive") && n.attribute("type") == Some("IPaddr2"))
+            .filter(|p| {
+                p.descendants().any(|v| {
+                    v.has_tag_name("nvpair")
+                        && v.attribute("name") == Some("ip")
+                        && v.attribute("value") == Some(ip)
+                })
+            })
+            .filter_map(|p| p.ancestors().find(|a| a.has_tag_name("group")))
+            .filter_map(|g| g.attribute("id").map(str::to_owned))
+            .collect();
+        groups.dedup();
+        Ok(groups)
+    }
+
     /// Runs a rendered pcs script (idempotent by construction: it pushes only the
     /// difference to the live CIB) on the first node. The script goes as `sh -c`'s
     /// argument (it holds no secrets), so no file is left in the node's `/tmp`.
@@ -1322,8 +1360,22 @@ impl super::Platform for Pacemaker {
             return Ok(());
         }
         let engine = self.check_engine(req.spec)?;
-        check_nodes(self.cluster()?, &self.catalog, engine.as_ref(), req.spec)?;
-        self.layout(req.spec)?;
+        let cluster = self.cluster()?;
+        check_nodes(cluster, &self.catalog, engine.as_ref(), req.spec)?;
+        let layout = self.layout(req.spec)?;
+        // One VIP a target: a second database's group would bring the same address up
+        // on whichever node runs it, and stopping either group would take it from the
+        // other.
+        if let Some(vip) = &self.target.cloud.vip
+            && !cluster.group_exists(&layout.groups[0])?
+            && let Some(other) = cluster.groups_with_ip(vip)?.first()
+        {
+            bail!(
+                "target `{}` cannot run `{}` too: its VIP {vip} belongs to resource group `{other}` (another database), and a pacemaker target runs one database behind its `vip`; add a target with its own `vip` to etc/dbctl.yml (a restore drill can run elsewhere with `--target`)",
+                self.target.name,
+                req.spec.name
+            );
+        }
         Ok(())
     }
 
