@@ -18,3 +18,4 @@ mod overrides;
 mod render;
 mod schema;
 mod ssh;
+mod terraform;

@@ -9,6 +9,7 @@ pub mod lease;
 pub mod nomad_api;
 pub mod openstack;
 pub mod pacemaker;
+pub mod terraform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -437,9 +438,8 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
         PlatformKind::Ssh => Ok(Box::new(HostSet::connect(repo, target, options)?)),
         PlatformKind::Pacemaker => Ok(Box::new(pacemaker::Pacemaker::new(repo, target, options)?)),
         PlatformKind::Openstack => Ok(Box::new(openstack::Openstack::new(repo, target, options))),
-        PlatformKind::Nomad | PlatformKind::Kubernetes | PlatformKind::Terraform => {
-            Ok(Box::new(Cloud::new(repo, target)))
-        }
+        PlatformKind::Terraform => Ok(Box::new(terraform::Terraform::new(repo, target, options)?)),
+        PlatformKind::Nomad | PlatformKind::Kubernetes => Ok(Box::new(Cloud::new(repo, target))),
     }
 }
 

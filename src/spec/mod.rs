@@ -256,6 +256,8 @@ pub struct CloudOptions {
     pub provider: Option<String>,
     /// Terraform backend settings.
     pub backend: BTreeMap<String, String>,
+    /// Terraform: the binary to run (`terraform_bin`), else `terraform`/`tofu` on PATH.
+    pub terraform_bin: Option<String>,
     /// Google project.
     pub project: Option<String>,
     /// Pacemaker: the database's virtual IP.
@@ -299,6 +301,7 @@ impl CloudOptions {
             backup_schedule: "0 0 2 * * *".into(),
             provider: None,
             backend: BTreeMap::new(),
+            terraform_bin: None,
             project: None,
             vip: None,
             vip_netmask: 24,
@@ -479,6 +482,7 @@ impl Config {
                 backup_schedule: target.backup_schedule.unwrap_or(defaults.backup_schedule),
                 provider: target.provider,
                 backend: target.backend,
+                terraform_bin: target.terraform_bin,
                 project: target.project,
                 vip: target.vip,
                 vip_netmask: target.vip_netmask.unwrap_or(defaults.vip_netmask),

@@ -268,6 +268,10 @@ pub struct RawTarget {
     /// `terraform`: `google` project id.
     #[serde(default)]
     pub project: Option<String>,
+    /// `terraform`: the `terraform` or `tofu` binary to run (absolute, or a name on
+    /// PATH); default: `terraform`, else `tofu`, on PATH.
+    #[serde(default)]
+    pub terraform_bin: Option<String>,
 }
 
 /// `secrets` in `etc/dbctl.yml`.

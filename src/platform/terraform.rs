@@ -1,0 +1,349 @@
+//! The `terraform` platform: a managed database of another cloud, made, observed,
+//! changed and destroyed by running `terraform` (or `tofu`) on the files dbctl renders
+//! (`playbooks/terraform/create.yml`: backend, provider resources, outputs).
+//!
+//! Each database has a working directory `<state_dir>/terraform/<target>/<name>` that
+//! holds only the rendered files and Terraform's provider cache: the state lives in the
+//! target's remote backend, so any runner (any clone) sees the same database. The
+//! application password reaches Terraform as `TF_VAR_password` in the environment —
+//! never an argument or a file — and what dbctl applied (spec values and the rendered
+//! files' digest, [`Applied`]) goes in as `TF_VAR_dbctl_applied` and is kept in the
+//! state as the `dbctl_applied` output, where `observe` reads it back.
+//!
+//! Commands: `init -input=false -reconfigure`, `apply -auto-approve -input=false`,
+//! `output -json`, `destroy -auto-approve -input=false` (Terraform's CLI docs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
+
+use super::cloud::Cloud;
+use super::{Admin, Artifact, Capabilities, Observed, Options, Request, Response, State};
+use crate::catalog::EngineKind;
+use crate::change::{Applied, Disruption, Endpoint};
+use crate::gitops::Repo;
+use crate::spec::{PlatformKind, Spec, Target};
+
+/// The artifact key of a database's rendered Terraform files among its digests.
+pub const TERRAFORM_ARTIFACT: &str = "terraform/";
+
+/// The file dbctl adds beside the rendered ones: the `dbctl_applied` variable and the
+/// output that keeps it in the state.
+const DBCTL_FILE: &str = "dbctl.tf.json";
+
+/// A `terraform` target's driver.
+pub struct Terraform {
+    target: Target,
+    cloud: Cloud,
+    /// `<state_dir>/terraform/<target>`: the databases' working directories.
+    work_root: PathBuf,
+}
+
+impl Terraform {
+    /// Binds `target`; working directories go under the `local` platform's state
+    /// directory (`--state-dir`, else `/var/lib/dbctl` for root, else the user's
+    /// data directory).
+    ///
+    /// # Errors
+    /// No home directory for the default state directory.
+    pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
+        let state_dir = match &options.state_dir {
+            Some(dir) => dir.clone(),
+            None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/lib/dbctl"),
+            None => directories::ProjectDirs::from("", "", "dbctl")
+                .map(|d| d.data_dir().to_path_buf())
+                .context("no home directory for the default state directory; pass `--state-dir`")?,
+        };
+        Ok(Self {
+            target: target.clone(),
+            cloud: Cloud::new(repo, target),
+            work_root: state_dir.join("terraform").join(&target.name),
+        })
+    }
+
+    /// The binary: the target's `terraform_bin`, else `terraform`, else `tofu` on PATH.
+    ///
+    /// # Errors
+    /// None of them is found, naming the key.
+    fn binary(&self) -> Result<PathBuf> {
+        let candidates: Vec<&str> = match &self.target.cloud.terraform_bin {
+            Some(bin) => vec![bin.as_str()],
+            None => vec!["terraform", "tofu"],
+        };
+        for name in &candidates {
+            let path = Path::new(name);
+            if path.is_absolute() {
+                if path.is_file() {
+                    return Ok(path.to_owned());
+                }
+                continue;
+            }
+            let found = std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            });
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        bail!(
+            "target `{}` runs Terraform, but {} is not installed (looked for {}); install Terraform or OpenTofu, or set `targets.{}.terraform_bin` in etc/dbctl.yml",
+            self.target.name,
+            candidates.join(" or "),
+            candidates.join(", "),
+            self.target.name
+        )
+    }
+
+    fn workdir(&self, spec: &Spec) -> PathBuf {
+        self.work_root.join(&spec.name)
+    }
+
+    /// Renders `spec`'s files into its working directory (0700: Terraform's cache
+    /// there may hold provider credentials in plans), plus [`DBCTL_FILE`].
+    fn write(&self, spec: &Spec) -> Result<PathBuf> {
+        let dir = self.workdir(spec);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        for artifact in self.artifacts(spec)? {
+            let name = Path::new(&artifact.path)
+                .file_name()
+                .context("a rendered Terraform file has no name")?;
+            std::fs::write(dir.join(name), &artifact.content)?;
+        }
+        let dbctl = serde_json::json!({
+            "variable": {"dbctl_applied": {
+                "type": "string", "default": "",
+                "description": "What dbctl applied (JSON), kept in the state for `dbctl plan`."
+            }},
+            "output": {"dbctl_applied": {"value": "${var.dbctl_applied}"}},
+        });
+        let mut text = serde_json::to_vec_pretty(&dbctl)?;
+        text.push(b'\n');
+        std::fs::write(dir.join(DBCTL_FILE), text)?;
+        Ok(dir)
+    }
+
+    fn artifacts(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        super::Platform::render(&self.cloud, spec)
+    }
+
+    /// Runs the binary in `dir` with `args`, `TF_IN_AUTOMATION` and `vars` as
+    /// `TF_VAR_<name>` environment variables; its standard output.
+    ///
+    /// # Errors
+    /// The binary fails; the message names the target, the command and its errors
+    /// (Terraform never echoes sensitive variables).
+    fn run(&self, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Result<String> {
+        let bin = self.binary()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("-chdir={}", dir.display()))
+            .args(args)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .stdin(std::process::Stdio::null());
+        for (name, value) in vars {
+            cmd.env(format!("TF_VAR_{name}"), value);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run `{}`", bin.display()))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "`{} {}` for target `{}` failed: {}",
+                bin.file_name().map_or_else(
+                    || bin.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
+                args.join(" "),
+                self.target.name,
+                stderr.trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Renders, then `init` against the remote backend.
+    fn init(&self, spec: &Spec) -> Result<PathBuf> {
+        let dir = self.write(spec)?;
+        self.run(
+            &dir,
+            &["init", "-input=false", "-reconfigure", "-no-color"],
+            &[],
+        )?;
+        Ok(dir)
+    }
+
+    /// The state's outputs (`terraform output -json`): name → value.
+    fn outputs(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        let text = self.run(dir, &["output", "-json", "-no-color"], &[])?;
+        let all: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "`terraform output -json` for target `{}` is not JSON",
+                    self.target.name
+                )
+            })?;
+        Ok(all
+            .into_iter()
+            .map(|(name, o)| (name, o.get("value").cloned().unwrap_or_default()))
+            .collect())
+    }
+
+    /// The endpoint in the outputs `host` and `port`.
+    fn endpoint(outputs: &BTreeMap<String, serde_json::Value>) -> Option<Endpoint> {
+        let host = outputs.get("host")?.as_str()?.to_owned();
+        let port = match outputs.get("port")? {
+            serde_json::Value::Number(n) => u16::try_from(n.as_u64()?).ok()?,
+            serde_json::Value::String(s) => s.parse().ok()?,
+            _ => return None,
+        };
+        Some(Endpoint { host, port })
+    }
+
+    fn uri(spec: &Spec, endpoint: &Endpoint) -> Option<String> {
+        let engine = crate::engine::for_host(spec.engine, "terraform").ok()?;
+        Some(
+            engine
+                .uri(&spec.user, &endpoint.host, endpoint.port, &spec.database)
+                .to_string(),
+        )
+    }
+}
+
+impl super::Platform for Terraform {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Terraform
+    }
+
+    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
+        None
+    }
+
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        // Every change is a new rendering Terraform applies; what a cloud does with it
+        // (in place, a restart, a replacement) is the provider's, so a size, a
+        // parameter or a plan counts as a restart and waits for the window.
+        Capabilities {
+            configure: true,
+            grow: Some(Disruption::Restart),
+            ..Capabilities::default()
+        }
+    }
+
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        let files: String = self
+            .artifacts(spec)?
+            .iter()
+            .map(|a| format!("--- {}\n{}", a.path, a.content))
+            .collect();
+        Ok(crate::change::digests([(
+            format!("{TERRAFORM_ARTIFACT}{}", spec.name).as_str(),
+            files.as_str(),
+        )]))
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        let dir = self.init(spec)?;
+        let outputs = self.outputs(&dir)?;
+        let Some(endpoint) = Self::endpoint(&outputs) else {
+            return Ok(Observed::absent());
+        };
+        let applied: Option<Applied> = outputs
+            .get("dbctl_applied")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| serde_json::from_str(text).ok());
+        let shown: BTreeMap<&String, &serde_json::Value> = outputs
+            .iter()
+            .filter(|(name, _)| !["password", "dbctl_applied"].contains(&name.as_str()))
+            .collect();
+        let mut observed = Observed {
+            state: State::Up,
+            endpoint: Some(endpoint),
+            applied,
+            ..Observed::absent()
+        };
+        observed
+            .details
+            .insert("terraform".into(), serde_json::json!({ "outputs": shown }));
+        Ok(observed)
+    }
+
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        self.binary()?;
+        if !req.deletes() {
+            self.artifacts(req.spec)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        let spec = req.spec;
+        if req.deletes() {
+            (req.progress)(1, 2, "terraform destroy");
+            let dir = self.init(spec)?;
+            self.run(
+                &dir,
+                &["destroy", "-auto-approve", "-input=false", "-no-color"],
+                &[("password", "")],
+            )?;
+            (req.progress)(2, 2, "Remove the working directory");
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove `{}`", dir.display()))?;
+            return Ok(Response::default());
+        }
+        let password = req.password()?;
+        (req.progress)(1, 3, "terraform init");
+        let dir = self.init(spec)?;
+        let applied = Applied::of(spec, self.artifact_digests(spec)?);
+        (req.progress)(2, 3, "terraform apply");
+        let out = self.run(
+            &dir,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+            &[
+                ("password", password.expose_secret()),
+                ("dbctl_applied", &serde_json::to_string(&applied)?),
+            ],
+        )?;
+        if let Some(output) = req.output {
+            for line in out.lines() {
+                output(line);
+            }
+        }
+        (req.progress)(3, 3, "Read the outputs");
+        let outputs = self.outputs(&dir)?;
+        let endpoint = Self::endpoint(&outputs).with_context(|| {
+            format!(
+                "the Terraform files of `{}` have no `host` and `port` outputs (terraform/outputs.tf.json.j2)",
+                spec.name
+            )
+        })?;
+        Ok(Response {
+            uri: Self::uri(spec, &endpoint),
+            endpoint: Some(endpoint),
+            server_version: None,
+        })
+    }
+
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        bail!(
+            "`{}` is a managed database on target `{}` (terraform): dbctl has no admin channel there; use the cloud's own tools",
+            spec.name,
+            self.target.name
+        )
+    }
+
+    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+        self.artifacts(spec)
+    }
+
+    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+        super::Platform::describe(&self.cloud, spec)
+    }
+}
