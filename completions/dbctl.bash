@@ -1031,7 +1031,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__plan)
-            opts="-o -q -v -h --detailed-exitcode --parallel --now --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --detailed-exitcode --parallel --now --drift --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

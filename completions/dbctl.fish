@@ -99,6 +99,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l state-dir -d 'Where
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l detailed-exitcode -d 'Exit 2 when changes are pending (0: none, 1: error)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l now -d 'Plan disruptive changes to run now instead of in the maintenance window'
+complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l drift -d 'Only what runs differently from what was applied (a stopped server, a setting changed outside dbctl, binaries upgraded under it); exit 2 when there is any. For a scheduled job'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'

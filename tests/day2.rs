@@ -162,6 +162,78 @@ fn mariadb_and_redis_settings_change_at_run_time() {
     );
     assert!(out.contains("500") && out.contains("allkeys-lru"), "{out}");
     assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    // Drift: settings changed behind dbctl's back are planned back with their own
+    // disruption; a spec that moved on is a change, not drift.
+    let none = world.dbctl(&["plan", "--drift"]);
+    assert_eq!(none.code, 0, "{}", none.stdout);
+    assert!(none.stdout.contains("No drift"), "{}", none.stdout);
+    sql(&world, "my2", "SET GLOBAL max_connections = 99;", true);
+    sql(
+        &world,
+        "rd2",
+        "CONFIG SET maxmemory-policy noeviction",
+        true,
+    );
+    set_spec(
+        &world,
+        "rd2",
+        &[("maxclients", "600"), ("maxmemory-policy", "allkeys-lru")],
+        "",
+    );
+    let drift = world.dbctl(&["plan", "--drift", "-o", "json"]);
+    assert_eq!(drift.code, 2, "{}", drift.stdout);
+    let drift = drift.json();
+    let changes = |name: &str| -> Vec<(String, String, String, String)> {
+        drift["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["attribute"].as_str().unwrap().to_owned(),
+                    c["old"].as_str().unwrap_or_default().to_owned(),
+                    c["new"].as_str().unwrap_or_default().to_owned(),
+                    c["disruption"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let entry = |a: &str, o: &str, n: &str| (a.into(), o.into(), n.into(), "reload".into());
+    assert_eq!(
+        changes("my2"),
+        [entry("parameters.max_connections", "99", "222")],
+        "{drift}"
+    );
+    assert_eq!(
+        changes("rd2"),
+        [entry(
+            "parameters.maxmemory-policy",
+            "noeviction",
+            "allkeys-lru"
+        )],
+        "{drift}"
+    );
+    // Plain plan has the spec's change as well.
+    let all = planned(&world, "rd2");
+    assert_eq!(all.len(), 2, "{all:?}");
+    world.dbctl(&["apply"]).ok();
+    let out = sql(&world, "my2", "select @@global.max_connections;", true);
+    assert!(out.contains("222"), "{out}");
+    let out = sql(
+        &world,
+        "rd2",
+        "CONFIG GET maxclients\nCONFIG GET maxmemory-policy",
+        true,
+    );
+    assert!(out.contains("600") && out.contains("allkeys-lru"), "{out}");
+    assert_eq!(world.dbctl(&["plan", "--drift"]).code, 0);
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
 
 #[test]

@@ -155,6 +155,11 @@ pub struct Observed {
     /// Settings the server reports as changed but needing a restart (PostgreSQL
     /// `pg_settings.pending_restart`).
     pub pending_restart: Vec<String>,
+    /// The values the running server reports for the spec's `parameters`, when the
+    /// platform reads them (hosts): a value other than the spec's is drift, planned
+    /// as a change. Empty: not read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub running_parameters: BTreeMap<String, String>,
     /// Why it is down, when known.
     pub detail: Option<String>,
     /// Platform detail as data: `cluster` (pacemaker), `stacks` (openstack), `host`.
@@ -174,6 +179,7 @@ impl Observed {
             used_bytes: 0,
             database_bytes: None,
             pending_restart: Vec::new(),
+            running_parameters: BTreeMap::new(),
             detail: None,
             details: serde_json::Map::new(),
         }
@@ -559,6 +565,35 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
             },
         )?;
     }
+    // Drift: a setting the spec (and the record) agree on, that the server runs with
+    // another value — changed outside dbctl. Applying the spec's value again is the
+    // fix, with the setting's own disruption.
+    for (key, running) in &observed.running_parameters {
+        let Some(wanted) = spec.parameters.get(key) else {
+            continue;
+        };
+        let attribute = format!("parameters.{key}");
+        if changes.iter().any(|c| c.attribute == attribute)
+            || parameter::same_value(spec.engine, key, running, wanted)
+        {
+            continue;
+        }
+        let disruption = match parameter::setting(spec.engine, key).map(|s| s.apply) {
+            Some(Apply::Reload) => Disruption::Reload,
+            _ => Disruption::Restart,
+        };
+        configure(
+            &mut changes,
+            Change {
+                action: Action::Update,
+                attribute,
+                old: Some(running.clone().into()),
+                new: Some(wanted.clone().into()),
+                disruption,
+                reason: DRIFT.into(),
+            },
+        )?;
+    }
     // A record without digests was written before the platform recorded them: not
     // compared until a whole apply (create, restart) records them.
     let recorded = !applied.artifact_digests.is_empty();
@@ -641,6 +676,21 @@ fn start(observed: &Observed) -> Option<Change> {
                 .unwrap_or("the server does not answer"),
         )
     })
+}
+
+/// The reason of a change of a setting the server runs with another value than the
+/// spec and the record say: changed outside dbctl.
+pub const DRIFT: &str = "drift: the server runs another value (changed outside dbctl)";
+
+impl Change {
+    /// Whether the change puts back what runs differently from what was applied (a
+    /// stopped server, a setting changed outside dbctl, binaries upgraded under a
+    /// running server), rather than applying a spec that moved on.
+    pub fn is_drift(&self) -> bool {
+        self.attribute == "state"
+            || self.reason == DRIFT
+            || (self.attribute == "version" && self.action == Action::Update)
+    }
 }
 
 /// The strongest disruption of `changes` (`None` when empty).
@@ -748,6 +798,35 @@ mod tests {
             render(&created),
             "+ database: - -> \"postgresql 15\" (no disruption)\n"
         );
+    }
+
+    #[test]
+    fn a_setting_changed_outside_dbctl_is_drift_planned_back() {
+        let mut s = spec();
+        s.parameters.insert("work_mem".into(), "64MB".into());
+        s.parameters.insert("max_connections".into(), "200".into());
+        let digests = BTreeMap::new();
+        let want = Want {
+            spec: &s,
+            artifact_digests: &digests,
+            capabilities: all(),
+            wal_archive: None,
+        };
+        let mut observed = up(Applied::of(&s, digests.clone()));
+        // Same quantity, other spelling: no drift.
+        observed.running_parameters = BTreeMap::from([
+            ("work_mem".into(), "65536kB".into()),
+            ("max_connections".into(), "200".into()),
+        ]);
+        assert_eq!(plan(&want, &observed).unwrap(), Vec::new());
+        observed.running_parameters = BTreeMap::from([
+            ("work_mem".into(), "4MB".into()),
+            ("max_connections".into(), "100".into()),
+        ]);
+        insta::assert_snapshot!(render(&plan(&want, &observed).unwrap()), @r###"
+        ~ parameters.work_mem: "4MB" -> "64MB" (reload)
+        ~ parameters.max_connections: "100" -> "200" (restart)
+        "###);
     }
 
     #[test]

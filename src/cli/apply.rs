@@ -22,6 +22,11 @@ pub struct PlanArgs {
     /// Plan disruptive changes to run now instead of in the maintenance window.
     #[arg(long)]
     pub now: bool,
+    /// Only what runs differently from what was applied (a stopped server, a setting
+    /// changed outside dbctl, binaries upgraded under it); exit 2 when there is any.
+    /// For a scheduled job.
+    #[arg(long)]
+    pub drift: bool,
 }
 
 impl PlanArgs {
@@ -33,6 +38,7 @@ impl PlanArgs {
                 parallel: usize::from(self.parallel),
                 detailed_exitcode: self.detailed_exitcode,
                 now: self.now,
+                drift: self.drift,
             },
         )?))
     }

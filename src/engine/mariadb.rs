@@ -142,6 +142,43 @@ impl Engine for Mariadb {
         ))
     }
 
+    fn running_settings(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        if keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // Allowlisted names ([a-z_]), safe as system variable names and in literals.
+        let sql = keys
+            .iter()
+            .map(|k| format!("select '{k}', @@GLOBAL.{k}"))
+            .collect::<Vec<_>>()
+            .join(" union all ");
+        let cmd = CommandSpec::new(
+            &bin["mariadb"],
+            [
+                "--no-defaults".to_owned(),
+                format!("--socket={}", socket(inst)),
+                format!("--user={}", inst.admin_user),
+                "--batch".into(),
+                "--skip-column-names".into(),
+                "-e".into(),
+                sql,
+            ],
+        )
+        .timeout(Duration::from_secs(10));
+        let out = run_checked(t, self.kind(), &cmd, "the mariadb client")?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
     fn probe(
         &self,
         t: &dyn Transport,

@@ -257,6 +257,23 @@ pub trait Engine: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The values the running server has for `keys` (allowlisted setting names, see
+    /// [`parameter`]), as the server reports them: name → value. Compared with the spec
+    /// (after [`parameter::validate`]), a difference is drift — a setting changed
+    /// outside dbctl (`SET GLOBAL`, `CONFIG SET`, `ALTER SYSTEM`).
+    ///
+    /// # Errors
+    /// The server does not answer.
+    fn running_settings(
+        &self,
+        _t: &dyn Transport,
+        _inst: &Instance,
+        _bin: &BTreeMap<String, String>,
+        _keys: &[&str],
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        Ok(BTreeMap::new())
+    }
+
     /// The server's pid file in an instance (as its playbooks write it).
     fn pid_file(&self, inst: &Instance) -> PathBuf;
 

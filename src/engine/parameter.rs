@@ -541,6 +541,16 @@ fn number_and_unit(value: &str) -> Option<(u64, &str)> {
 }
 
 fn memory(engine: EngineKind, value: &str, min_kb: u64, max_kb: u64) -> Result<String, String> {
+    memory_kb(engine, value, min_kb, max_kb).map(|(text, _)| text)
+}
+
+/// [`memory`] with the size in kB.
+fn memory_kb(
+    engine: EngineKind,
+    value: &str,
+    min_kb: u64,
+    max_kb: u64,
+) -> Result<(String, u64), String> {
     let (units, wanted): (&[(&str, u64, &str)], &str) = match engine {
         // PostgreSQL's units are case-sensitive; a bare number means the setting's own
         // unit (8 kB pages for some), so a unit is required.
@@ -594,7 +604,7 @@ fn memory(engine: EngineKind, value: &str, min_kb: u64, max_kb: u64) -> Result<S
             human_kb(max_kb)
         ));
     }
-    Ok(format!("{number}{spelled}"))
+    Ok((format!("{number}{spelled}"), kb))
 }
 
 fn human_kb(kb: u64) -> String {
@@ -607,6 +617,11 @@ fn human_kb(kb: u64) -> String {
 }
 
 fn duration(value: &str, unit: Unit, min: i64, max: i64) -> Result<String, String> {
+    duration_base(value, unit, min, max).map(|(text, _)| text)
+}
+
+/// [`duration`] with the value in the setting's base unit.
+fn duration_base(value: &str, unit: Unit, min: i64, max: i64) -> Result<(String, i64), String> {
     let base = if unit == Unit::Ms { "ms" } else { "s" };
     let wanted = format!(
         "a whole number of {base}, or with a unit: us, ms, s, min, h, d; from {min} to {max} {base}"
@@ -633,7 +648,77 @@ fn duration(value: &str, unit: Unit, min: i64, max: i64) -> Result<String, Strin
     if in_base < min || in_base > max {
         return Err(wanted);
     }
-    Ok(format!("{number}{suffix}"))
+    Ok((format!("{number}{suffix}"), in_base))
+}
+
+/// Whether `running` (as the server reports a setting: `SHOW`, `@@GLOBAL`, `CONFIG
+/// GET`) is the value `wanted` (a spec's canonical value): sizes and durations compare
+/// by quantity (`262144kB` is `256MB`; MariaDB and Redis report bytes), numbers by
+/// value, words as [`validate`] writes them. A value that does not parse is not the
+/// same.
+pub fn same_value(engine: EngineKind, key: &str, running: &str, wanted: &str) -> bool {
+    let Some(setting) = setting(engine, key) else {
+        return running == wanted;
+    };
+    let (running, wanted) = (running.trim(), wanted.trim());
+    match setting.kind {
+        Memory(..) => {
+            let kb = |v| memory_kb(engine, v, 0, u64::MAX).map(|(_, kb)| kb);
+            matches!((kb(running), kb(wanted)), (Ok(a), Ok(b)) if a == b)
+        }
+        Duration(unit, ..) => {
+            let base = |v| duration_base(v, unit, i64::MIN, i64::MAX).map(|(_, n)| n);
+            matches!((base(running), base(wanted)), (Ok(a), Ok(b)) if a == b)
+        }
+        Real(..) => matches!(
+            (running.parse::<f64>(), wanted.parse::<f64>()),
+            (Ok(a), Ok(b)) if (a - b).abs() < 1e-9
+        ),
+        _ => matches!(
+            (
+                canonical_value(engine, setting, running),
+                canonical_value(engine, setting, wanted)
+            ),
+            (Ok(a), Ok(b)) if a == b
+        ),
+    }
+}
+
+#[cfg(test)]
+mod drift_tests {
+    use super::*;
+
+    #[test]
+    fn running_values_compare_by_quantity_not_spelling() {
+        let pg = EngineKind::Postgresql;
+        assert!(same_value(pg, "work_mem", "64MB", "65536kB"));
+        assert!(!same_value(pg, "work_mem", "8MB", "64MB"));
+        assert!(same_value(pg, "max_connections", "150", "150"));
+        assert!(same_value(pg, "statement_timeout", "1min", "60s"));
+        let maria = EngineKind::Mariadb;
+        assert!(same_value(
+            maria,
+            "innodb_buffer_pool_size",
+            "268435456",
+            "256M"
+        ));
+        assert!(same_value(maria, "innodb_file_per_table", "1", "ON"));
+        let redis = EngineKind::Redis;
+        assert!(same_value(
+            redis,
+            "maxmemory-policy",
+            "allkeys-lru",
+            "allkeys-lru"
+        ));
+        assert!(!same_value(
+            redis,
+            "maxmemory-policy",
+            "noeviction",
+            "allkeys-lru"
+        ));
+        assert!(same_value(redis, "maxmemory", "104857600", "100mb"));
+        assert!(!same_value(redis, "maxmemory", "garbage", "100mb"));
+    }
 }
 
 #[cfg(test)]

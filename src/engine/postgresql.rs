@@ -204,6 +204,43 @@ impl Engine for Postgresql {
             .collect())
     }
 
+    fn running_settings(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        if keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        // Allowlisted names ([a-z_.]), safe inside literals; `current_setting` answers
+        // as SHOW does (with the setting's unit).
+        let names: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
+        let mut cmd = self.admin_command(t, inst, bin)?;
+        cmd.args.retain(|a| a != "-f" && a != "-");
+        cmd.args.extend([
+            "-A".into(),
+            "-t".into(),
+            "-c".into(),
+            format!(
+                "select n || '=' || current_setting(n) from unnest(array[{}]) as n",
+                names.join(", ")
+            ),
+        ]);
+        let out = run_checked(
+            t,
+            self.kind(),
+            &cmd.timeout(Duration::from_secs(10)),
+            "psql",
+        )?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
     fn probe(
         &self,
         t: &dyn Transport,

@@ -151,6 +151,31 @@ impl Engine for Redis {
         ))
     }
 
+    fn running_settings(
+        &self,
+        t: &dyn Transport,
+        inst: &Instance,
+        bin: &BTreeMap<String, String>,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        if keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut args = vec!["CONFIG", "GET"];
+        args.extend_from_slice(keys);
+        let cmd = client(t, inst, bin, &args)?.timeout(Duration::from_secs(10));
+        let out = run_checked(t, self.kind(), &cmd, "redis-cli CONFIG GET")?;
+        // Name and value on alternate lines.
+        let lines: Vec<&str> = out.lines().collect();
+        Ok(lines
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [k, v] => Some(((*k).to_owned(), (*v).to_owned())),
+                _ => None,
+            })
+            .collect())
+    }
+
     fn probe(
         &self,
         t: &dyn Transport,

@@ -50,9 +50,11 @@ pub struct PlanReport {
     pub databases: Vec<Planned>,
     /// How many databases have changes pending.
     pub pending: usize,
-    /// With `--detailed-exitcode`: exit 2 when changes are pending.
+    /// With `--detailed-exitcode` (or `--drift`): exit 2 when changes are pending.
     #[serde(skip)]
     pub detailed_exitcode: bool,
+    /// `--drift`: the changes are only what runs differently from what was applied.
+    pub drift: bool,
 }
 
 fn value(v: Option<&serde_json::Value>) -> String {
@@ -127,7 +129,19 @@ impl Report for PlanReport {
                 .filter(|c| c.action == action)
                 .count()
         };
-        if self.pending == 0 && self.databases.iter().all(|p| p.error.is_none()) {
+        if self.drift {
+            text.push_str(&if self.pending == 0 {
+                format!(
+                    "No drift: {} database(s) run as applied.\n",
+                    self.databases.len()
+                )
+            } else {
+                format!(
+                    "Drift: {} database(s) run differently from what was applied; `dbctl apply` puts them back.\n",
+                    self.pending
+                )
+            });
+        } else if self.pending == 0 && self.databases.iter().all(|p| p.error.is_none()) {
             text.push_str(&format!(
                 "No changes: {} database(s) match their specs.\n",
                 self.databases.len()
@@ -154,14 +168,20 @@ impl Report for PlanReport {
             .iter()
             .filter(|p| p.error.is_some())
             .collect();
+        let what = if self.drift { "drift" } else { "plan" };
         let mut text = if self.pending == 0 && errors.is_empty() {
             format!(
-                "### dbctl plan: no changes\n\n{} database(s) match their specs.\n",
-                self.databases.len()
+                "### dbctl {what}: no changes\n\n{} database(s) {}.\n",
+                self.databases.len(),
+                if self.drift {
+                    "run as applied"
+                } else {
+                    "match their specs"
+                }
             )
         } else {
             format!(
-                "### dbctl plan: {} database(s) to change{}\n",
+                "### dbctl {what}: {} database(s) to change{}\n",
                 self.pending,
                 if errors.is_empty() {
                     String::new()
@@ -403,6 +423,9 @@ pub struct PlanOptions {
     pub detailed_exitcode: bool,
     /// `--now`: plan disruptive changes to run now.
     pub now: bool,
+    /// `--drift`: only what runs differently from what was applied (see
+    /// [`crate::change::Change::is_drift`]); exit 2 when there is any.
+    pub drift: bool,
 }
 
 /// Runs `dbctl plan`: every spec against what runs, `parallel` at a time.
@@ -413,14 +436,24 @@ pub fn plan(session: &Session, opts: &PlanOptions) -> Result<PlanReport> {
     let repo = session.repo()?;
     let specs = selected(session, &repo, &opts.names)?;
     let now = jiff::Timestamp::now();
-    let databases = bounded(&specs, opts.parallel, |spec| {
+    let mut databases = bounded(&specs, opts.parallel, |spec| {
         plan_one(session, &repo, spec, now, opts.now)
     });
+    if opts.drift {
+        for planned in &mut databases {
+            planned.changes.retain(Change::is_drift);
+            planned.deferred.retain(Change::is_drift);
+            if planned.deferred.is_empty() {
+                planned.runs_at = None;
+            }
+        }
+    }
     let pending = databases.iter().filter(|p| p.pending()).count();
     Ok(PlanReport {
         databases,
         pending,
-        detailed_exitcode: opts.detailed_exitcode,
+        detailed_exitcode: opts.detailed_exitcode || opts.drift,
+        drift: opts.drift,
     })
 }
 
@@ -471,6 +504,7 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
                 databases: planned,
                 pending,
                 detailed_exitcode: false,
+                drift: false,
             }),
             commit: None,
             pushed: false,

@@ -1019,6 +1019,11 @@ impl Host {
                 status.pending_restart = engine
                     .pending_restart(self.transport.as_ref(), &instance, &located.bin)
                     .unwrap_or_default();
+                // What the server runs for the spec's settings: drift is planned.
+                let keys: Vec<&str> = spec.parameters.keys().map(String::as_str).collect();
+                status.running_parameters = engine
+                    .running_settings(self.transport.as_ref(), &instance, &located.bin, &keys)
+                    .unwrap_or_default();
             }
             Err(err) => {
                 let message = err

@@ -1036,7 +1036,15 @@ impl<'a> Deployment<'a> {
             // Newer than what runs: a minor upgrade is pending (a restart runs them).
             status.installed_version = Some(l.full_version.clone());
         }
-        let probe = located.and_then(|l| Ok(engine.probe(&active.ssh, &instance, &l.bin)?));
+        let probe = located.and_then(|l| {
+            let probe = engine.probe(&active.ssh, &instance, &l.bin)?;
+            // What the server runs for the spec's settings: drift is planned.
+            let keys: Vec<&str> = spec.parameters.keys().map(String::as_str).collect();
+            status.running_parameters = engine
+                .running_settings(&active.ssh, &instance, &l.bin, &keys)
+                .unwrap_or_default();
+            Ok(probe)
+        });
         match probe {
             Ok(probe) => {
                 status.state = State::Up;
