@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod openstack;
 mod overrides;
+mod progress;
 mod render;
 mod schema;
 mod ssh;

@@ -525,9 +525,8 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
                 error: Some(err.clone()),
             };
         }
-        let progress = |i: usize, n: usize, step: &str| {
-            printer.status(&format!("{}: [{i}/{n}] {step}", spec.name));
-        };
+        let line = printer.line(&spec.name);
+        let progress = |i: usize, n: usize, step: &str| line.set(&format!("[{i}/{n}] {step}"));
         let result = session.platform(&repo, spec).and_then(|p| {
             let window = if opts.now {
                 None
@@ -551,16 +550,26 @@ pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
             )
         });
         match result {
-            Ok(r) => Applied {
-                name: spec.name.clone(),
-                result: Some(r),
-                error: None,
-            },
-            Err(err) => Applied {
-                name: spec.name.clone(),
-                result: None,
-                error: Some(format!("{err:#}")),
-            },
+            Ok(r) => {
+                line.finish(if r.changed {
+                    "applied"
+                } else {
+                    "nothing to do"
+                });
+                Applied {
+                    name: spec.name.clone(),
+                    result: Some(r),
+                    error: None,
+                }
+            }
+            Err(err) => {
+                line.finish("failed (see below)");
+                Applied {
+                    name: spec.name.clone(),
+                    result: None,
+                    error: Some(format!("{err:#}")),
+                }
+            }
         }
     });
     let mut report = ApplyReport {

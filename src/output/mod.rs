@@ -60,6 +60,8 @@ pub struct Printer {
     tty: bool,
     /// The transfer bar being drawn, if any: status lines print above it.
     bar: std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>,
+    /// The databases' lines ([`Printer::line`]); status lines print above them.
+    lines: std::sync::Arc<indicatif::MultiProgress>,
 }
 
 /// A transfer's byte counter (see [`Printer::transfer`]): a bar with bytes, rate and
@@ -86,6 +88,32 @@ impl Drop for Transfer {
     }
 }
 
+/// One database's line on a terminal (see [`Printer::line`]): a spinner with its
+/// current step, replaced by the outcome when it ends; elsewhere plain status lines.
+pub struct Line {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+    printer: Printer,
+}
+
+impl Line {
+    /// The current step (`[2/7] Start the server`).
+    pub fn set(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_owned()),
+            None => self.printer.status(&format!("{}: {message}", self.label)),
+        }
+    }
+
+    /// The outcome; the line stays on screen with it.
+    pub fn finish(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.finish_with_message(message.to_owned()),
+            None => self.printer.status(&format!("{}: {message}", self.label)),
+        }
+    }
+}
+
 impl Printer {
     /// A printer for `format`; `quiet` silences progress; `verbose` shows the output
     /// of the commands steps run.
@@ -96,6 +124,35 @@ impl Printer {
             verbose,
             tty: std::io::stderr().is_terminal(),
             bar: std::sync::Arc::default(),
+            lines: std::sync::Arc::new(indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr_with_hz(8),
+            )),
+        }
+    }
+
+    /// Whether progress is drawn (a terminal, text output, not `--quiet`).
+    fn draws(&self) -> bool {
+        self.tty && !self.quiet && self.format != Format::Json
+    }
+
+    /// A line for `label` (a database) among the run's others: on a terminal a
+    /// spinner showing its step, one line a database however many run at once
+    /// (indicatif's `MultiProgress`); elsewhere `label: step` status lines.
+    pub fn line(&self, label: &str) -> Line {
+        let bar = self.draws().then(|| {
+            let bar = self.lines.add(indicatif::ProgressBar::new_spinner());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}")
+            {
+                bar.set_style(style);
+            }
+            bar.set_prefix(label.to_owned());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Line {
+            label: label.to_owned(),
+            bar,
+            printer: self.clone(),
         }
     }
 
@@ -145,6 +202,9 @@ impl Printer {
         if self.format != Format::Json && !self.quiet {
             match self.bar.lock().ok().and_then(|b| b.clone()) {
                 Some(bar) if !bar.is_hidden() => bar.println(line),
+                _ if self.draws() => {
+                    let _ = self.lines.println(line);
+                }
                 _ => {
                     let _ = writeln!(std::io::stderr(), "{line}");
                 }

@@ -1,0 +1,135 @@
+//! What an operator sees on a terminal: `dbctl apply` over several databases at once
+//! draws one line per database (its current step, then its outcome) under a real
+//! pseudo-terminal (tmux), while a pipe gets plain `name: [i/n] step` lines.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::World;
+
+/// Runs `args` in `world`'s repo inside a detached tmux session (a pseudo-terminal
+/// of 120×40) and returns the screen once dbctl has exited.
+fn on_a_terminal(world: &World, args: &[&str]) -> String {
+    let socket = format!("dbctl-test-{}", std::process::id());
+    let dbctl = assert_cmd::cargo::cargo_bin("dbctl");
+    let env = [
+        ("HOME", world.home.display().to_string()),
+        (
+            "XDG_CONFIG_HOME",
+            world.home.join(".config").display().to_string(),
+        ),
+        (
+            "XDG_DATA_HOME",
+            world.home.join(".local/share").display().to_string(),
+        ),
+        ("DBCTL_STATE_DIR", world.state.display().to_string()),
+        ("GIT_AUTHOR_NAME", "t".into()),
+        ("GIT_AUTHOR_EMAIL", "t@example.invalid".into()),
+        ("GIT_COMMITTER_NAME", "t".into()),
+        ("GIT_COMMITTER_EMAIL", "t@example.invalid".into()),
+    ];
+    let exports: String = env
+        .iter()
+        .map(|(k, v)| format!("export {k}='{v}'; "))
+        .collect();
+    let script = format!(
+        "cd '{}'; {exports}'{}' {}; echo DBCTL-EXIT=$?; sleep 120",
+        world.repo.display(),
+        dbctl.display(),
+        args.join(" ")
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux is installed (scripts/test installs it)")
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-s",
+        "t",
+        &script,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let since = Instant::now();
+    let screen = loop {
+        let out = tmux(&["capture-pane", "-p", "-t", "t"]);
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if screen.contains("DBCTL-EXIT=") {
+            break screen;
+        }
+        assert!(since.elapsed() < Duration::from_secs(120), "{screen}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    tmux(&["kill-server"]);
+    screen
+}
+
+#[test]
+fn apply_draws_one_line_per_database_on_a_terminal() {
+    let world = World::new();
+    for name in ["kv-one", "kv-two", "kv-three"] {
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!("name: {name}\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\n"),
+        )
+        .unwrap();
+    }
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "three caches"]);
+
+    let screen = on_a_terminal(&world, &["apply", "--parallel", "3"]);
+    assert!(screen.contains("DBCTL-EXIT=0"), "{screen}");
+    for name in ["kv-one", "kv-two", "kv-three"] {
+        let progress: Vec<&str> = screen
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{name}:")))
+            .collect();
+        assert_eq!(
+            progress,
+            [format!("  {name}: applied")],
+            "one line for {name}, ending with its outcome:\n{screen}"
+        );
+    }
+    assert!(
+        !screen.contains("[1/"),
+        "step lines were left on the terminal:\n{screen}"
+    );
+
+    // Piped (a CI log), the same run is plain lines, a step a line.
+    for name in ["kv-one", "kv-two", "kv-three"] {
+        world
+            .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
+            .ok();
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!("name: {name}\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\n"),
+        )
+        .unwrap();
+    }
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "three caches again"]);
+    let piped = world.dbctl(&["apply", "--parallel", "3"]).ok();
+    for name in ["kv-one", "kv-two", "kv-three"] {
+        assert!(
+            piped.stderr.contains(&format!("{name}: [1/")),
+            "{}",
+            piped.stderr
+        );
+        assert!(
+            piped.stderr.contains(&format!("{name}: applied")),
+            "{}",
+            piped.stderr
+        );
+    }
+}
