@@ -1307,12 +1307,16 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__status)
-            opts="-o -q -v -h --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --all --html --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -131,12 +131,14 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l accept-new-host-key
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l html -d 'With `--all`: also write the page `DIR/index.html` (static: a sortable table and a chart of size and backup age)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l all -d 'Every database of the repo: state, size used of the allotment, last backup and its age, last restore drill and its RTO, maintenance waiting for its window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l exit-code -d 'Exit with 3 unless the database is up (down, or not created): for scripts and health checks'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s q -l quiet -d 'No progress lines on stderr'

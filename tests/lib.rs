@@ -19,4 +19,5 @@ mod progress;
 mod render;
 mod schema;
 mod ssh;
+mod statuspage;
 mod terraform;

@@ -10,6 +10,7 @@ pub mod delete;
 pub mod drill;
 pub mod init;
 pub mod modify;
+pub mod overview;
 pub mod render;
 pub mod rotate;
 pub mod sql;

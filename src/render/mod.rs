@@ -105,9 +105,15 @@ impl Renderer {
     pub fn new(assets: &Assets) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Quoting is explicit in every template (`tojson`, `e`, the SQL filters): no
-        // automatic escaping by file extension.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // Quoting is explicit in every template (`tojson`, `e`, the SQL filters), except
+        // HTML pages (`*.html.j2`, the status page), which escape every value.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html.j2") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
             .build()
