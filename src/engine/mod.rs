@@ -406,6 +406,134 @@ pub(crate) fn make_uri(scheme: &str, user: &str, host: &str, port: u16, path: &s
     url
 }
 
+/// The engines' queries against a recording transport double: no server, no root.
+#[cfg(test)]
+mod double_tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::transport::recording::Recording;
+
+    fn instance(engine: EngineKind) -> Instance {
+        let dir = PathBuf::from("/state/db");
+        Instance {
+            name: "db".into(),
+            engine,
+            version: "15".into(),
+            host: "127.0.0.1".into(),
+            listen: "127.0.0.1".into(),
+            port: 5432,
+            data_dir: dir.join("data"),
+            conf_dir: dir.join("conf"),
+            run_dir: dir.join("run"),
+            log_dir: dir.join("log"),
+            dir,
+            service_user: None,
+            admin_user: "admin".into(),
+            size_gb: 1,
+            database: "db".into(),
+            user: "db".into(),
+        }
+    }
+
+    fn bin(names: &[&str]) -> BTreeMap<String, String> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), format!("/usr/bin/{n}")))
+            .collect()
+    }
+
+    #[test]
+    fn running_settings_ask_each_engine_its_own_way_and_parse_the_answer() {
+        let t = Recording::new();
+        t.answer("current_setting", 0, "work_mem=64MB\nmax_connections=150\n");
+        let pg = Postgresql
+            .running_settings(
+                &t,
+                &instance(EngineKind::Postgresql),
+                &bin(&["psql"]),
+                &["work_mem", "max_connections"],
+            )
+            .unwrap();
+        assert_eq!(pg["work_mem"], "64MB");
+        assert_eq!(pg["max_connections"], "150");
+        assert!(
+            t.commands()[0].contains("'work_mem', 'max_connections'"),
+            "{:?}",
+            t.commands()
+        );
+
+        t.answer("@@GLOBAL", 0, "max_connections\t222\nwait_timeout\t600\n");
+        let maria = Mariadb
+            .running_settings(
+                &t,
+                &instance(EngineKind::Mariadb),
+                &bin(&["mariadb"]),
+                &["max_connections", "wait_timeout"],
+            )
+            .unwrap();
+        assert_eq!(maria["wait_timeout"], "600");
+        assert!(
+            t.commands()[1].contains("@@GLOBAL.max_connections"),
+            "{:?}",
+            t.commands()
+        );
+
+        // Redis logs in with the admin secret from the instance's conf directory.
+        let redis = instance(EngineKind::Redis);
+        let err = Redis
+            .running_settings(&t, &redis, &bin(&["redis-cli"]), &["maxclients"])
+            .unwrap_err();
+        assert!(err.to_string().contains("admin.secret"), "{err}");
+        t.put(&redis.conf_dir.join("admin.secret"), b"s3cret\n");
+        t.answer(
+            "CONFIG GET",
+            0,
+            "maxmemory-policy\nallkeys-lru\nmaxclients\n500\n",
+        );
+        let got = Redis
+            .running_settings(
+                &t,
+                &redis,
+                &bin(&["redis-cli"]),
+                &["maxmemory-policy", "maxclients"],
+            )
+            .unwrap();
+        assert_eq!(got["maxmemory-policy"], "allkeys-lru");
+        assert_eq!(got["maxclients"], "500");
+        let line = t.commands().last().cloned().unwrap_or_default();
+        assert!(
+            !line.contains("s3cret"),
+            "the secret reached a command line: {line}"
+        );
+        // Nothing asked, nothing run.
+        let before = t.commands().len();
+        assert!(
+            Postgresql
+                .running_settings(&t, &instance(EngineKind::Postgresql), &bin(&["psql"]), &[])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(t.commands().len(), before);
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_is_an_error_naming_the_client() {
+        let t = Recording::new();
+        t.answer("current_setting", 2, "");
+        let err = Postgresql
+            .running_settings(
+                &t,
+                &instance(EngineKind::Postgresql),
+                &bin(&["psql"]),
+                &["work_mem"],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("psql"), "{err}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

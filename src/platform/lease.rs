@@ -154,3 +154,93 @@ fn died_here(holder: &LeaseHolder) -> bool {
             Err(nix::errno::Errno::ESRCH)
         )
 }
+
+/// Leases against a recording transport double: no host, no root.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transport::recording::Recording;
+
+    fn holder(token: &str, host: &str, expires_in_s: i64) -> LeaseHolder {
+        let now = jiff::Timestamp::now();
+        LeaseHolder {
+            token: token.into(),
+            operation: "apply".into(),
+            user: "ci".into(),
+            host: host.into(),
+            pid: 4242,
+            repo: "/builds/clone".into(),
+            since: now.to_string(),
+            expires_at: now
+                .checked_add(jiff::SignedDuration::from_secs(expires_in_s))
+                .unwrap()
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn a_held_lease_refuses_a_second_runner_naming_the_first_and_frees_on_release() {
+        let host = Arc::new(Recording::new());
+        let dir = Path::new("/srv/dbctl/.leases");
+        let first = take(
+            Arc::clone(&host),
+            dir,
+            "orders",
+            &holder("a", "runner-1", 600),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let err = take(
+            Arc::clone(&host),
+            dir,
+            "orders",
+            &holder("b", "runner-2", 600),
+            Duration::ZERO,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("runner-1") && err.contains("being changed"),
+            "{err}"
+        );
+        drop(first);
+        assert!(
+            host.file(&dir.join("orders.json")).is_none(),
+            "the lease outlived its holder"
+        );
+        let second = take(
+            Arc::clone(&host),
+            dir,
+            "orders",
+            &holder("b", "runner-2", 600),
+            Duration::ZERO,
+        );
+        assert!(second.is_ok());
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_and_not_released_by_its_old_holder() {
+        let host = Arc::new(Recording::new());
+        let dir = Path::new("/srv/dbctl/.leases");
+        let path = dir.join("orders.json");
+        let crashed = holder("old", "runner-9", -5);
+        host.put(&path, &serde_json::to_vec(&crashed).unwrap());
+        let _ours = take(
+            Arc::clone(&host),
+            dir,
+            "orders",
+            &holder("new", "runner-1", 600),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let now: LeaseHolder = serde_json::from_slice(&host.file(&path).unwrap()).unwrap();
+        assert_eq!(now.token, "new");
+        // A renewal by the old holder finds the lease is not its own any more.
+        let mut old = crashed;
+        assert!(!renew(&*host, &path, &mut old, Duration::from_secs(60)));
+    }
+}

@@ -3,6 +3,8 @@
 //! `ssh` transport implements the same trait for remote hosts.
 
 mod local;
+#[cfg(test)]
+pub mod recording;
 mod ssh;
 
 use std::path::{Path, PathBuf};
