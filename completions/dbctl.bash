@@ -67,6 +67,9 @@ _dbctl() {
             dbctl,rotate-credentials)
                 cmd="dbctl__subcmd__rotate__subcmd__credentials"
                 ;;
+            dbctl,scale)
+                cmd="dbctl__subcmd__scale"
+                ;;
             dbctl,sql)
                 cmd="dbctl__subcmd__sql"
                 ;;
@@ -133,6 +136,9 @@ _dbctl() {
             dbctl__subcmd__help,rotate-credentials)
                 cmd="dbctl__subcmd__help__subcmd__rotate__subcmd__credentials"
                 ;;
+            dbctl__subcmd__help,scale)
+                cmd="dbctl__subcmd__help__subcmd__scale"
+                ;;
             dbctl__subcmd__help,sql)
                 cmd="dbctl__subcmd__help__subcmd__sql"
                 ;;
@@ -155,7 +161,7 @@ _dbctl() {
 
     case "${cmd}" in
         dbctl)
-            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help --version init create plan apply list status connection delete resize upgrade sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
+            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help --version init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +237,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup)
-            opts="-o -q -v -h --store --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help verify"
+            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -603,7 +609,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__help)
-            opts="init create plan apply list status connection delete resize upgrade sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
+            opts="init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -855,6 +861,20 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__help__subcmd__rotate__subcmd__credentials)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dbctl__subcmd__help__subcmd__scale)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1157,7 +1177,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__restore)
-            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1215,13 +1235,55 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__rotate__subcmd__credentials)
-            opts="-o -q -v -h --grace --no-commit --push --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "human json markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dbctl__subcmd__scale)
+            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --plan)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

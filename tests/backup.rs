@@ -1148,3 +1148,63 @@ fn kubernetes_renders_the_backup_schedule_for_cloudnative_pg_and_mariadb_operato
         assert!(out.contains(line), "{line}: {out}");
     }
 }
+
+#[test]
+fn dry_runs_of_backup_restore_and_rotation_check_everything_and_change_nothing() {
+    let world = world_with_stores();
+    redis_with_backup(&world, "carts", "  store: here\n");
+    let conn = world.reveal("carts");
+    let redis = |command: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", conn["host"].as_str().unwrap(), "-p"])
+            .arg(conn["port"].to_string())
+            .args([
+                "--user",
+                conn["username"].as_str().unwrap(),
+                "--no-auth-warning",
+            ])
+            .env("REDISCLI_AUTH", conn["password"].as_str().unwrap())
+            .args(command.split(' '))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let listed = |world: &World| {
+        world.dbctl(&["backups", "carts", "-o", "json"]).ok().json()["backups"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = world.snapshot();
+
+    let dry = world.dbctl(&["backup", "carts", "--dry-run"]).ok().stdout;
+    assert!(
+        dry.contains("dry run") && dry.contains("store `here`") && dry.contains("nothing changed"),
+        "{dry}"
+    );
+    assert_eq!(listed(&world), 0, "a dry run backed up");
+    // A store that cannot be opened fails the dry run as it would the backup.
+    world
+        .dbctl(&["backup", "carts", "--dry-run", "--store", "nowhere"])
+        .fails_with("unknown backup store `nowhere`");
+
+    world.dbctl(&["backup", "carts"]).ok();
+    redis("SET after-the-backup 1");
+    let dry = world
+        .dbctl(&["restore", "carts", "--dry-run", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(dry["verb"], "restore", "{dry}");
+    let would = dry["would"].to_string();
+    assert!(would.contains("replace the data of `carts`"), "{dry}");
+    assert_eq!(redis("GET after-the-backup"), "1", "a dry run restored");
+
+    let dry = world
+        .dbctl(&["rotate-credentials", "carts", "--dry-run"])
+        .ok()
+        .stdout;
+    assert!(dry.contains("login `carts_r`"), "{dry}");
+    assert_eq!(redis("PING"), "PONG", "the old login stopped working");
+    assert_eq!(world.snapshot(), before, "a dry run changed the repo");
+    assert_eq!(world.reveal("carts")["password"], conn["password"]);
+}

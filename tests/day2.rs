@@ -111,6 +111,31 @@ fn postgresql_parameters_reload_or_restart_and_the_plan_empties() {
     set_spec(&world, "pg2", &[("max_connections", "150")], "");
     world.dbctl(&["apply"]).ok();
     assert_eq!(psql(&conn, "show work_mem"), "4MB");
+    // scale: another plan of the catalog; shared_buffers follows its memory (restart).
+    let before = world.snapshot();
+    world
+        .dbctl(&["scale", "pg2", "--plan", "huge"])
+        .fails_with("allowed: large, medium, small, xsmall");
+    assert_eq!(world.snapshot(), before);
+    let dry = world
+        .dbctl(&["scale", "pg2", "--plan", "xsmall", "--dry-run"])
+        .ok()
+        .stdout;
+    assert!(
+        dry.contains("~ plan: \"small\" → \"xsmall\" (restart)"),
+        "{dry}"
+    );
+    assert_eq!(world.snapshot(), before);
+    world
+        .dbctl(&["scale", "pg2", "--plan", "xsmall", "--now"])
+        .ok();
+    assert_eq!(psql(&conn, "show shared_buffers"), "128MB");
+    assert!(
+        world
+            .git(&["log", "-1", "--format=%s"])
+            .contains("dbctl scale pg2")
+    );
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub struct BackupArgs {
     /// Wait up to this many seconds for another run on the same database to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub lock_timeout: u64,
+    /// Resolve and open the store, check the platform; say what would be backed up and
+    /// where; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Subcommands of `dbctl backup`.
@@ -87,14 +91,15 @@ impl BackupArgs {
                 },
             )?));
         }
-        Ok(Box::new(backup::backup(
-            session,
-            &BackupOptions {
-                name: self.name.unwrap_or_default(),
-                store: self.store,
-                lock_timeout_s: self.lock_timeout,
-            },
-        )?))
+        let opts = BackupOptions {
+            name: self.name.unwrap_or_default(),
+            store: self.store,
+            lock_timeout_s: self.lock_timeout,
+        };
+        if self.dry_run {
+            return Ok(Box::new(backup::backup_dry_run(session, &opts)?));
+        }
+        Ok(Box::new(backup::backup(session, &opts)?))
     }
 }
 
@@ -165,15 +170,8 @@ pub struct RestoreArgs {
     /// Confirm: an in-place restore replaces the database's data.
     #[arg(long)]
     pub yes: bool,
-    /// Do not commit the changed files.
-    #[arg(long)]
-    pub no_commit: bool,
-    /// Push the commit with the system `git push`.
-    #[arg(long, conflicts_with = "no_commit")]
-    pub push: bool,
-    /// Wait up to this many seconds for another run on the same database to finish.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub lock_timeout: u64,
+    #[command(flatten)]
+    pub change: super::ChangeArgs,
 }
 
 impl RestoreArgs {
@@ -188,9 +186,10 @@ impl RestoreArgs {
                 to_time: self.to_time,
                 target: self.target,
                 yes: self.yes,
-                no_commit: self.no_commit,
-                push: self.push,
-                lock_timeout_s: self.lock_timeout,
+                no_commit: self.change.no_commit,
+                push: self.change.push,
+                lock_timeout_s: self.change.lock_timeout,
+                dry_run: self.change.dry_run,
             },
         )?))
     }

@@ -114,6 +114,8 @@ pub enum Command {
     Resize(modify::ResizeArgs),
     /// Move a database to another version: write the spec, apply that change, commit.
     Upgrade(modify::UpgradeArgs),
+    /// Give a database another plan (cpu and memory): write the spec, apply, commit.
+    Scale(modify::ScaleArgs),
     /// Run an admin batch (SQL, Redis commands) as the application owner or `--admin`.
     Sql(sql::SqlArgs),
     /// New credentials without downtime: the other login gets a new password and the
@@ -192,6 +194,7 @@ impl Cli {
             Command::Delete(args) => args.run(&session),
             Command::Resize(args) => args.run(&session),
             Command::Upgrade(args) => args.run(&session),
+            Command::Scale(args) => args.run(&session),
             Command::Sql(args) => args.run(&session),
             Command::RotateCredentials(args) => args.run(&session),
             Command::Render(args) => args.run(&session),

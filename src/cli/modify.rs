@@ -43,6 +43,32 @@ pub struct UpgradeArgs {
     pub change: ChangeArgs,
 }
 
+/// `dbctl scale`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  dbctl scale my-db --plan medium          cpu and memory of plan `medium` (etc/plans.yml)
+  dbctl scale my-db --plan large --dry-run")]
+pub struct ScaleArgs {
+    /// Database name.
+    pub name: String,
+    /// The plan from the catalog (`small`, `medium`, …): cpu and memory.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: String,
+    /// Apply a restart-class change now, not in the maintenance window.
+    #[arg(long)]
+    pub now: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+impl ScaleArgs {
+    pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
+        let opts = options(self.name, Edit::Plan(self.plan), self.now, &self.change);
+        Ok(Box::new(modify::modify(session, &opts)?))
+    }
+}
+
 fn options(name: String, edit: Edit, now: bool, change: &ChangeArgs) -> ModifyOptions {
     ModifyOptions {
         name,

@@ -1,5 +1,6 @@
 use clap::Args;
 
+use super::ChangeArgs;
 use crate::ops::Session;
 use crate::ops::rotate::{self, RotateOptions};
 use crate::output::Report;
@@ -17,15 +18,8 @@ pub struct RotateArgs {
     /// committed (default: at the next rotation).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub grace: Option<u64>,
-    /// Do not commit the connection file.
-    #[arg(long)]
-    pub no_commit: bool,
-    /// Push the commit with the system `git push`.
-    #[arg(long, conflicts_with = "no_commit")]
-    pub push: bool,
-    /// Wait up to this many seconds for another run on the same database.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub lock_timeout: u64,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
 impl RotateArgs {
@@ -35,9 +29,10 @@ impl RotateArgs {
             &RotateOptions {
                 name: self.name,
                 grace_s: self.grace,
-                no_commit: self.no_commit,
-                push: self.push,
-                lock_timeout_s: self.lock_timeout,
+                no_commit: self.change.no_commit,
+                push: self.change.push,
+                lock_timeout_s: self.change.lock_timeout,
+                dry_run: self.change.dry_run,
             },
         )?))
     }

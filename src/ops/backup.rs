@@ -342,6 +342,49 @@ fn expire(store: &Store, spec: &Spec) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// `dbctl backup --dry-run`: the store is resolved and opened (its endpoint and
+/// credentials proven by one listing), the platform's support checked; nothing is
+/// backed up.
+///
+/// # Errors
+/// As [`backup`] before it streams anything.
+pub fn backup_dry_run(session: &Session, opts: &BackupOptions) -> Result<super::DryRun> {
+    let repo = session.repo()?;
+    let spec = session.existing_spec(&repo, &opts.name)?;
+    let store_name = store_name(&repo, &spec, opts.store.as_deref())?;
+    let recipients = crate::secret::parse_recipients(&repo.config.recipients)?;
+    let store = open_store(session, &repo, &store_name)?;
+    let platform = session.platform(&repo, &spec)?;
+    check_platform(platform.as_ref(), &spec, "backup")?;
+    let (kept, _) = backup::list(&store, &spec.name)?;
+    let mut would = vec![
+        format!(
+            "stream a full physical backup of `{}` ({} {}) from target `{}`",
+            spec.name, spec.engine, spec.version, spec.target
+        ),
+        format!(
+            "seal it (zstd, age to {} recipient(s), SHA-256) into store `{store_name}` ({}), next to its {} backup(s)",
+            recipients.len(),
+            repo.config.backup_stores.get(&store_name).map_or_else(
+                || "the database's own container in its openstack target's project".to_owned(),
+                crate::backup::store::describe
+            ),
+            kept.len()
+        ),
+    ];
+    if let Some(retention) = spec.backup.as_ref().and_then(|b| b.retention.as_ref()) {
+        would.push(format!(
+            "then remove what `backup.retention` ({}) lets go",
+            serde_json::to_string(retention)?
+        ));
+    }
+    Ok(super::DryRun {
+        verb: "backup".into(),
+        database: spec.name,
+        would,
+    })
+}
+
 /// Runs `dbctl backup`: streams the engine's physical backup through zstd and age into
 /// `<name>/<id>/data.zst.age`, then writes the manifest; removes interrupted backups.
 ///
@@ -637,6 +680,8 @@ pub struct RestoreOptions {
     pub push: bool,
     /// Seconds to wait for another run's lock.
     pub lock_timeout_s: u64,
+    /// `--dry-run`: find and check the backup, say what would happen; change nothing.
+    pub dry_run: bool,
 }
 
 /// What `restore` did.
@@ -682,9 +727,9 @@ impl Report for RestoreReport {
 /// An unknown database, store or backup; a backup of another engine or version
 /// series; `--as` naming a database that exists; no `--yes` where data is replaced; a
 /// damaged backup (the running database is left as it was); a failed step.
-pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport> {
+pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<Restored> {
     let repo = session.repo()?;
-    if !opts.no_commit {
+    if !opts.no_commit && !opts.dry_run {
         repo.require_git()?;
     }
     let target_time = opts.to_time.as_deref().map(parse_time).transpose()?;
@@ -710,6 +755,45 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
     let spec_rel = Repo::spec_rel(&spec.name);
     let previous = repo.read_text(&spec_rel)?;
     let in_place = previous.is_some() && spec.target == source.target;
+    if opts.dry_run {
+        let platform = session.platform(&repo, &spec)?;
+        check_platform(platform.as_ref(), &spec, "restore")?;
+        let mut would = vec![format!(
+            "restore backup {} of `{}` (finished {}, {} of data, from store `{store_name}`){}",
+            manifest.id,
+            manifest.database,
+            manifest.finished_at,
+            crate::output::bytes(manifest.raw_bytes),
+            opts.to_time
+                .as_deref()
+                .map(|t| format!(", replaying WAL up to {t}"))
+                .unwrap_or_default()
+        )];
+        would.push(if in_place {
+            format!(
+                "replace the data of `{}` on target `{}`: unpack next to the running server, stop it, swap, start, check",
+                spec.name, spec.target
+            )
+        } else if previous.is_some() {
+            format!("move `{}` to target `{}` with the same credentials", spec.name, spec.target)
+        } else {
+            format!(
+                "make `{}` on target `{}` with new credentials",
+                spec.name, spec.target
+            )
+        });
+        if !opts.no_commit {
+            would.push(format!(
+                "commit `{}` and its connection file",
+                spec_rel.display()
+            ));
+        }
+        return Ok(Restored::DryRun(super::DryRun {
+            verb: "restore".into(),
+            database: spec.name,
+            would,
+        }));
+    }
     if !opts.yes {
         bail!(
             "{}; pass `--yes` to confirm",
@@ -756,7 +840,26 @@ pub fn restore(session: &Session, opts: &RestoreOptions) -> Result<RestoreReport
             opts.push,
         )?;
     }
-    Ok(report)
+    Ok(Restored::Done(Box::new(report)))
+}
+
+/// What `dbctl restore` did, or would do (`--dry-run`).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Restored {
+    /// The restore ran.
+    Done(Box<RestoreReport>),
+    /// `--dry-run`: what it would do.
+    DryRun(super::DryRun),
+}
+
+impl Report for Restored {
+    fn human(&self) -> String {
+        match self {
+            Self::Done(r) => r.human(),
+            Self::DryRun(r) => r.human(),
+        }
+    }
 }
 
 /// Restores `manifest` into `spec` through [`converge`] (a `-/+ data` change; the

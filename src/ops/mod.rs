@@ -189,3 +189,30 @@ pub(crate) fn commit_database(
     }
     Ok((commit, pushed))
 }
+
+/// What a changing verb would do (`--dry-run`): checked as far as it can be without
+/// changing anything (specs, stores and their credentials, the platform's support),
+/// and nothing changed.
+#[derive(Debug, serde::Serialize)]
+pub struct DryRun {
+    /// The verb (`backup`, `restore`).
+    pub verb: String,
+    /// The database.
+    pub database: String,
+    /// What it would do, step by step.
+    pub would: Vec<String>,
+}
+
+impl crate::output::Report for DryRun {
+    fn human(&self) -> String {
+        let mut text = format!(
+            "dry run: `dbctl {}` of `{}` would\n",
+            self.verb, self.database
+        );
+        for step in &self.would {
+            text.push_str(&format!("  - {step}\n"));
+        }
+        text.push_str("nothing changed\n");
+        text
+    }
+}

@@ -1,4 +1,4 @@
-//! `dbctl resize` and `dbctl upgrade`: change one field of a spec, plan that change,
+//! `dbctl resize`, `dbctl upgrade` and `dbctl scale`: change one field of a spec, plan that change,
 //! and apply it through the same path as `apply` — so there is one way a database
 //! changes. A change the platform cannot make (a shrink, a major upgrade it cannot do)
 //! is refused before the spec is written.
@@ -21,9 +21,11 @@ pub enum Edit {
     Size(u64),
     /// `upgrade --version V`.
     Version(String),
+    /// `scale --plan P`: cpu and memory from the catalog's plan `P`.
+    Plan(String),
 }
 
-/// Flags of `resize` and `upgrade`.
+/// Flags of `resize`, `upgrade` and `scale`.
 #[derive(Debug, Clone)]
 pub struct ModifyOptions {
     /// Database name.
@@ -42,7 +44,7 @@ pub struct ModifyOptions {
     pub now: bool,
 }
 
-/// What `resize`/`upgrade` did.
+/// What `resize`/`upgrade`/`scale` did.
 #[derive(Debug, Serialize)]
 pub struct ModifyReport {
     /// Database name.
@@ -96,7 +98,7 @@ impl Report for ModifyReport {
     }
 }
 
-/// Runs `resize` or `upgrade`.
+/// Runs `resize`, `upgrade` or `scale`.
 ///
 /// # Errors
 /// An unknown database, an invalid value (naming the flag), a refused change (the spec
@@ -141,6 +143,7 @@ pub fn modify(session: &Session, opts: &ModifyOptions) -> Result<ModifyReport> {
     let operation = match opts.edit {
         Edit::Size(_) => "resize",
         Edit::Version(_) => "upgrade",
+        Edit::Plan(_) => "scale",
     };
     let converged = converge(
         &repo,
@@ -202,6 +205,15 @@ fn edited(repo: &Repo, current: &Spec, edit: &Edit) -> Result<Spec> {
                 );
             }
             spec.version.clone_from(version);
+        }
+        Edit::Plan(plan) => {
+            if repo.catalog.plan(plan).is_none() {
+                bail!(
+                    "`--plan`: `{plan}` is not a plan of the catalog (etc/plans.yml); allowed: {}",
+                    repo.catalog.plan_names().join(", ")
+                );
+            }
+            spec.plan.clone_from(plan);
         }
     }
     // Through the file's own validation, so the written spec is one `apply` accepts.

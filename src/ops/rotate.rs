@@ -35,6 +35,8 @@ pub struct RotateOptions {
     pub push: bool,
     /// `--lock-timeout` in seconds.
     pub lock_timeout_s: u64,
+    /// `--dry-run`: say which login would get the new password; change nothing.
+    pub dry_run: bool,
 }
 
 /// What the rotation did.
@@ -52,10 +54,25 @@ pub struct RotateReport {
     pub commit: Option<String>,
     /// True when pushed.
     pub pushed: bool,
+    /// True for `--dry-run`: nothing changed.
+    pub dry_run: bool,
 }
 
 impl Report for RotateReport {
     fn human(&self) -> String {
+        if self.dry_run {
+            return format!(
+                "dry run: `{}` would get a new password on login `{}` (the connection file would name it); login `{}` would keep working {}; nothing changed\n",
+                self.name,
+                self.login,
+                self.previous_login,
+                if self.retired {
+                    "until `--grace` ends"
+                } else {
+                    "until the next rotation"
+                }
+            );
+        }
         let mut text = format!(
             "`{}`: new credentials for login `{}` in the connection file\n",
             self.name, self.login
@@ -94,7 +111,7 @@ fn alternate(user: &str, current: &str) -> Result<String> {
 /// file this identity cannot decrypt, a held lock or lease, or a failed step.
 pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
     let repo = session.repo()?;
-    if !opts.no_commit {
+    if !opts.no_commit && !opts.dry_run {
         repo.require_git()?;
     }
     let spec = session.existing_spec(&repo, &opts.name)?;
@@ -105,6 +122,23 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
             spec.engine,
             spec.name
         );
+    }
+    if opts.dry_run {
+        let old = repo.require_connection(&spec.name)?;
+        secret::decrypt(
+            &old.password,
+            &session.identity,
+            &format!("{}: password", Repo::connection_rel(&spec.name).display()),
+        )?;
+        return Ok(RotateReport {
+            name: spec.name.clone(),
+            login: alternate(&spec.user, &old.username)?,
+            previous_login: old.username,
+            retired: opts.grace_s.is_some(),
+            commit: None,
+            pushed: false,
+            dry_run: true,
+        });
     }
     let _lock = super::lock(&repo, &spec.name, "rotate-credentials", opts.lock_timeout_s)?;
     let _lease = platform.lease(
@@ -158,6 +192,7 @@ pub fn rotate(session: &Session, opts: &RotateOptions) -> Result<RotateReport> {
         retired: false,
         commit: None,
         pushed: false,
+        dry_run: false,
     };
     if !opts.no_commit {
         report.commit = git::commit_paths(
