@@ -24,6 +24,24 @@ fn socket(inst: &Instance) -> String {
         .into_owned()
 }
 
+/// The administrator's client running one statement (`-e`), tab-separated rows
+/// without a header, within 10 s.
+fn admin_query(inst: &Instance, bin: &BTreeMap<String, String>, sql: String) -> CommandSpec {
+    CommandSpec::new(
+        &bin["mariadb"],
+        [
+            "--no-defaults".to_owned(),
+            format!("--socket={}", socket(inst)),
+            format!("--user={}", inst.admin_user),
+            "--batch".into(),
+            "--skip-column-names".into(),
+            "-e".into(),
+            sql,
+        ],
+    )
+    .timeout(Duration::from_secs(10))
+}
+
 impl Engine for Mariadb {
     fn kind(&self) -> EngineKind {
         EngineKind::Mariadb
@@ -158,19 +176,7 @@ impl Engine for Mariadb {
             .map(|k| format!("select '{k}', @@GLOBAL.{k}"))
             .collect::<Vec<_>>()
             .join(" union all ");
-        let cmd = CommandSpec::new(
-            &bin["mariadb"],
-            [
-                "--no-defaults".to_owned(),
-                format!("--socket={}", socket(inst)),
-                format!("--user={}", inst.admin_user),
-                "--batch".into(),
-                "--skip-column-names".into(),
-                "-e".into(),
-                sql,
-            ],
-        )
-        .timeout(Duration::from_secs(10));
+        let cmd = admin_query(inst, bin, sql);
         let out = run_checked(t, self.kind(), &cmd, "the mariadb client")?;
         Ok(out
             .lines()
@@ -190,19 +196,7 @@ impl Engine for Mariadb {
             "select version(), coalesce(sum(data_length + index_length), 0) from information_schema.tables where table_schema = '{}'",
             inst.database
         );
-        let cmd = CommandSpec::new(
-            &bin["mariadb"],
-            [
-                "--no-defaults".to_owned(),
-                format!("--socket={}", socket(inst)),
-                format!("--user={}", inst.admin_user),
-                "--batch".into(),
-                "--skip-column-names".into(),
-                "-e".into(),
-                sql,
-            ],
-        )
-        .timeout(Duration::from_secs(10));
+        let cmd = admin_query(inst, bin, sql);
         let out = run_checked(t, self.kind(), &cmd, "connecting with the mariadb client")?;
         let mut fields = out.trim().split('\t');
         let version = fields.next().unwrap_or_default();

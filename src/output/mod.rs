@@ -279,24 +279,17 @@ pub fn bytes(n: u64) -> String {
 /// A Markdown (GitHub-flavoured) table with a header row (comfy-table's preset; cells
 /// with `|` or newlines are escaped by the caller's choice of text).
 pub fn markdown_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_style(comfy_table::presets::ASCII_MARKDOWN)
-        .set_header(header.to_vec());
-    for row in rows {
-        table.add_row(row);
-    }
-    let mut text = table.to_string();
-    text.push('\n');
-    text
+    styled_table(comfy_table::presets::ASCII_MARKDOWN, header, rows)
 }
 
 /// A table with a header row, for terminals (comfy-table, no borders).
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    styled_table(comfy_table::presets::NOTHING, header, rows)
+}
+
+fn styled_table(preset: comfy_table::TableStyle, header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut table = comfy_table::Table::new();
-    table
-        .load_style(comfy_table::presets::NOTHING)
-        .set_header(header.to_vec());
+    table.load_style(preset).set_header(header.to_vec());
     for row in rows {
         table.add_row(row);
     }
