@@ -161,7 +161,7 @@ _dbctl() {
 
     case "${cmd}" in
         dbctl)
-            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help --version init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
+            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help --version init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -195,7 +195,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__apply)
-            opts="-y -o -q -v -h --parallel --no-commit --push --lock-timeout --dry-run --now --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-y -o -q -v -h --parallel --no-commit --push --lock-timeout --dry-run --now --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -237,7 +237,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup)
-            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help verify"
+            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -279,7 +279,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup__subcmd__verify)
-            opts="-o -q -v -h --backup --store --target --query --expect --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --backup --store --target --query --expect --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,7 +337,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backups)
-            opts="-o -q -v -h --store --expire --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --store --expire --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -375,7 +375,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__completions)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help bash elvish fish powershell zsh"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +409,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__connection)
-            opts="-o -q -v -h --reveal --format --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --reveal --format --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -447,7 +447,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__control__subcmd__plane)
-            opts="-o -q -v -h --target --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --target --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,7 +489,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__create)
-            opts="-t -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-t -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -567,7 +567,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__delete)
-            opts="-y -o -q -v -h --yes --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-y -o -q -v -h --yes --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -945,7 +945,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__init)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -979,7 +979,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__list)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1013,7 +1013,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__man)
-            opts="-o -q -v -h --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1051,7 +1051,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__plan)
-            opts="-o -q -v -h --detailed-exitcode --parallel --now --drift --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --detailed-exitcode --parallel --now --drift --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1089,7 +1089,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__render)
-            opts="-o -q -v -h --all --target --platform --out --context --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --all --target --platform --out --context --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1135,7 +1135,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__resize)
-            opts="-o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1177,7 +1177,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__restore)
-            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1235,7 +1235,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__rotate__subcmd__credentials)
-            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1277,7 +1277,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__scale)
-            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1319,7 +1319,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__sql)
-            opts="-c -f -o -q -v -h --command --file --admin --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-c -f -o -q -v -h --command --file --admin --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1369,7 +1369,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__status)
-            opts="-o -q -v -h --all --html --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --all --html --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1407,7 +1407,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__upgrade)
-            opts="-o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1449,7 +1449,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__wal__subcmd__push)
-            opts="-o -q -v -h --config --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --help"
+            opts="-o -q -v -h --config --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dbctl_global_optspecs
-    string join \n repo= o/output= state-dir= identity= accept-new-host-keys q/quiet v/verbose h/help V/version
+    string join \n repo= o/output= state-dir= identity= accept-new-host-keys q/quiet v/verbose events h/help V/version
 end
 
 function __fish_dbctl_needs_command
@@ -33,6 +33,7 @@ complete -c dbctl -n "__fish_dbctl_needs_command" -l identity -d 'The age identi
 complete -c dbctl -n "__fish_dbctl_needs_command" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_needs_command" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s V -l version -d 'Print version'
 complete -c dbctl -n "__fish_dbctl_needs_command" -f -a "init" -d 'Scaffold a GitOps repo (git, etc/dbctl.yml, an age identity)'
@@ -66,6 +67,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l identity -d 'The ag
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s t -l type -d 'Engine: postgresql, mariadb (alias mysql), redis, mongodb' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l size -d 'Allotted data size in GB (1 to 65536; default: the plan\'s)' -r
@@ -90,6 +92,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l dry-run -d 'Valid
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l parallel -d 'Databases queried at once' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
@@ -104,6 +107,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l drift -d 'Only what
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l parallel -d 'Databases converged at once (each on its own target\'s hosts)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database' -r
@@ -121,6 +125,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s y -l yes -d 'Proce
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
@@ -131,6 +136,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l identity -d 'The ag
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l html -d 'With `--all`: also write the page `DIR/index.html` (static: a sortable table and a chart of size and backup age)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
@@ -144,6 +150,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l exit-code -d 'Exi
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l format -d 'How to print it' -r -f -a "yaml\t'The connection file\'s YAML'
 uri\t'A URI (`postgresql://user:password@host:port/db` with `--reveal`)'
@@ -158,6 +165,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l reveal -d 'De
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l store -d 'The store the final backup goes to (default: the database\'s; see `dbctl backup`)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
@@ -175,6 +183,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l dry-run -d 'Valid
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l size -d 'The new size in GB (grow only)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
@@ -191,6 +200,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l dry-run -d 'Valid
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l version -d 'The version series from the catalog (`15`, `10.11`)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
@@ -207,6 +217,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l dry-run -d 'Vali
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l plan -d 'The plan from the catalog (`small`, `medium`, …): cpu and memory' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
@@ -223,6 +234,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l dry-run -d 'Valida
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s c -l command -d 'The batch to run (SQL; Redis commands, one a line)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s f -l file -d 'Read the batch from FILE (`-`: stdin). Without `-c` or `-f`, stdin' -r -F
@@ -236,6 +248,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l admin -d 'As the eng
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l grace -d 'Retire the previous login this many seconds after the new connection file is committed (default: at the next rotation)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
@@ -251,6 +264,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l dry-r
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l store -d 'The backup store (a name under `backup_stores` in etc/dbctl.yml)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish' -r
@@ -264,6 +278,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -a "verify" -d 'A restore drill: restore a backup into a scratch database, check it, remove it, and record the result and the recovery time in the backup\'s manifest'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup -d 'The backup\'s id (default: the latest)' -r
@@ -281,6 +296,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subc
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l store -d 'The backup store (default: the database\'s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
@@ -293,6 +309,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l expire -d 'First
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l backup -d 'The backup\'s id (see `dbctl backups`; default: the latest)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l store -d 'The backup store (default: the database\'s)' -r
@@ -313,6 +330,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l dry-run -d 'Vali
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l config -d 'The instance\'s `conf/wal-push.json`' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
@@ -324,6 +342,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l identity -d 'Th
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l target -d 'The openstack target whose control plane to render' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l out -d 'Write the artifacts under this directory instead of printing them' -r -F
@@ -336,6 +355,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l identity -
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l target -d 'Render for this target of etc/dbctl.yml instead of each spec\'s own' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l platform -d 'Render for a default target of this platform' -r -f -a "local\t''
@@ -357,6 +377,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l context -d 'Print
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
@@ -367,6 +388,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l identity -d 
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l out -d 'Write a page for dbctl and one for each command (`dbctl-create.1`, …) into this directory instead of printing dbctl(1)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
@@ -378,6 +400,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l identity -d 'The age
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
+complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand help; and not __fish_seen_subcommand_from init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help" -f -a "init" -d 'Scaffold a GitOps repo (git, etc/dbctl.yml, an age identity)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand help; and not __fish_seen_subcommand_from init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help" -f -a "create" -d 'Create a database: write its spec, run it, commit its connection file'

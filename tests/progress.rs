@@ -133,3 +133,56 @@ fn apply_draws_one_line_per_database_on_a_terminal() {
         );
     }
 }
+
+#[test]
+fn events_stream_json_lines_a_ci_system_can_follow() {
+    let world = World::new();
+    for name in ["ev-one", "ev-two"] {
+        std::fs::write(
+            world.repo.join(format!("etc/databases/{name}.yml")),
+            format!("name: {name}\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\n"),
+        )
+        .unwrap();
+    }
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "two caches"]);
+    world
+        .dbctl(&["apply", "--events"])
+        .fails_with("use it with `-o json`");
+
+    let run = world
+        .dbctl(&["apply", "--parallel", "2", "-o", "json", "--events"])
+        .ok();
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for name in ["ev-one", "ev-two"] {
+        let of = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e["event"] == kind && e["database"] == name)
+                .count()
+        };
+        assert!(of("progress") >= 3, "{name}: {}", run.stdout);
+        assert_eq!(of("done"), 1, "{name}: {}", run.stdout);
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "result", "{}", run.stdout);
+    assert_eq!(
+        last["report"]["applied"].as_array().map(Vec::len),
+        Some(2),
+        "{last}"
+    );
+    assert!(
+        !run.stderr.contains("[1/"),
+        "progress went to stderr: {}",
+        run.stderr
+    );
+    for name in ["ev-one", "ev-two"] {
+        world
+            .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
+            .ok();
+    }
+}

@@ -71,6 +71,11 @@ pub struct GlobalArgs {
     /// Show the output of the commands each step runs, as it arrives.
     #[arg(long, short, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`,
+    /// `progress`, `done`, `output` events, then the report as a `result` event, or an
+    /// `error` event), for a CI system to follow.
+    #[arg(long, global = true)]
+    pub events: bool,
 }
 
 /// Flags shared by commands that change something.
@@ -145,7 +150,16 @@ pub enum Command {
 impl Cli {
     /// Runs the parsed command; returns the exit code.
     pub fn run(self) -> u8 {
-        let printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
+        let mut printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
+        if self.global.events {
+            if self.global.output != Format::Json {
+                printer.error(&anyhow::anyhow!(
+                    "`--events` streams JSON Lines: use it with `-o json`"
+                ));
+                return 1;
+            }
+            printer = printer.with_events();
+        }
         // Generated from the CLI itself: no repo, no session, text on stdout.
         let generated = match &self.command {
             Command::Completions(args) => Some(args.run()),

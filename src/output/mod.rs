@@ -62,6 +62,10 @@ pub struct Printer {
     bar: std::sync::Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>,
     /// The databases' lines ([`Printer::line`]); status lines print above them.
     lines: std::sync::Arc<indicatif::MultiProgress>,
+    /// `--events` (with `-o json`): progress as JSON Lines on stdout, one object a line
+    /// (`{"event": "status" | "step" | "progress" | "done" | "output" | "result" |
+    /// "error", …}`), the report last as the `result` event.
+    events: bool,
 }
 
 /// A transfer's byte counter (see [`Printer::transfer`]): a bar with bytes, rate and
@@ -99,6 +103,12 @@ pub struct Line {
 impl Line {
     /// The current step (`[2/7] Start the server`).
     pub fn set(&self, message: &str) {
+        if self.printer.events {
+            self.printer.emit(&serde_json::json!({
+                "event": "progress", "database": self.label, "message": message,
+            }));
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.set_message(message.to_owned()),
             None => self.printer.status(&format!("{}: {message}", self.label)),
@@ -107,6 +117,12 @@ impl Line {
 
     /// The outcome; the line stays on screen with it.
     pub fn finish(&self, message: &str) {
+        if self.printer.events {
+            self.printer.emit(&serde_json::json!({
+                "event": "done", "database": self.label, "message": message,
+            }));
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.finish_with_message(message.to_owned()),
             None => self.printer.status(&format!("{}: {message}", self.label)),
@@ -122,12 +138,27 @@ impl Printer {
             format,
             quiet,
             verbose,
+            events: false,
             tty: std::io::stderr().is_terminal(),
             bar: std::sync::Arc::default(),
             lines: std::sync::Arc::new(indicatif::MultiProgress::with_draw_target(
                 indicatif::ProgressDrawTarget::stderr_with_hz(8),
             )),
         }
+    }
+
+    /// The same printer streaming JSON Lines events on stdout (`--events`; JSON output
+    /// only).
+    pub fn with_events(mut self) -> Self {
+        self.events = self.format == Format::Json;
+        self
+    }
+
+    /// One event, a line of compact JSON on stdout.
+    fn emit(&self, event: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{event}");
+        let _ = out.flush();
     }
 
     /// Whether progress is drawn (a terminal, text output, not `--quiet`).
@@ -187,18 +218,24 @@ impl Printer {
 
     /// True with `--verbose` (and not `--quiet` or JSON).
     pub fn verbose(&self) -> bool {
-        self.verbose && !self.quiet && self.format != Format::Json
+        self.verbose && !self.quiet && (self.format != Format::Json || self.events)
     }
 
     /// One output line of a command a step runs, indented under its step (stderr).
     pub fn output(&self, line: &str) {
-        if self.verbose() {
+        if self.events && self.verbose {
+            self.emit(&serde_json::json!({"event": "output", "line": line}));
+        } else if self.verbose() {
             self.status(&format!("      | {line}"));
         }
     }
 
-    /// A status line on stderr (not in JSON mode).
+    /// A status line on stderr (not in JSON mode; an event with `--events`).
     pub fn status(&self, line: &str) {
+        if self.events {
+            self.emit(&serde_json::json!({"event": "status", "message": line}));
+            return;
+        }
         if self.format != Format::Json && !self.quiet {
             match self.bar.lock().ok().and_then(|b| b.clone()) {
                 Some(bar) if !bar.is_hidden() => bar.println(line),
@@ -214,7 +251,11 @@ impl Printer {
 
     /// A playbook step on stderr: `[2/7] Initialise the data directory`.
     pub fn step(&self, index: usize, total: usize, name: &str) {
-        if self.tty {
+        if self.events {
+            self.emit(&serde_json::json!({
+                "event": "step", "index": index, "total": total, "name": name,
+            }));
+        } else if self.tty {
             self.status(&format!("\x1b[1m[{index}/{total}]\x1b[0m {name}"));
         } else {
             self.status(&format!("[{index}/{total}] {name}"));
@@ -223,6 +264,10 @@ impl Printer {
 
     /// Prints a result to stdout in the chosen format.
     pub fn report(&self, report: &dyn Report) {
+        if self.events {
+            self.emit(&serde_json::json!({"event": "result", "report": report.to_json()}));
+            return;
+        }
         let mut out = std::io::stdout().lock();
         match self.format {
             Format::Human => {
@@ -248,6 +293,9 @@ impl Printer {
         match self.format {
             Format::Human | Format::Markdown => {
                 let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
+            Format::Json if self.events => {
+                self.emit(&serde_json::json!({ "event": "error", "error": message }));
             }
             Format::Json => {
                 let _ = writeln!(
@@ -287,7 +335,11 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     styled_table(comfy_table::presets::NOTHING, header, rows)
 }
 
-fn styled_table(preset: comfy_table::TableStyle, header: &[&str], rows: Vec<Vec<String>>) -> String {
+fn styled_table(
+    preset: comfy_table::TableStyle,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> String {
     let mut table = comfy_table::Table::new();
     table.load_style(preset).set_header(header.to_vec());
     for row in rows {
