@@ -186,3 +186,44 @@ fn events_stream_json_lines_a_ci_system_can_follow() {
             .ok();
     }
 }
+
+#[test]
+fn verbose_traces_every_command_with_its_host_exit_code_and_time_and_no_secret() {
+    let world = World::new();
+    let quiet = world
+        .dbctl(&["create", "--type", "redis", "--size", "1", "traced-a"])
+        .ok();
+    assert!(!quiet.stderr.contains(" ran "), "{}", quiet.stderr);
+    let verbose = world
+        .dbctl(&[
+            "--verbose",
+            "create",
+            "--type",
+            "redis",
+            "--size",
+            "1",
+            "traced-b",
+        ])
+        .ok();
+    let started = verbose
+        .stderr
+        .lines()
+        .find(|l| l.contains(" ran ") && l.contains("redis-server") && l.contains("redis.conf"))
+        .unwrap_or_else(|| panic!("{}", verbose.stderr));
+    assert!(
+        started.contains("host=\"localhost\"")
+            && started.contains("code=0")
+            && started.contains("ms="),
+        "{started}"
+    );
+    let password = world.reveal("traced-b")["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!verbose.stderr.contains(&password), "a secret in the trace");
+    for name in ["traced-a", "traced-b"] {
+        world
+            .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
+            .ok();
+    }
+}

@@ -150,6 +150,18 @@ pub enum Command {
 impl Cli {
     /// Runs the parsed command; returns the exit code.
     pub fn run(self) -> u8 {
+        // `--verbose`: what dbctl runs (host, command, exit code, time) as `tracing`
+        // events on stderr; otherwise only warnings.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(if self.global.verbose {
+                tracing::Level::DEBUG
+            } else {
+                tracing::Level::WARN
+            })
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
         let mut printer = Printer::new(self.global.output, self.global.quiet, self.global.verbose);
         if self.global.events {
             if self.global.output != Format::Json {

@@ -198,6 +198,7 @@ impl Transport for Local {
             Line(Stream, String),
             Exit(std::io::Result<std::process::ExitStatus>),
         }
+        let started = std::time::Instant::now();
         let spawn_err = |source| TransportError::Spawn {
             host: self.host().to_owned(),
             command: cmd.display(),
@@ -274,13 +275,16 @@ impl Transport for Local {
                 }
                 Ok(Msg::Exit(status)) => {
                     let status = status.map_err(spawn_err)?;
+                    let code = status.code().unwrap_or(-1);
+                    super::trace_run(self.host(), cmd, started, code);
                     return Ok(Output {
-                        code: status.code().unwrap_or(-1),
+                        code,
                         stdout,
                         stderr,
                     });
                 }
                 Err(_) => {
+                    super::trace_run(self.host(), cmd, started, -1);
                     let _ = kill(Pid::from_raw(pid.cast_signed()), Signal::SIGKILL);
                     return Err(TransportError::Timeout {
                         host: self.host().to_owned(),

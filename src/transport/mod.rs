@@ -305,6 +305,19 @@ pub trait Transport: Send + Sync {
     fn port_in_use(&self, port: u16) -> bool;
 }
 
+/// Records a finished command for `--verbose` (a `tracing` event at debug level): the
+/// host, the command line as displayed (secrets go by stdin and environment, never
+/// there), the exit code (`-1`: killed or timed out) and the milliseconds it took.
+pub(crate) fn trace_run(host: &str, cmd: &CommandSpec, started: std::time::Instant, code: i32) {
+    tracing::debug!(
+        host,
+        command = %cmd.display(),
+        code,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "ran"
+    );
+}
+
 /// The name of the user running dbctl.
 pub fn current_user_name() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())

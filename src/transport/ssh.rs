@@ -299,6 +299,7 @@ impl Ssh {
         raw_stdin: Option<&[u8]>,
         mut on_line: Option<LineSink<'_>>,
     ) -> Result<Output, TransportError> {
+        let started = std::time::Instant::now();
         let spawn_err = |e: &dyn std::fmt::Display| TransportError::Spawn {
             host: self.host.clone(),
             command: cmd.display(),
@@ -370,6 +371,11 @@ impl Ssh {
                 Err(_) => Ok(None),
             }
         });
+        let code = match &result {
+            Ok(Some((status, _, _))) => status.code().unwrap_or(-1),
+            _ => -1,
+        };
+        super::trace_run(&self.host, cmd, started, code);
         match result {
             Ok(Some((status, stdout, stderr))) => Ok(Output {
                 code: status.code().unwrap_or(-1),
