@@ -77,6 +77,26 @@ impl Postgresql {
     }
 }
 
+/// One statement as the administrator (`psql -A -t -c`, within 10 s): its rows, one a
+/// line, unaligned.
+fn admin_sql(
+    t: &dyn Transport,
+    inst: &Instance,
+    bin: &BTreeMap<String, String>,
+    sql: &str,
+) -> Result<String, EngineError> {
+    let mut cmd = Postgresql.admin_command(t, inst, bin)?;
+    cmd.args.retain(|a| a != "-f" && a != "-");
+    cmd.args
+        .extend(["-A".into(), "-t".into(), "-c".into(), sql.to_owned()]);
+    run_checked(
+        t,
+        EngineKind::Postgresql,
+        &cmd.timeout(Duration::from_secs(10)),
+        "psql",
+    )
+}
+
 impl Engine for Postgresql {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgresql
@@ -182,19 +202,11 @@ impl Engine for Postgresql {
         inst: &Instance,
         bin: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, EngineError> {
-        let mut cmd = self.admin_command(t, inst, bin)?;
-        cmd.args.retain(|a| a != "-f" && a != "-");
-        cmd.args.extend([
-            "-A".into(),
-            "-t".into(),
-            "-c".into(),
-            "select name from pg_settings where pending_restart order by name".into(),
-        ]);
-        let out = run_checked(
+        let out = admin_sql(
             t,
-            self.kind(),
-            &cmd.timeout(Duration::from_secs(10)),
-            "psql",
+            inst,
+            bin,
+            "select name from pg_settings where pending_restart order by name",
         )?;
         Ok(out
             .lines()
@@ -217,22 +229,14 @@ impl Engine for Postgresql {
         // Allowlisted names ([a-z_.]), safe inside literals; `current_setting` answers
         // as SHOW does (with the setting's unit).
         let names: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
-        let mut cmd = self.admin_command(t, inst, bin)?;
-        cmd.args.retain(|a| a != "-f" && a != "-");
-        cmd.args.extend([
-            "-A".into(),
-            "-t".into(),
-            "-c".into(),
-            format!(
+        let out = admin_sql(
+            t,
+            inst,
+            bin,
+            &format!(
                 "select n || '=' || current_setting(n) from unnest(array[{}]) as n",
                 names.join(", ")
             ),
-        ]);
-        let out = run_checked(
-            t,
-            self.kind(),
-            &cmd.timeout(Duration::from_secs(10)),
-            "psql",
         )?;
         Ok(out
             .lines()
