@@ -75,6 +75,32 @@ pub struct Host {
     located: std::sync::Mutex<BTreeMap<(EngineKind, String), Located>>,
 }
 
+/// Where this machine keeps what dbctl makes for `target` (`local` instances, Terraform
+/// working directories): `--state-dir` (or `$DBCTL_STATE_DIR`), else the target's
+/// `state_dir` (relative to the repo), else `/var/lib/dbctl` for root and `<data
+/// dir>/dbctl` (`~/.local/share/dbctl`) for other users; always absolute.
+///
+/// # Errors
+/// No usable home directory for the default.
+pub fn local_state_dir(repo: &Repo, target: &Target, options: &Options) -> Result<PathBuf> {
+    let state_dir = if let Some(dir) = &options.state_dir {
+        dir.clone()
+    } else if let Some(dir) = &target.state_dir {
+        repo.root().join(dir)
+    } else if transport::Local::new().is_root() {
+        PathBuf::from("/var/lib/dbctl")
+    } else {
+        directories::ProjectDirs::from("", "", "dbctl")
+            .map(|d| d.data_dir().to_path_buf())
+            .context("no home directory for the default state directory; pass `--state-dir`")?
+    };
+    Ok(if state_dir.is_absolute() {
+        state_dir
+    } else {
+        std::env::current_dir()?.join(state_dir)
+    })
+}
+
 impl Host {
     /// The `local` platform for `target` of `repo`. The state directory is
     /// `--state-dir` (or `$DBCTL_STATE_DIR`), else the target's `state_dir` (relative to
@@ -85,22 +111,7 @@ impl Host {
     /// No usable home directory for the default state directory.
     pub fn local(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
         let transport = transport::Local::new();
-        let state_dir = if let Some(dir) = &options.state_dir {
-            dir.clone()
-        } else if let Some(dir) = &target.state_dir {
-            repo.root().join(dir)
-        } else if transport.is_root() {
-            PathBuf::from("/var/lib/dbctl")
-        } else {
-            directories::ProjectDirs::from("", "", "dbctl")
-                .map(|d| d.data_dir().to_path_buf())
-                .context("no home directory for the default state directory; pass `--state-dir`")?
-        };
-        let state_dir = if state_dir.is_absolute() {
-            state_dir
-        } else {
-            std::env::current_dir()?.join(state_dir)
-        };
+        let state_dir = local_state_dir(repo, target, options)?;
         // Instance directories belong to service users: nothing below the state
         // directory is reached through a link (see `safefs`).
         let transport = transport.anchored(&state_dir);

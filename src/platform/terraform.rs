@@ -26,6 +26,7 @@ use crate::catalog::EngineKind;
 use crate::change::{Applied, Disruption, Endpoint};
 use crate::gitops::Repo;
 use crate::spec::{PlatformKind, Spec, Target};
+use crate::transport::{CommandSpec, Local, Transport};
 
 /// The artifact key of a database's rendered Terraform files among its digests.
 pub const TERRAFORM_ARTIFACT: &str = "terraform/";
@@ -43,20 +44,13 @@ pub struct Terraform {
 }
 
 impl Terraform {
-    /// Binds `target`; working directories go under the `local` platform's state
-    /// directory (`--state-dir`, else `/var/lib/dbctl` for root, else the user's
-    /// data directory).
+    /// Binds `target`; working directories go under this machine's state directory
+    /// ([`super::host::local_state_dir`], as the `local` platform's).
     ///
     /// # Errors
     /// No home directory for the default state directory.
     pub fn new(repo: &Repo, target: &Target, options: &Options) -> Result<Self> {
-        let state_dir = match &options.state_dir {
-            Some(dir) => dir.clone(),
-            None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/lib/dbctl"),
-            None => directories::ProjectDirs::from("", "", "dbctl")
-                .map(|d| d.data_dir().to_path_buf())
-                .context("no home directory for the default state directory; pass `--state-dir`")?,
-        };
+        let state_dir = super::host::local_state_dir(repo, target, options)?;
         Ok(Self {
             target: target.clone(),
             cloud: Cloud::new(repo, target),
@@ -69,26 +63,12 @@ impl Terraform {
     /// # Errors
     /// None of them is found, naming the key.
     fn binary(&self) -> Result<PathBuf> {
-        let candidates: Vec<&str> = match &self.target.cloud.terraform_bin {
-            Some(bin) => vec![bin.as_str()],
-            None => vec!["terraform", "tofu"],
+        let candidates: Vec<String> = match &self.target.cloud.terraform_bin {
+            Some(bin) => vec![bin.clone()],
+            None => vec!["terraform".into(), "tofu".into()],
         };
-        for name in &candidates {
-            let path = Path::new(name);
-            if path.is_absolute() {
-                if path.is_file() {
-                    return Ok(path.to_owned());
-                }
-                continue;
-            }
-            let found = std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join(name))
-                    .find(|p| p.is_file())
-            });
-            if let Some(found) = found {
-                return Ok(found);
-            }
+        if let Some(found) = Local::new().find_program(&candidates) {
+            return Ok(found);
         }
         bail!(
             "target `{}` runs Terraform, but {} is not installed (looked for {}); install Terraform or OpenTofu, or set `targets.{}.terraform_bin` in etc/dbctl.yml",
@@ -141,6 +121,9 @@ impl Terraform {
     /// (Terraform never echoes sensitive variables).
     fn run(&self, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Result<String> {
         let bin = self.binary()?;
+        // Not through `transport::Local`, which clears the environment: Terraform's
+        // providers and backend read the operator's cloud credentials from it.
+        let started = std::time::Instant::now();
         let mut cmd = Command::new(&bin);
         cmd.arg(format!("-chdir={}", dir.display()))
             .args(args)
@@ -153,6 +136,12 @@ impl Terraform {
         let out = cmd
             .output()
             .with_context(|| format!("cannot run `{}`", bin.display()))?;
+        crate::transport::trace_run(
+            "localhost",
+            &CommandSpec::new(bin.to_string_lossy(), args.iter().copied()),
+            started,
+            out.status.code().unwrap_or(-1),
+        );
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             bail!(
