@@ -57,7 +57,8 @@ pub struct PlanReport {
     pub drift: bool,
 }
 
-fn value(v: Option<&serde_json::Value>) -> String {
+/// A change's old or new value as plans print it: strings quoted, `(none)` when unset.
+pub(super) fn value(v: Option<&serde_json::Value>) -> String {
     match v {
         None => "(none)".into(),
         Some(serde_json::Value::String(s)) => format!("{s:?}"),

@@ -12,7 +12,7 @@ use minijinja::value::Serde;
 use serde::Serialize;
 
 use super::Session;
-use super::apply::window_of;
+use super::apply::{value, window_of};
 use super::create::{gate, plan_changes};
 use crate::gitops::Repo;
 use crate::output::{Report, bytes, table};
@@ -73,6 +73,27 @@ pub struct Overview {
     pub runs_at: Option<String>,
     /// What could not be found out (an unreachable host, a store that refused).
     pub problems: Vec<String>,
+}
+
+impl Overview {
+    /// `name` with nothing known yet (`-` for what its spec would say).
+    fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            engine: "-".into(),
+            version: "-".into(),
+            server_version: None,
+            target: "-".into(),
+            state: "unknown".into(),
+            used_bytes: 0,
+            allotted_bytes: 0,
+            last_backup: None,
+            last_drill: None,
+            pending: Vec::new(),
+            runs_at: None,
+            problems: Vec::new(),
+        }
+    }
 }
 
 /// `dbctl status --all`.
@@ -142,19 +163,12 @@ impl Report for OverviewReport {
 /// What `spec`'s database is, as far as it can be found out.
 fn overview(session: &Session, repo: &Repo, spec: &Spec, now: jiff::Timestamp) -> Overview {
     let mut o = Overview {
-        name: spec.name.clone(),
         engine: spec.engine.to_string(),
         version: spec.version.clone(),
-        server_version: None,
         target: spec.target.clone(),
         state: "unknown".into(),
-        used_bytes: 0,
         allotted_bytes: u64::from(spec.size_gb) << 30,
-        last_backup: None,
-        last_drill: None,
-        pending: Vec::new(),
-        runs_at: None,
-        problems: Vec::new(),
+        ..Overview::named(&spec.name)
     };
     match session
         .platform(repo, spec)
@@ -170,11 +184,12 @@ fn overview(session: &Session, repo: &Repo, spec: &Spec, now: jiff::Timestamp) -
                     o.pending = deferred
                         .iter()
                         .map(|c| {
-                            let show = |v: &Option<serde_json::Value>| {
-                                v.as_ref()
-                                    .map_or_else(|| "(none)".into(), ToString::to_string)
-                            };
-                            format!("{}: {} → {}", c.attribute, show(&c.old), show(&c.new))
+                            format!(
+                                "{}: {} → {}",
+                                c.attribute,
+                                value(c.old.as_ref()),
+                                value(c.new.as_ref())
+                            )
                         })
                         .collect();
                     o.runs_at = runs_at;
@@ -231,19 +246,9 @@ pub fn overview_all(session: &Session, html: Option<&std::path::Path>) -> Result
             Ok(Some(spec)) => databases.push(overview(session, &repo, &spec, now)),
             Ok(None) => {}
             Err(err) => databases.push(Overview {
-                name: name.clone(),
-                engine: "-".into(),
-                version: "-".into(),
-                server_version: None,
-                target: "-".into(),
                 state: "invalid".into(),
-                used_bytes: 0,
-                allotted_bytes: 0,
-                last_backup: None,
-                last_drill: None,
-                pending: Vec::new(),
-                runs_at: None,
                 problems: vec![format!("{err:#}")],
+                ..Overview::named(&name)
             }),
         }
     }
