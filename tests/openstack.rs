@@ -508,12 +508,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     )
     .ok()
     .json();
-    let planned: Vec<_> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attribute"].as_str().unwrap().to_owned())
-        .collect();
+    let planned = World::dry_run_attributes(&plan);
     assert_eq!(
         planned,
         ["size_gb", "artifact.heat/db-os-db-data"],

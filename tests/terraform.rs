@@ -10,13 +10,32 @@ use crate::support::{Run, World, swift};
 
 static BUCKETS: AtomicU16 = AtomicU16::new(0);
 
+/// The database every step works on.
+const CREATE: &[&str] = &[
+    "create",
+    "--type",
+    "redis",
+    "--version",
+    "7.0",
+    "--size",
+    "1",
+    "--target",
+    "tf",
+    "cache",
+];
+
 /// dbctl with the S3 credentials of the test Swift in the environment, as a CI job
 /// passes its cloud credentials.
 fn dbctl(world: &World, args: &[&str]) -> Run {
+    dbctl_with_key(world, args, "testing")
+}
+
+/// [`dbctl`] with `key` as the S3 secret key.
+fn dbctl_with_key(world: &World, args: &[&str], key: &str) -> Run {
     let out = world
         .command(args)
         .env("AWS_ACCESS_KEY_ID", "test:tester")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", key)
         .output()
         .unwrap();
     Run {
@@ -73,25 +92,9 @@ fn terraform_creates_changes_and_destroys_with_its_state_in_s3() {
 
     // Credentials the backend refuses: exit 1 naming the target, nothing written.
     let before = world.snapshot();
-    let refused = world
-        .command(&[
-            "create",
-            "--type",
-            "redis",
-            "--version",
-            "7.0",
-            "--size",
-            "1",
-            "--target",
-            "tf",
-            "cache",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test:tester")
-        .env("AWS_SECRET_ACCESS_KEY", "not-the-key")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{said}");
+    let refused = dbctl_with_key(&world, CREATE, "not-the-key");
+    let said = &refused.stderr;
+    assert_eq!(refused.code, 1, "{said}");
     assert!(
         said.contains("target `tf`") && said.contains("init"),
         "{said}"
@@ -100,22 +103,7 @@ fn terraform_creates_changes_and_destroys_with_its_state_in_s3() {
     assert_eq!(world.snapshot(), before);
     assert!(swift.list(&bucket, "dbctl/").is_empty());
 
-    let created = dbctl(
-        &world,
-        &[
-            "create",
-            "--type",
-            "redis",
-            "--version",
-            "7.0",
-            "--size",
-            "1",
-            "--target",
-            "tf",
-            "cache",
-        ],
-    )
-    .ok();
+    let created = dbctl(&world, CREATE).ok();
     for step in ["terraform init", "terraform apply"] {
         assert!(created.stderr.contains(step), "{}", created.stderr);
     }
@@ -145,12 +133,7 @@ fn terraform_creates_changes_and_destroys_with_its_state_in_s3() {
     )
     .ok()
     .json();
-    let attributes: Vec<_> = planned["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attribute"].as_str().unwrap().to_owned())
-        .collect();
+    let attributes = World::dry_run_attributes(&planned);
     assert_eq!(
         attributes,
         ["size_gb", "artifact.terraform/cache"],

@@ -199,6 +199,17 @@ impl World {
         git_in(&self.repo, args)
     }
 
+    /// The attributes of the changes in the JSON report of a `resize`, `upgrade` or
+    /// `scale` `--dry-run`, in order.
+    pub fn dry_run_attributes(run: &Value) -> Vec<String> {
+        run["changes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no changes: {run}"))
+            .iter()
+            .map(|c| c["attribute"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Points the repo's catalog at PostgreSQL 17's binaries in `bin` (`bin_dirs`) and
     /// commits it — a second major, or (another `bin` later) a package upgrade to a
     /// newer build. `scripts/install-test-postgresql` installs the builds under /opt.
