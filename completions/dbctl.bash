@@ -161,7 +161,7 @@ _dbctl() {
 
     case "${cmd}" in
         dbctl)
-            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help --version init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
+            opts="-o -q -v -h -V --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help --version init create plan apply list status connection delete resize upgrade scale sql rotate-credentials backup backups restore wal-push control-plane render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +187,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -195,7 +199,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__apply)
-            opts="-y -o -q -v -h --parallel --no-commit --push --lock-timeout --dry-run --now --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-y -o -q -v -h --parallel --no-commit --push --dry-run --lock-timeout --now --wait --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -229,6 +233,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -237,7 +245,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup)
-            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help verify"
+            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -271,6 +279,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -279,7 +291,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup__subcmd__verify)
-            opts="-o -q -v -h --backup --store --target --query --expect --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --backup --store --target --query --expect --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +341,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -337,7 +353,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backups)
-            opts="-o -q -v -h --store --expire --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --store --expire --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,6 +383,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -375,7 +395,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__completions)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help bash elvish fish powershell zsh"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +421,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -409,7 +433,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__connection)
-            opts="-o -q -v -h --reveal --format --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --reveal --format --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -439,6 +463,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -447,7 +475,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__control__subcmd__plane)
-            opts="-o -q -v -h --target --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --target --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,6 +509,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -489,7 +521,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__create)
-            opts="-t -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-t -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -559,6 +591,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -567,7 +603,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__delete)
-            opts="-y -o -q -v -h --yes --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-y -o -q -v -h --yes --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -598,6 +634,10 @@ _dbctl() {
                     return 0
                     ;;
                 --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -945,7 +985,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__init)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -968,6 +1008,10 @@ _dbctl() {
                     return 0
                     ;;
                 --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -979,7 +1023,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__list)
-            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1005,6 +1049,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1013,7 +1061,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__man)
-            opts="-o -q -v -h --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1043,6 +1091,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1051,7 +1103,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__plan)
-            opts="-o -q -v -h --detailed-exitcode --parallel --now --drift --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --detailed-exitcode --parallel --now --drift --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1081,6 +1133,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1089,7 +1145,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__render)
-            opts="-o -q -v -h --all --target --platform --out --context --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --all --target --platform --out --context --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1127,6 +1183,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1135,7 +1195,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__resize)
-            opts="-o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1169,6 +1229,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1177,7 +1241,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__restore)
-            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1227,6 +1291,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1235,7 +1303,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__rotate__subcmd__credentials)
-            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1269,6 +1337,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1277,7 +1349,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__scale)
-            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1311,6 +1383,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1319,7 +1395,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__sql)
-            opts="-c -f -o -q -v -h --command --file --admin --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-c -f -o -q -v -h --command --file --admin --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1361,6 +1437,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1369,7 +1449,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__status)
-            opts="-o -q -v -h --all --html --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --all --html --exit-code --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1399,6 +1479,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1407,7 +1491,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__upgrade)
-            opts="-o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1441,6 +1525,10 @@ _dbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1449,7 +1537,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__wal__subcmd__push)
-            opts="-o -q -v -h --config --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --help"
+            opts="-o -q -v -h --config --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1476,6 +1564,10 @@ _dbctl() {
                     return 0
                     ;;
                 --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

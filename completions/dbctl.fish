@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dbctl_global_optspecs
-    string join \n repo= o/output= state-dir= identity= accept-new-host-keys q/quiet v/verbose events h/help V/version
+    string join \n repo= o/output= state-dir= identity= accept-new-host-keys q/quiet v/verbose events timeout= h/help V/version
 end
 
 function __fish_dbctl_needs_command
@@ -30,6 +30,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_needs_command" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_needs_command" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_needs_command" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_needs_command" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -64,6 +65,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -85,6 +87,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l deletion-protection -d 'Refuse `dbctl delete` for this database'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l push -d 'Push the commit with the system `git push`'
@@ -101,6 +104,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l detailed-exitcode -d 'Exit 2 when changes are pending (0: none, 1: error)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l now -d 'Plan disruptive changes to run now instead of in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l drift -d 'Only what runs differently from what was applied (a stopped server, a setting changed outside dbctl, binaries upgraded under it); exit 2 when there is any. For a scheduled job'
@@ -110,17 +114,19 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s v -l verbose -d 'Sh
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l parallel -d 'Databases converged at once (each on its own target\'s hosts)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
-complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l no-commit -d 'Do not commit the written files'
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l push -d 'Push the commit with the system `git push`'
-complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l dry-run -d 'Show the plan; change nothing'
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l dry-run -d 'Validate and show what would change; change nothing'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l now -d 'Apply disruptive changes (restart or worse) now, not in the maintenance window'
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l wait -d 'Stay until the maintenance window of changes left for it opens, and apply them then (Ctrl-C leaves them pending; nothing is locked while waiting)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s y -l yes -d 'Proceed without asking (apply never asks; accepted for scripts)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s q -l quiet -d 'No progress lines on stderr'
@@ -133,6 +139,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -145,6 +152,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l all -d 'Every database of the repo: state, size used of the allotment, last backup and its age, last restore drill and its RTO, maintenance waiting for its window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l exit-code -d 'Exit with 3 unless the database is up (down, or not created): for scripts and health checks'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
@@ -161,6 +169,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l reveal -d 'Decrypt the password with your age identity'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s q -l quiet -d 'No progress lines on stderr'
@@ -175,6 +184,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s y -l yes -d 'Confirm: deleting destroys the data'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l skip-final-backup -d 'Delete without first backing up to the database\'s backup store'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l no-commit -d 'Do not commit the changed files'
@@ -193,6 +203,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l now -d 'Apply a disruptive change now, not in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l push -d 'Push the commit with the system `git push`'
@@ -210,6 +221,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l now -d 'Apply the restart now, not in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l push -d 'Push the commit with the system `git push`'
@@ -227,6 +239,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l now -d 'Apply a restart-class change now, not in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l push -d 'Push the commit with the system `git push`'
@@ -244,6 +257,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l admin -d 'As the engine\'s administrator instead of the application owner'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s q -l quiet -d 'No progress lines on stderr'
@@ -258,6 +272,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l dry-run -d 'Validate and show what would change; change nothing'
@@ -274,6 +289,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l dry-run -d 'Resolve and open the store, check the platform; say what would be backed up and where; change nothing'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
@@ -293,6 +309,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -305,6 +322,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l expire -d 'First remove the backups the spec\'s `backup.retention` lets go'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s q -l quiet -d 'No progress lines on stderr'
@@ -323,6 +341,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l yes -d 'Confirm: an in-place restore replaces the database\'s data'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l push -d 'Push the commit with the system `git push`'
@@ -339,6 +358,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -352,6 +372,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -372,6 +393,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l all -d 'Render every database of the repo'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l context -d 'Print each database\'s template context (the variables templates see) and artifact steps instead of the artifacts'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
@@ -385,6 +407,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
@@ -397,6 +420,7 @@ json\t'One JSON document on stdout'
 markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s comment (progress on stderr as for people)'"
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'

@@ -27,6 +27,7 @@ pub mod output;
 pub mod platform;
 pub mod playbook;
 pub mod render;
+pub mod retry;
 pub mod safefs;
 pub mod secret;
 pub mod spec;

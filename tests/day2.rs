@@ -372,6 +372,54 @@ fn a_restart_waits_for_the_maintenance_window_unless_now() {
 }
 
 #[test]
+fn apply_wait_applies_a_restart_when_its_window_opens() {
+    let world = World::new();
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "waiting"])
+        .ok();
+    let conn = world.reveal("waiting");
+    // A one-minute window that opens at the next full minute.
+    let next = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_add(jiff::Span::new().minutes(1))
+        .unwrap();
+    let start = next.strftime("%H:%M").to_string();
+    let end = next
+        .checked_add(jiff::Span::new().minutes(1))
+        .unwrap()
+        .strftime("%H:%M")
+        .to_string();
+    set_spec(
+        &world,
+        "waiting",
+        &[("max_connections", "130")],
+        &format!("maintenance:\n  window: \"daily {start}-{end} UTC\"\n"),
+    );
+    let run = world.dbctl(&["apply", "--wait"]).ok();
+    assert!(
+        run.stderr
+            .contains("waiting for the maintenance window of waiting"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(psql(&conn, "show max_connections"), "130");
+    let restarted_at = psql(
+        &conn,
+        "select to_char(pg_postmaster_start_time() at time zone 'UTC', 'HH24:MI')",
+    );
+    assert_eq!(restarted_at, start, "the restart ran in the window");
+    assert_eq!(
+        world
+            .dbctl(&["plan", "--detailed-exitcode", "waiting"])
+            .code,
+        0
+    );
+    // `--wait` with nothing left for a window returns at once.
+    let again = world.dbctl(&["apply", "--wait"]).ok();
+    assert!(!again.stderr.contains("waiting for"), "{}", again.stderr);
+}
+
+#[test]
 fn sql_runs_batches_as_the_owner_with_the_clients_exit_code() {
     let world = World::new();
     world

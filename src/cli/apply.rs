@@ -50,6 +50,7 @@ impl PlanArgs {
 Examples:
   dbctl apply                         apply every spec's changes; restarts wait for the window
   dbctl apply my-db --now             one database, restarts included, now
+  dbctl apply --wait                  restarts too, each in its window (waits for it)
   dbctl apply --dry-run               the plan, nothing changed")]
 pub struct ApplyArgs {
     /// Databases to apply (default: every spec of the repo).
@@ -57,21 +58,16 @@ pub struct ApplyArgs {
     /// Databases converged at once (each on its own target's hosts).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
-    /// Do not commit the written files.
-    #[arg(long)]
-    pub no_commit: bool,
-    /// Push the commit with the system `git push`.
-    #[arg(long, conflicts_with = "no_commit")]
-    pub push: bool,
-    /// Wait up to this many seconds for another run on the same database.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub lock_timeout: u64,
-    /// Show the plan; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// `--no-commit`, `--push`, `--dry-run`, `--lock-timeout`.
+    #[command(flatten)]
+    pub change: super::ChangeArgs,
     /// Apply disruptive changes (restart or worse) now, not in the maintenance window.
     #[arg(long)]
     pub now: bool,
+    /// Stay until the maintenance window of changes left for it opens, and apply them
+    /// then (Ctrl-C leaves them pending; nothing is locked while waiting).
+    #[arg(long, conflicts_with_all = ["now", "dry_run"])]
+    pub wait: bool,
     /// Proceed without asking (apply never asks; accepted for scripts).
     #[arg(long, short)]
     pub yes: bool,
@@ -84,11 +80,12 @@ impl ApplyArgs {
             &apply::ApplyOptions {
                 names: self.names,
                 parallel: usize::from(self.parallel),
-                no_commit: self.no_commit,
-                push: self.push,
-                lock_timeout_s: self.lock_timeout,
-                dry_run: self.dry_run,
+                no_commit: self.change.no_commit,
+                push: self.change.push,
+                lock_timeout_s: self.change.lock_timeout,
+                dry_run: self.change.dry_run,
                 now: self.now,
+                wait: self.wait,
             },
         )?))
     }

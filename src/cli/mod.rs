@@ -76,6 +76,11 @@ pub struct GlobalArgs {
     /// `error` event), for a CI system to follow.
     #[arg(long, global = true)]
     pub events: bool,
+    /// Give up waiting on the platform after this many seconds: a Heat stack operation,
+    /// resource groups starting, a server accepting connections after a (re)start
+    /// (default: each wait's own; Heat 1800 s, groups 180 s, servers 30–120 s).
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: Option<u64>,
 }
 
 /// Flags shared by commands that change something.
@@ -199,6 +204,7 @@ impl Cli {
                 runtime: None,
                 state_dir: self.global.state_dir.clone(),
                 accept_new_host_keys: self.global.accept_new_host_keys,
+                timeout: self.global.timeout.map(std::time::Duration::from_secs),
             },
             crate::secret::identity_path(self.global.identity.as_deref()),
             printer.clone(),

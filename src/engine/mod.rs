@@ -408,14 +408,15 @@ pub(crate) fn make_uri(scheme: &str, user: &str, host: &str, port: u16, path: &s
 
 /// The engines' queries against a recording transport double: no server, no root.
 #[cfg(test)]
-mod double_tests {
+pub(crate) mod double_tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     use super::*;
     use crate::transport::recording::Recording;
 
-    fn instance(engine: EngineKind) -> Instance {
+    /// An instance of `engine` called `db` under `/state/db`, for tests on a double.
+    pub(crate) fn instance(engine: EngineKind) -> Instance {
         let dir = PathBuf::from("/state/db");
         Instance {
             name: "db".into(),
@@ -437,7 +438,8 @@ mod double_tests {
         }
     }
 
-    fn bin(names: &[&str]) -> BTreeMap<String, String> {
+    /// `/usr/bin/<name>` for each of `names`.
+    pub(crate) fn bin(names: &[&str]) -> BTreeMap<String, String> {
         names
             .iter()
             .map(|n| ((*n).to_owned(), format!("/usr/bin/{n}")))

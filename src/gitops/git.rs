@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
 
+use crate::retry::Policy;
 use crate::safefs::Anchor;
 
 /// Opens the git repository at `root`, running `git init` (libgit2) when there is none.
@@ -50,9 +51,9 @@ pub enum Removals {
     Refused,
 }
 
-/// How often a commit is tried while another git process holds `.git/index.lock` or
-/// a ref lock, with 0.2 s, 0.4 s, … between tries (about 6 s in all).
-const LOCK_TRIES: u32 = 8;
+/// How a commit is retried while another git process holds `.git/index.lock` or a ref
+/// lock: 8 tries, pauses from 0.2 s doubling to 1.6 s (about 8 s in all).
+const LOCK_RETRY: Policy = Policy::attempts(8, Duration::from_millis(200));
 
 /// Commits exactly `paths` (repo-relative) as they are in the working tree on top of
 /// `HEAD`, leaving anything else the user staged alone; a path whose file is gone is
@@ -81,26 +82,21 @@ pub fn commit_paths(
             .with_context(|| format!("cannot commit `{}`", rel.display()))?;
         contents.push((*rel, bytes));
     }
-    let mut attempt = 0;
-    loop {
-        match try_commit(root, &contents, message, removals) {
-            Err(err) if err.code() == git2::ErrorCode::Locked && attempt + 1 < LOCK_TRIES => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
-            }
-            Err(err) if err.code() == git2::ErrorCode::Locked => {
-                bail!(
-                    "cannot commit in `{}`: git is locked by another process (`.git/index.lock` or a ref lock; {}); the files are written, so re-running dbctl once that git process has ended commits them",
-                    root.display(),
-                    err.message()
-                );
-            }
-            Err(err) => {
-                return Err(anyhow::Error::new(err)
-                    .context(format!("cannot commit in `{}`", root.display())));
-            }
-            Ok(oid) => return Ok(oid),
+    let locked = |err: &git2::Error| err.code() == git2::ErrorCode::Locked;
+    match LOCK_RETRY.retry(
+        "git commit",
+        || try_commit(root, &contents, message, removals),
+        locked,
+    ) {
+        Err(err) if locked(&err) => bail!(
+            "cannot commit in `{}`: git is locked by another process (`.git/index.lock` or a ref lock; {}); the files are written, so re-running dbctl once that git process has ended commits them",
+            root.display(),
+            err.message()
+        ),
+        Err(err) => {
+            Err(anyhow::Error::new(err).context(format!("cannot commit in `{}`", root.display())))
         }
+        Ok(oid) => Ok(oid),
     }
 }
 
@@ -167,14 +163,14 @@ fn entry_for(path: &str, id: Oid, size: usize) -> IndexEntry {
     }
 }
 
-/// How many times [`push`] tries.
-const PUSH_TRIES: u32 = 4;
+/// How [`push`] is retried: 4 tries, pauses from 2 s doubling.
+const PUSH_RETRY: Policy = Policy::attempts(4, Duration::from_secs(2));
 
 /// Pushes the current branch with the system `git push` (the user's ssh config, agent
 /// and credential helpers apply). When another clone pushed first (the push is
 /// rejected as not a fast-forward), fetches and rebases this clone's unpushed commits —
 /// dbctl's own — onto the upstream branch (`git pull --rebase --autostash`), then pushes
-/// again; other failures are retried with backoff (2 s, 4 s, 6 s).
+/// again; other failures are retried with backoff (2 s, 4 s, 8 s).
 ///
 /// # Errors
 /// A rebase conflict (the rebase is aborted, so the clone is as before the pull, the
@@ -198,13 +194,15 @@ pub fn push(root: &Path) -> Result<()> {
         .trim()
         .to_owned()
     };
-    let mut last = String::new();
-    for attempt in 0..PUSH_TRIES {
+    // `Again`: this push failed and may work when tried again (after the rebase, when
+    // the remote was ahead); `Fatal`: it cannot.
+    let attempt = || -> std::result::Result<(), PushFailure> {
+        let git = |args: &[&str]| git(args).map_err(PushFailure::Fatal);
         let out = git(&["push", "--porcelain"])?;
         if out.status.success() {
             return Ok(());
         }
-        last = text(&out);
+        let last = text(&out);
         let behind = ["non-fast-forward", "fetch first", "[rejected]", "rejected"]
             .iter()
             .any(|m| last.contains(m));
@@ -228,19 +226,40 @@ pub fn push(root: &Path) -> Result<()> {
                         .success();
                 if !merged {
                     let _ = git(&["merge", "--abort"]);
-                    bail!(
+                    return Err(PushFailure::Fatal(anyhow::anyhow!(
                         "`git push` was rejected because the remote has new commits, and rebasing this clone's commits onto them conflicts{}: {detail}; the commit is kept locally: resolve with `git pull --rebase`, then `git push`",
                         if conflicted.trim().is_empty() {
                             String::new()
                         } else {
                             format!(" in {}", conflicted.lines().collect::<Vec<_>>().join(", "))
                         }
-                    );
+                    )));
                 }
             }
-        } else if attempt + 1 < PUSH_TRIES {
-            std::thread::sleep(Duration::from_secs(2 * u64::from(attempt + 1)));
+        }
+        Err(PushFailure::Again(last))
+    };
+    match PUSH_RETRY.retry("git push", attempt, |f| matches!(f, PushFailure::Again(_))) {
+        Ok(()) => Ok(()),
+        Err(PushFailure::Again(last)) => bail!("`git push` failed after 4 attempts: {last}"),
+        Err(PushFailure::Fatal(err)) => Err(err),
+    }
+}
+
+/// Why one `git push` of [`push`] failed.
+#[derive(Debug)]
+enum PushFailure {
+    /// Worth trying again; git's output.
+    Again(String),
+    /// Not worth trying again (a conflict, git missing).
+    Fatal(anyhow::Error),
+}
+
+impl std::fmt::Display for PushFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Again(text) => f.write_str(text),
+            Self::Fatal(err) => write!(f, "{err:#}"),
         }
     }
-    bail!("`git push` failed after {PUSH_TRIES} attempts: {last}")
 }

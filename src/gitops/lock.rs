@@ -8,10 +8,11 @@
 use std::fs::{File, TryLockError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::retry::{Check, Policy, Polled};
 use crate::safefs::Anchor;
 
 /// Who holds a lock.
@@ -127,33 +128,33 @@ pub fn acquire(
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),
     };
-    // A wait too long to add to now is as good as forever.
-    let deadline = Instant::now().checked_add(wait);
-    let file = loop {
-        let file = anchor.open_lock(&rel).map_err(safe)?;
-        match file.try_lock() {
-            Ok(()) => {
-                // `remove` may have unlinked the file we waited on: lock the current one.
-                let same = std::fs::symlink_metadata(&path)
-                    .ok()
-                    .zip(file.metadata().ok())
-                    .is_some_and(|(at_path, locked)| at_path.ino() == locked.ino());
-                if same {
-                    break file;
+    let polled = Policy::until(Some(wait), Duration::from_millis(200)).poll(
+        &format!("the lock of `{name}`"),
+        || {
+            let file = anchor.open_lock(&rel).map_err(safe)?;
+            match file.try_lock() {
+                Ok(()) => {
+                    // `remove` may have unlinked the file we locked: lock the current one.
+                    let same = std::fs::symlink_metadata(&path)
+                        .ok()
+                        .zip(file.metadata().ok())
+                        .is_some_and(|(at_path, locked)| at_path.ino() == locked.ino());
+                    Ok(if same {
+                        Check::Ready(file)
+                    } else {
+                        Check::Pending(())
+                    })
                 }
+                Err(TryLockError::WouldBlock) => Ok(Check::Pending(())),
+                Err(TryLockError::Error(err)) => Err(io(err)),
             }
-            Err(TryLockError::WouldBlock) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    let owner = read_owner(&anchor, &rel);
-                    return Err(LockError::Held {
-                        name: name.to_owned(),
-                        owner: Box::new(owner),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(TryLockError::Error(err)) => return Err(io(err)),
-        }
+        },
+    )?;
+    let Polled::Ready(file) = polled else {
+        return Err(LockError::Held {
+            name: name.to_owned(),
+            owner: Box::new(read_owner(&anchor, &rel)),
+        });
     };
     let owner = Owner {
         pid: std::process::id(),
@@ -174,13 +175,17 @@ pub fn acquire(
 /// The holder of a lock, from its owner file; the holder may have just taken it and not
 /// yet written the file, so this waits up to a second for it.
 fn read_owner(anchor: &Anchor, rel: &Path) -> Owner {
-    for _ in 0..10 {
-        if let Ok(Some(bytes)) = anchor.read(&owner_rel(rel))
-            && let Ok(owner) = serde_json::from_slice(&bytes)
-        {
-            return owner;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let read = || match anchor.read(&owner_rel(rel)) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Ok(None) => Err("no owner file yet".to_owned()),
+        Err(err) => Err(err.to_string()),
+    };
+    if let Ok(owner) = Policy::steady(10, Duration::from_millis(100)).retry(
+        "reading the lock's owner",
+        read,
+        |_| true,
+    ) {
+        return owner;
     }
     Owner {
         pid: 0,

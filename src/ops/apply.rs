@@ -475,15 +475,95 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// `--now`: do not wait for maintenance windows.
     pub now: bool,
+    /// `--wait`: stay until the maintenance windows of deferred changes open, and apply
+    /// them then.
+    pub wait: bool,
 }
 
 /// Runs `dbctl apply`: plans, then applies every database's changes, at most
-/// `parallel` at once, and commits the written files in one commit.
+/// `parallel` at once, and commits the written files in one commit. With `--wait`,
+/// then sleeps until the next maintenance window of the changes left for one opens,
+/// applies those databases again in it (one commit each time), and so on until none
+/// is left; nothing is locked while it sleeps, so interrupting it leaves them pending.
 ///
 /// # Errors
 /// An invalid spec (nothing changed), or a failed commit. A database that fails is
 /// reported in the result (exit code 1) while the others complete.
 pub fn apply(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let mut report = apply_once(session, opts)?;
+    if !opts.wait || opts.dry_run || opts.now {
+        return Ok(report);
+    }
+    loop {
+        let repo = session.repo()?;
+        let now = jiff::Timestamp::now();
+        let mut waiting = Vec::new();
+        for applied in &report.applied {
+            if applied
+                .result
+                .as_ref()
+                .is_some_and(|r| !r.deferred.is_empty())
+            {
+                let spec = session.existing_spec(&repo, &applied.name)?;
+                let opens = window_of(&repo, &spec)?.and_then(|w| w.next_start(now));
+                waiting.push((applied.name.clone(), opens.map(|z| z.timestamp())));
+            }
+        }
+        // A window already open (it opened while this run applied) runs at once.
+        let Some(first) = waiting.iter().map(|(_, at)| at.unwrap_or(now)).min() else {
+            return Ok(report);
+        };
+        let due: Vec<String> = waiting
+            .into_iter()
+            .filter(|(_, at)| at.unwrap_or(now) <= first)
+            .map(|(name, _)| name)
+            .collect();
+        let pause = std::time::Duration::try_from(first.duration_since(now))
+            .unwrap_or_default()
+            // Past the window's first second, so the gate sees it open.
+            + std::time::Duration::from_secs(1);
+        session.printer.status(&format!(
+            "waiting for the maintenance window of {} (opens {}, in {} s)",
+            due.join(", "),
+            first.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            pause.as_secs()
+        ));
+        std::thread::sleep(pause);
+        let again = apply_once(
+            session,
+            &ApplyOptions {
+                names: due,
+                ..opts.clone()
+            },
+        )?;
+        for applied in again.applied {
+            match report.applied.iter_mut().find(|a| a.name == applied.name) {
+                Some(slot) => merge_applied(slot, applied),
+                None => report.applied.push(applied),
+            }
+        }
+        report.commit = again.commit.or(report.commit);
+        report.pushed |= again.pushed;
+    }
+}
+
+/// One database's outcome of a later `--wait` round folded into its first: the changes
+/// applied in both, the deferred ones as the later round left them.
+fn merge_applied(slot: &mut Applied, later: Applied) {
+    match (slot.result.as_mut(), later.result) {
+        (Some(first), Some(mut then)) => {
+            let mut applied = std::mem::take(&mut first.applied);
+            applied.append(&mut then.applied);
+            then.applied = applied;
+            then.changed |= first.changed;
+            *first = then;
+        }
+        (_, result) => slot.result = result,
+    }
+    slot.error = later.error;
+}
+
+fn apply_once(session: &Session, opts: &ApplyOptions) -> Result<ApplyReport> {
     let repo = session.repo()?;
     if !opts.no_commit && !opts.dry_run {
         repo.require_git()?;

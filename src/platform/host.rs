@@ -73,6 +73,9 @@ pub struct Host {
     renderer: Renderer,
     transport: std::sync::Arc<dyn Transport>,
     located: std::sync::Mutex<BTreeMap<(EngineKind, String), Located>>,
+    /// `--timeout`: how long playbooks wait for a server to accept connections
+    /// (`None`: the playbook's own `timeout_s`).
+    wait_timeout: Option<std::time::Duration>,
 }
 
 /// Where this machine keeps what dbctl makes for `target` (`local` instances, Terraform
@@ -121,7 +124,8 @@ impl Host {
             target,
             state_dir,
             std::sync::Arc::new(transport),
-        ))
+        )
+        .waiting(options))
     }
 
     /// The `ssh` platform for `target` of `repo` on one of its hosts (`user`, `port`,
@@ -150,7 +154,8 @@ impl Host {
             target,
             state_dir,
             std::sync::Arc::new(transport),
-        ))
+        )
+        .waiting(options))
     }
 
     /// Whether this host has an instance directory for `name`.
@@ -266,7 +271,15 @@ impl Host {
             renderer: Renderer::new(&repo.assets),
             transport,
             located: std::sync::Mutex::new(BTreeMap::new()),
+            wait_timeout: None,
         }
+    }
+
+    /// The same host with `--timeout` for its readiness waits.
+    #[must_use]
+    fn waiting(mut self, options: &Options) -> Self {
+        self.wait_timeout = options.timeout;
+        self
     }
 
     fn engine(&self, kind: EngineKind) -> Result<Box<dyn Engine>> {
@@ -858,6 +871,7 @@ impl Host {
             secrets: secret_values.clone(),
             progress: req.progress,
             output: req.output,
+            wait_timeout: self.wait_timeout,
             send: None,
             receive: None,
         };
@@ -1078,6 +1092,7 @@ impl Host {
             secrets: Vec::new(),
             progress,
             output: None,
+            wait_timeout: self.wait_timeout,
             send: None,
             receive: None,
         };
@@ -1154,6 +1169,7 @@ impl Host {
             secrets: Vec::new(),
             progress: req.progress,
             output: req.output,
+            wait_timeout: self.wait_timeout,
             send: None,
             receive,
         };
@@ -1581,6 +1597,7 @@ impl Admin for HostAdmin<'_> {
             secrets: Vec::new(),
             progress,
             output: None,
+            wait_timeout: self.host.wait_timeout,
             send: Some(std::cell::RefCell::new(output)),
             receive: None,
         };

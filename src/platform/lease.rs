@@ -5,11 +5,12 @@
 //! expires, or at once when it ran on this machine and its process is gone.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
 use super::{Lease, LeaseHolder};
+use crate::retry::{Check, Policy, Polled};
 use crate::transport::Transport;
 
 /// Takes the lease of `name` in `dir` on `transport` (a handle owning its connection),
@@ -35,29 +36,32 @@ where
     transport.make_dir(dir, 0o700, None)?;
     let path = dir.join(format!("{name}.json"));
     let body = serde_json::to_vec_pretty(holder)?;
-    let deadline = Instant::now().checked_add(wait);
-    loop {
-        if transport.create_new(&path, &body)? {
-            break;
-        }
-        let current: Option<LeaseHolder> = transport
-            .read_file(&path)?
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let stale = current.as_ref().is_none_or(|c| {
-            c.expires_at
-                .parse::<jiff::Timestamp>()
-                .is_ok_and(|t| t <= jiff::Timestamp::now())
-                || died_here(c)
-        });
-        if stale {
-            // A crashed holder's lease (or a damaged file): take it over.
-            transport.remove_all(&path)?;
-            continue;
-        }
-        if deadline.is_some_and(|d| Instant::now() < d) {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
+    let polled = Policy::until(Some(wait), Duration::from_millis(500)).poll(
+        &format!("the lease of `{name}`"),
+        || -> Result<Check<(), Option<LeaseHolder>>> {
+            if transport.create_new(&path, &body)? {
+                return Ok(Check::Ready(()));
+            }
+            let current: Option<LeaseHolder> = transport
+                .read_file(&path)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let stale = current.as_ref().is_none_or(|c| {
+                c.expires_at
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t <= jiff::Timestamp::now())
+                    || died_here(c)
+            });
+            if stale {
+                // A crashed holder's lease (or a damaged file): take it over.
+                transport.remove_all(&path)?;
+                if transport.create_new(&path, &body)? {
+                    return Ok(Check::Ready(()));
+                }
+            }
+            Ok(Check::Pending(current))
+        },
+    )?;
+    if let Polled::TimedOut(current) = polled {
         let c = current.unwrap_or_else(|| holder.clone());
         bail!(
             "database `{name}` is being changed by another runner: dbctl {} (pid {}, user {} on {}, from `{}`) since {}; its lease on {} expires at {}; retry then, or pass `--lock-timeout SECONDS` to wait",

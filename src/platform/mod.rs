@@ -336,6 +336,11 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// `--accept-new-host-keys`: trust unknown SSH host keys on first use.
     pub accept_new_host_keys: bool,
+    /// `--timeout`: how long each wait on the platform may take — a Heat stack
+    /// operation, resource groups starting, a server accepting connections after a
+    /// (re)start; `None`: each wait's own default (30 min, 180 s, the playbook's
+    /// `wait_ready.timeout_s`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// How to reach `host` of `target`: the target's `user`, `port`, `identity` and

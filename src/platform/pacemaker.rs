@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use minijinja::Value;
@@ -32,10 +32,12 @@ use crate::gitops::Repo;
 use crate::playbook::Playbook;
 use crate::playbook::runner::Runner;
 use crate::render::Renderer;
+use crate::retry::{Check, Policy, Polled};
 use crate::spec::{PlatformKind, Spec, Target};
 use crate::transport::{CommandSpec, Ssh, Transport};
 
-/// How long members of a group may take to start or stop.
+/// How long members of a group may take to start or stop, unless `--timeout` says
+/// otherwise.
 const GROUP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// One cluster node: its pacemaker name and its SSH connection.
@@ -154,6 +156,9 @@ fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::
 pub struct Cluster {
     target: String,
     nodes: std::sync::Arc<[Node]>,
+    /// `--timeout`: how long [`Cluster::wait_started`] and playbooks' readiness waits
+    /// on the nodes wait (`None`: [`GROUP_TIMEOUT`], the playbook's own).
+    timeout: Option<Duration>,
 }
 
 impl Cluster {
@@ -191,6 +196,7 @@ impl Cluster {
         Ok(Self {
             target: target.name.clone(),
             nodes: nodes.into(),
+            timeout: options.timeout,
         })
     }
 
@@ -308,29 +314,36 @@ impl Cluster {
     /// Waits until every enabled member of `groups` runs, all on one node.
     ///
     /// # Errors
-    /// [`GROUP_TIMEOUT`] passed (the members' states in the message), SSH failures.
+    /// The timeout passed (the members' states in the message), SSH failures.
     pub fn wait_started(&self, groups: &[String]) -> Result<ClusterView> {
-        let deadline = Instant::now() + GROUP_TIMEOUT;
-        loop {
-            let view = self.view(groups)?;
-            if view.active_node.is_some() {
-                return Ok(view);
-            }
-            if Instant::now() >= deadline {
+        let timeout = self.timeout.unwrap_or(GROUP_TIMEOUT);
+        let polled = Policy::until(Some(timeout), Duration::from_millis(500)).poll(
+            &format!("resource groups {}", groups.join(", ")),
+            || -> Result<_> {
+                let view = self.view(groups)?;
+                Ok(if view.active_node.is_some() {
+                    Check::Ready(view)
+                } else {
+                    Check::Pending(view)
+                })
+            },
+        )?;
+        match polled {
+            Polled::Ready(view) => Ok(view),
+            Polled::TimedOut(view) => {
                 let states: Vec<_> = view
                     .resources
                     .iter()
                     .map(|(id, m)| format!("{id}: {}", m.role))
                     .collect();
                 bail!(
-                    "resource groups {} did not start on one node within {} s on target `{}`: {}",
+                    "resource groups {} did not start on one node within {} s on target `{}`: {}; `--timeout SECONDS` waits longer",
                     groups.join(", "),
-                    GROUP_TIMEOUT.as_secs(),
+                    timeout.as_secs(),
                     self.target,
                     states.join(", ")
                 );
             }
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -577,6 +590,7 @@ impl<'a> Deployment<'a> {
                 .collect(),
             progress: io.progress,
             output: io.output,
+            wait_timeout: self.cluster.timeout,
             // Reborrowed, so the stream's lifetime shrinks to the run's.
             send: match io.send {
                 Some(w) => Some(std::cell::RefCell::new(&mut *w as &mut dyn std::io::Write)),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minijinja::Value;
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{Action, Playbook, RunAs, Step, parse_mode};
 use crate::engine::{Engine, Instance};
 use crate::render::Renderer;
+use crate::retry::{Check, Policy, Polled};
 use crate::transport::{CommandSpec, Transport};
 
 /// What a step did.
@@ -60,6 +61,8 @@ pub struct Runner<'a> {
     /// Receives each output line of the commands steps run, as it arrives
     /// (`--verbose`); secrets are redacted first.
     pub output: Option<&'a dyn Fn(&str)>,
+    /// `--timeout`: replaces each `wait_ready` step's `timeout_s` when set.
+    pub wait_timeout: Option<Duration>,
     /// Where a `send` step's standard output goes (a backup being taken).
     pub send: Option<std::cell::RefCell<&'a mut dyn std::io::Write>>,
     /// What a `receive` step reads (a backup being restored).
@@ -249,20 +252,25 @@ impl Runner<'_> {
                 Ok(Outcome::Changed)
             }
             Action::WaitReady(wait) => {
-                let deadline = Instant::now() + Duration::from_secs(wait.timeout_s);
-                loop {
-                    match self.engine.probe(t, self.instance, self.bin) {
-                        Ok(_) => return Ok(Outcome::Unchanged),
-                        Err(err) if Instant::now() >= deadline => {
-                            return Err(format!(
-                                "the server did not accept connections within {} s (see logs in `{}`): {}",
-                                wait.timeout_s,
-                                self.instance.log_dir.display(),
-                                display_chain(&err)
-                            ));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                    }
+                let timeout = self
+                    .wait_timeout
+                    .unwrap_or(Duration::from_secs(wait.timeout_s));
+                let polled = Policy::until(Some(timeout), Duration::from_millis(200)).poll(
+                    "the server to accept connections",
+                    || -> Result<_, String> {
+                        Ok(match self.engine.probe(t, self.instance, self.bin) {
+                            Ok(_) => Check::Ready(()),
+                            Err(err) => Check::Pending(display_chain(&err)),
+                        })
+                    },
+                )?;
+                match polled {
+                    Polled::Ready(()) => Ok(Outcome::Unchanged),
+                    Polled::TimedOut(err) => Err(format!(
+                        "the server did not accept connections within {} s (see logs in `{}`; `--timeout SECONDS` waits longer): {err}",
+                        timeout.as_secs(),
+                        self.instance.log_dir.display(),
+                    )),
                 }
             }
             Action::Admin(admin) => {
@@ -277,17 +285,9 @@ impl Runner<'_> {
                     .map_err(|e| display_chain(&e))?
                     .stdin(SecretString::from(script))
                     .timeout(Duration::from_secs(admin.timeout_s));
-                let mut attempt = 0;
-                loop {
-                    match self.run_checked(&cmd) {
-                        Ok(()) => return Ok(Outcome::Changed),
-                        Err(err) if attempt >= admin.retries => return Err(err),
-                        Err(_) => {
-                            attempt += 1;
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                    }
-                }
+                Policy::steady(admin.retries as usize + 1, Duration::from_secs(1))
+                    .retry("the admin script", || self.run_checked(&cmd), |_| true)
+                    .map(|()| Outcome::Changed)
             }
             Action::Stop(stop) => {
                 let pidfile = self.render(&stop.pidfile, "stop.pidfile")?;
@@ -298,14 +298,20 @@ impl Runner<'_> {
                     return Ok(Outcome::Unchanged);
                 };
                 t.signal(pid, &stop.signal).map_err(|e| display_chain(&e))?;
-                let deadline = Instant::now() + Duration::from_secs(stop.timeout_s);
-                while t.process_alive(pid) {
-                    if Instant::now() >= deadline {
-                        t.signal(pid, "SIGKILL").map_err(|e| display_chain(&e))?;
-                        std::thread::sleep(Duration::from_millis(500));
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                let stopped = Policy::until(
+                    Some(Duration::from_secs(stop.timeout_s)),
+                    Duration::from_millis(100),
+                )
+                .poll("the server to stop", || -> Result<_, String> {
+                    Ok(if t.process_alive(pid) {
+                        Check::Pending(())
+                    } else {
+                        Check::Ready(())
+                    })
+                })?;
+                if stopped == Polled::TimedOut(()) {
+                    t.signal(pid, "SIGKILL").map_err(|e| display_chain(&e))?;
+                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Ok(Outcome::Changed)
             }
@@ -415,4 +421,59 @@ pub fn display_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Steps against a recording transport double: no server, no root.
+#[cfg(test)]
+mod double_tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::assets::Assets;
+    use crate::catalog::EngineKind;
+    use crate::engine::double_tests::{bin, instance};
+    use crate::transport::recording::Recording;
+
+    const WAIT: &str = "description: wait\nsteps:\n  - name: Wait for the server\n    wait_ready:\n      timeout_s: 60\n";
+
+    #[test]
+    fn timeout_replaces_the_playbooks_readiness_wait() {
+        let t = Recording::new();
+        // The server never answers: every probe fails.
+        t.answer("INFO", 1, "");
+        let inst = instance(EngineKind::Redis);
+        let bin = bin(&["redis-cli"]);
+        t.put(&inst.conf_dir.join("admin.secret"), b"s3cret\n");
+        let assets = Assets::new(None);
+        let renderer = Renderer::new(&assets);
+        let runner = Runner {
+            transport: &t,
+            renderer: &renderer,
+            engine: &crate::engine::Redis,
+            instance: &inst,
+            bin: &bin,
+            ctx: Value::from(()),
+            secrets: Vec::new(),
+            progress: &|_, _, _| {},
+            output: None,
+            wait_timeout: Some(Duration::from_secs(1)),
+            send: None,
+            receive: None,
+        };
+        let playbook = Playbook::parse(WAIT, "test").unwrap();
+        let started = Instant::now();
+        let err = runner.run(&playbook).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            err.message.contains("within 1 s") && err.message.contains("--timeout"),
+            "{}",
+            err.message
+        );
+        assert!(took < Duration::from_secs(10), "waited {took:?}, not 1 s");
+        assert!(
+            t.commands().iter().filter(|c| c.contains("INFO")).count() >= 2,
+            "the probe is polled: {:?}",
+            t.commands()
+        );
+    }
 }

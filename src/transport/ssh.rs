@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 
 use super::{CommandSpec, LineSink, Output, Stream, Transport, TransportError};
+use crate::retry::Policy;
 
 /// Connection attempts in flight at once to one host from this process: sshd drops
 /// bursts of unauthenticated connections (`MaxStartups`, 10 by default), and `apply`
@@ -177,49 +178,48 @@ impl Ssh {
         if let Some(known_hosts) = &opts.known_hosts {
             builder.user_known_hosts_file(known_hosts);
         }
-        let mut last = String::new();
-        let mut session = None;
-        for attempt in 0..opts.attempts.max(1) {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
-            }
+        let attempts = opts.attempts.max(1);
+        let connect = || {
             let permits = connect_permits(&opts.host);
-            let connected = runtime.block_on(async {
-                let _permit = permits.acquire().await;
-                builder.connect_mux(&opts.host).await
-            });
-            match connected {
-                Ok(s) => {
-                    session = Some(s);
-                    break;
-                }
-                Err(err) => {
-                    last = err.to_string();
+            runtime
+                .block_on(async {
+                    let _permit = permits.acquire().await;
+                    builder.connect_mux(&opts.host).await
+                })
+                .map_err(|err| {
+                    let mut text = err.to_string();
                     let mut source = std::error::Error::source(&err);
                     while let Some(cause) = source {
-                        last.push_str(": ");
-                        last.push_str(&cause.to_string());
+                        text.push_str(": ");
+                        text.push_str(&cause.to_string());
                         source = cause.source();
                     }
-                    if last.contains("Host key verification failed")
-                        || last.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-                    {
-                        break;
-                    }
-                }
+                    text
+                })
+        };
+        // A host key problem fails at once: retrying cannot fix it.
+        let connected = Policy::attempts(attempts as usize, Duration::from_secs(1)).retry(
+            &format!("ssh {}", opts.host),
+            connect,
+            |text: &String| {
+                !text.contains("Host key verification failed")
+                    && !text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            },
+        );
+        let session = match connected {
+            Ok(session) => session,
+            Err(last) => {
+                let hint = if last.contains("Host key verification failed") {
+                    " (the host key is unknown or changed; check it, or pass `--accept-new-host-keys` to trust a new host on first use)"
+                } else {
+                    ""
+                };
+                return Err(TransportError::Spawn {
+                    host: opts.host.clone(),
+                    command: format!("ssh (after {attempts} attempts)"),
+                    source: io_error(format!("{}{hint}", last.trim())),
+                });
             }
-        }
-        let Some(session) = session else {
-            let hint = if last.contains("Host key verification failed") {
-                " (the host key is unknown or changed; check it, or pass `--accept-new-host-keys` to trust a new host on first use)"
-            } else {
-                ""
-            };
-            return Err(TransportError::Spawn {
-                host: opts.host.clone(),
-                command: format!("ssh (after {} attempts)", opts.attempts.max(1)),
-                source: io_error(format!("{}{hint}", last.trim())),
-            });
         };
         let mut ssh = Self {
             host: opts.host.clone(),

@@ -6,7 +6,7 @@
 //! YAML text; Heat parses them.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::blocking::RequestBuilder;
@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 
 use super::OpenstackError;
 use super::keystone::Session;
+use crate::retry::{Check, Policy, Polled};
 
-/// How long dbctl waits for a stack operation; also the stack's own `timeout_mins`.
+/// How long dbctl waits for a stack operation unless `--timeout` says otherwise; also
+/// the stack's own `timeout_mins`.
 pub const STACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Tag prefix recording the digest of what a stack was last applied from.
@@ -144,12 +146,17 @@ impl std::fmt::Display for Applied {
 /// A Heat client on an authenticated session.
 pub struct Heat<'a> {
     session: &'a Session,
+    timeout: Duration,
 }
 
 impl<'a> Heat<'a> {
-    /// Heat at the session's orchestration endpoint.
-    pub fn new(session: &'a Session) -> Self {
-        Self { session }
+    /// Heat at the session's orchestration endpoint, waiting up to `timeout` for a stack
+    /// operation (`None`: [`STACK_TIMEOUT`]).
+    pub fn new(session: &'a Session, timeout: Option<Duration>) -> Self {
+        Self {
+            session,
+            timeout: timeout.unwrap_or(STACK_TIMEOUT),
+        }
     }
 
     fn request(&self, method: Method, path: &str) -> (RequestBuilder, String) {
@@ -219,7 +226,7 @@ impl<'a> Heat<'a> {
         let mut body = json!({
             "template": req.template,
             "files": req.files,
-            "timeout_mins": STACK_TIMEOUT.as_secs() / 60,
+            "timeout_mins": self.timeout.as_secs().div_ceil(60).max(1),
             "tags": format!("dbctl,{DIGEST_TAG}{digest}"),
         });
         if !req.environment.is_empty() {
@@ -270,14 +277,14 @@ impl<'a> Heat<'a> {
     /// Polls until no operation runs on the stack; `None` once it is gone.
     ///
     /// # Errors
-    /// The operation failed (Heat's reason), or [`STACK_TIMEOUT`] passed.
+    /// The operation failed (Heat's reason), or the timeout passed.
     pub fn wait(&self, name: &str) -> Result<Option<Stack>, OpenstackError> {
-        let deadline = Instant::now() + STACK_TIMEOUT;
-        let mut pause = Duration::from_millis(500);
-        loop {
-            match self.get(name)? {
-                None => return Ok(None),
-                Some(stack) if stack.stack_status == "DELETE_COMPLETE" => return Ok(None),
+        let policy = Policy::until(Some(self.timeout), Duration::from_millis(500))
+            .growing_to(Duration::from_secs(3));
+        let polled = policy.poll(&format!("Heat stack `{name}`"), || {
+            Ok(match self.get(name)? {
+                None => Check::Ready(None),
+                Some(stack) if stack.stack_status == "DELETE_COMPLETE" => Check::Ready(None),
                 Some(stack) if stack.stack_status.ends_with("_FAILED") => {
                     return Err(OpenstackError::StackFailed {
                         stack: name.to_owned(),
@@ -285,19 +292,17 @@ impl<'a> Heat<'a> {
                         reason: stack.stack_status_reason.unwrap_or_default(),
                     });
                 }
-                Some(stack) if !stack.in_progress() => return Ok(Some(stack)),
-                Some(stack) => {
-                    if Instant::now() >= deadline {
-                        return Err(OpenstackError::StackTimeout {
-                            stack: name.to_owned(),
-                            status: stack.stack_status,
-                            seconds: STACK_TIMEOUT.as_secs(),
-                        });
-                    }
-                }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(3));
+                Some(stack) if !stack.in_progress() => Check::Ready(Some(stack)),
+                Some(stack) => Check::Pending(stack.stack_status),
+            })
+        })?;
+        match polled {
+            Polled::Ready(stack) => Ok(stack),
+            Polled::TimedOut(status) => Err(OpenstackError::StackTimeout {
+                stack: name.to_owned(),
+                status,
+                seconds: self.timeout.as_secs(),
+            }),
         }
     }
 }

@@ -434,7 +434,7 @@ impl Openstack {
     fn outputs(&self, spec: &Spec) -> Result<(Names, Outputs)> {
         self.check_runtime()?;
         let names = Names::new(&spec.name);
-        let stacks = self.read_stacks(&Heat::new(self.session()?), spec)?;
+        let stacks = self.read_stacks(&Heat::new(self.session()?, self.options.timeout), spec)?;
         let outputs = Outputs::read(&names, &stacks);
         Ok((names, outputs))
     }
@@ -644,7 +644,7 @@ impl Openstack {
         let names = Names::new(&spec.name);
         progress(1, 5, "Authenticate with Keystone");
         let session = self.session()?;
-        let heat = Heat::new(session);
+        let heat = Heat::new(session, self.options.timeout);
         let requests = self.stack_requests(spec)?;
         let stack_names: Vec<_> = requests.iter().map(|r| r.name.as_str()).collect();
         progress(
@@ -681,7 +681,7 @@ impl Openstack {
         let engine = pacemaker::check_engine(spec, "openstack")?;
         let names = Names::new(&spec.name);
         let session = self.session()?;
-        let heat = Heat::new(session);
+        let heat = Heat::new(session, self.options.timeout);
         let stacks = self.read_stacks(&heat, spec)?;
         let stack_states: BTreeMap<String, String> = stacks
             .iter()
@@ -735,7 +735,7 @@ impl Openstack {
         let names = Names::new(&spec.name);
         progress(1, 3, "Authenticate with Keystone");
         let session = self.session()?;
-        let heat = Heat::new(session);
+        let heat = Heat::new(session, self.options.timeout);
         let stacks = self.read_stacks(&heat, spec)?;
         let outputs = Outputs::read(&names, &stacks);
         if stacks.contains_key(&names.cluster_stack) && !outputs.node_ips.is_empty() {
