@@ -5,11 +5,19 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::World;
+use crate::support::{World, psql};
 
 /// Runs `args` in `world`'s repo inside a detached tmux session (a pseudo-terminal
 /// of 120×40) and returns the screen once dbctl has exited.
 fn on_a_terminal(world: &World, args: &[&str]) -> String {
+    frames_on_a_terminal(world, args)
+        .pop()
+        .expect("at least the last screen")
+}
+
+/// [`on_a_terminal`], returning every distinct screen seen while dbctl ran (sampled
+/// every 50 ms), the last one after it exited.
+fn frames_on_a_terminal(world: &World, args: &[&str]) -> Vec<String> {
     let socket = format!("dbctl-test-{}", std::process::id());
     let dbctl = assert_cmd::cargo::cargo_bin("dbctl");
     let env = [
@@ -62,17 +70,22 @@ fn on_a_terminal(world: &World, args: &[&str]) -> String {
         String::from_utf8_lossy(&started.stderr)
     );
     let since = Instant::now();
-    let screen = loop {
+    let mut frames: Vec<String> = Vec::new();
+    loop {
         let out = tmux(&["capture-pane", "-p", "-t", "t"]);
         let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if screen.contains("DBCTL-EXIT=") {
-            break screen;
+        let done = screen.contains("DBCTL-EXIT=");
+        if frames.last() != Some(&screen) {
+            frames.push(screen);
         }
-        assert!(since.elapsed() < Duration::from_secs(120), "{screen}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        if done {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(120), "{frames:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     tmux(&["kill-server"]);
-    screen
+    frames
 }
 
 #[test]
@@ -226,4 +239,59 @@ fn verbose_traces_every_command_with_its_host_exit_code_and_time_and_no_secret()
             .dbctl(&["delete", name, "--yes", "--skip-final-backup"])
             .ok();
     }
+}
+
+#[test]
+fn a_backup_draws_bytes_and_rate_on_a_terminal_and_nothing_in_a_pipe() {
+    let world = World::new();
+    let store = world.dir.path().join("store");
+    let config = world.repo.join("etc/dbctl.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}backup_stores:\n  here:\n    kind: dir\n    path: {}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "a dir store"]);
+    world
+        .dbctl(&["create", "--type", "postgresql", "--size", "1", "big"])
+        .ok();
+    let conn = world.reveal("big");
+    // About 80 MB of table: the backup takes a few seconds, the bar draws at 4 Hz.
+    psql(
+        &conn,
+        "create table t as select md5(random()::text) || md5(random()::text) as v from generate_series(1, 1000000)",
+    );
+
+    let frames = frames_on_a_terminal(&world, &["backup", "big", "--store", "here"]);
+    let last = frames.last().unwrap();
+    assert!(last.contains("DBCTL-EXIT=0"), "{last}");
+    // A bar line: the message, bytes moved in binary units, the rate, elapsed time.
+    let bar = frames
+        .iter()
+        .flat_map(|f| f.lines())
+        .find(|l| l.contains("backing up `big`") && l.contains("MiB ") && l.contains("/s"))
+        .unwrap_or_else(|| panic!("no transfer bar with bytes and rate in {frames:#?}"));
+    assert!(
+        bar.split_whitespace()
+            .any(|w| w.ends_with("MiB/s") || w.ends_with("KiB/s")),
+        "{bar}"
+    );
+    assert!(
+        !last
+            .lines()
+            .any(|l| l.contains("backing up `big`") && l.contains("/s")),
+        "the bar was left on the terminal:\n{last}"
+    );
+
+    // Piped (a CI log): no bar, no carriage returns, only the plain lines.
+    let piped = world.dbctl(&["backup", "big", "--store", "here"]).ok();
+    assert!(!piped.stderr.contains("MiB/s"), "{}", piped.stderr);
+    assert!(!piped.stderr.contains('\r'), "{}", piped.stderr);
+    world
+        .dbctl(&["delete", "big", "--yes", "--skip-final-backup"])
+        .ok();
 }
