@@ -31,7 +31,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_needs_command" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_needs_command" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_needs_command" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_needs_command" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_needs_command" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_needs_command" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_needs_command" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -66,7 +66,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand init" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -92,7 +92,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l deletion-protecti
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand create" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -108,7 +108,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l timeout -d 'Give up
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l detailed-exitcode -d 'Exit 2 when changes are pending (0: none, 1: error)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l now -d 'Plan disruptive changes to run now instead of in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l drift -d 'Only what runs differently from what was applied (a stopped server, a setting changed outside dbctl, binaries upgraded under it); exit 2 when there is any. For a scheduled job'
-complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand plan" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -128,7 +128,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l dry-run -d 'Valida
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l now -d 'Apply disruptive changes (restart or worse) now, not in the maintenance window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l wait -d 'Stay until the maintenance window of changes left for it opens, and apply them then (Ctrl-C leaves them pending; nothing is locked while waiting)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s y -l yes -d 'Proceed without asking (apply never asks; accepted for scripts)'
-complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand apply" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -140,7 +140,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand list" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -155,7 +155,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l identity -d 'The 
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l all -d 'Every database of the repo: state, size used of the allotment, last backup and its age, last restore drill and its RTO, maintenance waiting for its window'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l exit-code -d 'Exit with 3 unless the database is up (down, or not created): for scripts and health checks'
-complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand status" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -171,7 +171,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l state-dir -d 
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l reveal -d 'Decrypt the password with your age identity'
-complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand connection" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -190,7 +190,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l skip-final-backup
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand delete" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -208,7 +208,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l now -d 'Apply a d
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand resize" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -226,7 +226,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l now -d 'Apply th
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand upgrade" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -244,7 +244,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l now -d 'Apply a re
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand scale" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -259,7 +259,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l state-dir -d 'Where 
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l admin -d 'As the engine\'s administrator instead of the application owner'
-complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand sql" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -276,7 +276,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l timeo
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -291,7 +291,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l dry-run -d 'Resolve and open the store, check the platform; say what would be backed up and where; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -310,7 +310,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -324,7 +324,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l state-dir -d 'Wh
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l expire -d 'First remove the backups the spec\'s `backup.retention` lets go'
-complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backups" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -346,7 +346,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l yes -d 'Confirm:
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l no-commit -d 'Do not commit the changed files'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l push -d 'Push the commit with the system `git push`'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l dry-run -d 'Validate and show what would change; change nothing'
-complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand restore" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -359,7 +359,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -373,7 +373,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -396,7 +396,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l identity -d 'The 
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l all -d 'Render every database of the repo'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l context -d 'Print each database\'s template context (the variables templates see) and artifact steps instead of the artifacts'
-complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand render" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -408,7 +408,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand completions" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
@@ -421,7 +421,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l accept-new-host-keys -d 'Trust SSH host keys not yet in known_hosts (a changed key is still refused)'
+complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
 complete -c dbctl -n "__fish_dbctl_using_subcommand man" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'

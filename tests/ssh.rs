@@ -269,7 +269,7 @@ fn command_output_streams_line_by_line() {
         let mut seen = Vec::new();
         let out = t
             .run_streaming(&cmd, &mut |stream, line| {
-                seen.push((stream, line.to_owned(), started.elapsed()))
+                seen.push((stream, line.to_owned(), started.elapsed()));
             })
             .unwrap();
         assert!(out.success());

@@ -195,7 +195,7 @@ impl StoreConfig {
     ///
     /// # Errors
     /// A message naming the key and what is allowed.
-    pub fn from_raw(raw: RawStore, key: &str) -> Result<Self, String> {
+    pub fn from_raw(raw: &RawStore, key: &str) -> Result<Self, String> {
         let need = |value: Option<String>, field: &str| {
             value
                 .filter(|v| !v.trim().is_empty())
@@ -448,7 +448,7 @@ impl Store {
         described: &str,
     ) -> Result<Self, StoreError> {
         let op = op
-            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)))
+            .layer(TimeoutLayer::new().with_timeout(Duration::from_mins(2)))
             .layer(
                 RetryLayer::new()
                     .with_max_times(4)
@@ -1012,7 +1012,7 @@ mod tests {
     #[test]
     fn a_swift_store_with_an_openrc_file_authenticates_with_keystone() {
         let store = StoreConfig::from_raw(
-            raw(serde_json::json!({
+            &raw(serde_json::json!({
                 "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "backups",
                 "prefix": "/prod/",
             })),
@@ -1030,7 +1030,7 @@ mod tests {
         );
         // A password file replaces OS_PASSWORD; a scheduled backup's file is swapped in.
         let with_file = StoreConfig::from_raw(
-            raw(serde_json::json!({
+            &raw(serde_json::json!({
                 "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "backups",
                 "secret_file": "/etc/dbctl/os.password",
             })),
@@ -1051,7 +1051,7 @@ mod tests {
     #[test]
     fn keystone_and_tempauth_do_not_mix_and_the_openrc_is_outside_the_repo() {
         let mixed = StoreConfig::from_raw(
-            raw(serde_json::json!({
+            &raw(serde_json::json!({
                 "kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "b",
                 "url": "http://swift:8080/auth/v1.0", "user": "a:b",
             })),
@@ -1060,7 +1060,7 @@ mod tests {
         .unwrap_err();
         assert!(mixed.contains("give one"), "{mixed}");
         let relative = StoreConfig::from_raw(
-            raw(serde_json::json!({
+            &raw(serde_json::json!({
                 "kind": "swift", "openrc": "files/openrc.sh", "container": "b",
             })),
             "backup_stores.cloud",

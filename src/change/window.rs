@@ -26,6 +26,10 @@ pub struct Window {
 }
 
 /// `Sun`, `sunday` → that weekday; `daily` → `Some(None)`; anything else → `None`.
+#[expect(
+    clippy::option_option,
+    reason = "None: not a day word; Some(None): every day"
+)]
 pub(crate) fn weekday(word: &str) -> Option<Option<Weekday>> {
     Some(Some(match word.to_ascii_lowercase().as_str() {
         "mon" | "monday" => Weekday::Monday,

@@ -62,7 +62,7 @@ pub struct GlobalArgs {
     /// (default: ~/.config/dbctl/identity.txt).
     #[arg(long, global = true, env = "DBCTL_IDENTITY", value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Trust SSH host keys not yet in known_hosts (a changed key is still refused).
+    /// Trust SSH host keys not yet in `known_hosts` (a changed key is still refused).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
     /// No progress lines on stderr.

@@ -1,5 +1,5 @@
-//! `dbctl completions SHELL` and `dbctl man`: shell completions (clap_complete) and
-//! man pages (clap_mangen) generated from the CLI definition itself, so they cannot
+//! `dbctl completions SHELL` and `dbctl man`: shell completions (`clap_complete`) and
+//! man pages (`clap_mangen`) generated from the CLI definition itself, so they cannot
 //! describe flags dbctl does not have. The repo keeps generated copies in
 //! `completions/` and `docs/man/`; a test fails when they drift from the CLI.
 

@@ -22,12 +22,11 @@ fn candidates(version: &str, name: &str) -> Vec<String> {
 }
 
 impl Postgresql {
-    fn try_version(&self, t: &dyn Transport, version: &str) -> Result<Located, EngineError> {
-        self.try_candidates(t, version, |name| candidates(version, name))
+    fn try_version(t: &dyn Transport, version: &str) -> Result<Located, EngineError> {
+        Self::try_candidates(t, version, |name| candidates(version, name))
     }
 
     fn try_candidates(
-        &self,
         t: &dyn Transport,
         version: &str,
         candidates: impl Fn(&str) -> Vec<String>,
@@ -109,11 +108,11 @@ impl Engine for Postgresql {
         known: &[String],
     ) -> Result<Located, EngineError> {
         if let Some(version) = version {
-            return self.try_version(t, version);
+            return Self::try_version(t, version);
         }
         let mut first_err = None;
         for version in known.iter().rev() {
-            match self.try_version(t, version) {
+            match Self::try_version(t, version) {
                 Ok(found) => return Ok(found),
                 Err(err) => {
                     first_err.get_or_insert(err);
@@ -136,7 +135,7 @@ impl Engine for Postgresql {
         version: &str,
         dir: &str,
     ) -> Result<Located, EngineError> {
-        self.try_candidates(t, version, |name| vec![format!("{dir}/{name}")])
+        Self::try_candidates(t, version, |name| vec![format!("{dir}/{name}")])
     }
 
     fn backup_format(&self) -> &'static str {

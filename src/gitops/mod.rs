@@ -58,8 +58,8 @@ impl Repo {
         let catalog = Catalog::load(&assets)?;
         let config = Config::parse(&text, Path::new(CONFIG_PATH), &catalog)?;
         Ok(Self {
-            anchor,
             root,
+            anchor,
             config,
             catalog,
             assets,

@@ -288,7 +288,12 @@ pub struct BackupReport {
 impl Report for BackupReport {
     fn human(&self) -> String {
         let m = &self.manifest;
-        let rate = m.raw_bytes as f64 / self.seconds.max(0.001);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a rate of bytes, positive and far below 2^64"
+        )]
+        let rate = (m.raw_bytes as f64 / self.seconds.max(0.001)) as u64;
         let mut text = format!(
             "backed up `{}` as {} to store `{}`: {} read, {} stored, {:.1} s ({}/s)\n",
             m.database,
@@ -297,7 +302,7 @@ impl Report for BackupReport {
             crate::output::bytes(m.raw_bytes),
             crate::output::bytes(m.object.bytes),
             self.seconds,
-            crate::output::bytes(rate as u64)
+            crate::output::bytes(rate)
         );
         for dir in &self.removed_incomplete {
             text.push_str(&format!("removed interrupted backup `{dir}`\n"));
@@ -1014,8 +1019,7 @@ fn choose<'m>(
             })?,
         (None, None) => manifests.last().with_context(|| {
             format!(
-                "`{}` has no backups in store `{store_name}`; take one with `dbctl backup {}`",
-                name, name
+                "`{name}` has no backups in store `{store_name}`; take one with `dbctl backup {name}`"
             )
         })?,
     };

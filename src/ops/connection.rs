@@ -101,7 +101,7 @@ pub fn connection(session: &Session, opts: &ConnectionOptions) -> Result<Connect
             &format!("{}: password", rel.display()),
         )?;
         uri_with_password = with_password(&file.uri, &password, Path::new(&rel))?;
-        file.password = password.expose_secret().to_owned();
+        password.expose_secret().clone_into(&mut file.password);
         file.uri.clone_from(&uri_with_password);
     }
     let mut report = ConnectionReport {

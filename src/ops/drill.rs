@@ -220,7 +220,7 @@ fn scratch_spec(repo: &Repo, source: &Spec, target: Option<&str>) -> Result<Spec
     let mut spec = source.clone();
     spec.name = scratch_name(&source.name);
     if let Some(target) = target {
-        spec.target = target.to_owned();
+        target.clone_into(&mut spec.target);
     }
     spec.deletion_protection = false;
     spec.backup = Some(BackupPolicy {

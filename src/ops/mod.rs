@@ -44,7 +44,7 @@ pub struct Session {
     /// Drivers by target name (dropped before the runtime their connections use).
     drivers: Mutex<BTreeMap<String, Arc<dyn Platform>>>,
     /// Keeps the runtime alive for the run; drivers hold its handle.
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl std::fmt::Debug for Session {
@@ -78,14 +78,14 @@ impl Session {
             platform,
             identity,
             printer,
-            _runtime: runtime,
+            runtime,
             drivers: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// The run's tokio runtime (backup stores' operators run on it).
     pub fn runtime(&self) -> tokio::runtime::Handle {
-        self._runtime.handle().clone()
+        self.runtime.handle().clone()
     }
 
     /// Opens the GitOps repo.

@@ -149,6 +149,7 @@ impl Printer {
 
     /// The same printer streaming JSON Lines events on stdout (`--events`; JSON output
     /// only).
+    #[must_use]
     pub fn with_events(mut self) -> Self {
         self.events = self.format == Format::Json;
         self

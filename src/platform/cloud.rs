@@ -100,20 +100,19 @@ struct OperatorSchedule {
 }
 
 fn operator_schedule(spec: Option<&Schedule>, target: &str) -> OperatorSchedule {
-    match spec {
-        Some(s) => OperatorSchedule {
+    if let Some(s) = spec {
+        OperatorSchedule {
             cron: s.cron(),
             zone: Some(s.zone.clone()),
-        },
-        None => {
-            let fields: Vec<&str> = target.split_whitespace().collect();
-            let cron = if fields.len() == 6 {
-                fields[1..].join(" ")
-            } else {
-                fields.join(" ")
-            };
-            OperatorSchedule { cron, zone: None }
         }
+    } else {
+        let fields: Vec<&str> = target.split_whitespace().collect();
+        let cron = if fields.len() == 6 {
+            fields[1..].join(" ")
+        } else {
+            fields.join(" ")
+        };
+        OperatorSchedule { cron, zone: None }
     }
 }
 
@@ -218,6 +217,11 @@ impl Cloud {
             .plan(&spec.plan)
             .with_context(|| format!("plan `{}` is not in the catalog", spec.plan))?;
         let (data_pct, wal_pct) = volume_shares(spec.engine);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "at least 1 after max(1.0); a plan's CPUs are far below 2^64 millis"
+        )]
         let cpu_millis = (plan.cpu * 1000.0).round().max(1.0) as u64;
         let sizing = Sizing {
             cpu_mhz: cpu_millis,

@@ -562,7 +562,7 @@ impl Host {
             ["install", "-y", "-q", "--no-install-recommends", package],
         )
         .secret_env("DEBIAN_FRONTEND", SecretString::from("noninteractive"))
-        .timeout(std::time::Duration::from_secs(900));
+        .timeout(std::time::Duration::from_mins(15));
         let out = self.transport.run(&cmd)?;
         if !out.success() {
             bail!(
@@ -1573,7 +1573,7 @@ impl Admin for HostAdmin<'_> {
             &self.instance,
             &self.bin,
             (input, output),
-            role,
+            &role,
         )
     }
 

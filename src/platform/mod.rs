@@ -460,8 +460,8 @@ pub(crate) fn run_client(
     engine: &dyn crate::engine::Engine,
     instance: &crate::engine::Instance,
     bin: &BTreeMap<String, String>,
-    io: (&mut (dyn std::io::Read + Send), &mut dyn std::io::Write),
-    role: Role<'_>,
+    (input, output): (&mut (dyn std::io::Read + Send), &mut dyn std::io::Write),
+    role: &Role<'_>,
 ) -> Result<(i32, String)> {
     let cmd = match role {
         Role::Admin => engine.admin_command(transport, instance, bin)?,
@@ -470,15 +470,15 @@ pub(crate) fn run_client(
                 instance.clone()
             } else {
                 crate::engine::Instance {
-                    user: login.to_owned(),
+                    user: (*login).to_owned(),
                     ..instance.clone()
                 }
             };
             engine.owner_command(transport, &instance, bin, password)?
         }
     };
-    let cmd = cmd.timeout(std::time::Duration::from_secs(24 * 3600));
-    Ok(transport.run_piped(&cmd, io.0, io.1)?)
+    let cmd = cmd.timeout(std::time::Duration::from_hours(24));
+    Ok(transport.run_piped(&cmd, input, output)?)
 }
 
 /// Checks that the backup programs `engine` needs ([`crate::engine::Engine::

@@ -38,7 +38,7 @@ use crate::transport::{CommandSpec, Ssh, Transport};
 
 /// How long members of a group may take to start or stop, unless `--timeout` says
 /// otherwise.
-const GROUP_TIMEOUT: Duration = Duration::from_secs(180);
+const GROUP_TIMEOUT: Duration = Duration::from_mins(3);
 
 /// One cluster node: its pacemaker name and its SSH connection.
 pub struct Node {
@@ -89,7 +89,7 @@ impl ClusterView {
     /// with `node` children) for `groups`.
     ///
     /// # Errors
-    /// Text that is not crm_mon's XML.
+    /// Text that is not `crm_mon`'s XML.
     pub fn parse(xml: &str, groups: &[String]) -> Result<Self> {
         let doc = roxmltree::Document::parse(xml).context("crm_mon printed no valid XML")?;
         let root = doc.root_element();
@@ -281,7 +281,7 @@ impl Cluster {
         let ssh = &self.first().ssh;
         let out = ssh.run(
             &CommandSpec::new("sh", ["-c", script.content.as_str(), "sh"])
-                .timeout(Duration::from_secs(120)),
+                .timeout(Duration::from_mins(2)),
         )?;
         if !out.success() {
             bail!(
@@ -298,7 +298,7 @@ impl Cluster {
     /// Where each member of `groups` runs.
     ///
     /// # Errors
-    /// SSH failures, or crm_mon failing.
+    /// SSH failures, or `crm_mon` failing.
     pub fn view(&self, groups: &[String]) -> Result<ClusterView> {
         let ssh = &self.first().ssh;
         let out = ssh.run(&CommandSpec::new(
@@ -550,7 +550,7 @@ impl<'a> Deployment<'a> {
         spec: &Spec,
         engine: &dyn Engine,
         path: &str,
-        secrets: BTreeMap<&str, String>,
+        secrets: &BTreeMap<&str, String>,
         io: Io<'_>,
     ) -> Result<()> {
         let located = locate(self.catalog, &node.ssh, spec, engine)?;
@@ -681,7 +681,7 @@ impl<'a> Deployment<'a> {
                 spec,
                 engine,
                 prepare,
-                secrets,
+                &secrets,
                 Io::quiet(req.output),
             )?;
         }
@@ -711,7 +711,7 @@ impl<'a> Deployment<'a> {
                 spec,
                 engine,
                 prepare,
-                secrets,
+                &secrets,
                 Io::quiet(req.output),
             )?;
             self.cluster
@@ -730,7 +730,7 @@ impl<'a> Deployment<'a> {
             spec,
             engine,
             &l.bootstrap,
-            secrets,
+            &secrets,
             Io::quiet(req.output),
         )?;
         let located = locate(self.catalog, &active.ssh, spec, engine)?;
@@ -769,7 +769,7 @@ impl<'a> Deployment<'a> {
                 spec,
                 engine,
                 prepare,
-                secrets.clone(),
+                &secrets,
                 Io::quiet(req.output),
             )?;
         }
@@ -778,7 +778,7 @@ impl<'a> Deployment<'a> {
             spec,
             engine,
             &l.bootstrap,
-            secrets,
+            &secrets,
             Io::quiet(req.output),
         )?;
         let whole = match engine_disruption(req) {
@@ -790,7 +790,7 @@ impl<'a> Deployment<'a> {
                     spec,
                     engine,
                     &format!("local/{}/reload.yml", spec.engine),
-                    BTreeMap::new(),
+                    &BTreeMap::new(),
                     Io::quiet(req.output),
                 )?;
                 false
@@ -856,7 +856,7 @@ impl<'a> Deployment<'a> {
             spec,
             engine,
             grow,
-            BTreeMap::new(),
+            &BTreeMap::new(),
             Io::quiet(req.output),
         )?;
         self.cluster.wait_started(&self.layout.groups).map(|_| ())
@@ -939,7 +939,7 @@ impl<'a> Deployment<'a> {
             progress: req.progress,
             ..Io::quiet(req.output)
         };
-        if let Err(err) = self.run_playbook(node, spec, engine, &restore, BTreeMap::new(), io) {
+        if let Err(err) = self.run_playbook(node, spec, engine, &restore, &BTreeMap::new(), io) {
             // Stopped before the swap (or between its two moves): put the data back;
             // create enables the engine again.
             if !node.ssh.exists(&l.data_dir) && node.ssh.exists(&replaced) {
@@ -959,7 +959,7 @@ impl<'a> Deployment<'a> {
                     spec,
                     engine,
                     &finish,
-                    BTreeMap::new(),
+                    &BTreeMap::new(),
                     Io::quiet(None),
                 )?;
                 Ok(response)
@@ -1104,7 +1104,7 @@ impl Admin for GroupAdmin<'_> {
             &self.instance,
             &self.bin,
             (input, output),
-            role,
+            &role,
         )
     }
 
@@ -1125,7 +1125,7 @@ impl Admin for GroupAdmin<'_> {
             &self.spec,
             self.engine.as_ref(),
             &format!("local/{}/backup.yml", self.spec.engine),
-            BTreeMap::new(),
+            &BTreeMap::new(),
             io,
         )?;
         Ok(super::BackupTaken {

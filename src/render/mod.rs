@@ -85,7 +85,7 @@ impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer")
             .field("assets", &self.assets)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -68,6 +68,9 @@ pub fn generate_password() -> SecretString {
 /// settings. RFC 5802 section 3 and RFC 7677; PostgreSQL's `pg_fe_scram_build_secret`.
 /// Passwords dbctl generates are ASCII letters and digits, which SASLprep leaves as
 /// they are.
+///
+/// # Panics
+/// Never: HMAC-SHA-256 takes keys of any length.
 pub fn scram_sha256_verifier(password: &SecretString) -> String {
     use base64::Engine as _;
     use hmac::{KeyInit, Mac};
@@ -101,7 +104,7 @@ pub fn scram_sha256_verifier(password: &SecretString) -> String {
 /// MariaDB's stored form of `password` for `mysql_native_password`
 /// (`*` and the upper-case hex of SHA1(SHA1(password))), for `IDENTIFIED BY PASSWORD`,
 /// so the plain password never reaches the server (MariaDB "Authentication Plugin -
-/// mysql_native_password").
+/// `mysql_native_password`").
 pub fn mysql_native_hash(password: &SecretString) -> String {
     use sha1::Digest;
     let inner = sha1::Sha1::digest(password.expose_secret().as_bytes());
@@ -256,11 +259,11 @@ mod tests {
 
     #[test]
     fn round_trip_through_armored_age() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let id = dir.path().join("sub/identity.txt");
         let (recipient, created) = ensure_identity(&id).unwrap();
         assert!(created);
-        use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&id).unwrap().permissions().mode() & 0o777,
             0o600

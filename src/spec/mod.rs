@@ -135,6 +135,10 @@ pub struct BackupPolicy {
     pub schedule: Option<String>,
 }
 
+#[expect(
+    clippy::ref_option,
+    reason = "serde's `serialize_with` passes the field by reference"
+)]
 fn maintenance_yaml<S: serde::Serializer>(
     window: &Option<String>,
     s: S,
@@ -194,7 +198,7 @@ pub struct SshTarget {
     pub port: Option<u16>,
     /// Private key file.
     pub identity: Option<PathBuf>,
-    /// known_hosts file.
+    /// `known_hosts` file.
     pub known_hosts: Option<PathBuf>,
     /// Trust unknown host keys on first use.
     pub accept_new_host_keys: bool,
@@ -550,7 +554,7 @@ impl Config {
                     format!("store name {message}"),
                 ));
             }
-            let config = crate::backup::StoreConfig::from_raw(store, &key).map_err(|m| {
+            let config = crate::backup::StoreConfig::from_raw(&store, &key).map_err(|m| {
                 invalid(
                     Source::File {
                         path: path.to_path_buf(),
@@ -885,23 +889,20 @@ impl Draft {
                 default_ident.clone()
             }
         };
-        let user = match &self.user {
-            Some(user) => {
-                check_identifier(&user.value)
-                    .and_then(|()| check_not_reserved(&user.value))
-                    .map_err(|m| invalid(user.source.clone(), "user", m))?;
-                user.value.clone()
-            }
-            None => {
-                check_not_reserved(&default_ident).map_err(|m| {
-                    invalid(
-                        self.name.source.clone(),
-                        "user",
-                        format!("{m} (the default from the name); pass `--user` or set `user`"),
-                    )
-                })?;
-                default_ident
-            }
+        let user = if let Some(user) = &self.user {
+            check_identifier(&user.value)
+                .and_then(|()| check_not_reserved(&user.value))
+                .map_err(|m| invalid(user.source.clone(), "user", m))?;
+            user.value.clone()
+        } else {
+            check_not_reserved(&default_ident).map_err(|m| {
+                invalid(
+                    self.name.source.clone(),
+                    "user",
+                    format!("{m} (the default from the name); pass `--user` or set `user`"),
+                )
+            })?;
+            default_ident
         };
         for cidr in &self.allowed_cidrs {
             check_cidr(cidr)
@@ -1125,7 +1126,7 @@ pub fn check_size(size: u64) -> Result<u32, String> {
 }
 
 /// Checks that a server itself can enforce `spec.allowed_cidrs` (host platforms:
-/// `local`, `ssh`, `pacemaker`, `openstack`, where pg_hba or MariaDB accounts do it):
+/// `local`, `ssh`, `pacemaker`, `openstack`, where `pg_hba` or MariaDB accounts do it):
 /// MariaDB account hosts take IPv4 networks; Redis cannot tell clients apart by address
 /// at all, so a spec must not promise it there. (Kubernetes enforces it with a
 /// NetworkPolicy.)

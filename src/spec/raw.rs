@@ -164,7 +164,7 @@ pub struct RawTarget {
     /// `ssh`: private key file, relative to the repo or absolute.
     #[serde(default)]
     pub identity: Option<String>,
-    /// `ssh`: known_hosts file, relative to the repo or absolute (default: the user's).
+    /// `ssh`: `known_hosts` file, relative to the repo or absolute (default: the user's).
     #[serde(default)]
     pub known_hosts: Option<String>,
     /// `ssh`: trust unknown host keys on first use (a changed key is still refused).

@@ -69,8 +69,8 @@ impl Local {
         }
     }
 
-    fn safe_err(&self, err: SafeFsError) -> TransportError {
-        let path = match &err {
+    fn safe_err(&self, err: &SafeFsError) -> TransportError {
+        let path = match err {
             SafeFsError::Symlink { path }
             | SafeFsError::Kind { path, .. }
             | SafeFsError::TooLarge { path, .. }
@@ -177,7 +177,7 @@ impl Local {
 }
 
 impl Transport for Local {
-    fn host(&self) -> &str {
+    fn host(&self) -> &'static str {
         "localhost"
     }
 
@@ -356,7 +356,7 @@ impl Transport for Local {
         let log_file = match self.anchor_of(log) {
             Some((anchor, rel)) => anchor
                 .open_append(rel, 0o640)
-                .map_err(|e| self.safe_err(e))?,
+                .map_err(|e| self.safe_err(&e))?,
             None => std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -398,7 +398,7 @@ impl Transport for Local {
             let owner = self.owner_ids(owner)?;
             return anchor
                 .write_atomic(rel, contents, mode, owner)
-                .map_err(|e| self.safe_err(e));
+                .map_err(|e| self.safe_err(&e));
         }
         let dir = path.parent().unwrap_or(Path::new("/"));
         let name = path
@@ -448,7 +448,7 @@ impl Transport for Local {
             let owner = self.owner_ids(owner)?;
             return anchor
                 .create_dir_all(rel, mode, owner)
-                .map_err(|e| self.safe_err(e));
+                .map_err(|e| self.safe_err(&e));
         }
         std::fs::create_dir_all(path).map_err(|e| self.file_err("create", path, e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -458,7 +458,7 @@ impl Transport for Local {
 
     fn remove_all(&self, path: &Path) -> Result<(), TransportError> {
         if let Some((anchor, rel)) = self.anchor_of(path) {
-            return anchor.remove_all(rel).map_err(|e| self.safe_err(e));
+            return anchor.remove_all(rel).map_err(|e| self.safe_err(&e));
         }
         let result = match std::fs::symlink_metadata(path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -476,7 +476,7 @@ impl Transport for Local {
 
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
         if let Some((anchor, rel)) = self.anchor_of(path) {
-            return anchor.read(rel).map_err(|e| self.safe_err(e));
+            return anchor.read(rel).map_err(|e| self.safe_err(&e));
         }
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(bytes)),

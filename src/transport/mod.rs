@@ -47,7 +47,7 @@ impl CommandSpec {
             env: Vec::new(),
             stdin: None,
             cwd: None,
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_mins(1),
         }
     }
 

@@ -92,7 +92,7 @@ impl Recording {
 }
 
 impl Transport for Recording {
-    fn host(&self) -> &str {
+    fn host(&self) -> &'static str {
         "double"
     }
 
@@ -100,7 +100,7 @@ impl Transport for Recording {
         false
     }
 
-    fn user(&self) -> &str {
+    fn user(&self) -> &'static str {
         "tester"
     }
 

@@ -1,6 +1,6 @@
 //! The SSH transport: a remote host through the system `ssh` with a ControlMaster
 //! (the `openssh` crate, native multiplexing), so the user's ssh config, agent and
-//! known_hosts apply. Host keys are checked strictly unless `accept_new_host_keys`.
+//! `known_hosts` apply. Host keys are checked strictly unless `accept_new_host_keys`.
 //!
 //! Every command runs as `sh -c WRAPPER sh CWD PROGRAM ARGS…`: the wrapper (a constant
 //! script, never built from input) changes directory (to `/` when it is missing), reads `KEY=VALUE` lines up to an
@@ -64,7 +64,7 @@ pub struct SshOptions {
     pub user: Option<String>,
     /// Private key file.
     pub identity: Option<PathBuf>,
-    /// known_hosts file (default: the user's).
+    /// `known_hosts` file (default: the user's).
     pub known_hosts: Option<PathBuf>,
     /// Trust and record an unknown host key (`StrictHostKeyChecking=accept-new`);
     /// a changed key is still refused.
@@ -230,7 +230,7 @@ impl Ssh {
             sessions: Arc::new(Semaphore::new(opts.max_sessions.max(1))),
         };
         let out = ssh.run(&CommandSpec::new("id", ["-un"]))?;
-        ssh.user = out.stdout.trim().to_owned();
+        out.stdout.trim().clone_into(&mut ssh.user);
         ssh.root = ssh.user == "root";
         Ok(ssh)
     }

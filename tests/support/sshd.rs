@@ -1,5 +1,5 @@
 //! A real sshd on 127.0.0.1 for one test: its own host key, config, authorized key
-//! and known_hosts, started with `/usr/sbin/sshd -D` and stopped by PID on drop.
+//! and `known_hosts`, started with `/usr/sbin/sshd -D` and stopped by PID on drop.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
 
 impl Sshd {
     /// Starts sshd in `dir`, accepting `client_key` for root, and writes a
-    /// known_hosts with its host key.
+    /// `known_hosts` with its host key.
     pub fn start(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();

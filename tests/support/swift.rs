@@ -52,8 +52,11 @@ fn start() -> Swift {
     );
     let key_file = dir.join("key");
     std::fs::write(&key_file, "testing\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     Swift { port, key_file }
 }
 

@@ -21,7 +21,7 @@ use crate::retry::{Check, Policy, Polled};
 
 /// How long dbctl waits for a stack operation unless `--timeout` says otherwise; also
 /// the stack's own `timeout_mins`.
-pub const STACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const STACK_TIMEOUT: Duration = Duration::from_mins(30);
 
 /// Tag prefix recording the digest of what a stack was last applied from.
 const DIGEST_TAG: &str = "dbctl-sha256-";
@@ -174,11 +174,12 @@ impl<'a> Heat<'a> {
         &self,
         method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
+        body: Option<&serde_json::Value>,
     ) -> Result<Option<reqwest::blocking::Response>, OpenstackError> {
-        let (mut builder, url) = self.request(method.clone(), path);
+        let method_name = method.as_str().to_owned();
+        let (mut builder, url) = self.request(method, path);
         if let Some(body) = body {
-            builder = builder.json(&body);
+            builder = builder.json(body);
         }
         let response = builder
             .send()
@@ -191,7 +192,7 @@ impl<'a> Heat<'a> {
             let body = response.text().unwrap_or_default();
             return Err(OpenstackError::Api {
                 service: "Heat",
-                method: method.as_str().to_owned(),
+                method: method_name,
                 url,
                 status: status.as_u16(),
                 message: super::api_message(&body),
@@ -235,7 +236,7 @@ impl<'a> Heat<'a> {
         match self.get(&req.name)? {
             None => {
                 body["stack_name"] = json!(req.name);
-                self.send(Method::POST, "stacks", Some(body))?;
+                self.send(Method::POST, "stacks", Some(&body))?;
                 Ok(Applied::Created)
             }
             Some(stack) if stack.in_progress() => Err(OpenstackError::Busy {
@@ -249,7 +250,7 @@ impl<'a> Heat<'a> {
                 self.send(
                     Method::PUT,
                     &format!("stacks/{}/{}", stack.stack_name, stack.id),
-                    Some(body),
+                    Some(&body),
                 )?;
                 Ok(Applied::Updated)
             }

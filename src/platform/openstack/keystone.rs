@@ -16,7 +16,7 @@ use serde_json::json;
 use super::OpenstackError;
 
 /// How long one API request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Keystone v3 credentials, as an openrc file sets them (`OS_AUTH_URL`, `OS_USERNAME`,
 /// `OS_PASSWORD`, `OS_PROJECT_NAME`, `OS_USER_DOMAIN_NAME`, `OS_PROJECT_DOMAIN_NAME`,
