@@ -282,7 +282,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s v -l 
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -l events -d 'With `-o json`: stream progress as JSON Lines on stdout (`status`, `step`, `progress`, `done`, `output` events, then the report as a `result` event, or an `error` event), for a CI system to follow'
 complete -c dbctl -n "__fish_dbctl_using_subcommand rotate-credentials" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l store -d 'The backup store (a name under `backup_stores` in etc/dbctl.yml)' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and not __fish_seen_subcommand_from verify" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout'
@@ -302,7 +302,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subc
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l target -d 'Run the scratch database on this target (default: the database\'s)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l query -d 'A batch for the engine\'s client (SQL, Redis commands), run as its administrator in the restored database; the drill fails unless it exits 0' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l expect -d 'The last line `--query` prints must be this' -r
-complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'Wait up to this many seconds for another run\'s lock' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout'

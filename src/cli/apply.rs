@@ -82,7 +82,7 @@ impl ApplyArgs {
                 parallel: usize::from(self.parallel),
                 no_commit: self.change.no_commit,
                 push: self.change.push,
-                lock_timeout_s: self.change.lock_timeout,
+                lock_timeout_s: self.change.lock.lock_timeout,
                 dry_run: self.change.dry_run,
                 now: self.now,
                 wait: self.wait,

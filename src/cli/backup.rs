@@ -27,9 +27,9 @@ pub struct BackupArgs {
     /// The backup store (a name under `backup_stores` in etc/dbctl.yml).
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
-    /// Wait up to this many seconds for another run on the same database to finish.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub lock_timeout: u64,
+    /// `--lock-timeout`.
+    #[command(flatten)]
+    pub lock: super::LockArgs,
     /// Resolve and open the store, check the platform; say what would be backed up and
     /// where; change nothing.
     #[arg(long)]
@@ -70,9 +70,9 @@ pub struct VerifyArgs {
     /// The last line `--query` prints must be this.
     #[arg(long, value_name = "TEXT", requires = "query")]
     pub expect: Option<String>,
-    /// Wait up to this many seconds for another run's lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub lock_timeout: u64,
+    /// `--lock-timeout`.
+    #[command(flatten)]
+    pub lock: super::LockArgs,
 }
 
 impl BackupArgs {
@@ -87,14 +87,14 @@ impl BackupArgs {
                     target: args.target,
                     query: args.query,
                     expect: args.expect,
-                    lock_timeout_s: args.lock_timeout,
+                    lock_timeout_s: args.lock.lock_timeout,
                 },
             )?));
         }
         let opts = BackupOptions {
             name: self.name.unwrap_or_default(),
             store: self.store,
-            lock_timeout_s: self.lock_timeout,
+            lock_timeout_s: self.lock.lock_timeout,
         };
         if self.dry_run {
             return Ok(Box::new(backup::backup_dry_run(session, &opts)?));
@@ -188,7 +188,7 @@ impl RestoreArgs {
                 yes: self.yes,
                 no_commit: self.change.no_commit,
                 push: self.change.push,
-                lock_timeout_s: self.change.lock_timeout,
+                lock_timeout_s: self.change.lock.lock_timeout,
                 dry_run: self.change.dry_run,
             },
         )?))

@@ -73,7 +73,7 @@ impl CreateArgs {
             no_commit: self.change.no_commit,
             push: self.change.push,
             dry_run: self.change.dry_run,
-            lock_timeout_s: self.change.lock_timeout,
+            lock_timeout_s: self.change.lock.lock_timeout,
         };
         Ok(Box::new(create::create(session, &opts)?))
     }

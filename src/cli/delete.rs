@@ -32,7 +32,7 @@ impl DeleteArgs {
                 no_commit: self.change.no_commit,
                 push: self.change.push,
                 dry_run: self.change.dry_run,
-                lock_timeout_s: self.change.lock_timeout,
+                lock_timeout_s: self.change.lock.lock_timeout,
                 skip_final_backup: self.skip_final_backup,
                 store: self.store,
             },

@@ -95,6 +95,15 @@ pub struct ChangeArgs {
     /// Validate and show what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// `--lock-timeout`.
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// `--lock-timeout`, on every verb that changes a database (those that commit take it
+/// through [`ChangeArgs`]).
+#[derive(Debug, Args)]
+pub struct LockArgs {
     /// Wait up to this many seconds for another run on the same database to finish
     /// (default: fail at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]

@@ -76,7 +76,7 @@ fn options(name: String, edit: Edit, now: bool, change: &ChangeArgs) -> ModifyOp
         no_commit: change.no_commit,
         push: change.push,
         dry_run: change.dry_run,
-        lock_timeout_s: change.lock_timeout,
+        lock_timeout_s: change.lock.lock_timeout,
         now,
     }
 }

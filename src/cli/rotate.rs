@@ -31,7 +31,7 @@ impl RotateArgs {
                 grace_s: self.grace,
                 no_commit: self.change.no_commit,
                 push: self.change.push,
-                lock_timeout_s: self.change.lock_timeout,
+                lock_timeout_s: self.change.lock.lock_timeout,
                 dry_run: self.change.dry_run,
             },
         )?))
