@@ -1610,3 +1610,103 @@ impl Admin for HostAdmin<'_> {
         })
     }
 }
+
+/// Host logic against the recording transport double: no server, no root.
+#[cfg(test)]
+mod double_tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::change::{Change, State};
+    use crate::platform::Platform;
+    use crate::transport::recording::Recording;
+
+    const CONFIG: &str = "repo_id: 0123456789abcdef\ndefault_target: local\ntargets:\n  local:\n    platform: local\n";
+
+    /// A repo with one `local` target, a Redis spec `kv`, and a host on the double
+    /// keeping instances under `/state`.
+    fn host() -> (tempfile::TempDir, Host, Spec, Arc<Recording>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/dbctl.yml"), CONFIG).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/databases")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/databases/kv.yml"),
+            "name: kv\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\n",
+        )
+        .unwrap();
+        let repo = Repo::open(dir.path()).unwrap();
+        let spec = repo.load_spec("kv").unwrap().unwrap();
+        let target = repo.config.target("local").unwrap().clone();
+        let double = Arc::new(Recording::new());
+        let host = Host::with_transport(
+            PlatformKind::Local,
+            &repo,
+            &target,
+            PathBuf::from("/state"),
+            double.clone(),
+        );
+        (dir, host, spec, double)
+    }
+
+    fn record(repo_id: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "name": "kv", "engine": "redis", "version": "7.0", "port": 16379,
+            "repo_id": repo_id, "repo": "/elsewhere", "created_at": "2026-12-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_instance_is_absent_without_its_record_and_down_without_its_server() {
+        let (_dir, host, spec, double) = host();
+        assert_eq!(host.observe(&spec).unwrap().state, State::Absent);
+
+        double.put(
+            Path::new("/state/kv/instance.json"),
+            &record("0123456789abcdef"),
+        );
+        // A pid file, but no live server process of this instance behind it.
+        double.put(Path::new("/state/kv/run/redis.pid"), b"4242\n");
+        let observed = host.observe(&spec).unwrap();
+        assert_eq!(observed.state, State::Down);
+        assert_eq!(observed.endpoint.map(|e| e.port), Some(16379));
+        let detail = observed.detail.unwrap_or_default();
+        assert!(detail.contains("/state/kv/run/redis.pid"), "{detail}");
+        assert!(
+            !double.commands().iter().any(|c| c.contains("INFO")),
+            "a server that is not running was probed (a client timeout per status): {:?}",
+            double.commands()
+        );
+    }
+
+    #[test]
+    fn another_repos_instance_is_neither_converged_nor_deleted() {
+        let (_dir, host, spec, double) = host();
+        double.put(
+            Path::new("/state/kv/instance.json"),
+            &record("another-repo-id"),
+        );
+        let changes = [Change::delete(&spec)];
+        let request = Request {
+            spec: &spec,
+            changes: &changes,
+            password: None,
+            login: None,
+            progress: &|_, _, _| {},
+            output: None,
+            restore: None,
+        };
+        let err = host.apply(&request).unwrap_err().to_string();
+        assert!(
+            err.contains("belongs to another GitOps repo") && err.contains("/state/kv"),
+            "{err}"
+        );
+        assert!(
+            double.file(Path::new("/state/kv/instance.json")).is_some(),
+            "the other repo's instance was removed"
+        );
+        assert!(double.commands().is_empty(), "{:?}", double.commands());
+    }
+}

@@ -44,18 +44,18 @@ const GROUP_TIMEOUT: Duration = Duration::from_mins(3);
 pub struct Node {
     /// The node's name in pacemaker (`crm_node -n`).
     pub name: String,
-    /// The connection to it.
-    pub ssh: Ssh,
+    /// The connection to it (SSH; the recording double in unit tests).
+    pub ssh: std::sync::Arc<dyn Transport>,
 }
 
 /// A cluster's first node, owning the cluster's connections ([`Cluster::into_first`]).
 pub struct FirstNode(Cluster);
 
 impl std::ops::Deref for FirstNode {
-    type Target = Ssh;
+    type Target = dyn Transport;
 
-    fn deref(&self) -> &Ssh {
-        &self.0.first().ssh
+    fn deref(&self) -> &(dyn Transport + 'static) {
+        self.0.first().ssh.as_ref()
     }
 }
 
@@ -185,7 +185,7 @@ impl Cluster {
             }
             Ok(Node {
                 name: out.stdout.trim().to_owned(),
-                ssh,
+                ssh: std::sync::Arc::new(ssh),
             })
         })
         .into_iter()
@@ -193,11 +193,17 @@ impl Cluster {
         if nodes.is_empty() {
             bail!("target `{}` lists no cluster nodes", target.name);
         }
-        Ok(Self {
-            target: target.name.clone(),
+        Ok(Self::of_nodes(&target.name, nodes, options.timeout))
+    }
+
+    /// The cluster of `target` made of `nodes` already reached (the recording double in
+    /// unit tests), waiting up to `timeout` for groups (`None`: [`GROUP_TIMEOUT`]).
+    pub fn of_nodes(target: &str, nodes: Vec<Node>, timeout: Option<Duration>) -> Self {
+        Self {
+            target: target.to_owned(),
             nodes: nodes.into(),
-            timeout: options.timeout,
-        })
+            timeout,
+        }
     }
 
     /// The nodes, in the order of the hosts.
@@ -239,7 +245,7 @@ impl Cluster {
     /// # Errors
     /// SSH failures, `cibadmin` failing, XML that does not parse.
     pub fn groups_with_ip(&self, ip: &str) -> Result<Vec<String>> {
-        let ssh = &self.first().ssh;
+        let ssh = self.first().ssh.as_ref();
         let out = ssh.run(&CommandSpec::new(
             "cibadmin",
             ["--query", "--scope", "resources"],
@@ -278,7 +284,7 @@ impl Cluster {
     /// # Errors
     /// The script fails; the message has pcs's stderr.
     pub fn push(&self, script: &Artifact, what: &str) -> Result<()> {
-        let ssh = &self.first().ssh;
+        let ssh = self.first().ssh.as_ref();
         let out = ssh.run(
             &CommandSpec::new("sh", ["-c", script.content.as_str(), "sh"])
                 .timeout(Duration::from_mins(2)),
@@ -300,7 +306,7 @@ impl Cluster {
     /// # Errors
     /// SSH failures, or `crm_mon` failing.
     pub fn view(&self, groups: &[String]) -> Result<ClusterView> {
-        let ssh = &self.first().ssh;
+        let ssh = self.first().ssh.as_ref();
         let out = ssh.run(&CommandSpec::new(
             "crm_mon",
             ["--one-shot", "--inactive", "--output-as=xml"],
@@ -352,7 +358,7 @@ impl Cluster {
     /// # Errors
     /// pcs fails; the message has its stderr.
     pub fn pcs(&self, args: &[&str]) -> Result<()> {
-        let ssh = &self.first().ssh;
+        let ssh = self.first().ssh.as_ref();
         let out = ssh.run(
             &CommandSpec::new("pcs", args.iter().copied()).timeout(Duration::from_secs(150)),
         )?;
@@ -553,8 +559,8 @@ impl<'a> Deployment<'a> {
         secrets: &BTreeMap<&str, String>,
         io: Io<'_>,
     ) -> Result<()> {
-        let located = locate(self.catalog, &node.ssh, spec, engine)?;
-        let instance = self.instance(spec, engine, &node.ssh);
+        let located = locate(self.catalog, node.ssh.as_ref(), spec, engine)?;
+        let instance = self.instance(spec, engine, node.ssh.as_ref());
         let plan = self
             .catalog
             .plan(&spec.plan)
@@ -578,7 +584,7 @@ impl<'a> Deployment<'a> {
         };
         let playbook = Playbook::load(self.assets, path)?;
         let runner = Runner {
-            transport: &node.ssh,
+            transport: node.ssh.as_ref(),
             renderer: self.renderer,
             engine,
             instance: &instance,
@@ -733,9 +739,9 @@ impl<'a> Deployment<'a> {
             &secrets,
             Io::quiet(req.output),
         )?;
-        let located = locate(self.catalog, &active.ssh, spec, engine)?;
-        let instance = self.instance(spec, engine, &active.ssh);
-        let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
+        let located = locate(self.catalog, active.ssh.as_ref(), spec, engine)?;
+        let instance = self.instance(spec, engine, active.ssh.as_ref());
+        let probe = engine.probe(active.ssh.as_ref(), &instance, &located.bin)?;
         // What was applied lives with the data, on the group's filesystem.
         let applied = Applied::of(spec, l.digests(self.assets, self.renderer)?);
         active.ssh.write_file(
@@ -824,9 +830,9 @@ impl<'a> Deployment<'a> {
         active
             .ssh
             .write_file(&path, &serde_json::to_vec_pretty(&applied)?, 0o644, None)?;
-        let located = locate(self.catalog, &active.ssh, spec, engine)?;
-        let instance = self.instance(spec, engine, &active.ssh);
-        let probe = engine.probe(&active.ssh, &instance, &located.bin)?;
+        let located = locate(self.catalog, active.ssh.as_ref(), spec, engine)?;
+        let instance = self.instance(spec, engine, active.ssh.as_ref());
+        let probe = engine.probe(active.ssh.as_ref(), &instance, &located.bin)?;
         Ok(response(req, engine, &instance, probe.version))
     }
 
@@ -885,7 +891,7 @@ impl<'a> Deployment<'a> {
     /// The groups do not run on one node, or the engine's binaries are missing there.
     pub fn admin(self, spec: &Spec, engine: Box<dyn Engine>) -> Result<GroupAdmin<'a>> {
         let node = self.active_index()?;
-        let ssh = &self.cluster.nodes()[node].ssh;
+        let ssh = self.cluster.nodes()[node].ssh.as_ref();
         let located = locate(self.catalog, ssh, spec, engine.as_ref())?;
         let instance = self.instance(spec, engine.as_ref(), ssh);
         Ok(GroupAdmin {
@@ -930,7 +936,7 @@ impl<'a> Deployment<'a> {
         }
         let l = &self.layout;
         let node = &self.cluster.nodes()[self.active_index()?];
-        let located = locate(self.catalog, &node.ssh, spec, engine)?;
+        let located = locate(self.catalog, node.ssh.as_ref(), spec, engine)?;
         super::check_backup_binaries(engine, &located.bin, node.ssh.host())?;
         let replaced = l.dir.join("data-replaced");
         let restore = format!("local/{}/restore.yml", spec.engine);
@@ -1033,7 +1039,7 @@ impl<'a> Deployment<'a> {
             status.detail = Some(format!("{} not running on one node", l.groups.join(", ")));
             return Ok(status);
         };
-        let instance = self.instance(spec, engine, &active.ssh);
+        let instance = self.instance(spec, engine, active.ssh.as_ref());
         status.endpoint = Some(Endpoint {
             host: l.host.clone(),
             port: instance.port,
@@ -1045,17 +1051,17 @@ impl<'a> Deployment<'a> {
             .ok()
             .flatten()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let located = locate(self.catalog, &active.ssh, spec, engine);
+        let located = locate(self.catalog, active.ssh.as_ref(), spec, engine);
         if let Ok(l) = &located {
             // Newer than what runs: a minor upgrade is pending (a restart runs them).
             status.installed_version = Some(l.full_version.clone());
         }
         let probe = located.and_then(|l| {
-            let probe = engine.probe(&active.ssh, &instance, &l.bin)?;
+            let probe = engine.probe(active.ssh.as_ref(), &instance, &l.bin)?;
             // What the server runs for the spec's settings: drift is planned.
             let keys: Vec<&str> = spec.parameters.keys().map(String::as_str).collect();
             status.running_parameters = engine
-                .running_settings(&active.ssh, &instance, &l.bin, &keys)
+                .running_settings(active.ssh.as_ref(), &instance, &l.bin, &keys)
                 .unwrap_or_default();
             Ok(probe)
         });
@@ -1099,7 +1105,7 @@ impl Admin for GroupAdmin<'_> {
         role: super::Role<'_>,
     ) -> Result<(i32, String)> {
         super::run_client(
-            &self.node().ssh,
+            self.node().ssh.as_ref(),
             self.engine.as_ref(),
             &self.instance,
             &self.bin,
@@ -1347,7 +1353,7 @@ impl super::Platform for Pacemaker {
         let engine = engine::for_host(kind, "pacemaker").ok()?;
         let known = self.catalog.engine(kind)?.versions.clone();
         engine
-            .locate(&self.cluster().ok()?.first().ssh, None, &known)
+            .locate(self.cluster().ok()?.first().ssh.as_ref(), None, &known)
             .ok()
             .map(|l| l.version)
     }
@@ -1487,7 +1493,7 @@ pub fn check_nodes(
     spec: &Spec,
 ) -> Result<()> {
     for node in cluster.nodes() {
-        locate(catalog, &node.ssh, spec, engine)?;
+        locate(catalog, node.ssh.as_ref(), spec, engine)?;
         if node.ssh.find_program(&["pcs".into()]).is_none() {
             bail!(
                 "`pcs` is not installed on {} (node {})",
@@ -1497,4 +1503,128 @@ pub fn check_nodes(
         }
     }
     Ok(())
+}
+
+/// Cluster logic against the recording transport double: no cluster, no root.
+#[cfg(test)]
+mod double_tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::transport::recording::Recording;
+
+    /// `crm_mon --output-as=xml` (pacemaker 2.1) with the group `db-a` whose two members
+    /// run where `placement` says (`None`: stopped).
+    fn crm_mon(placement: [Option<&str>; 2]) -> String {
+        let member = |id: &str, node: Option<&str>| match node {
+            Some(n) => format!(
+                r#"<resource id="{id}" resource_agent="ocf:heartbeat:X" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="1"><node name="{n}" id="1" cached="true"/></resource>"#
+            ),
+            None => format!(
+                r#"<resource id="{id}" resource_agent="ocf:heartbeat:X" role="Stopped" active="false" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="0"/>"#
+            ),
+        };
+        format!(
+            r#"<pacemaker-result api-version="2.30" request="crm_mon --output-as=xml"><nodes><node name="n1" id="1" online="true"/><node name="n2" id="2" online="true"/><node name="n3" id="3" online="false"/></nodes><resources><group id="db-a" number_resources="2">{}{}</group><group id="db-other" number_resources="1">{}</group></resources><status code="0" message="OK"/></pacemaker-result>"#,
+            member("db-a-fs", placement[0]),
+            member("db-a-pg", placement[1]),
+            member("db-other-pg", Some("n1")),
+        )
+    }
+
+    fn cluster(timeout: Duration) -> (Cluster, Arc<Recording>) {
+        let double = Arc::new(Recording::new());
+        let node = Node {
+            name: "n1".into(),
+            ssh: double.clone(),
+        };
+        (Cluster::of_nodes("ha", vec![node], Some(timeout)), double)
+    }
+
+    #[test]
+    fn the_view_reads_crm_mon_for_the_databases_groups_only() {
+        let view =
+            ClusterView::parse(&crm_mon([Some("n2"), Some("n2")]), &["db-a".into()]).unwrap();
+        assert_eq!(view.active_node.as_deref(), Some("n2"));
+        assert_eq!(view.online_nodes, ["n1", "n2"]);
+        assert_eq!(
+            view.resources.keys().collect::<Vec<_>>(),
+            ["db-a-fs", "db-a-pg"],
+            "another database's group is not ours"
+        );
+        // Split over two nodes (a failover half done): no active node.
+        let split =
+            ClusterView::parse(&crm_mon([Some("n1"), Some("n2")]), &["db-a".into()]).unwrap();
+        assert_eq!(split.active_node, None);
+        assert!(ClusterView::parse("not xml", &[]).is_err());
+    }
+
+    #[test]
+    fn wait_started_polls_until_the_group_runs_on_one_node() {
+        let (cluster, double) = cluster(Duration::from_secs(20));
+        double.answer("crm_mon", 0, &crm_mon([None, None]));
+        let later = Arc::clone(&double);
+        let starter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(800));
+            later.answer("crm_mon", 0, &crm_mon([Some("n2"), Some("n2")]));
+        });
+        let view = cluster.wait_started(&["db-a".into()]).unwrap();
+        starter.join().unwrap();
+        assert_eq!(view.active_node.as_deref(), Some("n2"));
+        let polls = double
+            .commands()
+            .iter()
+            .filter(|c| c.contains("crm_mon"))
+            .count();
+        assert!(polls >= 2, "polled {polls} times");
+    }
+
+    #[test]
+    fn wait_started_gives_up_at_the_timeout_naming_each_members_state() {
+        let (cluster, double) = cluster(Duration::from_secs(1));
+        double.answer("crm_mon", 0, &crm_mon([Some("n1"), None]));
+        let started = Instant::now();
+        let err = cluster
+            .wait_started(&["db-a".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            err.contains("within 1 s")
+                && err.contains("target `ha`")
+                && err.contains("db-a-fs: Started")
+                && err.contains("db-a-pg: Stopped")
+                && err.contains("--timeout"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_vip_is_found_in_every_group_that_carries_it() {
+        let (cluster, double) = cluster(Duration::from_secs(1));
+        let ip = |group: &str, ip: &str| {
+            format!(
+                r#"<group id="{group}"><primitive id="{group}-ip" class="ocf" provider="heartbeat" type="IPaddr2"><instance_attributes id="{group}-ip-ia"><nvpair id="{group}-ip-ip" name="ip" value="{ip}"/></instance_attributes></primitive></group>"#
+            )
+        };
+        double.answer(
+            "cibadmin",
+            0,
+            &format!(
+                "<resources>{}{}{}</resources>",
+                ip("db-a", "10.0.0.5"),
+                ip("db-b", "10.0.0.6"),
+                ip("db-c", "10.0.0.5")
+            ),
+        );
+        assert_eq!(
+            cluster.groups_with_ip("10.0.0.5").unwrap(),
+            ["db-a", "db-c"]
+        );
+        assert!(cluster.groups_with_ip("10.0.0.9").unwrap().is_empty());
+        double.answer("cibadmin", 1, "");
+        let err = cluster.groups_with_ip("10.0.0.5").unwrap_err().to_string();
+        assert!(err.contains("target `ha`"), "{err}");
+    }
 }

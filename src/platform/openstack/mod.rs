@@ -31,7 +31,6 @@ use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
 use crate::render::Renderer;
 use crate::spec::{PlatformKind, Spec, Target};
-use crate::transport::Transport;
 
 /// Prefix of the Heat stacks among a database's artifact digests (`heat/db-<name>-ip`):
 /// planned as `~ artifact.heat/<stack>` when what dbctl would send differs from the
