@@ -1537,7 +1537,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__wal__subcmd__push)
-            opts="-o -q -v -h --config --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-o -q -v -h --config --check --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

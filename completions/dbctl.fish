@@ -359,6 +359,7 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l check -d 'Only check that the store can be reached and listed with the configuration'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'

@@ -587,36 +587,32 @@ fn retention_removes_exactly_the_backups_it_lets_go() {
     assert_eq!(backup_ids(&world, "tokens", "swift"), vec![third]);
 }
 
-#[test]
-fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_time() {
-    let world = world_with_stores();
-    edit_config(&world, |text| {
-        text.replacen(
-            "  plan: small\n",
-            "  plan: small\n  backup_store: swift\n",
-            1,
-        )
-    });
-    world.git(&["commit", "-qam", "test: archive to swift"]);
-    let conn = postgresql(&world, "payments");
+/// Writes rows 1–10 into table `payments` of `name`, backs it up (the world's default
+/// store), commits rows 11–20 (t1), notes the time, commits rows 21–30 (t2), and waits
+/// until the WAL with t2 is archived. Returns the backup's id and the time between t1
+/// and t2 (`YYYY-MM-DD HH:MM:SS` in Asia/Kolkata).
+fn rows_at_t1_and_t2(world: &World, conn: &serde_json::Value, name: &str) -> (String, String) {
     psql(
-        &conn,
+        conn,
         "create table payments(id int, at timestamptz default now()); insert into payments select generate_series(1, 10)",
     );
-    let base = backup(&world, "payments", "swift");
+    let base = world.dbctl(&["backup", name, "-o", "json"]).ok().json()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // t1: committed after the base backup, before the target time.
-    psql(&conn, "insert into payments select generate_series(11, 20)");
+    psql(conn, "insert into payments select generate_series(11, 20)");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let target = psql(
-        &conn,
+        conn,
         "select to_char(now() at time zone 'Asia/Kolkata', 'YYYY-MM-DD HH24:MI:SS')",
     );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // t2: after it.
-    psql(&conn, "insert into payments select generate_series(21, 30)");
+    psql(conn, "insert into payments select generate_series(21, 30)");
     let admin = |sql: &str| {
         world
-            .dbctl(&["sql", "payments", "--admin", "-c", sql])
+            .dbctl(&["sql", name, "--admin", "-c", sql])
             .ok()
             .stdout
     };
@@ -634,7 +630,22 @@ fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_ti
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(archived, "the WAL with t2 was not archived");
+    (base, target)
+}
 
+#[test]
+fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_time() {
+    let world = world_with_stores();
+    edit_config(&world, |text| {
+        text.replacen(
+            "  plan: small\n",
+            "  plan: small\n  backup_store: swift\n",
+            1,
+        )
+    });
+    world.git(&["commit", "-qam", "test: archive to swift"]);
+    let conn = postgresql(&world, "payments");
+    let (base, target) = rows_at_t1_and_t2(&world, &conn, "payments");
     let when = format!("{target} Asia/Kolkata");
     let report = world
         .dbctl(&[
@@ -1207,4 +1218,107 @@ fn dry_runs_of_backup_restore_and_rotation_check_everything_and_change_nothing()
     assert_eq!(redis("PING"), "PONG", "the old login stopped working");
     assert_eq!(world.snapshot(), before, "a dry run changed the repo");
     assert_eq!(world.reveal("carts")["password"], conn["password"]);
+}
+
+#[test]
+fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_time() {
+    use crate::support::sshd::Sshd;
+    let world = world_with_stores();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let target = format!(
+        "targets:\n  vm:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
+        sshd.port,
+        sshd.client_key.display(),
+        sshd.known_hosts.display(),
+        world.state.display(),
+        41_000 + (std::process::id() % 500) as u16 * 10,
+    );
+    edit_config(&world, |text| {
+        text.replacen("targets:\n", &target, 1).replacen(
+            "  plan: small\n",
+            "  plan: small\n  backup_store: s3\n",
+            1,
+        )
+    });
+    world.git(&["commit", "-qam", "test: an ssh target archiving to s3"]);
+    world
+        .dbctl(&[
+            "create",
+            "--type",
+            "postgresql",
+            "--size",
+            "1",
+            "ledger",
+            "--target",
+            "vm",
+        ])
+        .ok();
+    let conn = world.reveal("ledger");
+    // The server's archive_command runs a copy of this dbctl that dbctl put on the host.
+    let conf =
+        std::fs::read_to_string(world.instance_dir("ledger").join("data/postgresql.conf")).unwrap();
+    let line = conf
+        .lines()
+        .find(|l| l.starts_with("archive_command"))
+        .unwrap_or_else(|| panic!("no archive_command in {conf}"));
+    let agent_dir = world.state.join(".dbctl/bin");
+    assert!(
+        line.contains(&agent_dir.display().to_string()) && line.contains("wal-push"),
+        "{line}"
+    );
+    let agents: Vec<_> = std::fs::read_dir(&agent_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(
+        std::fs::read(&agents[0]).unwrap().len(),
+        std::fs::metadata(assert_cmd::cargo::cargo_bin("dbctl"))
+            .unwrap()
+            .len() as usize,
+        "the host's copy is this dbctl"
+    );
+
+    let (base, target) = rows_at_t1_and_t2(&world, &conn, "ledger");
+    let report = world
+        .dbctl(&[
+            "restore",
+            "ledger",
+            "--to-time",
+            &format!("{target} Asia/Kolkata"),
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["backup"], base.as_str());
+    assert_eq!(
+        psql(&conn, "select count(*), max(id) from payments"),
+        "20|20"
+    );
+    assert_eq!(psql(&conn, "select pg_is_in_recovery()"), "f");
+
+    // A store the host cannot reach is found out before the server archives into it.
+    edit_config(&world, |text| {
+        text + &format!(
+            "  nowhere:\n    kind: s3\n    url: http://127.0.0.1:9\n    container: none\n    user: test:tester\n    secret_file: {}\n",
+            swift::shared().key_file.display()
+        )
+    });
+    world.git(&["commit", "-qam", "test: a store nobody reaches"]);
+    let spec = world.repo.join("etc/databases/ledger.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}backup:\n  store: nowhere\n")).unwrap();
+    world.git(&["commit", "-qam", "ledger: archive nowhere"]);
+    let out = world.dbctl(&["apply", "ledger"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr)
+            .contains("cannot reach backup store `nowhere` from 127.0.0.1"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(psql(&conn, "select count(*) from payments"), "20");
 }

@@ -201,19 +201,27 @@ pub struct WalPushArgs {
     /// The instance's `conf/wal-push.json`.
     #[arg(long, value_name = "FILE")]
     pub config: std::path::PathBuf,
+    /// Only check that the store can be reached and listed with the configuration.
+    #[arg(long, conflicts_with_all = ["path", "name"])]
+    pub check: bool,
     /// The WAL file (`%p`).
-    pub path: std::path::PathBuf,
+    #[arg(required_unless_present = "check")]
+    pub path: Option<std::path::PathBuf>,
     /// Its name (`%f`).
-    pub name: String,
+    #[arg(required_unless_present = "check")]
+    pub name: Option<String>,
 }
 
 impl WalPushArgs {
     pub(super) fn run(self, session: &Session) -> anyhow::Result<Box<dyn Report>> {
-        Ok(Box::new(backup::wal_push(
-            session,
-            &self.config,
-            &self.path,
-            &self.name,
-        )?))
+        match (self.path, self.name) {
+            (Some(path), Some(name)) if !self.check => Ok(Box::new(backup::wal_push(
+                session,
+                &self.config,
+                &path,
+                &name,
+            )?)),
+            _ => Ok(Box::new(backup::wal_push_check(session, &self.config)?)),
+        }
     }
 }

@@ -1108,6 +1108,31 @@ impl Report for WalPushReport {
     }
 }
 
+/// Runs `dbctl wal-push --check`: opens the store of the instance's `wal-push.json` and
+/// lists the database's archived WAL, as the server's `archive_command` will (run by
+/// dbctl on a host before it starts archiving there).
+///
+/// # Errors
+/// The configuration cannot be read, or the store cannot be reached or listed.
+pub fn wal_push_check(session: &Session, config: &std::path::Path) -> Result<WalPushReport> {
+    let push = read_wal_push(config)?;
+    let store = Store::open(&push.store_name, &push.store, session.runtime())?;
+    store
+        .list(&backup::wal_dir(&push.database))
+        .with_context(|| format!("cannot list backup store `{}`", push.store_name))?;
+    Ok(WalPushReport {
+        name: String::new(),
+        stored: false,
+    })
+}
+
+fn read_wal_push(config: &std::path::Path) -> Result<backup::WalPush> {
+    let text =
+        std::fs::read(config).with_context(|| format!("cannot read `{}`", config.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("`{}` is not a wal-push configuration", config.display()))
+}
+
 /// Runs `dbctl wal-push` (the server's `archive_command`): archives one WAL file with
 /// the instance's `wal-push.json`. Exit 0 only once the object is complete.
 ///
@@ -1119,10 +1144,7 @@ pub fn wal_push(
     file: &std::path::Path,
     name: &str,
 ) -> Result<WalPushReport> {
-    let text =
-        std::fs::read(config).with_context(|| format!("cannot read `{}`", config.display()))?;
-    let push: backup::WalPush = serde_json::from_slice(&text)
-        .with_context(|| format!("`{}` is not a wal-push configuration", config.display()))?;
+    let push = read_wal_push(config)?;
     let store = Store::open(&push.store_name, &push.store, session.runtime())?;
     let stored = backup::push_wal(&store, &push, file, name)?;
     Ok(WalPushReport {

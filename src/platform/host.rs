@@ -437,24 +437,91 @@ impl Host {
         })
     }
 
-    /// Whether `spec`'s server archives WAL: PostgreSQL on `local` with a backup store,
-    /// unless `backup.archive_wal: false`.
+    /// Whether `spec`'s server archives WAL: PostgreSQL with a backup store, unless
+    /// `backup.archive_wal: false`.
     fn archives(&self, spec: &Spec) -> bool {
         spec.engine == EngineKind::Postgresql
-            && self.kind == PlatformKind::Local
             && spec.backup.as_ref().and_then(|b| b.archive_wal) != Some(false)
             && crate::backup::store_of(&self.config, spec).is_some()
     }
 
-    /// PostgreSQL on `local` with a backup store archives its WAL continuously: the
-    /// server's `archive_command` runs this dbctl binary (`dbctl wal-push`) with the
-    /// instance's `conf/wal-push.json`. `None` elsewhere (over SSH the host has no
-    /// dbctl; base backups still work there).
+    /// Where the host runs dbctl itself (the server's `archive_command`, `dbctl
+    /// wal-push`): this binary on `local`; on `ssh`, a copy of it in
+    /// `<state_dir>/.dbctl/bin/dbctl-<first 16 hex digits of its SHA-256>` that
+    /// [`Host::install_agent`] puts there, so a newer dbctl installs beside the old one.
+    ///
+    /// # Errors
+    /// This binary cannot be found or read.
+    fn agent_path(&self) -> Result<PathBuf> {
+        static DIGEST: std::sync::OnceLock<std::result::Result<String, String>> =
+            std::sync::OnceLock::new();
+        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
+        if self.kind == PlatformKind::Local {
+            return Ok(exe);
+        }
+        let digest = DIGEST
+            .get_or_init(|| {
+                use sha2::Digest as _;
+                use std::io::Read as _;
+                let mut file = std::fs::File::open(&exe).map_err(|e| e.to_string())?;
+                let mut hasher = sha2::Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match file.read(&mut buf).map_err(|e| e.to_string())? {
+                        0 => break,
+                        n => hasher.update(&buf[..n]),
+                    }
+                }
+                Ok(hex::encode(hasher.finalize()))
+            })
+            .as_ref()
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read the dbctl binary `{}`: {e}", exe.display())
+            })?;
+        Ok(self
+            .state_dir
+            .join(".dbctl/bin")
+            .join(format!("dbctl-{}", &digest[..16])))
+    }
+
+    /// Puts this dbctl on the host at [`Host::agent_path`] (0755) unless it is there,
+    /// after checking the host has this binary's architecture (`uname -m`).
+    ///
+    /// # Errors
+    /// Another architecture (naming both and the way out), or the copy fails.
+    fn install_agent(&self, spec: &Spec) -> Result<PathBuf> {
+        let path = self.agent_path()?;
+        if self.kind == PlatformKind::Local || self.transport.exists(&path) {
+            return Ok(path);
+        }
+        let out = self.transport.run(&CommandSpec::new("uname", ["-m"]))?;
+        let arch = out.stdout.trim();
+        if arch != std::env::consts::ARCH {
+            bail!(
+                "PostgreSQL's WAL archiving of `{}` runs dbctl on {} (`dbctl wal-push`), which is {arch} while this dbctl is {}: run dbctl from a {arch} machine, or set `backup: {{ archive_wal: false }}`",
+                spec.name,
+                self.transport.host(),
+                std::env::consts::ARCH
+            );
+        }
+        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
+        let bytes = std::fs::read(&exe)
+            .with_context(|| format!("cannot read the dbctl binary `{}`", exe.display()))?;
+        if let Some(dir) = path.parent() {
+            self.transport.make_dir(dir, 0o755, None)?;
+        }
+        self.transport.write_file(&path, &bytes, 0o755, None)?;
+        Ok(path)
+    }
+
+    /// PostgreSQL with a backup store archives its WAL continuously: the server's
+    /// `archive_command` runs dbctl on the host ([`Host::agent_path`]) as `dbctl
+    /// wal-push` with the instance's `conf/wal-push.json`.
     fn wal_archive_context(&self, spec: &Spec, instance: &Instance) -> Option<minijinja::Value> {
         if !self.archives(spec) {
             return None;
         }
-        let exe = std::env::current_exe().ok()?;
+        let exe = self.agent_path().ok()?;
         let command = format!(
             "{} wal-push --config {} %p %f",
             crate::render::sh_quote(&exe.to_string_lossy()),
@@ -498,12 +565,41 @@ impl Host {
             store: config,
             recipients: self.config.recipients.clone(),
         };
+        let config_path = instance.conf_dir.join("wal-push.json");
         self.transport.write_file(
-            &instance.conf_dir.join("wal-push.json"),
+            &config_path,
             &serde_json::to_vec_pretty(&push)?,
             0o600,
             owner,
         )?;
+        if self.kind != PlatformKind::Local {
+            // The host must reach the store itself: found out now, not from failures
+            // in the server's log once it archives.
+            let agent = self.install_agent(spec)?;
+            let check = CommandSpec::new(
+                agent.to_string_lossy().into_owned(),
+                [
+                    "--quiet".to_owned(),
+                    "wal-push".to_owned(),
+                    "--check".to_owned(),
+                    "--config".to_owned(),
+                    config_path.to_string_lossy().into_owned(),
+                ],
+            )
+            .cwd(&instance.conf_dir)
+            .run_as(owner)
+            .timeout(std::time::Duration::from_mins(2));
+            let out = self.transport.run(&check)?;
+            if !out.success() {
+                bail!(
+                    "PostgreSQL's WAL archiving of `{}` cannot reach backup store `{}` from {}: {}; make the store reachable from the host, or set `backup: {{ archive_wal: false }}`",
+                    spec.name,
+                    push.store_name,
+                    self.transport.host(),
+                    out.stderr.trim()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -1403,7 +1499,7 @@ impl super::Platform for Host {
     }
 
     fn wal_archive(&self, spec: &Spec) -> Option<String> {
-        (spec.engine == EngineKind::Postgresql && self.kind == PlatformKind::Local).then(|| {
+        (spec.engine == EngineKind::Postgresql).then(|| {
             if self.archives(spec) {
                 crate::backup::store_of(&self.config, spec).unwrap_or_default()
             } else {
