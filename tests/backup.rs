@@ -1220,19 +1220,26 @@ fn dry_runs_of_backup_restore_and_rotation_check_everything_and_change_nothing()
     assert_eq!(world.reveal("carts")["password"], conn["password"]);
 }
 
-#[test]
-fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_time() {
-    use crate::support::sshd::Sshd;
-    let world = world_with_stores();
-    let sshd = Sshd::start(&world.dir.path().join("sshd"));
-    let target = format!(
+/// `targets:` with a `vm` target reaching `sshd` as root (this machine as the
+/// "remote" host), its instances in the world's state directory, ports from about
+/// `first_port`.
+fn ssh_target(world: &World, sshd: &crate::support::sshd::Sshd, first_port: u16) -> String {
+    format!(
         "targets:\n  vm:\n    platform: ssh\n    hosts: [127.0.0.1]\n    port: {}\n    user: root\n    identity: {}\n    known_hosts: {}\n    state_dir: {}\n    listen: 127.0.0.1\n    first_port: {}\n",
         sshd.port,
         sshd.client_key.display(),
         sshd.known_hosts.display(),
         world.state.display(),
-        41_000 + (std::process::id() % 500) as u16 * 10,
-    );
+        first_port + (std::process::id() % 500) as u16 * 10,
+    )
+}
+
+#[test]
+fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_time() {
+    use crate::support::sshd::Sshd;
+    let world = world_with_stores();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let target = ssh_target(&world, &sshd, 41_000);
     edit_config(&world, |text| {
         text.replacen("targets:\n", &target, 1).replacen(
             "  plan: small\n",
@@ -1272,10 +1279,10 @@ fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_tim
         .collect();
     assert_eq!(agents.len(), 1, "{agents:?}");
     assert_eq!(
-        std::fs::read(&agents[0]).unwrap().len(),
+        std::fs::metadata(&agents[0]).unwrap().len(),
         std::fs::metadata(assert_cmd::cargo::cargo_bin("dbctl"))
             .unwrap()
-            .len() as usize,
+            .len(),
         "the host's copy is this dbctl"
     );
 
@@ -1321,4 +1328,111 @@ fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_tim
         out.stderr
     );
     assert_eq!(psql(&conn, "select count(*) from payments"), "20");
+}
+
+#[test]
+fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_database() {
+    use crate::support::sshd::Sshd;
+    let world = world_with_stores();
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let target = ssh_target(&world, &sshd, 42_000);
+    edit_config(&world, |text| text.replacen("targets:\n", &target, 1));
+    world.git(&["commit", "-qam", "test: an ssh target"]);
+    world
+        .dbctl(&[
+            "create", "--type", "redis", "--size", "1", "queue", "--target", "vm",
+        ])
+        .ok();
+    let conn = world.reveal("queue");
+    redis(&conn, "SET job:1 pending\n");
+    let spec = world.repo.join("etc/databases/queue.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}backup:\n  store: s3\n  schedule: Sun 03:00 Europe/Paris\n"),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "queue: weekly backups"]);
+    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+    world.dbctl(&["apply"]).ok();
+    assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    let instance = world.instance_dir("queue");
+    let unit = |suffix: &str| {
+        let found: Vec<_> = std::fs::read_dir(instance.join("systemd"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read_to_string(&found[0]).unwrap()
+    };
+    assert_eq!(
+        unit_value(&unit(".timer"), "OnCalendar"),
+        "Sun *-*-* 03:00:00 Europe/Paris"
+    );
+    let service = unit(".service");
+    let exec = unit_value(&service, "ExecStart");
+    assert!(
+        exec.contains(&world.state.join(".dbctl/bin/dbctl-").display().to_string())
+            && exec.contains(&instance.join("agent").display().to_string()),
+        "the host runs dbctl's copy in the database's own repo: {exec}"
+    );
+    // The store's secret is on the host, for root only, and not in the repo there.
+    let secret = instance.join("agent.secret");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let config = std::fs::read_to_string(instance.join("agent/etc/dbctl.yml")).unwrap();
+    assert!(!config.contains("testing"), "{config}");
+
+    // Run what the timer starts as systemd would: only the unit's environment, on the
+    // host (through sshd), with nothing of the operator's repo.
+    let before = backup_ids(&world, "queue", "s3").len();
+    let environment = unit_value(&service, "Environment");
+    let out = std::process::Command::new("ssh")
+        .args(["-i", &sshd.client_key.display().to_string()])
+        .args([
+            "-o",
+            &format!("UserKnownHostsFile={}", sshd.known_hosts.display()),
+            "-o",
+            "BatchMode=yes",
+            "-p",
+            &sshd.port.to_string(),
+            "root@127.0.0.1",
+        ])
+        .arg(format!(
+            "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{}'",
+            environment.trim_matches('"'),
+            exec
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{exec}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = world
+        .dbctl(&["backups", "queue", "--store", "s3", "-o", "json"])
+        .ok()
+        .json();
+    let backups = after["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), before + 1, "{after}");
+    assert_eq!(backups.last().unwrap()["target"], "vm", "{after}");
+
+    // Without the schedule the units, the repo and the secret go.
+    std::fs::write(&spec, format!("{text}backup:\n  store: s3\n")).unwrap();
+    world.git(&["commit", "-qam", "queue: no schedule"]);
+    world.dbctl(&["apply"]).ok();
+    assert!(!instance.join("agent").exists());
+    assert!(!secret.exists());
+    assert!(
+        std::fs::read_dir(instance.join("systemd")).map_or(true, |mut d| d.next().is_none()),
+        "the timer is still there"
+    );
 }

@@ -171,6 +171,65 @@ impl SecretSource {
 }
 
 impl StoreConfig {
+    /// The entry as `backup_stores.<name>` in `etc/dbctl.yml` reads it ([`RawStore`]'s
+    /// fields), for a configuration dbctl writes elsewhere (a host's scheduled backups).
+    pub fn to_raw(&self) -> serde_json::Value {
+        let secret = |source: &SecretSource| match source {
+            SecretSource::Env(var) => ("secret_env", var.clone()),
+            SecretSource::File(path) => ("secret_file", path.to_string_lossy().into_owned()),
+        };
+        let prefixed = |mut entry: serde_json::Value, prefix: &str| {
+            if !prefix.is_empty() {
+                entry["prefix"] = prefix.into();
+            }
+            entry
+        };
+        match self {
+            Self::Dir { path } => serde_json::json!({"kind": "dir", "path": path}),
+            Self::Swift {
+                url,
+                user,
+                container,
+                prefix,
+                secret: source,
+            } => {
+                let (key, value) = secret(source);
+                prefixed(
+                    serde_json::json!({"kind": "swift", "url": url, "user": user, "container": container, key: value}),
+                    prefix,
+                )
+            }
+            Self::SwiftKeystone {
+                openrc,
+                container,
+                prefix,
+                secret: source,
+            } => {
+                let mut entry =
+                    serde_json::json!({"kind": "swift", "openrc": openrc, "container": container});
+                if let Some(source) = source {
+                    let (key, value) = secret(source);
+                    entry[key] = value.into();
+                }
+                prefixed(entry, prefix)
+            }
+            Self::S3 {
+                url,
+                bucket,
+                prefix,
+                region,
+                access_key_id,
+                secret: source,
+            } => {
+                let (key, value) = secret(source);
+                prefixed(
+                    serde_json::json!({"kind": "s3", "url": url, "container": bucket, "region": region, "user": access_key_id, key: value}),
+                    prefix,
+                )
+            }
+        }
+    }
+
     /// Where its secret comes from (`dir` has none).
     pub fn secret(&self) -> Option<&SecretSource> {
         match self {
@@ -1007,6 +1066,20 @@ mod tests {
 
     fn raw(value: serde_json::Value) -> RawStore {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn every_kind_of_store_reads_back_as_it_is_written_for_a_host() {
+        for entry in [
+            serde_json::json!({"kind": "dir", "path": "/srv/backups"}),
+            serde_json::json!({"kind": "swift", "url": "http://swift:8080/auth/v1.0", "user": "a:b", "container": "c", "prefix": "p/", "secret_file": "/etc/dbctl/key"}),
+            serde_json::json!({"kind": "swift", "openrc": "/etc/dbctl/openrc.sh", "container": "c", "secret_env": "OS_PW"}),
+            serde_json::json!({"kind": "s3", "url": "http://s3:9000", "container": "b", "region": "eu-1", "user": "AK", "secret_env": "S3_KEY"}),
+        ] {
+            let store = StoreConfig::from_raw(&raw(entry.clone()), "s").unwrap();
+            let again = StoreConfig::from_raw(&raw(store.to_raw()), "s").unwrap();
+            assert_eq!(again, store, "{entry}");
+        }
     }
 
     #[test]

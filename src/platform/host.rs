@@ -1010,9 +1010,110 @@ impl Host {
         )
     }
 
-    /// Makes the scheduled backups what `backup.schedule` says (`local` only, see
-    /// [`crate::backup::schedule`]): a oneshot service running this dbctl
-    /// (`dbctl --repo R backup NAME`, as the user who applied) and a timer with the
+    /// Where a host keeps the repo its scheduled backups run with, and the store's
+    /// secret for it: `(<instance>/agent, <instance>/agent.secret)`.
+    fn agent_repo_paths(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.instance_dir(name);
+        (dir.join("agent"), dir.join("agent.secret"))
+    }
+
+    /// Writes the GitOps repo of one database that a host's scheduled backups run
+    /// `dbctl backup` in (`<instance>/agent`, root's, 0700): `etc/dbctl.yml` with this
+    /// repo's `repo_id` and recipients, the target as a `local` one on the host's
+    /// state directory (same name, so manifests name it), the database's store (its
+    /// secret in `<instance>/agent.secret`, 0600); `etc/engines.yml` and
+    /// `etc/plans.yml` as this repo resolves them, the engine's `backup.yml` playbook,
+    /// and the spec with its store named.
+    ///
+    /// # Errors
+    /// No `repo_id` in `etc/dbctl.yml` (instances are matched to repos by it), no
+    /// store, an unreadable secret, or the files cannot be written.
+    fn write_agent_repo(&self, spec: &Spec) -> Result<PathBuf> {
+        let repo_id = self.config.repo_id.clone().with_context(|| {
+            format!(
+                "scheduled backups of `{}` run on {} in a repo of their own, which needs `repo_id` in etc/dbctl.yml (`dbctl init` writes one): add `repo_id: <8 to 64 of a-z, 0-9, ->`",
+                spec.name,
+                self.transport.host()
+            )
+        })?;
+        let store_name = crate::backup::store_of(&self.config, spec).with_context(|| {
+            format!(
+                "`{}` has a backup schedule but no backup store: name one in `backup.store`, the target's `backup_store` or `defaults.backup_store`",
+                spec.name
+            )
+        })?;
+        let store = self
+            .config
+            .backup_stores
+            .get(&store_name)
+            .with_context(|| format!("backup store `{store_name}` is not in etc/dbctl.yml"))?;
+        let (root, secret_path) = self.agent_repo_paths(&spec.name);
+        let store = match store.secret() {
+            Some(source) => {
+                let value = source.read(&store_name)?;
+                self.transport.write_file(
+                    &secret_path,
+                    value.expose_secret().as_bytes(),
+                    0o600,
+                    None,
+                )?;
+                store
+                    .clone()
+                    .with_secret(crate::backup::store::SecretSource::File(secret_path))
+            }
+            None => store.clone(),
+        };
+        let config = serde_json::json!({
+            "repo_id": repo_id,
+            "default_target": spec.target,
+            "targets": {
+                &spec.target: {
+                    "platform": "local",
+                    "state_dir": self.state_dir,
+                    "description": format!("{} as its scheduled backups see it", self.transport.host()),
+                },
+            },
+            "backup_stores": { &store_name: store.to_raw() },
+            "secrets": { "recipients": self.config.recipients },
+        });
+        let mut local = spec.clone();
+        let mut policy = local.backup.clone().unwrap_or_default();
+        policy.store = Some(store_name);
+        local.backup = Some(policy);
+        let header = "# Written by dbctl: the repo this host's scheduled backups run in.\n";
+        let mut files = vec![
+            (
+                "etc/dbctl.yml".to_owned(),
+                format!("{header}{}", serde_saphyr::to_string(&config)?),
+            ),
+            (format!("etc/databases/{}.yml", spec.name), local.to_yaml()),
+        ];
+        for name in ["engines.yml", "plans.yml"] {
+            if let Some(asset) = self.assets.get(crate::assets::Tree::Etc, name)? {
+                files.push((format!("etc/{name}"), asset.text));
+            }
+        }
+        let playbook = format!("local/{}/backup.yml", spec.engine.as_str());
+        if let Some(asset) = self.assets.get(crate::assets::Tree::Playbooks, &playbook)? {
+            files.push((format!("playbooks/{playbook}"), asset.text));
+        }
+        self.transport.make_dir(&root, 0o700, None)?;
+        for (rel, text) in files {
+            let path = root.join(rel);
+            if let Some(dir) = path.parent() {
+                self.transport.make_dir(dir, 0o700, None)?;
+            }
+            self.transport
+                .write_file(&path, text.as_bytes(), 0o600, None)?;
+        }
+        Ok(root)
+    }
+
+    /// Makes the scheduled backups what `backup.schedule` says (see
+    /// [`crate::backup::schedule`]): a oneshot service running dbctl (`dbctl --repo R
+    /// backup NAME`: on `local` this dbctl in this repo, as the user who applied; on
+    /// `ssh` dbctl's copy on the host in the repo [`Host::write_agent_repo`] writes
+    /// there, as the SSH user) and a timer with the
     /// schedule's `OnCalendar=`, `Persistent=true` (a missed run runs at boot), from
     /// the templates `local/backup.service.j2` and `local/backup.timer.j2`. Where
     /// systemd runs (`/run/systemd/system`) they are linked and the timer enabled with
@@ -1053,11 +1154,23 @@ impl Host {
                 self.transport.remove_all(&service)?;
                 self.transport.remove_all(&timer)?;
             }
+            let (agent_repo, agent_secret) = self.agent_repo_paths(&spec.name);
+            self.transport.remove_all(&agent_repo)?;
+            self.transport.remove_all(&agent_secret)?;
             return Ok(());
         };
         let schedule = crate::backup::schedule::Schedule::parse(text)
             .map_err(|m| anyhow::anyhow!("`{}`: backup.schedule {m}", spec.name))?;
-        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
+        // On `local` the timer runs this dbctl in this repo; on a host, dbctl's copy
+        // there in a repo of the one database.
+        let (exe, repo) = if self.kind == PlatformKind::Local {
+            (
+                std::env::current_exe().context("cannot find the dbctl binary")?,
+                self.repo_root.clone(),
+            )
+        } else {
+            (self.install_agent(spec)?, self.write_agent_repo(spec)?)
+        };
         let ctx = minijinja::context! {
             spec => Value::from(minijinja::value::Serde(spec)),
             schedule => minijinja::context! {
@@ -1065,7 +1178,7 @@ impl Host {
                 on_calendar => schedule.on_calendar(),
             },
             dbctl => exe.to_string_lossy(),
-            repo => self.repo_root.to_string_lossy(),
+            repo => repo.to_string_lossy(),
             state_dir => self.state_dir.to_string_lossy(),
         };
         let service_text = self.renderer.render("local/backup.service.j2", &ctx)?;
@@ -1489,7 +1602,7 @@ impl super::Platform for Host {
             // (`upgrade-dump.yml`, `upgrade-restore.yml`).
             major_upgrade: spec.engine == EngineKind::Postgresql,
             configure: true,
-            schedule_backups: self.kind == PlatformKind::Local,
+            schedule_backups: true,
             backup: true,
         }
     }
