@@ -267,7 +267,18 @@ fn mariadb_and_redis_restore_in_place_from_s3_and_swift() {
         &cache,
         "SET session:1 alice\nHSET user:1 name alice plan gold\nRPUSH queue a b c\n",
     );
-    backup(&world, "shop", "s3");
+    let shop_backup = world
+        .dbctl(&["backup", "shop", "--store", "s3", "-o", "json"])
+        .ok()
+        .json();
+    // The manifest records the GTID the backup ends at: the server's own position.
+    let gtid = mariadb(&shop, "select @@gtid_binlog_pos");
+    assert_eq!(
+        shop_backup["manifest"]["position"],
+        gtid.as_str(),
+        "{shop_backup}"
+    );
+    assert!(gtid.starts_with("0-1-"), "{gtid}");
     backup(&world, "cache", "swift");
     // Restore drills of both: exact row counts (MariaDB) and keys (Redis) of the data.
     let drill = world
@@ -1332,6 +1343,8 @@ fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_tim
 
 #[test]
 fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+
     use crate::support::sshd::Sshd;
     let world = world_with_stores();
     let sshd = Sshd::start(&world.dir.path().join("sshd"));
@@ -1382,7 +1395,6 @@ fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_data
     );
     // The store's secret is on the host, for root only, and not in the repo there.
     let secret = instance.join("agent.secret");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
         0o600

@@ -106,6 +106,16 @@ impl Engine for Mariadb {
         "xbstream"
     }
 
+    /// mariadb-backup logs `MySQL binlog position: filename '…', position '…', GTID of
+    /// the last change '0-1-42'` when the server writes a binary log.
+    fn backup_position(&self, log: &str) -> Option<String> {
+        log.lines().rev().find_map(|line| {
+            let rest = line.split("GTID of the last change '").nth(1)?;
+            let gtid = rest.split('\'').next()?;
+            (!gtid.is_empty()).then(|| gtid.to_owned())
+        })
+    }
+
     fn backup_binaries(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("mariadb-backup", "mariadb-backup"),
@@ -216,5 +226,24 @@ impl Engine for Mariadb {
 
     fn uri(&self, user: &str, host: &str, port: u16, database: &str) -> url::Url {
         make_uri("mysql", user, host, port, &format!("/{database}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backup_position_is_the_gtid_mariadb_backup_logs() {
+        let log = "[00] 2026-12-07 01:02:03 Backup created in directory '/x'\n\
+                   [00] 2026-12-07 01:02:03 MySQL binlog position: filename 'binlog.000002', position '1234', GTID of the last change '0-1-42'\n\
+                   [00] 2026-12-07 01:02:03 completed OK!\n";
+        assert_eq!(Mariadb.backup_position(log).as_deref(), Some("0-1-42"));
+        // No binary log, no position.
+        assert_eq!(Mariadb.backup_position("[00] completed OK!\n"), None);
+        assert_eq!(
+            Mariadb.backup_position("GTID of the last change ''\n"),
+            None
+        );
     }
 }

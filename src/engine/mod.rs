@@ -214,6 +214,13 @@ pub trait Engine: Send + Sync {
     /// The format of the stream the backup playbook sends (`tar`, `xbstream`, `rdb`).
     fn backup_format(&self) -> &'static str;
 
+    /// The position a backup ends at, from what its backup tool logged (stderr of the
+    /// playbook's `send` step): MariaDB's GTID of the last change in it. `None` when the
+    /// log tells none (PostgreSQL's comes from the server, Redis has none).
+    fn backup_position(&self, _log: &str) -> Option<String> {
+        None
+    }
+
     /// Connects to the running server and reads its version and data size.
     ///
     /// # Errors

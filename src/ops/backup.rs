@@ -416,7 +416,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         "backing up `{}` to store `{store_name}` as {id}",
         spec.name
     ));
-    let position = wal_position(admin.as_ref(), &spec);
+    let wal = wal_position(admin.as_ref(), &spec);
     let transfer = printer.transfer(&format!("backing up `{}`", spec.name), None);
     let mut sealer = backup::Sealer::new(
         store.writer(&path),
@@ -454,7 +454,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         target: spec.target.clone(),
         started_at: started,
         finished_at: jiff::Timestamp::now(),
-        position,
+        position: wal.or(taken.position),
         format_of_stream: taken.format,
         raw_bytes,
         object: ObjectEntry {

@@ -1796,6 +1796,13 @@ impl Admin for HostAdmin<'_> {
             .host
             .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;
         let playbook = self.host.playbook(self.spec.engine, "backup")?;
+        let log = std::sync::Mutex::new(String::new());
+        let keep = |line: &str| {
+            if let Ok(mut log) = log.lock() {
+                log.push_str(line);
+                log.push('\n');
+            }
+        };
         let runner = Runner {
             transport: self.transport,
             renderer: &self.host.renderer,
@@ -1805,7 +1812,7 @@ impl Admin for HostAdmin<'_> {
             ctx,
             secrets: Vec::new(),
             progress,
-            output: None,
+            output: Some(&keep),
             wait_timeout: self.host.wait_timeout,
             send: Some(std::cell::RefCell::new(output)),
             receive: None,
@@ -1813,9 +1820,11 @@ impl Admin for HostAdmin<'_> {
         runner
             .run(&playbook)
             .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
+        let log = log.into_inner().unwrap_or_default();
         Ok(super::BackupTaken {
             format: self.engine.backup_format().to_owned(),
             server_version: self.full_version.clone(),
+            position: self.engine.backup_position(&log),
         })
     }
 }

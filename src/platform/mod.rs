@@ -167,6 +167,9 @@ pub struct BackupTaken {
     pub format: String,
     /// The server's full version (`15.18`).
     pub server_version: String,
+    /// Where the backup ends, when its tool logs it ([`crate::engine::Engine::
+    /// backup_position`]: MariaDB's GTID).
+    pub position: Option<String>,
 }
 
 /// Whom an admin batch runs as.

@@ -1121,10 +1121,17 @@ impl Admin for GroupAdmin<'_> {
     ) -> Result<super::BackupTaken> {
         let node = self.node();
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, node.ssh.host())?;
+        let log = std::sync::Mutex::new(String::new());
+        let keep = |line: &str| {
+            if let Ok(mut log) = log.lock() {
+                log.push_str(line);
+                log.push('\n');
+            }
+        };
         let io = Io {
             progress,
             send: Some(output),
-            ..Io::quiet(None)
+            ..Io::quiet(Some(&keep))
         };
         self.deployment.run_playbook(
             node,
@@ -1134,9 +1141,11 @@ impl Admin for GroupAdmin<'_> {
             &BTreeMap::new(),
             io,
         )?;
+        let log = log.into_inner().unwrap_or_default();
         Ok(super::BackupTaken {
             format: self.engine.backup_format().to_owned(),
             server_version: self.full_version.clone(),
+            position: self.engine.backup_position(&log),
         })
     }
 }

@@ -207,6 +207,10 @@ impl Runner<'_> {
                         stderr.trim()
                     ));
                 }
+                // What the backup tool logged (positions, warnings) goes to the output.
+                if let Some(output) = self.output {
+                    stderr.lines().for_each(output);
+                }
                 Ok(Outcome::Changed)
             }
             Action::Receive(receive) => {
