@@ -13,6 +13,7 @@ mod gitops;
 mod ha;
 mod hostile;
 mod lifecycle;
+mod nomad;
 mod openstack;
 mod overrides;
 mod progress;

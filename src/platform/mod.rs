@@ -6,6 +6,7 @@ pub mod cloud;
 mod host;
 mod hosts;
 pub mod lease;
+pub mod nomad;
 pub mod nomad_api;
 pub mod openstack;
 pub mod pacemaker;
@@ -447,7 +448,8 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
         PlatformKind::Pacemaker => Ok(Box::new(pacemaker::Pacemaker::new(repo, target, options)?)),
         PlatformKind::Openstack => Ok(Box::new(openstack::Openstack::new(repo, target, options))),
         PlatformKind::Terraform => Ok(Box::new(terraform::Terraform::new(repo, target, options)?)),
-        PlatformKind::Nomad | PlatformKind::Kubernetes => Ok(Box::new(Cloud::new(repo, target))),
+        PlatformKind::Nomad => Ok(Box::new(nomad::Nomad::new(repo, target, options)?)),
+        PlatformKind::Kubernetes => Ok(Box::new(Cloud::new(repo, target))),
     }
 }
 

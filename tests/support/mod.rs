@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod hosts;
+pub mod nomad;
 pub mod sshd;
 pub mod swift;
 
@@ -152,7 +153,16 @@ impl World {
     }
 
     pub fn dbctl(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().unwrap();
+        self.dbctl_with(args, &[])
+    }
+
+    /// [`Self::dbctl`] with extra environment variables.
+    pub fn dbctl_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let out = self
+            .command(args)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
