@@ -94,16 +94,28 @@ fn a_database_on_nomad_is_registered_observed_changed_queried_and_deleted_throug
     world
         .dbctl_with(&["upgrade", "orders", "--version", "17", "--now"], &env)
         .fails_with("cannot upgrade postgresql across versions in place");
-    // Another plan is a new job version: planned with the job's artifact, applied by
-    // registering it, and Nomad replaces the allocation.
+    // Another plan is a new job version: `plan` shows dbctl's changes and Nomad's own
+    // diff of the job; `apply` registers it and Nomad replaces the allocation.
+    let spec = world.repo.join("etc/databases/orders.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("plan: small", "plan: medium")).unwrap();
+    world.git(&["commit", "-qam", "orders: medium"]);
+    let plan = world.dbctl_with(&["plan"], &env).ok();
+    assert!(
+        plan.stdout.contains("artifact.nomad/db-orders")
+            && plan.stdout.contains("| nomad: job db-orders: Edited")
+            && plan.stdout.contains(
+                "| ~ TaskGroups.db.Tasks.postgresql.Resources.MemoryMB: \"2048\" → \"8192\""
+            ),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("dbctl_applied"), "{}", plan.stdout);
     let run = world
-        .dbctl_with(
-            &["scale", "orders", "--plan", "medium", "--now", "-o", "json"],
-            &env,
-        )
+        .dbctl_with(&["apply", "--now", "-o", "json"], &env)
         .ok()
         .json();
-    let changed: Vec<&str> = run["result"]["applied"]
+    let changed: Vec<&str> = run["applied"][0]["result"]["applied"]
         .as_array()
         .unwrap_or_else(|| panic!("{run}"))
         .iter()

@@ -35,6 +35,10 @@ pub struct Planned {
     /// Why the database cannot be planned (a refused change, an unreachable host):
     /// `plan` and `apply` exit 1 and leave it alone.
     pub error: Option<String>,
+    /// What the platform's own planner says (Nomad's job diff), when it has one and
+    /// changes are planned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preview: Vec<String>,
 }
 
 impl Planned {
@@ -109,6 +113,9 @@ fn describe(planned: &Planned) -> String {
             change.disruption,
             change.reason,
         ));
+    }
+    for line in &planned.preview {
+        text.push_str(&format!("    | {line}\n"));
     }
     text
 }
@@ -356,17 +363,24 @@ fn plan_one(
         deferred: Vec::new(),
         runs_at: None,
         error: None,
+        preview: Vec::new(),
     };
     let result = session.platform(repo, spec).and_then(|p| {
         let (changes, _) = plan_changes(repo, spec, p.as_ref())?;
+        let preview = if changes.is_empty() {
+            Vec::new()
+        } else {
+            p.preview(spec)?
+        };
         let window = if force { None } else { window_of(repo, spec)? };
-        Ok(gate(changes, window.as_ref(), now))
+        Ok((gate(changes, window.as_ref(), now), preview))
     });
     match result {
-        Ok((changes, deferred, runs_at)) => {
+        Ok(((changes, deferred, runs_at), preview)) => {
             planned.changes = changes;
             planned.deferred = deferred;
             planned.runs_at = runs_at;
+            planned.preview = preview;
         }
         Err(err) => planned.error = Some(format!("{err:#}")),
     }

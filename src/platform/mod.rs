@@ -268,6 +268,16 @@ pub trait Platform: Send + Sync {
         None
     }
 
+    /// What the platform's own planner says applying `spec` would do (Nomad's job plan
+    /// diff), one line per difference, for people reading `dbctl plan`; empty where
+    /// the platform has no planner of its own. Asked only when dbctl plans changes.
+    ///
+    /// # Errors
+    /// The planner cannot be asked (an unreachable API).
+    fn preview(&self, _spec: &Spec) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// What runs: state, versions, what was applied, endpoint, sizes, details.
     ///
     /// # Errors

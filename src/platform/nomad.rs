@@ -670,6 +670,18 @@ impl Nomad {
         }
     }
 
+    /// Puts what is applied ([`Applied`]: the spec's values, the jobs' digests) into
+    /// the service job's `Meta`, where `observe` reads it back.
+    fn record_applied(&self, spec: &Spec, service: &mut JobRegistration) -> Result<()> {
+        let applied = Applied::of(spec, super::Platform::artifact_digests(self, spec)?);
+        service
+            .job
+            .meta
+            .get_or_insert_with(BTreeMap::new)
+            .insert(APPLIED_META.into(), serde_json::to_string(&applied)?);
+        Ok(())
+    }
+
     /// Registers `job` and returns the version Nomad gave it.
     fn register(&self, job: &JobRegistration) -> Result<u64> {
         self.block(self.api.register(job))?;
@@ -724,6 +736,64 @@ impl Nomad {
     }
 }
 
+/// Nomad's job diff (`Diff` of a job plan, `api-docs/jobs.mdx` "Create Job Plan") as
+/// lines: `job db-x: Edited`, then one line a changed field with its path
+/// (`TaskGroups.db.Tasks.postgresql.Resources.MemoryMB: 2048 → 8192`); at most 40.
+fn diff_lines(diff: &Value) -> Vec<String> {
+    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
+        // dbctl's own record of what it applied is not news to anyone.
+        for field in node["Fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["Name"] != APPLIED_META)
+        {
+            let (name, old, new) = (
+                field["Name"].as_str().unwrap_or("?"),
+                field["Old"].as_str().unwrap_or(""),
+                field["New"].as_str().unwrap_or(""),
+            );
+            match field["Type"].as_str() {
+                Some("Added") => out.push(format!("+ {path}{name} = {new:?}")),
+                Some("Deleted") => out.push(format!("- {path}{name} = {old:?}")),
+                Some("Edited") => out.push(format!("~ {path}{name}: {old:?} → {new:?}")),
+                _ => {}
+            }
+        }
+        for (key, children) in [
+            ("Objects", "Objects"),
+            ("TaskGroups", "TaskGroups"),
+            ("Tasks", "Tasks"),
+        ] {
+            for child in node[children].as_array().into_iter().flatten() {
+                if child["Type"] == "None" {
+                    continue;
+                }
+                let name = child["Name"].as_str().unwrap_or("?");
+                let prefix = if key == "Objects" {
+                    format!("{path}{name}.")
+                } else {
+                    format!("{path}{key}.{name}.")
+                };
+                walk(child, &prefix, out);
+            }
+        }
+    }
+    let kind = diff["Type"].as_str().unwrap_or("None");
+    if kind == "None" || diff.is_null() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "nomad: job {}: {kind}",
+        diff["ID"].as_str().unwrap_or("?")
+    )];
+    if kind == "Edited" {
+        walk(diff, "", &mut lines);
+    }
+    lines.truncate(40);
+    lines
+}
+
 /// The workload-identity variable path of a job: `nomad/jobs/<job id>`.
 fn variable_path(job: &str) -> String {
     format!("nomad/jobs/{job}")
@@ -766,6 +836,19 @@ impl super::Platform for Nomad {
         Ok(crate::change::digests(
             keyed.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         ))
+    }
+
+    fn preview(&self, spec: &Spec) -> Result<Vec<String>> {
+        let mut jobs = self.jobs(spec)?;
+        if let Some(service) = jobs.first_mut() {
+            self.record_applied(spec, service)?;
+        }
+        let mut lines = Vec::new();
+        for job in &jobs {
+            let answer = self.block(self.api.plan(job))?;
+            lines.extend(diff_lines(&answer["Diff"]));
+        }
+        Ok(lines)
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {
@@ -861,12 +944,7 @@ impl super::Platform for Nomad {
         (req.progress)(1, 5, "Write the Nomad variables (passwords)");
         self.write_variables(spec, password)?;
         (req.progress)(2, 5, "Register the service job");
-        let applied = Applied::of(spec, super::Platform::artifact_digests(self, spec)?);
-        service
-            .job
-            .meta
-            .get_or_insert_with(BTreeMap::new)
-            .insert(APPLIED_META.into(), serde_json::to_string(&applied)?);
+        self.record_applied(spec, &mut service)?;
         let version = self.register(&service)?;
         (req.progress)(3, 5, "Wait for a healthy allocation");
         let running = self.wait_allocation(
@@ -1004,6 +1082,37 @@ impl Admin for NomadAdmin<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nomads_job_diff_becomes_one_line_a_changed_field() {
+        let diff = serde_json::json!({
+            "Type": "Edited", "ID": "db-orders",
+            "Fields": [{"Type": "None", "Name": "Priority", "Old": "50", "New": "50"}],
+            "Objects": [{"Type": "Edited", "Name": "Meta", "Fields": [
+                {"Type": "Edited", "Name": "dbctl_version", "Old": "16", "New": "17"}]}],
+            "TaskGroups": [{"Type": "Edited", "Name": "db", "Tasks": [{
+                "Type": "Edited", "Name": "postgresql",
+                "Fields": [{"Type": "Added", "Name": "Leader", "Old": "", "New": "true"}],
+                "Objects": [{"Type": "Edited", "Name": "Resources", "Fields": [
+                    {"Type": "Edited", "Name": "MemoryMB", "Old": "2048", "New": "8192"}]}],
+                "Annotations": ["forces create/destroy update"]
+            }]}]
+        });
+        assert_eq!(
+            diff_lines(&diff),
+            [
+                "nomad: job db-orders: Edited",
+                "~ Meta.dbctl_version: \"16\" → \"17\"",
+                "+ TaskGroups.db.Tasks.postgresql.Leader = \"true\"",
+                "~ TaskGroups.db.Tasks.postgresql.Resources.MemoryMB: \"2048\" → \"8192\"",
+            ]
+        );
+        assert!(diff_lines(&serde_json::json!({"Type": "None"})).is_empty());
+        assert_eq!(
+            diff_lines(&serde_json::json!({"Type": "Added", "ID": "db-x"})),
+            ["nomad: job db-x: Added"]
+        );
+    }
 
     #[test]
     fn the_db_port_is_read_from_either_allocation_shape() {

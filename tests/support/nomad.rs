@@ -345,13 +345,12 @@ async fn job(
             };
         let c = cluster.lock().unwrap();
         let new = serde_json::to_value(&registration.job).unwrap();
-        let kind = match c.jobs.get(&(ns, id.to_owned())) {
-            None => "Added",
-            Some((old, _)) if *old == new => "None",
-            Some(_) => "Edited",
+        let mut diff = match c.jobs.get(&(ns, id.to_owned())) {
+            None => json!({"Type": "Added"}),
+            Some((old, _)) => object_diff(old, &new),
         };
-        return axum::Json(json!({"Diff": {"Type": kind, "ID": id}, "Warnings": ""}))
-            .into_response();
+        diff["ID"] = json!(id);
+        return axum::Json(json!({"Diff": diff, "Warnings": ""})).into_response();
     }
     if let Some(id) = rest.strip_suffix("/dispatch") {
         let body: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -492,4 +491,64 @@ async fn logs(
         Some("stderr") => a.stderr.clone().into_response(),
         _ => (StatusCode::BAD_REQUEST, "type must be stdout or stderr").into_response(),
     }
+}
+
+/// Nomad's diff of two JSON objects, in the documented shape ("Create Job Plan"):
+/// scalar fields as `Fields` (values as strings), nested objects as `Objects`, and
+/// `TaskGroups`/`Tasks` matched by `Name`; `Type` is `Edited` or `None`.
+fn object_diff(old: &Value, new: &Value) -> Value {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let empty = serde_json::Map::new();
+    let (old_map, new_map) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = old_map.keys().chain(new_map.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let (mut fields, mut objects, mut groups, mut tasks) = (vec![], vec![], vec![], vec![]);
+    for key in keys {
+        let (a, b) = (
+            old_map.get(key).unwrap_or(&Value::Null),
+            new_map.get(key).unwrap_or(&Value::Null),
+        );
+        if a == b {
+            continue;
+        }
+        match (key.as_str(), a, b) {
+            ("TaskGroups" | "Tasks", Value::Array(xs), Value::Array(ys)) => {
+                for y in ys {
+                    let x = xs.iter().find(|x| x["Name"] == y["Name"]).unwrap_or(&Value::Null);
+                    let mut d = object_diff(x, y);
+                    if d["Type"] != "None" {
+                        d["Name"] = y["Name"].clone();
+                        if key == "TaskGroups" {
+                            groups.push(d);
+                        } else {
+                            tasks.push(d);
+                        }
+                    }
+                }
+            }
+            (_, Value::Object(_), _) | (_, _, Value::Object(_)) => {
+                let mut d = object_diff(a, b);
+                d["Name"] = json!(key);
+                objects.push(d);
+            }
+            _ => fields.push(json!({
+                "Type": if a.is_null() { "Added" } else if b.is_null() { "Deleted" } else { "Edited" },
+                "Name": key, "Old": text(a), "New": text(b), "Annotations": null
+            })),
+        }
+    }
+    let changed =
+        !(fields.is_empty() && objects.is_empty() && groups.is_empty() && tasks.is_empty());
+    json!({
+        "Type": if changed { "Edited" } else { "None" },
+        "Fields": fields, "Objects": objects, "TaskGroups": groups, "Tasks": tasks,
+    })
 }
