@@ -139,6 +139,35 @@ fn terraform_creates_changes_and_destroys_with_its_state_in_s3() {
         ["size_gb", "artifact.terraform/cache"],
         "{planned}"
     );
+    // The plan shows Terraform's own plan of the change under dbctl's.
+    let spec = world.repo.join("etc/databases/cache.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("size_gb: 1", "size_gb: 2")).unwrap();
+    let plan = dbctl(&world, &["plan", "cache"]).ok();
+    assert!(
+        plan.stdout
+            .contains("| terraform: update terraform_data.db")
+            && plan
+                .stdout
+                .contains("| terraform: Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    // A runner whose identity cannot decrypt the password plans without Terraform's.
+    let blind = world
+        .command(&["plan", "cache"])
+        .env("DBCTL_IDENTITY", world.dir.path().join("no-identity.txt"))
+        .env("AWS_ACCESS_KEY_ID", "test:tester")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let blind = String::from_utf8_lossy(&blind.stdout);
+    assert!(
+        blind.contains("size_gb: 1 → 2")
+            && blind.contains("terraform: no plan here: it needs the password"),
+        "{blind}"
+    );
+    std::fs::write(&spec, text).unwrap();
     dbctl(&world, &["resize", "cache", "--size", "2", "--now"]).ok();
     let status = dbctl(&world, &["status", "cache", "-o", "json"])
         .ok()

@@ -370,7 +370,12 @@ fn plan_one(
         let preview = if changes.is_empty() {
             Vec::new()
         } else {
-            p.preview(spec)?
+            // The password only when this runner's identity reads it (a CI job
+            // planning a merge request may have none): planners that need it say so.
+            let password = repo.connection(&spec.name).ok().flatten().and_then(|conn| {
+                crate::secret::decrypt(&conn.password, &session.identity, "password").ok()
+            });
+            p.preview(spec, password.as_ref())?
         };
         let window = if force { None } else { window_of(repo, spec)? };
         Ok((gate(changes, window.as_ref(), now), preview))

@@ -269,12 +269,15 @@ pub trait Platform: Send + Sync {
     }
 
     /// What the platform's own planner says applying `spec` would do (Nomad's job plan
-    /// diff), one line per difference, for people reading `dbctl plan`; empty where
-    /// the platform has no planner of its own. Asked only when dbctl plans changes.
+    /// diff, Terraform's plan), one line per difference, for people reading `dbctl
+    /// plan`; empty where the platform has no planner of its own. Asked only when dbctl
+    /// plans changes; `password` is the application's (decrypted from the connection
+    /// file) when this runner's identity can read it, for planners that need every
+    /// input (Terraform).
     ///
     /// # Errors
-    /// The planner cannot be asked (an unreachable API).
-    fn preview(&self, _spec: &Spec) -> Result<Vec<String>> {
+    /// The planner cannot be asked (an unreachable API, a failing plan).
+    fn preview(&self, _spec: &Spec, _password: Option<&SecretString>) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 

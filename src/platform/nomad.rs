@@ -838,7 +838,7 @@ impl super::Platform for Nomad {
         ))
     }
 
-    fn preview(&self, spec: &Spec) -> Result<Vec<String>> {
+    fn preview(&self, spec: &Spec, _password: Option<&SecretString>) -> Result<Vec<String>> {
         let mut jobs = self.jobs(spec)?;
         if let Some(service) = jobs.first_mut() {
             self.record_applied(spec, service)?;

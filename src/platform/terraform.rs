@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::cloud::Cloud;
 use super::{Admin, Artifact, Capabilities, Observed, Options, Request, Response, State};
@@ -238,6 +238,26 @@ impl super::Platform for Terraform {
         )]))
     }
 
+    fn preview(&self, spec: &Spec, password: Option<&SecretString>) -> Result<Vec<String>> {
+        let Some(password) = password else {
+            return Ok(vec![format!(
+                "terraform: no plan here: it needs the password, and this runner's identity cannot decrypt connections/{}.yml",
+                spec.name
+            )]);
+        };
+        let dir = self.init(spec)?;
+        let applied = Applied::of(spec, super::Platform::artifact_digests(self, spec)?);
+        let out = self.run(
+            &dir,
+            &["plan", "-json", "-input=false", "-lock=false", "-no-color"],
+            &[
+                ("password", password.expose_secret()),
+                ("dbctl_applied", &serde_json::to_string(&applied)?),
+            ],
+        )?;
+        Ok(plan_lines(&out))
+    }
+
     fn observe(&self, spec: &Spec) -> Result<Observed> {
         let dir = self.init(spec)?;
         let outputs = self.outputs(&dir)?;
@@ -334,5 +354,58 @@ impl super::Platform for Terraform {
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
         super::Platform::describe(&self.cloud, spec)
+    }
+}
+
+/// `terraform plan -json`'s machine-readable UI (one JSON object a line; Terraform's
+/// "JSON Output Format" docs) as plan lines: each `planned_change` as `terraform:
+/// <action> <resource address>`, then the `change_summary`'s text; dbctl's own
+/// `dbctl_applied` output is left out.
+fn plan_lines(json_lines: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut summary = None;
+    for event in json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        match event["type"].as_str() {
+            Some("planned_change") => {
+                let change = &event["change"];
+                lines.push(format!(
+                    "terraform: {} {}",
+                    change["action"].as_str().unwrap_or("?"),
+                    change["resource"]["addr"].as_str().unwrap_or("?")
+                ));
+            }
+            Some("change_summary") => {
+                summary = event["@message"]
+                    .as_str()
+                    .map(|m| format!("terraform: {m}"));
+            }
+            _ => {}
+        }
+    }
+    lines.extend(summary);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraforms_json_plan_becomes_a_line_a_resource_and_its_summary() {
+        let out = r#"{"@level":"info","@message":"Terraform 1.11.4","type":"version","terraform":"1.11.4","ui":"1.2"}
+{"@level":"info","@message":"terraform_data.db: Plan to replace","type":"planned_change","change":{"resource":{"addr":"terraform_data.db","resource_type":"terraform_data"},"action":"replace","reason":"cannot_update"}}
+{"@level":"info","@message":"Plan: 1 to add, 0 to change, 1 to destroy.","type":"change_summary","changes":{"add":1,"change":0,"remove":1,"operation":"plan"}}
+"#;
+        assert_eq!(
+            plan_lines(out),
+            [
+                "terraform: replace terraform_data.db",
+                "terraform: Plan: 1 to add, 0 to change, 1 to destroy."
+            ]
+        );
+        assert!(plan_lines("not json\n").is_empty());
     }
 }
