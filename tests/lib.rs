@@ -12,6 +12,7 @@ mod day2;
 mod gitops;
 mod ha;
 mod hostile;
+mod kubernetes;
 mod lifecycle;
 mod nomad;
 mod openstack;

@@ -484,11 +484,12 @@ fn cloud_targets_refuse_create_before_changing_anything() {
     let world = world();
     let head = world.head();
     let dirty = world.dirty();
+    // No cluster configured (no KUBECONFIG, no ~/.kube/config): named, nothing changed.
     world
         .dbctl(&[
             "create", "-t", "redis", "--size", "1", "cloudy", "--target", "k8s",
         ])
-        .fails_with("renders its artifacts");
+        .fails_with("no cluster to talk to: set KUBECONFIG");
     // openstack drives Heat and pacemaker, not (yet) Nomad: the default runtime is
     // refused before anything is contacted.
     world
@@ -506,7 +507,8 @@ fn cloud_targets_refuse_create_before_changing_anything() {
     assert_eq!(world.head(), head);
     assert_eq!(world.dirty(), dirty);
     assert!(!world.repo.join("etc/databases/cloudy.yml").exists());
-    // A spec on a render-only target is listed as `unknown`, not as an invalid spec.
+    // A spec on a target that cannot be reached is listed as `unknown`, not as an
+    // invalid spec.
     std::fs::write(
         world.repo.join("etc/databases/cloudy.yml"),
         "name: cloudy\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: k8s\n",
@@ -515,7 +517,7 @@ fn cloud_targets_refuse_create_before_changing_anything() {
     let list = world.dbctl(&["list"]).ok().stdout;
     let row = list.lines().find(|l| l.contains("cloudy")).unwrap();
     assert!(
-        row.contains("unknown") && row.contains("renders its artifacts"),
+        row.contains("unknown") && row.contains("KUBECONFIG"),
         "{list}"
     );
 }

@@ -14,7 +14,7 @@ use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Serialize;
 
-use super::{Admin, Artifact, Capabilities, Observed, Request, Response};
+use super::Artifact;
 use crate::assets::Assets;
 use crate::backup::schedule::Schedule;
 use crate::catalog::{Catalog, EngineKind};
@@ -191,14 +191,6 @@ impl Cloud {
             assets: assets.clone(),
             renderer: Renderer::new(assets),
         }
-    }
-
-    fn not_here(&self, verb: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "target `{}` uses platform `{}`: dbctl renders its artifacts (`dbctl render NAME`) but cannot {verb} databases there in this build; use a `local` target",
-            self.target.name,
-            self.kind
-        )
     }
 
     pub(crate) fn context(&self, spec: &Spec) -> Result<Value> {
@@ -397,40 +389,15 @@ impl Cloud {
     }
 }
 
-impl super::Platform for Cloud {
-    fn kind(&self) -> PlatformKind {
-        self.kind
-    }
-
-    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
-        None
-    }
-
-    fn capabilities(&self, _spec: &Spec) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn artifact_digests(&self, _spec: &Spec) -> Result<BTreeMap<String, String>> {
-        Ok(BTreeMap::new())
-    }
-
-    fn observe(&self, _spec: &Spec) -> Result<Observed> {
-        Err(self.not_here("query"))
-    }
-
-    fn preflight(&self, req: &Request<'_>) -> Result<()> {
-        Err(self.not_here(if req.deletes() { "delete" } else { "create" }))
-    }
-
-    fn apply(&self, req: &Request<'_>) -> Result<Response> {
-        Err(self.not_here(if req.deletes() { "delete" } else { "create" }))
-    }
-
-    fn admin(&self, _spec: &Spec) -> Result<Box<dyn Admin + '_>> {
-        Err(self.not_here("query"))
-    }
-
-    fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
+impl Cloud {
+    /// Renders every artifact of `spec` for this target's platform
+    /// (`playbooks/<platform>/create.yml`); secrets appear as placeholders. Terraform
+    /// targets need a `provider` that offers the engine.
+    ///
+    /// # Errors
+    /// A missing provider, an engine the provider's templates do not offer, a template
+    /// or playbook error.
+    pub fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
         if self.kind == PlatformKind::Terraform && self.target.cloud.provider.is_none() {
             bail!(
                 "target `{}` (platform terraform) needs `provider`; allowed: {}",
@@ -461,7 +428,12 @@ impl super::Platform for Cloud {
         self.render_operation(spec, "create")
     }
 
-    fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
+    /// The template context of `spec` and the templates its playbook renders, as JSON
+    /// (`dbctl render --context`).
+    ///
+    /// # Errors
+    /// A template or playbook error.
+    pub fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
         self.describe_artifacts(spec)
     }
 }

@@ -5,6 +5,7 @@
 pub mod cloud;
 mod host;
 mod hosts;
+pub mod kubernetes;
 pub mod lease;
 pub mod nomad;
 pub mod nomad_api;
@@ -462,7 +463,9 @@ pub fn for_target(repo: &Repo, target: &Target, options: &Options) -> Result<Box
         PlatformKind::Openstack => Ok(Box::new(openstack::Openstack::new(repo, target, options))),
         PlatformKind::Terraform => Ok(Box::new(terraform::Terraform::new(repo, target, options)?)),
         PlatformKind::Nomad => Ok(Box::new(nomad::Nomad::new(repo, target, options)?)),
-        PlatformKind::Kubernetes => Ok(Box::new(Cloud::new(repo, target))),
+        PlatformKind::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(
+            repo, target, options,
+        )?)),
     }
 }
 

@@ -611,7 +611,7 @@ impl Nomad {
     /// The rendered jobs of `spec`, parsed (unknown fields refused): service,
     /// configure, SQL.
     fn jobs(&self, spec: &Spec) -> Result<Vec<JobRegistration>> {
-        super::Platform::render(&self.cloud, spec)?
+        self.cloud.render(spec)?
             .iter()
             .map(|a| {
                 serde_json::from_str::<JobRegistration>(&a.content).with_context(|| {
@@ -819,7 +819,7 @@ impl super::Platform for Nomad {
     }
 
     fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
-        let jobs = super::Platform::render(&self.cloud, spec)?;
+        let jobs = self.cloud.render(spec)?;
         let keyed: Vec<(String, String)> = jobs
             .into_iter()
             .map(|a| {
@@ -1019,11 +1019,11 @@ impl super::Platform for Nomad {
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
-        super::Platform::render(&self.cloud, spec)
+        self.cloud.render(spec)
     }
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
-        super::Platform::describe(&self.cloud, spec)
+        self.cloud.describe(spec)
     }
 }
 

@@ -1469,7 +1469,7 @@ impl super::Platform for Pacemaker {
     }
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
-        super::Platform::describe(&self.cloud, spec)
+        self.cloud.describe(spec)
     }
 }
 

@@ -110,7 +110,7 @@ impl Terraform {
     }
 
     fn artifacts(&self, spec: &Spec) -> Result<Vec<Artifact>> {
-        super::Platform::render(&self.cloud, spec)
+        self.cloud.render(spec)
     }
 
     /// Runs the binary in `dir` with `args`, `TF_IN_AUTOMATION` and `vars` as
@@ -353,7 +353,7 @@ impl super::Platform for Terraform {
     }
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
-        super::Platform::describe(&self.cloud, spec)
+        self.cloud.describe(spec)
     }
 }
 

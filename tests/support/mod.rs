@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod hosts;
+pub mod kubernetes;
 pub mod nomad;
 pub mod sshd;
 pub mod swift;

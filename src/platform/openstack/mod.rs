@@ -190,6 +190,63 @@ impl Outputs {
     }
 }
 
+/// What [`Openstack::apply_control_plane`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlPlaneApplied {
+    /// Stack name → `created`, `updated` or `unchanged`.
+    pub stacks: BTreeMap<String, String>,
+    /// `hosts.ini` with the stacks' addresses.
+    pub inventory: String,
+}
+
+/// `line` with each `stack-output:<stack>/<output>[/<index>]` replaced by the output's
+/// value (an index picks from a list); `None` when a stack named does not exist.
+///
+/// # Errors
+/// A stack without the output, or an index past its end.
+fn resolve_outputs(
+    line: &str,
+    stack: &mut dyn FnMut(&str) -> Result<Option<Stack>>,
+) -> Result<Option<String>> {
+    const MARK: &str = "stack-output:";
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + MARK.len()..];
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let reference = &tail[..end];
+        let mut parts = reference.splitn(3, '/');
+        let (Some(name), Some(key)) = (parts.next(), parts.next()) else {
+            bail!("`{MARK}{reference}` names no stack and output");
+        };
+        let Some(found) = stack(name)? else {
+            return Ok(None);
+        };
+        let value = found.output(key).with_context(|| {
+            format!("Heat stack `{name}` has no output `{key}` (the inventory names it)")
+        })?;
+        let value = match parts.next() {
+            Some(index) => {
+                let i: usize = index
+                    .parse()
+                    .with_context(|| format!("`{MARK}{reference}`: `{index}` is not an index"))?;
+                value.get(i).cloned().with_context(|| {
+                    format!("Heat stack `{name}` output `{key}` has no item {i}")
+                })?
+            }
+            None => value.clone(),
+        };
+        match value {
+            serde_json::Value::String(text) => out.push_str(&text),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
 /// The openstack platform bound to one target.
 pub struct Openstack {
     root: PathBuf,
@@ -219,6 +276,80 @@ impl Openstack {
 
     fn repo_path(&self, path: &str) -> PathBuf {
         self.root.join(path)
+    }
+
+    /// Creates or updates the target's control plane — the network and masters Heat
+    /// stacks that `playbooks/openstack/control-plane.yml` renders, with the target's
+    /// Heat environment — waits for each (`--timeout`), and returns the inventory
+    /// (`hosts.ini`) with every `stack-output:<stack>/<output>/<index>` placeholder
+    /// replaced by that stack's output: the masters' addresses, and the nodes of each
+    /// database in `specs` whose cluster stack exists (a database not created yet
+    /// keeps its placeholder, commented).
+    ///
+    /// # Errors
+    /// Keystone or Heat refusing, a stack failing (Heat's reason), or an output the
+    /// inventory names that the stack lacks.
+    pub fn apply_control_plane(
+        &self,
+        specs: &[Spec],
+        progress: super::Progress<'_>,
+    ) -> Result<ControlPlaneApplied> {
+        let artifacts = self.cloud.render_control_plane(specs)?;
+        let (environment, files) = self.environment()?;
+        let heat = Heat::new(self.session()?, self.options.timeout);
+        let stacks: Vec<_> = artifacts
+            .iter()
+            .filter(|a| a.path.contains("/heat/"))
+            .collect();
+        let total = stacks.len() + 1;
+        let mut applied = BTreeMap::new();
+        let mut outputs: BTreeMap<String, Stack> = BTreeMap::new();
+        for (i, artifact) in stacks.iter().enumerate() {
+            let name = Path::new(&artifact.path)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            progress(i + 1, total, &format!("Heat stack `{name}`"));
+            let request = StackRequest {
+                name: name.clone(),
+                template: artifact.content.clone(),
+                environment: environment.clone(),
+                files: files.clone(),
+            };
+            let how = heat.apply(&request)?;
+            let stack = heat.wait(&name)?.with_context(|| {
+                format!("Heat stack `{name}` vanished while dbctl waited for it")
+            })?;
+            applied.insert(name.clone(), format!("{how:?}").to_lowercase());
+            outputs.insert(name, stack);
+        }
+        progress(total, total, "Write the inventory");
+        let template = artifacts
+            .iter()
+            .find(|a| a.path.ends_with("hosts.ini"))
+            .context("playbooks/openstack/control-plane.yml renders no hosts.ini")?;
+        let mut inventory = String::new();
+        for line in template.content.lines() {
+            let resolved = resolve_outputs(line, &mut |stack| {
+                if !outputs.contains_key(stack)
+                    && let Some(found) = heat.get(stack)?
+                {
+                    outputs.insert(stack.to_owned(), found);
+                }
+                Ok(outputs.get(stack).cloned())
+            })?;
+            if let Some(resolved) = resolved {
+                inventory.push_str(&resolved);
+            } else {
+                inventory.push_str("# not created yet: ");
+                inventory.push_str(line);
+            }
+            inventory.push('\n');
+        }
+        Ok(ControlPlaneApplied {
+            stacks: applied,
+            inventory,
+        })
     }
 
     fn read_repo_text(&self, path: &Path) -> Result<String> {
@@ -625,11 +756,11 @@ impl super::Platform for Openstack {
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {
-        super::Platform::render(&self.cloud, spec)
+        self.cloud.render(spec)
     }
 
     fn describe(&self, spec: &Spec) -> Result<serde_json::Value> {
-        super::Platform::describe(&self.cloud, spec)
+        self.cloud.describe(spec)
     }
 }
 
@@ -762,5 +893,61 @@ impl Openstack {
             heat.wait(name)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod control_plane_tests {
+    use super::*;
+
+    fn stack(outputs: &serde_json::Value) -> Stack {
+        serde_json::from_value(serde_json::json!({
+            "id": "1", "stack_name": "s", "stack_status": "CREATE_COMPLETE",
+            "outputs": outputs,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn inventory_placeholders_take_the_stacks_outputs() {
+        let masters = stack(&serde_json::json!([
+            {"output_key": "master_ips", "output_value": ["10.0.0.5", "10.0.0.6"]},
+            {"output_key": "region", "output_value": "one"}
+        ]));
+        let mut lookup = |name: &str| -> Result<Option<Stack>> {
+            Ok((name == "cp-masters").then(|| masters.clone()))
+        };
+        assert_eq!(
+            resolve_outputs(
+                "m-2 ansible_host=stack-output:cp-masters/master_ips/1 r=stack-output:cp-masters/region",
+                &mut lookup
+            )
+            .unwrap()
+            .as_deref(),
+            Some("m-2 ansible_host=10.0.0.6 r=one")
+        );
+        // A database whose stack does not exist yet.
+        assert_eq!(
+            resolve_outputs(
+                "n-1 ansible_host=stack-output:db-x-cluster/node_ips/0",
+                &mut lookup
+            )
+            .unwrap(),
+            None
+        );
+        let err = resolve_outputs("x=stack-output:cp-masters/master_ips/7", &mut lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no item 7"), "{err}");
+        let err = resolve_outputs("x=stack-output:cp-masters/nope", &mut lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no output `nope`"), "{err}");
+        assert_eq!(
+            resolve_outputs("[masters]", &mut lookup)
+                .unwrap()
+                .as_deref(),
+            Some("[masters]")
+        );
     }
 }
