@@ -151,7 +151,7 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
         std::fs::copy(fixtures.join(name), files.join(name)).unwrap();
     }
     let env = std::fs::read_to_string(fixtures.join("heat-env.yaml")).unwrap()
-        + "parameter_defaults:\n  node_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-db-vip: 10.203.0.100\n  server_addresses:\n    os-test-masters-1: 10.203.0.51\n    os-test-masters-2: 10.203.0.52\n    os-test-masters-3: 10.203.0.53\n";
+        + "parameter_defaults:\n  node_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-db-vip: 10.203.0.100\n  server_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    os-test-masters-1: 10.203.0.51\n    os-test-masters-2: 10.203.0.52\n    os-test-masters-3: 10.203.0.53\n";
     std::fs::write(files.join("env.yaml"), env).unwrap();
     std::fs::copy(cloud.openrc(), world.repo.join("files/openrc.sh")).unwrap();
     std::fs::write(

@@ -393,7 +393,9 @@ impl super::Platform for Kubernetes {
     }
 
     fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
-        let files: String = self.cloud.render(spec)?
+        let files: String = self
+            .cloud
+            .render(spec)?
             .iter()
             .map(|a| format!("--- {}\n{}", a.path, a.content))
             .collect();

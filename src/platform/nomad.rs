@@ -611,7 +611,8 @@ impl Nomad {
     /// The rendered jobs of `spec`, parsed (unknown fields refused): service,
     /// configure, SQL.
     fn jobs(&self, spec: &Spec) -> Result<Vec<JobRegistration>> {
-        self.cloud.render(spec)?
+        self.cloud
+            .render(spec)?
             .iter()
             .map(|a| {
                 serde_json::from_str::<JobRegistration>(&a.content).with_context(|| {
