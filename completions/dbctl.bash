@@ -475,7 +475,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__control__subcmd__plane)
-            opts="-o -q -v -h --target --out --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-o -q -v -h --target --out --apply --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -486,6 +486,10 @@ _dbctl() {
                     return 0
                     ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -367,6 +367,7 @@ complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -l events -d 'With
 complete -c dbctl -n "__fish_dbctl_using_subcommand wal-push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l target -d 'The openstack target whose control plane to render' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l out -d 'Write the artifacts under this directory instead of printing them' -r -F
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l lock-timeout -d 'Wait up to this many seconds for another run on the same database to finish (default: fail at once)' -r
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l repo -d 'The GitOps repo (default: the current directory)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s o -l output -d 'Output format' -r -f -a "human\t'Text for people'
 json\t'One JSON document on stdout'
@@ -374,6 +375,10 @@ markdown\t'Markdown on stdout, for a CI job\'s summary or a merge request\'s com
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l state-dir -d 'Where the `local` platform keeps database instances (default: /var/lib/dbctl for root, ~/.local/share/dbctl otherwise)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l identity -d 'The age identity file that decrypts connection files (default: ~/.config/dbctl/identity.txt)' -r -F
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l timeout -d 'Give up waiting on the platform after this many seconds: a Heat stack operation, resource groups starting, a server accepting connections after a (re)start (default: each wait\'s own; Heat 1800 s, groups 180 s, servers 30–120 s)' -r
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l apply -d 'Create or update the stacks through Heat, wait for them, and write and commit `inventory/<target>/hosts.ini` with their addresses'
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l no-commit -d 'Do not commit the changed files'
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l push -d 'Push the commit with the system `git push`'
+complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l dry-run -d 'Validate and show what would change; change nothing'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -l accept-new-host-keys -d 'Trust SSH host keys not yet in `known_hosts` (a changed key is still refused)'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s q -l quiet -d 'No progress lines on stderr'
 complete -c dbctl -n "__fish_dbctl_using_subcommand control-plane" -s v -l verbose -d 'Show the output of the commands each step runs, as it arrives'
