@@ -199,7 +199,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__apply)
-            opts="-y -o -q -v -h --parallel --no-commit --push --dry-run --lock-timeout --now --wait --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --parallel --no-commit --push --dry-run --lock-timeout --yes --now --wait --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -475,7 +475,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__control__subcmd__plane)
-            opts="-o -q -v -h --target --out --apply --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --target --out --apply --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -525,7 +525,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__create)
-            opts="-t -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-t -y -o -q -v -h --type --size --version --target --plan --database --user --deletion-protection --allow --param --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -607,7 +607,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__delete)
-            opts="-y -o -q -v -h --yes --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --skip-final-backup --store --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1199,7 +1199,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__resize)
-            opts="-o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --size --now --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1245,7 +1245,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__restore)
-            opts="-o -q -v -h --backup --store --as --to-time --target --yes --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --backup --store --as --to-time --target --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1307,7 +1307,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__rotate__subcmd__credentials)
-            opts="-o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --grace --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1353,7 +1353,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__scale)
-            opts="-o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --plan --now --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1495,7 +1495,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__upgrade)
-            opts="-o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
+            opts="-y -o -q -v -h --version --now --no-commit --push --dry-run --lock-timeout --yes --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

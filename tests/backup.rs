@@ -644,6 +644,34 @@ fn rows_at_t1_and_t2(world: &World, conn: &serde_json::Value, name: &str) -> (St
     (base, target)
 }
 
+/// Restores `name` to `target` (between t1 and t2 of [`rows_at_t1_and_t2`]) from
+/// `base`: only the rows up to t1 are there.
+fn restores_to_between_t1_and_t2(
+    world: &World,
+    conn: &serde_json::Value,
+    name: &str,
+    base: &str,
+    target: &str,
+) {
+    let report = world
+        .dbctl(&[
+            "restore",
+            name,
+            "--to-time",
+            &format!("{target} Asia/Kolkata"),
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["backup"], base);
+    assert_eq!(
+        psql(conn, "select count(*), max(id) from payments"),
+        "20|20"
+    );
+}
+
 #[test]
 fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_time() {
     let world = world_with_stores();
@@ -657,24 +685,7 @@ fn postgresql_point_in_time_recovery_keeps_only_what_was_committed_before_the_ti
     world.git(&["commit", "-qam", "test: archive to swift"]);
     let conn = postgresql(&world, "payments");
     let (base, target) = rows_at_t1_and_t2(&world, &conn, "payments");
-    let when = format!("{target} Asia/Kolkata");
-    let report = world
-        .dbctl(&[
-            "restore",
-            "payments",
-            "--to-time",
-            &when,
-            "--yes",
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
-    assert_eq!(report["backup"], base.as_str());
-    assert_eq!(
-        psql(&conn, "select count(*), max(id) from payments"),
-        "20|20"
-    );
+    restores_to_between_t1_and_t2(&world, &conn, "payments", &base, &target);
     // Promoted, not paused: it takes writes, and archives them on a new timeline.
     psql(&conn, "insert into payments values (99)");
     assert_eq!(psql(&conn, "select pg_is_in_recovery()"), "f");
@@ -1298,23 +1309,7 @@ fn postgresql_over_ssh_archives_wal_with_dbctl_on_the_host_and_recovers_to_a_tim
     );
 
     let (base, target) = rows_at_t1_and_t2(&world, &conn, "ledger");
-    let report = world
-        .dbctl(&[
-            "restore",
-            "ledger",
-            "--to-time",
-            &format!("{target} Asia/Kolkata"),
-            "--yes",
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
-    assert_eq!(report["backup"], base.as_str());
-    assert_eq!(
-        psql(&conn, "select count(*), max(id) from payments"),
-        "20|20"
-    );
+    restores_to_between_t1_and_t2(&world, &conn, "ledger", &base, &target);
     assert_eq!(psql(&conn, "select pg_is_in_recovery()"), "f");
 
     // A store the host cannot reach is found out before the server archives into it.

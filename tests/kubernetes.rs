@@ -11,20 +11,9 @@ const TOKEN: &str = "dbctl-test-token";
 
 /// A world whose `k8s` target is a cluster's `dbs` namespace.
 fn world() -> World {
-    let world = World::new();
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen(
-            "targets:\n",
-            "targets:\n  k8s:\n    platform: kubernetes\n    namespace: dbs\n    allowed_namespaces: [apps]\n",
-            1,
-        ),
+    World::with_targets(
+        "  k8s:\n    platform: kubernetes\n    namespace: dbs\n    allowed_namespaces: [apps]\n",
     )
-    .unwrap();
-    world.git(&["commit", "-qam", "test: a kubernetes target"]);
-    world
 }
 
 #[test]

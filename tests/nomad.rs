@@ -9,20 +9,7 @@ const TOKEN: &str = "0b0e6f4c-5a8e-4c2b-9d1e-3f6a7b8c9d0e";
 
 /// A world whose `nmd` target is a Nomad cluster (namespace `dbs`, datacenter `dc1`).
 fn world() -> World {
-    let world = World::new();
-    let config = world.repo.join("etc/dbctl.yml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen(
-            "targets:\n",
-            "targets:\n  nmd:\n    platform: nomad\n    datacenters: [dc1]\n    namespace: dbs\n",
-            1,
-        ),
-    )
-    .unwrap();
-    world.git(&["commit", "-qam", "test: a nomad target"]);
-    world
+    World::with_targets("  nmd:\n    platform: nomad\n    datacenters: [dc1]\n    namespace: dbs\n")
 }
 
 #[test]

@@ -601,20 +601,23 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     // The control plane: the network and masters stacks through Heat, and the
     // inventory with the masters' and the database's nodes' addresses, committed; a
     // second run changes nothing.
-    let applied = dbctl(
-        &world,
-        &cluster,
-        &[
-            "control-plane",
-            "--target",
-            "os-test",
-            "--apply",
-            "-o",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let control_plane_apply = || {
+        dbctl(
+            &world,
+            &cluster,
+            &[
+                "control-plane",
+                "--target",
+                "os-test",
+                "--apply",
+                "-o",
+                "json",
+            ],
+        )
+        .ok()
+        .json()
+    };
+    let applied = control_plane_apply();
     assert_eq!(applied["stacks"]["os-test-network"], "created", "{applied}");
     assert_eq!(applied["stacks"]["os-test-masters"], "created", "{applied}");
     let inventory =
@@ -633,20 +636,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         "dbctl control-plane os-test: inventory"
     );
     assert_eq!(world.dirty(), "");
-    let again = dbctl(
-        &world,
-        &cluster,
-        &[
-            "control-plane",
-            "--target",
-            "os-test",
-            "--apply",
-            "-o",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let again = control_plane_apply();
     assert_eq!(again["stacks"]["os-test-masters"], "unchanged", "{again}");
     assert_eq!(again["commit"], serde_json::Value::Null, "{again}");
     let control_plane = ["os-test-masters", "os-test-network"];

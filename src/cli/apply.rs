@@ -68,9 +68,6 @@ pub struct ApplyArgs {
     /// then (Ctrl-C leaves them pending; nothing is locked while waiting).
     #[arg(long, conflicts_with_all = ["now", "dry_run"])]
     pub wait: bool,
-    /// Proceed without asking (apply never asks; accepted for scripts).
-    #[arg(long, short)]
-    pub yes: bool,
 }
 
 impl ApplyArgs {

@@ -167,9 +167,8 @@ pub struct RestoreArgs {
     /// spec moves there and its connection file is rewritten).
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
-    /// Confirm: an in-place restore replaces the database's data.
-    #[arg(long)]
-    pub yes: bool,
+    /// `--yes` (an in-place restore replaces the database's data), `--dry-run`,
+    /// `--no-commit`, `--push`, `--lock-timeout`.
     #[command(flatten)]
     pub change: super::ChangeArgs,
 }
@@ -185,7 +184,7 @@ impl RestoreArgs {
                 as_name: self.as_name,
                 to_time: self.to_time,
                 target: self.target,
-                yes: self.yes,
+                yes: self.change.yes,
                 no_commit: self.change.no_commit,
                 push: self.change.push,
                 lock_timeout_s: self.change.lock.lock_timeout,

@@ -9,9 +9,6 @@ use crate::output::Report;
 pub struct DeleteArgs {
     /// Database name.
     pub name: String,
-    /// Confirm: deleting destroys the data.
-    #[arg(long, short)]
-    pub yes: bool,
     /// Delete without first backing up to the database's backup store.
     #[arg(long)]
     pub skip_final_backup: bool,
@@ -28,7 +25,7 @@ impl DeleteArgs {
             session,
             &delete::DeleteOptions {
                 name: self.name,
-                yes: self.yes,
+                yes: self.change.yes,
                 no_commit: self.change.no_commit,
                 push: self.change.push,
                 dry_run: self.change.dry_run,

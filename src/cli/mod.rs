@@ -98,6 +98,10 @@ pub struct ChangeArgs {
     /// `--lock-timeout`.
     #[command(flatten)]
     pub lock: LockArgs,
+    /// Confirm without asking. `delete` and an in-place `restore` need it (they
+    /// destroy data); every other changing verb accepts it, for scripts.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 /// `--lock-timeout`, on every verb that changes a database (those that commit take it

@@ -339,15 +339,6 @@ impl Kubernetes {
         }))
     }
 
-    fn uri(spec: &Spec, endpoint: &Endpoint) -> Option<String> {
-        let engine = crate::engine::for_host(spec.engine, "kubernetes").ok()?;
-        Some(
-            engine
-                .uri(&spec.user, &endpoint.host, endpoint.port, &spec.database)
-                .to_string(),
-        )
-    }
-
     /// `objects` with the application password in the application Secret and what is
     /// applied annotated on the main object.
     fn prepared(&self, spec: &Spec, password: Option<&SecretString>) -> Result<Vec<Value>> {
@@ -521,11 +512,11 @@ impl super::Platform for Kubernetes {
                 self.target.cloud.namespace
             )
         })?;
-        Ok(Response {
-            uri: Self::uri(spec, &endpoint),
-            endpoint: Some(endpoint),
-            server_version: None,
-        })
+        Ok(super::endpoint_response(
+            spec,
+            endpoint,
+            PlatformKind::Kubernetes,
+        ))
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

@@ -451,6 +451,27 @@ pub(crate) fn secret_vars(
     vars
 }
 
+/// The response of a platform whose endpoint comes from its API (Terraform outputs, a
+/// Nomad allocation, a Kubernetes Service): the endpoint and the URI without password.
+pub(crate) fn endpoint_response(
+    spec: &Spec,
+    endpoint: Endpoint,
+    platform: PlatformKind,
+) -> Response {
+    let uri = crate::engine::for_host(spec.engine, platform.as_str())
+        .ok()
+        .map(|engine| {
+            engine
+                .uri(&spec.user, &endpoint.host, endpoint.port, &spec.database)
+                .to_string()
+        });
+    Response {
+        uri,
+        endpoint: Some(endpoint),
+        server_version: None,
+    }
+}
+
 /// The driver for `target`.
 ///
 /// # Errors

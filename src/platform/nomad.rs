@@ -708,15 +708,6 @@ impl Nomad {
         })
     }
 
-    fn uri(spec: &Spec, endpoint: &Endpoint) -> Option<String> {
-        let engine = crate::engine::for_host(spec.engine, "nomad").ok()?;
-        Some(
-            engine
-                .uri(&spec.user, &endpoint.host, endpoint.port, &spec.database)
-                .to_string(),
-        )
-    }
-
     /// Writes the variable of each job (`nomad/jobs/<job id>`): the application
     /// password and the administrator's, kept from the service job's variable when it
     /// has one, else new.
@@ -996,11 +987,11 @@ impl super::Platform for Nomad {
         }
         (req.progress)(5, 5, "Register the SQL job");
         self.register(&sql)?;
-        Ok(Response {
-            uri: Self::uri(spec, &endpoint),
-            endpoint: Some(endpoint),
-            server_version: None,
-        })
+        Ok(super::endpoint_response(
+            spec,
+            endpoint,
+            PlatformKind::Nomad,
+        ))
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

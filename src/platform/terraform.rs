@@ -195,15 +195,6 @@ impl Terraform {
         };
         Some(Endpoint { host, port })
     }
-
-    fn uri(spec: &Spec, endpoint: &Endpoint) -> Option<String> {
-        let engine = crate::engine::for_host(spec.engine, "terraform").ok()?;
-        Some(
-            engine
-                .uri(&spec.user, &endpoint.host, endpoint.port, &spec.database)
-                .to_string(),
-        )
-    }
 }
 
 impl super::Platform for Terraform {
@@ -333,11 +324,11 @@ impl super::Platform for Terraform {
                 spec.name
             )
         })?;
-        Ok(Response {
-            uri: Self::uri(spec, &endpoint),
-            endpoint: Some(endpoint),
-            server_version: None,
-        })
+        Ok(super::endpoint_response(
+            spec,
+            endpoint,
+            PlatformKind::Terraform,
+        ))
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {

@@ -115,6 +115,21 @@ impl World {
         world
     }
 
+    /// A world with `dbctl init` run and `targets` (YAML entries under `targets:`)
+    /// added to etc/dbctl.yml, committed.
+    pub fn with_targets(targets: &str) -> Self {
+        let world = Self::new();
+        let config = world.repo.join("etc/dbctl.yml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replacen("targets:\n", &format!("targets:\n{targets}"), 1),
+        )
+        .unwrap();
+        world.git(&["commit", "-qam", "test: targets"]);
+        world
+    }
+
     /// A world without `dbctl init`.
     pub fn bare() -> Self {
         let dir = tempfile::Builder::new()
