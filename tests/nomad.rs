@@ -230,3 +230,99 @@ fn live_nomad_runs_a_database() {
         .dbctl_with(&["delete", "live-kv", "--yes", "--skip-final-backup"], &env)
         .ok();
 }
+
+#[test]
+fn a_backup_schedule_is_a_periodic_job_uploading_to_the_targets_destination() {
+    let nomad = NomadDouble::start(None);
+    let env = [("NOMAD_ADDR", nomad.addr.as_str())];
+    let world = World::with_targets(
+        "  nmd:\n    platform: nomad\n    datacenters: [dc1]\n    namespace: dbs\n    backup_destination: s3://backups/dbctl\n    backup_endpoint: https://s3.example.net\n",
+    );
+    // The operator gives the backup job its S3 keys.
+    nomad.put_variable(
+        "dbs",
+        "nomad/jobs/db-shop-backup",
+        &[("ACCESS_KEY_ID", "AK"), ("ACCESS_SECRET_KEY", "SK")],
+    );
+    world
+        .dbctl_with(
+            &[
+                "create", "--type", "mariadb", "--size", "1", "shop", "--target", "nmd",
+            ],
+            &env,
+        )
+        .ok();
+    assert!(
+        nomad.job("dbs", "db-shop-backup").is_none(),
+        "no schedule, no job"
+    );
+    let spec = world.repo.join("etc/databases/shop.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}backup:\n  schedule: daily 01:30 Europe/Paris\n"),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "shop: nightly backups"]);
+    let plan = world.dbctl_with(&["plan"], &env).ok();
+    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+    world.dbctl_with(&["apply"], &env).ok();
+    let (job, _) = nomad
+        .job("dbs", "db-shop-backup")
+        .expect("the periodic job");
+    assert_eq!(job["Periodic"]["Spec"], "30 1 * * *");
+    assert_eq!(job["Periodic"]["TimeZone"], "Europe/Paris");
+    assert_eq!(job["Periodic"]["ProhibitOverlap"], true);
+    let upload = &job["TaskGroups"][0]["Tasks"][1];
+    assert_eq!(
+        upload["Config"]["args"][2],
+        ":s3:backups/dbctl/shop/${NOMAD_ALLOC_ID}"
+    );
+    assert!(
+        nomad.allocations("db-shop-backup").is_empty(),
+        "a periodic job waits for its time"
+    );
+    // dbctl's passwords join the operator's keys, which stay.
+    let items = nomad.variable("dbs", "nomad/jobs/db-shop-backup").unwrap();
+    assert_eq!(items["ACCESS_KEY_ID"], "AK");
+    assert_eq!(
+        items["password"],
+        world.reveal("shop")["password"].as_str().unwrap()
+    );
+    assert_eq!(
+        world
+            .dbctl_with(&["plan", "--detailed-exitcode"], &env)
+            .code,
+        0
+    );
+    // Without the schedule, the job goes.
+    std::fs::write(&spec, text).unwrap();
+    world.git(&["commit", "-qam", "shop: no schedule"]);
+    world.dbctl_with(&["apply"], &env).ok();
+    assert!(nomad.job("dbs", "db-shop-backup").is_none());
+    let items = nomad.variable("dbs", "nomad/jobs/db-shop-backup").unwrap();
+    assert_eq!(
+        items.keys().collect::<Vec<_>>(),
+        ["ACCESS_KEY_ID", "ACCESS_SECRET_KEY"],
+        "the operator's keys stay, dbctl's passwords go"
+    );
+    // A target without a destination refuses a schedule.
+    let world = World::with_targets(
+        "  bare:\n    platform: nomad\n    datacenters: [dc1]\n    namespace: dbs\n",
+    );
+    std::fs::write(
+        world.repo.join("etc/databases/kv.yml"),
+        "name: kv\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: bare\nbackup:\n  schedule: daily 01:30 UTC\n",
+    )
+    .unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "kv"]);
+    let plan = world.dbctl_with(&["plan", "kv"], &env);
+    assert_eq!(plan.code, 1, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        format!("{}{}", plan.stdout, plan.stderr).contains("backup.schedule"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+}

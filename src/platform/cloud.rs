@@ -275,14 +275,34 @@ impl Cloud {
         })
     }
 
+    /// The artifact steps of `playbook` that apply to `spec` in `ctx`: its engine is
+    /// among the step's `engines` (when given) and the step's `when` holds.
+    fn selected<'p>(
+        &self,
+        playbook: &'p Playbook,
+        spec: &Spec,
+        ctx: &Value,
+    ) -> Result<Vec<&'p crate::playbook::ArtifactAction>> {
+        let mut steps = Vec::new();
+        for (step, when) in playbook.artifacts() {
+            if !step.engines.is_empty() && !step.engines.iter().any(|e| e == spec.engine.as_str()) {
+                continue;
+            }
+            if let Some(when) = when
+                && !self.renderer.eval(when, ctx)?
+            {
+                continue;
+            }
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
     fn describe_artifacts(&self, spec: &Spec) -> Result<serde_json::Value> {
         let playbook = Playbook::load(&self.assets, &format!("{}/create.yml", self.kind))?;
         let ctx = self.context(spec)?;
         let mut artifacts = Vec::new();
-        for step in playbook.artifacts() {
-            if !step.engines.is_empty() && !step.engines.iter().any(|e| e == spec.engine.as_str()) {
-                continue;
-            }
+        for step in self.selected(&playbook, spec, &ctx)? {
             artifacts.push(serde_json::json!({
                 "template": self.renderer.render_str(&step.template, &ctx, "artifact.template")?,
                 "path": self.renderer.render_str(&step.path, &ctx, "artifact.path")?,
@@ -328,7 +348,7 @@ impl Cloud {
             databases => Value::from(Serde(&databases)),
         };
         let mut artifacts = Vec::new();
-        for step in playbook.artifacts() {
+        for (step, _) in playbook.artifacts() {
             let path = self
                 .renderer
                 .render_str(&step.path, &ctx, "artifact.path")?;
@@ -362,12 +382,8 @@ impl Cloud {
     ) -> Result<Vec<Artifact>> {
         let playbook = Playbook::load(&self.assets, &format!("{}/{operation}.yml", self.kind))?;
         let ctx = self.context_with(spec, known)?;
-        let engine = spec.engine.as_str();
         let mut artifacts = Vec::new();
-        for step in playbook.artifacts() {
-            if !step.engines.is_empty() && !step.engines.iter().any(|e| e == engine) {
-                continue;
-            }
+        for step in self.selected(&playbook, spec, &ctx)? {
             let template = self
                 .renderer
                 .render_str(&step.template, &ctx, "artifact.template")?;

@@ -379,6 +379,8 @@ impl super::Platform for Kubernetes {
             configure: true,
             minor_upgrade: true,
             grow: Some(crate::change::Disruption::Restart),
+            // The operators' own scheduled backups, to `backup_destination`.
+            schedule_backups: self.target.cloud.backup_destination.is_some(),
             ..Capabilities::default()
         }
     }

@@ -671,6 +671,16 @@ impl Nomad {
         }
     }
 
+    /// Stops and purges `job` and the jobs it launched (`<job>/dispatch-…`,
+    /// `<job>/periodic-…`).
+    fn purge_with_children(&self, job: &str) -> Result<()> {
+        let children = self.block(self.api.job_ids(&format!("{job}/")))?;
+        for id in children.iter().map(String::as_str).chain([job]) {
+            self.block(self.api.deregister(id))?;
+        }
+        Ok(())
+    }
+
     /// Puts what is applied ([`Applied`]: the spec's values, the jobs' digests) into
     /// the service job's `Meta`, where `observe` reads it back.
     fn record_applied(&self, spec: &Spec, service: &mut JobRegistration) -> Result<()> {
@@ -708,21 +718,23 @@ impl Nomad {
         })
     }
 
-    /// Writes the variable of each job (`nomad/jobs/<job id>`): the application
+    /// Writes the variable of each of `jobs` (`nomad/jobs/<job id>`): the application
     /// password and the administrator's, kept from the service job's variable when it
     /// has one, else new.
-    fn write_variables(&self, spec: &Spec, password: &SecretString) -> Result<()> {
+    /// Items the operator put there themselves (the backup job's
+    /// `ACCESS_KEY_ID`/`ACCESS_SECRET_KEY`) are kept.
+    fn write_variables(&self, spec: &Spec, password: &SecretString, jobs: &[&str]) -> Result<()> {
         let names = Names::new(&spec.name);
         let existing = self.block(self.api.variable(&variable_path(&names.job)))?;
         let admin = existing
             .and_then(|items| items.get("admin_password").cloned())
             .unwrap_or_else(crate::secret::generate_password);
-        let items = BTreeMap::from([
-            ("password".to_owned(), password.clone()),
-            ("admin_password".to_owned(), admin),
-        ]);
-        for job in [&names.job, &names.configure_job, &names.sql_job] {
-            self.block(self.api.put_variable(&variable_path(job), &items))?;
+        for job in jobs {
+            let path = variable_path(job);
+            let mut items = self.block(self.api.variable(&path))?.unwrap_or_default();
+            items.insert("password".to_owned(), password.clone());
+            items.insert("admin_password".to_owned(), admin.clone());
+            self.block(self.api.put_variable(&path, &items))?;
         }
         Ok(())
     }
@@ -786,6 +798,11 @@ fn diff_lines(diff: &Value) -> Vec<String> {
     lines
 }
 
+/// The periodic backup job of a database: `db-<name>-backup`.
+fn backup_job(names: &Names) -> String {
+    format!("{}-backup", names.job)
+}
+
 /// The workload-identity variable path of a job: `nomad/jobs/<job id>`.
 fn variable_path(job: &str) -> String {
     format!("nomad/jobs/{job}")
@@ -806,6 +823,8 @@ impl super::Platform for Nomad {
         Capabilities {
             configure: true,
             minor_upgrade: true,
+            // A periodic job uploads to the target's S3 `backup_destination`.
+            schedule_backups: self.target.cloud.backup_destination.is_some(),
             ..Capabilities::default()
         }
     }
@@ -908,17 +927,19 @@ impl super::Platform for Nomad {
         let names = Names::new(&spec.name);
         if req.deletes() {
             (req.progress)(1, 2, "Stop and purge the Nomad jobs");
-            // Dispatched SQL jobs an interrupted `dbctl sql` left behind go too.
-            let dispatched =
-                self.block(self.api.job_ids(&format!("{}/dispatch-", names.sql_job)))?;
-            for job in dispatched
-                .iter()
-                .chain([&names.sql_job, &names.configure_job, &names.job])
-            {
-                self.block(self.api.deregister(job))?;
+            // Dispatched SQL jobs an interrupted `dbctl sql` left behind, and the
+            // backup job's launches, go too.
+            let jobs = [
+                backup_job(&names),
+                names.sql_job.clone(),
+                names.configure_job.clone(),
+                names.job.clone(),
+            ];
+            for job in &jobs {
+                self.purge_with_children(job)?;
             }
             (req.progress)(2, 2, "Delete the Nomad variables");
-            for job in [&names.sql_job, &names.configure_job, &names.job] {
+            for job in &jobs {
                 self.block(self.api.delete_variable(&variable_path(job)))?;
             }
             return Ok(Response::default());
@@ -933,8 +954,15 @@ impl super::Platform for Nomad {
                 spec.name
             );
         };
+        // The periodic backup job, when `backup.schedule` renders one.
+        let backup = jobs.next();
+        let ids: Vec<&str> = [&service, &configure, &sql]
+            .into_iter()
+            .chain(&backup)
+            .map(|j| j.job.id.as_str())
+            .collect();
         (req.progress)(1, 5, "Write the Nomad variables (passwords)");
-        self.write_variables(spec, password)?;
+        self.write_variables(spec, password, &ids)?;
         (req.progress)(2, 5, "Register the service job");
         self.record_applied(spec, &mut service)?;
         let version = self.register(&service)?;
@@ -985,8 +1013,26 @@ impl super::Platform for Nomad {
                 log.trim()
             );
         }
-        (req.progress)(5, 5, "Register the SQL job");
+        (req.progress)(5, 5, "Register the SQL and backup jobs");
         self.register(&sql)?;
+        let backup_id = backup_job(&names);
+        if let Some(job) = &backup {
+            self.register(job)?;
+        } else {
+            // No schedule (any more): no periodic job, nor its launches, nor dbctl's
+            // passwords in its variable (the operator's S3 keys stay for next time).
+            self.purge_with_children(&backup_id)?;
+            let path = variable_path(&backup_id);
+            if let Some(mut items) = self.block(self.api.variable(&path))? {
+                items.remove("password");
+                items.remove("admin_password");
+                if items.is_empty() {
+                    self.block(self.api.delete_variable(&path))?;
+                } else {
+                    self.block(self.api.put_variable(&path, &items))?;
+                }
+            }
+        }
         Ok(super::endpoint_response(
             spec,
             endpoint,

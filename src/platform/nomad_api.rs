@@ -57,8 +57,8 @@ pub struct Job {
     pub reschedule_policy: Option<ReschedulePolicy>,
     /// Parameterized (dispatch) job settings.
     pub parameterized_job: Option<ParameterizedJob>,
-    /// Periodic schedule (free-form here).
-    pub periodic: Option<Value>,
+    /// Periodic schedule.
+    pub periodic: Option<Periodic>,
     /// Consul token.
     pub consul_token: Option<String>,
     /// Vault token.
@@ -330,6 +330,36 @@ pub struct Task {
     pub artifacts: Option<Vec<Value>>,
     /// Workload identity (free-form here).
     pub identity: Option<Value>,
+    /// When the task runs relative to the group's main tasks.
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// `Task.Lifecycle`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Lifecycle {
+    /// `prestart`, `poststart` or `poststop`.
+    pub hook: String,
+    /// Keeps running beside the main tasks (not for `prestart` runs to completion).
+    pub sidecar: Option<bool>,
+}
+
+/// `Job.Periodic` (`api-docs/json-jobs.mdx`): child jobs launched on a cron spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Periodic {
+    /// Whether it launches child jobs.
+    pub enabled: Option<bool>,
+    /// The cron expression (five fields, or `@daily`…).
+    pub spec: Option<String>,
+    /// Several cron expressions (conflicts with `Spec`).
+    pub specs: Option<Vec<String>>,
+    /// `cron`, the only one.
+    pub spec_type: Option<String>,
+    /// IANA zone the spec is evaluated in (default UTC).
+    pub time_zone: Option<String>,
+    /// No new child while one runs.
+    pub prohibit_overlap: Option<bool>,
 }
 
 /// A template.

@@ -439,12 +439,12 @@ impl Playbook {
         })
     }
 
-    /// The artifact steps, in order.
-    pub fn artifacts(&self) -> Vec<&ArtifactAction> {
+    /// The artifact steps, in order, each with its `when` condition.
+    pub fn artifacts(&self) -> Vec<(&ArtifactAction, Option<&str>)> {
         self.steps
             .iter()
             .filter_map(|s| match &s.action {
-                Action::Artifact(a) => Some(a),
+                Action::Artifact(a) => Some((a, s.when.as_deref())),
                 _ => None,
             })
             .collect()

@@ -126,6 +126,17 @@ impl NomadDouble {
         }
     }
 
+    /// Writes items into the variable at `path` in `namespace`, as an operator would.
+    pub fn put_variable(&self, namespace: &str, path: &str, items: &[(&str, &str)]) {
+        self.cluster.lock().unwrap().variables.insert(
+            (namespace.into(), path.into()),
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+    }
+
     /// Scripts what the next dispatched jobs print (stdout, stderr) and exit with.
     pub fn script_dispatch(&self, stdout: &str, stderr: &str, code: i32) {
         self.cluster.lock().unwrap().dispatch = (stdout.into(), stderr.into(), code);
@@ -252,7 +263,11 @@ fn register(cluster: &Shared, ns: &str, body: &[u8]) -> Response {
     };
     let changed = c.jobs.get(&key).is_none_or(|(_, v)| *v != version);
     c.jobs.insert(key, (job.clone(), version));
-    if changed && registration.job.parameterized_job.is_none() {
+    // Parameterized jobs wait for a dispatch, periodic ones for their time.
+    if changed
+        && registration.job.parameterized_job.is_none()
+        && registration.job.periodic.is_none()
+    {
         schedule(&mut c, ns, &registration.job, version, None);
     }
     axum::Json(json!({"EvalID": format!("eval-{id}-{version}"), "JobModifyIndex": version + 1, "Warnings": ""}))
