@@ -982,21 +982,27 @@ fn unit_value(text: &str, key: &str) -> String {
         .to_owned()
 }
 
+/// Writes `spec` with `text` (a schedule added), commits it, and checks that `plan`
+/// shows the schedule as the pending change.
+fn schedule_is_planned(world: &World, spec: &Path, text: &str) {
+    std::fs::write(spec, text).unwrap();
+    world.git(&["commit", "-qam", "test: a backup schedule"]);
+    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+}
+
 #[test]
 fn a_backup_schedule_is_planned_applied_as_a_systemd_timer_that_backs_up_and_removed() {
     let world = world_with_stores();
     let spec = redis_with_backup(&world, "carts", "  store: here\n");
     assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
     let text = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(
+    schedule_is_planned(
+        &world,
         &spec,
-        format!("{text}  schedule: daily 01:30 Europe/Paris\n"),
-    )
-    .unwrap();
-    world.git(&["commit", "-qam", "carts: nightly backups"]);
-    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
-    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+        &format!("{text}  schedule: daily 01:30 Europe/Paris\n"),
+    );
     let pids = world.server_pids();
     world.dbctl(&["apply"]).ok();
     assert_eq!(world.server_pids(), pids, "a schedule restarted the server");
@@ -1355,15 +1361,11 @@ fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_data
     redis(&conn, "SET job:1 pending\n");
     let spec = world.repo.join("etc/databases/queue.yml");
     let text = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(
+    schedule_is_planned(
+        &world,
         &spec,
-        format!("{text}backup:\n  store: s3\n  schedule: Sun 03:00 Europe/Paris\n"),
-    )
-    .unwrap();
-    world.git(&["commit", "-qam", "queue: weekly backups"]);
-    let plan = world.dbctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
-    assert!(plan.stdout.contains("backup.schedule"), "{}", plan.stdout);
+        &format!("{text}backup:\n  store: s3\n  schedule: Sun 03:00 Europe/Paris\n"),
+    );
     world.dbctl(&["apply"]).ok();
     assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
 

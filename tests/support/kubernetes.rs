@@ -67,15 +67,6 @@ impl KubeDouble {
             venv_python: venv.join("bin/python"),
             ..ApiState::default()
         }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/api/v1/namespaces/{ns}/{plural}/{name}", any(core))
             .route(
@@ -83,9 +74,7 @@ impl KubeDouble {
                 any(grouped),
             )
             .with_state(Arc::clone(&state));
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (runtime, addr) = super::serve_double(app);
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,

@@ -8,6 +8,24 @@ pub mod cluster;
 pub mod hosts;
 pub mod kubernetes;
 pub mod nomad;
+
+/// Serves `app` (an API double) on a free port of 127.0.0.1 from a runtime of its own;
+/// the runtime (dropping it stops the server) and the address.
+pub fn serve_double(app: axum::Router) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (runtime, addr)
+}
 pub mod sshd;
 pub mod swift;
 

@@ -100,15 +100,6 @@ impl NomadDouble {
             dispatch: (String::new(), String::new(), 0),
             ..Cluster::default()
         }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new()
             .route("/v1/jobs", any(jobs))
             .route("/v1/job/{*rest}", any(job))
@@ -116,9 +107,8 @@ impl NomadDouble {
             .route("/v1/var/{*path}", any(variable))
             .route("/v1/client/fs/logs/{id}", get(logs))
             .with_state(Arc::clone(&cluster));
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (runtime, addr) = super::serve_double(app);
+        let addr = format!("http://{addr}");
         Self {
             addr,
             cluster,
