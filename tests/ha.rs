@@ -386,8 +386,9 @@ fn changes_in_the_running_group(
 
 /// The admin channel, backup and restore on the node running the group (after the
 /// failover: not the first node): `dbctl sql` counts the rows, a backup to the
-/// target's `dir` store, rows written after it, `restore --yes` in place, and through
-/// the VIP exactly the backed-up rows are there; the database runs, nothing is planned.
+/// target's `dir` store, rows written after it, a damaged backup refused with every
+/// row kept, `restore --yes` in place, and through the VIP exactly the backed-up rows
+/// are there; the database runs, nothing is planned.
 fn backs_up_and_restores_in_the_group(
     world: &World,
     cluster: &Cluster,
@@ -420,6 +421,29 @@ fn backs_up_and_restores_in_the_group(
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     sql(&(work.insert)(1001, 1100));
     assert_eq!(sql(work.count), "1100");
+    // A damaged backup (one byte of its object flipped) is refused at the end of its
+    // stream, after the group's engine was stopped for it: the data it would have
+    // replaced runs again, with every row.
+    let damaged = dbctl(world, cluster, &["backup", name, "-o", "json"])
+        .ok()
+        .json()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = world.dir.path().join(format!("backups/{name}/{damaged}"));
+    let object = dir.join("data.zst.age");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+    dbctl(
+        world,
+        cluster,
+        &["restore", name, "--backup", &damaged, "--yes"],
+    )
+    .fails_with("failed; the database runs on its data as before");
+    assert_eq!(sql(work.count), "1100", "a refused restore lost rows");
+    std::fs::remove_dir_all(&dir).unwrap();
     let restored = dbctl(world, cluster, &["restore", name, "--yes", "-o", "json"])
         .ok()
         .json();
