@@ -131,6 +131,62 @@ fn a_cloudnative_pg_database_is_applied_observed_changed_and_deleted_through_the
 }
 
 #[test]
+fn mariadb_operator_and_redis_statefulset_databases_come_up_behind_their_services() {
+    let world = world();
+    let kube = KubeDouble::start(world.dir.path(), TOKEN);
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let env = [("KUBECONFIG", kubeconfig.as_str())];
+    for (engine, name, port) in [("mariadb", "shop", 3306), ("redis", "cache", 6379)] {
+        world
+            .dbctl_with(
+                &[
+                    "create", "--type", engine, "--size", "1", name, "--target", "k8s",
+                ],
+                &env,
+            )
+            .ok();
+        let conn = world.reveal(name);
+        assert_eq!(conn["host"], format!("{name}.dbs.svc"), "{conn}");
+        assert_eq!(conn["port"], port, "{conn}");
+        let status = world
+            .dbctl_with(&["status", name, "-o", "json"], &env)
+            .ok()
+            .json();
+        assert_eq!(status["status"]["state"], "up", "{status}");
+    }
+    // mariadb-operator's resource, whose root password it generates.
+    let maria = kube
+        .get("k8s.mariadb.com/v1alpha1", "dbs", "mariadbs", "shop")
+        .unwrap();
+    assert_eq!(maria["spec"]["rootPasswordSecretKeyRef"]["generate"], true);
+    // Redis reads its users from the `-acl` Secret dbctl makes from the password.
+    let acl = kube.get("v1", "dbs", "secrets", "cache-acl").unwrap();
+    let users = base64::engine::general_purpose::STANDARD
+        .decode(acl["data"]["users.acl"].as_str().unwrap())
+        .unwrap();
+    let users = String::from_utf8(users).unwrap();
+    let password = world.reveal("cache")["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        users.contains("user default off") && users.contains(&format!(">{password}")),
+        "{users}"
+    );
+    for name in ["shop", "cache"] {
+        world
+            .dbctl_with(&["delete", name, "--yes", "--skip-final-backup"], &env)
+            .ok();
+    }
+    let left: Vec<String> = kube
+        .names("dbs")
+        .into_iter()
+        .filter(|n| !n.starts_with("services/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn a_manifest_the_api_server_refuses_or_bad_credentials_exit_1_and_change_nothing() {
     let world = world();
     let kube = KubeDouble::start(world.dir.path(), TOKEN);
