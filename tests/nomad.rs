@@ -189,7 +189,11 @@ fn wrong_credentials_or_no_nomad_exit_1_naming_it_and_change_nothing() {
             ],
         )
         .fails_with("403");
-    assert!(refused.stderr.contains(&nomad.addr), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&nomad.addr) && refused.stderr.contains("target `nmd`"),
+        "{}",
+        refused.stderr
+    );
     assert!(nomad.job_ids("dbs").is_empty());
     assert!(nomad.cluster.lock().unwrap().variables.is_empty());
     world

@@ -52,9 +52,11 @@ const NOMAD_ARTIFACT: &str = "nomad/";
 pub enum NomadError {
     /// No answer (connection refused, TLS, timeout).
     #[error(
-        "Nomad at {addr} cannot be reached ({method} {path}): {message}; set NOMAD_ADDR (and NOMAD_CACERT for https) to the cluster's API"
+        "Nomad at {addr} (target `{target}`) cannot be reached ({method} {path}): {message}; set NOMAD_ADDR (and NOMAD_CACERT for https) to the cluster's API"
     )]
     Unreachable {
+        /// The dbctl target.
+        target: String,
         /// `NOMAD_ADDR`.
         addr: String,
         /// HTTP method.
@@ -65,8 +67,10 @@ pub enum NomadError {
         message: String,
     },
     /// An error status.
-    #[error("Nomad at {addr} refused {method} {path} ({status}): {message}")]
+    #[error("Nomad at {addr} (target `{target}`) refused {method} {path} ({status}): {message}")]
     Api {
+        /// The dbctl target.
+        target: String,
         /// `NOMAD_ADDR`.
         addr: String,
         /// HTTP method.
@@ -79,8 +83,12 @@ pub enum NomadError {
         message: String,
     },
     /// A body that is not what the API documents.
-    #[error("Nomad at {addr} answered {method} {path} with a body dbctl cannot read: {message}")]
+    #[error(
+        "Nomad at {addr} (target `{target}`) answered {method} {path} with a body dbctl cannot read: {message}"
+    )]
     Protocol {
+        /// The dbctl target.
+        target: String,
         /// `NOMAD_ADDR`.
         addr: String,
         /// HTTP method.
@@ -95,6 +103,8 @@ pub enum NomadError {
 /// How to reach Nomad, from the environment as the Nomad CLI reads it.
 #[derive(Debug, Clone)]
 pub struct NomadConfig {
+    /// The dbctl target, for messages.
+    pub target: String,
     /// `NOMAD_ADDR`.
     pub addr: url::Url,
     /// `NOMAD_TOKEN`.
@@ -125,6 +135,7 @@ impl NomadConfig {
                 )
             })?;
         Ok(Self {
+            target: target.name.clone(),
             addr,
             token: var("NOMAD_TOKEN").map(SecretString::from),
             namespace: var("NOMAD_NAMESPACE").unwrap_or_else(|| target.cloud.namespace.clone()),
@@ -307,6 +318,7 @@ impl NomadApi {
         let response = request.send().await.map_err(|e| {
             let (addr, method, path) = shown();
             NomadError::Unreachable {
+                target: self.config.target.clone(),
                 addr,
                 method,
                 path,
@@ -321,6 +333,7 @@ impl NomadApi {
         if !status.is_success() {
             let (addr, method, path) = shown();
             return Err(NomadError::Api {
+                target: self.config.target.clone(),
                 addr,
                 method,
                 path,
@@ -345,6 +358,7 @@ impl NomadApi {
         serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| NomadError::Protocol {
+                target: self.config.target.clone(),
                 addr: self.config.addr.to_string(),
                 method: method.to_string(),
                 path: format!("/v1/{path}"),
@@ -522,6 +536,7 @@ impl NomadApi {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| NomadError::Protocol {
+                target: self.config.target.clone(),
                 addr: self.config.addr.to_string(),
                 method: "POST".into(),
                 path: format!("/v1/{path}"),
