@@ -858,6 +858,16 @@ impl Host {
     /// templates) without changing anything.
     fn check(&self, spec: &Spec) -> Result<()> {
         self.check_wal_store(spec)?;
+        // A host's scheduled backups need the repo's id and the store's secret: found
+        // missing now, not after the database was made.
+        if self.kind != PlatformKind::Local
+            && spec.backup.as_ref().is_some_and(|b| b.schedule.is_some())
+        {
+            let (_, store_name, store) = self.agent_store(spec)?;
+            if let Some(source) = store.secret() {
+                source.read(&store_name)?;
+            }
+        }
         let engine = self.engine(spec.engine)?;
         let installing = self.package_to_install(spec, engine.as_ref());
         let located = match &installing {
@@ -1017,18 +1027,12 @@ impl Host {
         (dir.join("agent"), dir.join("agent.secret"))
     }
 
-    /// Writes the GitOps repo of one database that a host's scheduled backups run
-    /// `dbctl backup` in (`<instance>/agent`, root's, 0700): `etc/dbctl.yml` with this
-    /// repo's `repo_id` and recipients, the target as a `local` one on the host's
-    /// state directory (same name, so manifests name it), the database's store (its
-    /// secret in `<instance>/agent.secret`, 0600); `etc/engines.yml` and
-    /// `etc/plans.yml` as this repo resolves them, the engine's `backup.yml` playbook,
-    /// and the spec with its store named.
+    /// What a host's scheduled backups of `spec` need from this repo: its `repo_id`,
+    /// the database's store's name and entry.
     ///
     /// # Errors
-    /// No `repo_id` in `etc/dbctl.yml` (instances are matched to repos by it), no
-    /// store, an unreadable secret, or the files cannot be written.
-    fn write_agent_repo(&self, spec: &Spec) -> Result<PathBuf> {
+    /// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store.
+    fn agent_store(&self, spec: &Spec) -> Result<(String, String, &crate::backup::StoreConfig)> {
         let repo_id = self.config.repo_id.clone().with_context(|| {
             format!(
                 "scheduled backups of `{}` run on {} in a repo of their own, which needs `repo_id` in etc/dbctl.yml (`dbctl init` writes one): add `repo_id: <8 to 64 of a-z, 0-9, ->`",
@@ -1047,6 +1051,22 @@ impl Host {
             .backup_stores
             .get(&store_name)
             .with_context(|| format!("backup store `{store_name}` is not in etc/dbctl.yml"))?;
+        Ok((repo_id, store_name, store))
+    }
+
+    /// Writes the GitOps repo of one database that a host's scheduled backups run
+    /// `dbctl backup` in (`<instance>/agent`, root's, 0700): `etc/dbctl.yml` with this
+    /// repo's `repo_id` and recipients, the target as a `local` one on the host's
+    /// state directory (same name, so manifests name it), the database's store (its
+    /// secret in `<instance>/agent.secret`, 0600); `etc/engines.yml` and
+    /// `etc/plans.yml` as this repo resolves them, the engine's `backup.yml` playbook,
+    /// and the spec with its store named.
+    ///
+    /// # Errors
+    /// No `repo_id` in `etc/dbctl.yml` (instances are matched to repos by it), no
+    /// store, an unreadable secret, or the files cannot be written.
+    fn write_agent_repo(&self, spec: &Spec) -> Result<PathBuf> {
+        let (repo_id, store_name, store) = self.agent_store(spec)?;
         let (root, secret_path) = self.agent_repo_paths(&spec.name);
         let store = match store.secret() {
             Some(source) => {
