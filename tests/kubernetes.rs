@@ -122,11 +122,7 @@ fn a_cloudnative_pg_database_is_applied_observed_changed_and_deleted_through_the
     world
         .dbctl_with(&["delete", "orders", "--yes", "--skip-final-backup"], &env)
         .ok();
-    let left: Vec<String> = kube
-        .names("dbs")
-        .into_iter()
-        .filter(|n| !n.starts_with("services/"))
-        .collect();
+    let left = kube.applied_names("dbs");
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -178,11 +174,7 @@ fn mariadb_operator_and_redis_statefulset_databases_come_up_behind_their_service
             .dbctl_with(&["delete", name, "--yes", "--skip-final-backup"], &env)
             .ok();
     }
-    let left: Vec<String> = kube
-        .names("dbs")
-        .into_iter()
-        .filter(|n| !n.starts_with("services/"))
-        .collect();
+    let left = kube.applied_names("dbs");
     assert!(left.is_empty(), "{left:?}");
 }
 

@@ -3,9 +3,8 @@
 //! template under `templates/<platform>/…`, and rendering them is pure — no network,
 //! no clock, no randomness — so the same spec always gives byte-identical artifacts.
 //!
-//! Applying those artifacts (Heat, pacemaker over SSH, the Nomad and Kubernetes APIs,
-//! terraform) is not in this build: `create`, `status` and `delete` on these targets
-//! fail before changing anything and say so.
+//! Applying them is each platform's driver's (`openstack`, `nomad`, `kubernetes`,
+//! `terraform`), which renders through [`Cloud`].
 
 use std::collections::BTreeMap;
 
@@ -167,7 +166,7 @@ struct Sizing {
     flavor: String,
 }
 
-/// A render-only cloud platform bound to one target.
+/// The renderer of a cloud platform's artifacts for one target, shared by its driver.
 pub struct Cloud {
     kind: PlatformKind,
     target: Target,

@@ -316,8 +316,9 @@ pub trait Platform: Send + Sync {
         holder: &LeaseHolder,
         wait: std::time::Duration,
     ) -> Result<Option<Lease<'_>>> {
-        // Platforms without a place every runner sees (the render-only cloud
-        // platforms for now): the repo's lock is what serialises runs.
+        // Platforms without a place every runner sees (Nomad, Kubernetes, Terraform:
+        // their APIs and state backends are the shared truth): the repo's lock is
+        // what serialises runs.
         let _ = (spec, holder, wait);
         Ok(None)
     }

@@ -100,6 +100,15 @@ impl KubeDouble {
             .cloned()
     }
 
+    /// The `plural/name` of every object in `namespace` but the Services the operators
+    /// made: what dbctl applied and must delete.
+    pub fn applied_names(&self, namespace: &str) -> Vec<String> {
+        self.names(namespace)
+            .into_iter()
+            .filter(|n| !n.starts_with("services/"))
+            .collect()
+    }
+
     /// Every object's `plural/name` in `namespace`.
     pub fn names(&self, namespace: &str) -> Vec<String> {
         self.state
