@@ -18,7 +18,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::support::World;
-use crate::support::cluster::{Client, Cluster, dbctl, placement, reveal_in};
+use crate::support::cluster::{Client, Cluster, dbctl, dbctl_with, placement, reveal_in};
+use crate::support::nomad::NomadDouble;
 
 /// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
 struct Cloud {
@@ -137,6 +138,23 @@ impl Drop for Cloud {
     }
 }
 
+/// The test's stand-in for the Cinder volume Heat would create for database `name`:
+/// an ext4 image on the nodes' shared storage.
+fn disk_image(cluster: &Cluster, name: &str) -> PathBuf {
+    let image = cluster.dir.join(format!("shared/{name}.img"));
+    let made = Command::new("sh")
+        .args([
+            "-c",
+            "truncate -s 1G \"$1\" && mkfs.ext4 -q -F \"$1\"",
+            "sh",
+        ])
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    image
+}
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/cloud.sh")
 }
@@ -151,7 +169,7 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
         std::fs::copy(fixtures.join(name), files.join(name)).unwrap();
     }
     let env = std::fs::read_to_string(fixtures.join("heat-env.yaml")).unwrap()
-        + "parameter_defaults:\n  node_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-db-vip: 10.203.0.100\n  server_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    os-test-masters-1: 10.203.0.51\n    os-test-masters-2: 10.203.0.52\n    os-test-masters-3: 10.203.0.53\n";
+        + "parameter_defaults:\n  node_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-db-vip: 10.203.0.100\n    db-os-jobs-node-1: 10.203.0.11\n    db-os-jobs-node-2: 10.203.0.12\n    db-os-jobs-vip: 10.203.0.100\n  server_addresses:\n    db-os-db-node-1: 10.203.0.11\n    db-os-db-node-2: 10.203.0.12\n    db-os-jobs-node-1: 10.203.0.11\n    db-os-jobs-node-2: 10.203.0.12\n    os-test-masters-1: 10.203.0.51\n    os-test-masters-2: 10.203.0.52\n    os-test-masters-3: 10.203.0.53\n";
     std::fs::write(files.join("env.yaml"), env).unwrap();
     std::fs::copy(cloud.openrc(), world.repo.join("files/openrc.sh")).unwrap();
     std::fs::write(
@@ -206,17 +224,16 @@ fn configure(world: &World, cluster: &Cluster, cloud: &Cloud) {
         cluster.dir.join("known_hosts").display(),
     );
     let targets = format!(
-        "targets:\n  os-test:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/openrc.sh\n    heat_environment: files/heat/env.yaml\n{ssh}  os-bad:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/bad-openrc.sh\n{ssh}"
+        "targets:\n  os-test:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/openrc.sh\n    heat_environment: files/heat/env.yaml\n{ssh}  os-bad:\n    platform: openstack\n    runtime: pacemaker\n    openrc: files/bad-openrc.sh\n{ssh}  os-nomad:\n    platform: openstack\n    runtime: nomad\n    openrc: files/openrc.sh\n    heat_environment: files/heat/env.yaml\n{ssh}"
     );
     // Leases go under the world's directory (the nodes share this machine's
     // filesystem), so none outlives the test.
-    let targets = targets.replacen(
+    let targets = targets.replace(
         "    heat_environment:",
         &format!(
             "    state_dir: {}\n    heat_environment:",
             world.dir.path().join("os-state").display()
         ),
-        1,
     );
     // Backups go to the cloud's Swift: by default the database's own container in the
     // target's project; `cloud` names a store through Keystone with an openrc file.
@@ -236,17 +253,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let cloud = Cloud::up(&world.dir.path().join("cloud"), &cluster.bridge());
     configure(&world, &cluster, &cloud);
     // The test's stand-in for the Cinder volume Heat would create.
-    let image = cluster.dir.join("shared/os-db.img");
-    let made = Command::new("sh")
-        .args([
-            "-c",
-            "truncate -s 1G \"$1\" && mkfs.ext4 -q -F \"$1\"",
-            "sh",
-        ])
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let image = disk_image(&cluster, "os-db");
     let create = [
         "create",
         "--type",
@@ -675,4 +682,213 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let mut left: Vec<String> = cloud.stacks().into_iter().map(|(name, _)| name).collect();
     left.sort();
     assert_eq!(left, control_plane, "only the control plane is left");
+
+    nomad_runtime(&world, &cluster, &cloud);
+    let mut left: Vec<String> = cloud.stacks().into_iter().map(|(name, _)| name).collect();
+    left.sort();
+    assert_eq!(left, control_plane, "only the control plane is left");
+}
+
+/// `runtime: nomad`, the ancestor's design: Heat's stacks, then the groups with docker
+/// and the Nomad agent, then the database's jobs through the control plane's Nomad
+/// API. No Nomad runs here, so the API is `NomadDouble` (listening in the cluster's
+/// network, where dbctl runs), and the nodes have no systemd, so the repo overrides
+/// the groups' docker and nomad members with pacemaker's `Dummy` agent.
+fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
+    const TOKEN: &str = "5f0c1d9e-2b7a-4c3e-8d6f-9a1b2c3d4e5f";
+    let nomad = NomadDouble::start_in(Some(TOKEN), &cluster.bridge(), "10.203.0.1:0");
+    let env = [("NOMAD_ADDR", nomad.addr.as_str()), ("NOMAD_TOKEN", TOKEN)];
+    disk_image(cluster, "os-jobs");
+    std::fs::write(
+        world.repo.join("templates/openstack/pacemaker/engine.j2"),
+        "{#- These nodes have no systemd: docker and the Nomad agent are Dummy members. -#}\n\
+         {%- set nomad_services = [\n\
+           {\"id\": g ~ \"-docker\", \"class\": \"ocf\", \"provider\": \"pacemaker\", \"type\": \"Dummy\", \"params\": {}, \"interval\": \"10s\"},\n\
+           {\"id\": g ~ \"-nomad\", \"class\": \"ocf\", \"provider\": \"pacemaker\", \"type\": \"Dummy\", \"params\": {}, \"interval\": \"10s\"},\n\
+         ] %}\n\
+         {%- set engine_resource = {\"id\": g ~ \"-engine\", \"class\": \"ocf\", \"provider\": \"pacemaker\", \"type\": \"Dummy\", \"params\": {}, \"interval\": \"10s\"} -%}\n",
+    )
+    .unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&[
+        "commit",
+        "-qm",
+        "test: docker and nomad members are Dummy here",
+    ]);
+
+    // Without a token Nomad refuses, and nothing is made: no stack, no commit.
+    let head = world.head();
+    let refused = dbctl_with(
+        world,
+        cluster,
+        &[
+            "create",
+            "--type",
+            "postgresql",
+            "--version",
+            "16",
+            "--size",
+            "1",
+            "--target",
+            "os-nomad",
+            "os-jobs",
+        ],
+        &[("NOMAD_ADDR", nomad.addr.as_str())],
+    )
+    .fails_with("os-nomad");
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    assert_eq!(world.head(), head);
+    assert!(
+        !cloud
+            .stacks()
+            .iter()
+            .any(|(name, _)| name.contains("os-jobs"))
+    );
+
+    let run = dbctl_with(
+        world,
+        cluster,
+        &[
+            "create",
+            "--type",
+            "postgresql",
+            "--version",
+            "16",
+            "--size",
+            "1",
+            "--target",
+            "os-nomad",
+            "os-jobs",
+        ],
+        &env,
+    )
+    .ok();
+    for step in [
+        "Apply Heat stacks db-os-jobs-ip, db-os-jobs-data, db-os-jobs-cluster",
+        "Push resource groups db-os-jobs-storage, db-os-jobs-service (docker, Nomad agent)",
+        "Wait for a healthy allocation",
+        "Run the configure job",
+    ] {
+        assert!(
+            run.stderr.contains(step),
+            "{step:?} not in:\n{}",
+            run.stderr
+        );
+    }
+    // The three jobs, the service job placed by the client meta the cluster stack
+    // gives the nodes' agents; their variables hold the connection file's password.
+    let mut ids = nomad.job_ids("default");
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["db-os-jobs", "db-os-jobs-configure", "db-os-jobs-sql"]
+    );
+    let (service, _) = nomad.job("default", "db-os-jobs").unwrap();
+    assert_eq!(
+        service["Constraints"][0]["LTarget"], "${meta.dbctl_database}",
+        "{service}"
+    );
+    assert_eq!(service["Constraints"][0]["RTarget"], "os-jobs");
+    let conn = reveal_in(world, &cluster.bridge(), "os-jobs");
+    let password = conn["password"].as_str().unwrap();
+    assert_eq!(
+        nomad.variable("default", "nomad/jobs/db-os-jobs").unwrap()["password"],
+        password
+    );
+    assert!(!service.to_string().contains(password));
+    // Clients reach the engine at the VIP that moves with the groups.
+    assert_eq!(conn["host"], "10.203.0.100", "{conn}");
+    assert_eq!(conn["port"], 5432, "{conn}");
+
+    // Status: the stacks, where the groups run (docker and the agent with the
+    // storage and VIP), and the job.
+    let status = dbctl_with(world, cluster, &["status", "os-jobs", "-o", "json"], &env)
+        .ok()
+        .json();
+    let details = &status["status"]["details"];
+    assert_eq!(status["status"]["state"], "up", "{status}");
+    let (active, _, _) = placement(&status);
+    for member in [
+        "db-os-jobs-docker",
+        "db-os-jobs-nomad",
+        "db-os-jobs-vip",
+        "db-os-jobs-fs-data",
+    ] {
+        assert_eq!(
+            details["cluster"]["resources"][member]["node"],
+            active.as_str(),
+            "{member}: {details}"
+        );
+    }
+    assert_eq!(details["nomad"]["job"], "db-os-jobs", "{details}");
+    assert_eq!(
+        details["stacks"]["db-os-jobs-cluster"], "CREATE_COMPLETE",
+        "{details}"
+    );
+    let plan = dbctl_with(
+        world,
+        cluster,
+        &["plan", "os-jobs", "--detailed-exitcode"],
+        &env,
+    );
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // A larger plan: a new flavor for the nodes' stack and more memory for the job;
+    // `plan` shows Nomad's own diff, `apply` registers the new job version.
+    let spec = world.repo.join("etc/databases/os-jobs.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("plan: small", "plan: medium")).unwrap();
+    world.git(&["commit", "-qam", "os-jobs: medium"]);
+    let plan = dbctl_with(world, cluster, &["plan", "os-jobs"], &env).ok();
+    for line in [
+        "artifact.heat/db-os-jobs-cluster",
+        "artifact.nomad/db-os-jobs",
+        "| nomad: job db-os-jobs: Edited",
+        "| ~ TaskGroups.db.Tasks.postgresql.Resources.MemoryMB: \"2048\" → \"8192\"",
+    ] {
+        assert!(
+            plan.stdout.contains(line),
+            "{line:?} not in:\n{}",
+            plan.stdout
+        );
+    }
+    dbctl_with(world, cluster, &["apply", "os-jobs", "--now"], &env).ok();
+    let (service, version) = nomad.job("default", "db-os-jobs").unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(
+        service["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"],
+        8192
+    );
+    assert!(cloud.updated().contains(&"db-os-jobs-cluster".to_owned()));
+    let plan = dbctl_with(
+        world,
+        cluster,
+        &["plan", "os-jobs", "--detailed-exitcode"],
+        &env,
+    );
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // `dbctl sql` is a dispatch of the SQL job.
+    nomad.script_dispatch("1\n", "", 0);
+    let out = dbctl_with(world, cluster, &["sql", "os-jobs", "-c", "select 1"], &env).ok();
+    assert_eq!(out.stdout.trim(), "1");
+
+    // Delete: the jobs and their variables, then the groups, then the stacks.
+    dbctl_with(
+        world,
+        cluster,
+        &["delete", "os-jobs", "--yes", "--skip-final-backup"],
+        &env,
+    )
+    .ok();
+    assert!(
+        nomad.job_ids("default").is_empty(),
+        "{:?}",
+        nomad.job_ids("default")
+    );
+    assert!(nomad.variable("default", "nomad/jobs/db-os-jobs").is_none());
+    for group in ["db-os-jobs-storage", "db-os-jobs-service"] {
+        let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
+        assert!(!out.status.success(), "{group} still configured");
+    }
 }

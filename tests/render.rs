@@ -490,20 +490,23 @@ fn cloud_targets_refuse_create_before_changing_anything() {
             "create", "-t", "redis", "--size", "1", "cloudy", "--target", "k8s",
         ])
         .fails_with("no cluster to talk to: set KUBECONFIG");
-    // openstack drives Heat and pacemaker, not (yet) Nomad: the default runtime is
-    // refused before anything is contacted.
+    // openstack's default runtime registers jobs with Nomad: a Nomad that cannot be
+    // reached is named at preflight, before a stack is made or a file written.
     world
-        .dbctl(&[
-            "create",
-            "-t",
-            "postgresql",
-            "--size",
-            "1",
-            "cloudy",
-            "--target",
-            "os",
-        ])
-        .fails_with("set `runtime: pacemaker`");
+        .dbctl_with(
+            &[
+                "create",
+                "-t",
+                "postgresql",
+                "--size",
+                "1",
+                "cloudy",
+                "--target",
+                "os",
+            ],
+            &[("NOMAD_ADDR", "http://127.0.0.1:9")],
+        )
+        .fails_with("Nomad at http://127.0.0.1:9/ (target `os`) cannot be reached");
     assert_eq!(world.head(), head);
     assert_eq!(world.dirty(), dirty);
     assert!(!world.repo.join("etc/databases/cloudy.yml").exists());

@@ -18,7 +18,7 @@ use crate::assets::Assets;
 use crate::backup::schedule::Schedule;
 use crate::catalog::{Catalog, EngineKind};
 use crate::gitops::Repo;
-use crate::playbook::Playbook;
+use crate::playbook::{ArtifactKind, Playbook};
 use crate::render::Renderer;
 use crate::spec::{PlatformKind, Spec, Target};
 
@@ -379,6 +379,34 @@ impl Cloud {
         operation: &str,
         known: &BTreeMap<&str, String>,
     ) -> Result<Vec<Artifact>> {
+        Ok(self
+            .render_steps(spec, operation, known)?
+            .into_iter()
+            .map(|(_, artifact)| artifact)
+            .collect())
+    }
+
+    /// The artifacts of `kind` among `playbooks/<platform>/create.yml`'s (the Nomad
+    /// jobs of an openstack target with `runtime: nomad`, as of a nomad target).
+    ///
+    /// # Errors
+    /// A missing or broken playbook or template.
+    pub fn render_kind(&self, spec: &Spec, kind: ArtifactKind) -> Result<Vec<Artifact>> {
+        Ok(self
+            .render_steps(spec, "create", &BTreeMap::new())?
+            .into_iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, artifact)| artifact)
+            .collect())
+    }
+
+    /// Each artifact step's kind and rendered artifact, in the playbook's order.
+    fn render_steps(
+        &self,
+        spec: &Spec,
+        operation: &str,
+        known: &BTreeMap<&str, String>,
+    ) -> Result<Vec<(ArtifactKind, Artifact)>> {
         let playbook = Playbook::load(&self.assets, &format!("{}/{operation}.yml", self.kind))?;
         let ctx = self.context_with(spec, known)?;
         let mut artifacts = Vec::new();
@@ -398,7 +426,7 @@ impl Cloud {
             if !content.ends_with('\n') {
                 content.push('\n');
             }
-            artifacts.push(Artifact { path, content });
+            artifacts.push((step.kind, Artifact { path, content }));
         }
         Ok(artifacts)
     }

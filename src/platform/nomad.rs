@@ -28,10 +28,13 @@ use serde_json::Value;
 
 use super::cloud::{Cloud, Names};
 use super::nomad_api::JobRegistration;
-use super::{Admin, Artifact, Capabilities, Observed, Options, Request, Response, Role, State};
+use super::{
+    Admin, Artifact, Capabilities, Observed, Options, Progress, Request, Response, Role, State,
+};
 use crate::catalog::EngineKind;
 use crate::change::{Applied, Endpoint};
 use crate::gitops::Repo;
+use crate::playbook::ArtifactKind;
 use crate::retry::{Check, Policy, Polled};
 use crate::spec::{PlatformKind, Spec, Target};
 
@@ -627,7 +630,7 @@ impl Nomad {
     /// configure, SQL.
     fn jobs(&self, spec: &Spec) -> Result<Vec<JobRegistration>> {
         self.cloud
-            .render(spec)?
+            .render_kind(spec, ArtifactKind::NomadJob)?
             .iter()
             .map(|a| {
                 serde_json::from_str::<JobRegistration>(&a.content).with_context(|| {
@@ -696,10 +699,15 @@ impl Nomad {
         Ok(())
     }
 
-    /// Puts what is applied ([`Applied`]: the spec's values, the jobs' digests) into
-    /// the service job's `Meta`, where `observe` reads it back.
-    fn record_applied(&self, spec: &Spec, service: &mut JobRegistration) -> Result<()> {
-        let applied = Applied::of(spec, super::Platform::artifact_digests(self, spec)?);
+    /// Puts what is applied ([`Applied`]: the spec's values, and `digests`: the jobs'
+    /// and, on openstack, the resource group's) into the service job's `Meta`, where
+    /// `observe` reads it back.
+    fn record_applied(
+        spec: &Spec,
+        service: &mut JobRegistration,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let applied = Applied::of(spec, digests.clone());
         service
             .job
             .meta
@@ -823,29 +831,14 @@ fn variable_path(job: &str) -> String {
     format!("nomad/jobs/{job}")
 }
 
-impl super::Platform for Nomad {
-    fn kind(&self) -> PlatformKind {
-        PlatformKind::Nomad
-    }
-
-    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
-        None
-    }
-
-    fn capabilities(&self, _spec: &Spec) -> Capabilities {
-        // A changed job is a new job version: Nomad replaces the allocation (a
-        // restart). Host volumes have no size to grow.
-        Capabilities {
-            configure: true,
-            minor_upgrade: true,
-            // A periodic job uploads to the target's S3 `backup_destination`.
-            schedule_backups: self.target.cloud.backup_destination.is_some(),
-            ..Capabilities::default()
-        }
-    }
-
-    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
-        let jobs = self.cloud.render(spec)?;
+impl Nomad {
+    /// sha256 of each rendered job, keyed `nomad/<job id>`: a changed job is planned
+    /// as `~ artifact.nomad/<job id>`.
+    ///
+    /// # Errors
+    /// A playbook or template that cannot be rendered.
+    pub fn job_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        let jobs = self.cloud.render_kind(spec, ArtifactKind::NomadJob)?;
         let keyed: Vec<(String, String)> = jobs
             .into_iter()
             .map(|a| {
@@ -864,10 +857,19 @@ impl super::Platform for Nomad {
         ))
     }
 
-    fn preview(&self, spec: &Spec, _password: Option<&SecretString>) -> Result<Vec<String>> {
+    /// Nomad's own diff of each job against what runs (`jobs/plan`), as plan lines,
+    /// with `digests` recorded as [`Self::converge`] would.
+    ///
+    /// # Errors
+    /// Nomad refusing or unreachable; a job that does not render.
+    pub fn job_diffs(
+        &self,
+        spec: &Spec,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>> {
         let mut jobs = self.jobs(spec)?;
         if let Some(service) = jobs.first_mut() {
-            self.record_applied(spec, service)?;
+            Self::record_applied(spec, service, digests)?;
         }
         let mut lines = Vec::new();
         for job in &jobs {
@@ -877,7 +879,13 @@ impl super::Platform for Nomad {
         Ok(lines)
     }
 
-    fn observe(&self, spec: &Spec) -> Result<Observed> {
+    /// The service job and its allocations: `Up` with the running allocation's `db`
+    /// port, else `Down` with Nomad's last events; what was applied from the job's
+    /// `Meta`. Details under `nomad`.
+    ///
+    /// # Errors
+    /// Nomad refusing or unreachable.
+    pub fn observe_jobs(&self, spec: &Spec) -> Result<Observed> {
         let names = Names::new(&spec.name);
         let Some(job) = self.block(self.api.job(&names.job))? else {
             return Ok(Observed::absent());
@@ -928,44 +936,79 @@ impl super::Platform for Nomad {
         Ok(observed)
     }
 
-    fn preflight(&self, req: &Request<'_>) -> Result<()> {
-        if !req.deletes() {
-            self.jobs(req.spec)?;
+    /// Preflight: the jobs render and parse (unless `deletes`), Nomad answers and the
+    /// token may read the namespace.
+    ///
+    /// # Errors
+    /// A job that does not parse; Nomad refusing or unreachable.
+    pub fn check(&self, spec: &Spec, deletes: bool) -> Result<()> {
+        if !deletes {
+            self.jobs(spec)?;
         }
-        // Reachable, and the token may read the namespace.
-        self.block(self.api.job_ids(&Names::new(&req.spec.name).job))?;
+        self.block(self.api.job_ids(&Names::new(&spec.name).job))?;
         Ok(())
     }
 
-    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+    /// Stops and purges the database's jobs (and what they launched), then deletes
+    /// their variables; progress as steps `first`, `first + 1` of `total`.
+    ///
+    /// # Errors
+    /// Nomad refusing or unreachable.
+    pub fn purge(
+        &self,
+        spec: &Spec,
+        progress: Progress<'_>,
+        first: usize,
+        total: usize,
+    ) -> Result<()> {
+        let names = Names::new(&spec.name);
+        progress(first, total, "Stop and purge the Nomad jobs");
+        // Dispatched SQL jobs an interrupted `dbctl sql` left behind, and the
+        // backup job's launches, go too.
+        let jobs = [
+            backup_job(&names),
+            names.sql_job.clone(),
+            names.configure_job.clone(),
+            names.job.clone(),
+        ];
+        for job in &jobs {
+            self.purge_with_children(job)?;
+        }
+        progress(first + 1, total, "Delete the Nomad variables");
+        for job in &jobs {
+            self.block(self.api.delete_variable(&variable_path(job)))?;
+        }
+        Ok(())
+    }
+
+    /// Registers the database's jobs: writes the passwords into their variables,
+    /// registers the service job with `digests` recorded in its `Meta`, waits for a
+    /// healthy allocation of its new version, runs the configure job to completion,
+    /// then registers the SQL job and the periodic backup job (or removes it). Five
+    /// progress steps from `first` of `total`. Returns the running allocation's `db`
+    /// address.
+    ///
+    /// # Errors
+    /// Nomad refusing or unreachable, no healthy allocation within `--timeout`
+    /// (Nomad's events in the message), the configure job failing (its stderr).
+    pub fn converge(
+        &self,
+        req: &Request<'_>,
+        digests: &BTreeMap<String, String>,
+        first: usize,
+        total: usize,
+    ) -> Result<Endpoint> {
+        let progress = |k: usize, what: &str| (req.progress)(first + k, total, what);
         let spec = req.spec;
         let names = Names::new(&spec.name);
-        if req.deletes() {
-            (req.progress)(1, 2, "Stop and purge the Nomad jobs");
-            // Dispatched SQL jobs an interrupted `dbctl sql` left behind, and the
-            // backup job's launches, go too.
-            let jobs = [
-                backup_job(&names),
-                names.sql_job.clone(),
-                names.configure_job.clone(),
-                names.job.clone(),
-            ];
-            for job in &jobs {
-                self.purge_with_children(job)?;
-            }
-            (req.progress)(2, 2, "Delete the Nomad variables");
-            for job in &jobs {
-                self.block(self.api.delete_variable(&variable_path(job)))?;
-            }
-            return Ok(Response::default());
-        }
         let password = req.password()?;
         let mut jobs = self.jobs(spec)?.into_iter();
         let (Some(mut service), Some(configure), Some(sql)) =
             (jobs.next(), jobs.next(), jobs.next())
         else {
             bail!(
-                "playbooks/nomad/create.yml renders fewer than three jobs for `{}` (service, configure, sql)",
+                "playbooks/{}/create.yml renders fewer than three Nomad jobs for `{}` (service, configure, sql)",
+                self.target.platform,
                 spec.name
             );
         };
@@ -976,12 +1019,12 @@ impl super::Platform for Nomad {
             .chain(&backup)
             .map(|j| j.job.id.as_str())
             .collect();
-        (req.progress)(1, 5, "Write the Nomad variables (passwords)");
+        progress(1, "Write the Nomad variables (passwords)");
         self.write_variables(spec, password, &ids)?;
-        (req.progress)(2, 5, "Register the service job");
-        self.record_applied(spec, &mut service)?;
+        progress(2, "Register the service job");
+        Self::record_applied(spec, &mut service, digests)?;
         let version = self.register(&service)?;
-        (req.progress)(3, 5, "Wait for a healthy allocation");
+        progress(3, "Wait for a healthy allocation");
         let running = self.wait_allocation(
             &service.job.id,
             version,
@@ -1003,7 +1046,7 @@ impl super::Platform for Nomad {
             },
         )?;
         let endpoint = self.endpoint(&running)?;
-        (req.progress)(4, 5, "Run the configure job");
+        progress(4, "Run the configure job");
         let configured = self.register(&configure)?;
         let task = configure
             .job
@@ -1028,7 +1071,7 @@ impl super::Platform for Nomad {
                 log.trim()
             );
         }
-        (req.progress)(5, 5, "Register the SQL and backup jobs");
+        progress(5, "Register the SQL and backup jobs");
         self.register(&sql)?;
         let backup_id = backup_job(&names);
         if let Some(job) = &backup {
@@ -1048,14 +1091,14 @@ impl super::Platform for Nomad {
                 }
             }
         }
-        Ok(super::endpoint_response(
-            spec,
-            endpoint,
-            PlatformKind::Nomad,
-        ))
+        Ok(endpoint)
     }
 
-    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+    /// The admin channel: dispatches of the SQL job `db-<name>-sql`.
+    ///
+    /// # Errors
+    /// The SQL job is not registered; Nomad refusing or unreachable.
+    pub fn sql_admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
         let names = Names::new(&spec.name);
         if self.block(self.api.job(&names.sql_job))?.is_none() {
             bail!(
@@ -1069,6 +1112,61 @@ impl super::Platform for Nomad {
             nomad: self,
             job: names.sql_job,
         }))
+    }
+}
+
+impl super::Platform for Nomad {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Nomad
+    }
+
+    fn preferred_version(&self, _engine: EngineKind) -> Option<String> {
+        None
+    }
+
+    fn capabilities(&self, _spec: &Spec) -> Capabilities {
+        // A changed job is a new job version: Nomad replaces the allocation (a
+        // restart). Host volumes have no size to grow.
+        Capabilities {
+            configure: true,
+            minor_upgrade: true,
+            // A periodic job uploads to the target's S3 `backup_destination`.
+            schedule_backups: self.target.cloud.backup_destination.is_some(),
+            ..Capabilities::default()
+        }
+    }
+
+    fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
+        self.job_digests(spec)
+    }
+
+    fn preview(&self, spec: &Spec, _password: Option<&SecretString>) -> Result<Vec<String>> {
+        self.job_diffs(spec, &self.job_digests(spec)?)
+    }
+
+    fn observe(&self, spec: &Spec) -> Result<Observed> {
+        self.observe_jobs(spec)
+    }
+
+    fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        self.check(req.spec, req.deletes())
+    }
+
+    fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        if req.deletes() {
+            self.purge(req.spec, req.progress, 1, 2)?;
+            return Ok(Response::default());
+        }
+        let endpoint = self.converge(req, &self.job_digests(req.spec)?, 0, 5)?;
+        Ok(super::endpoint_response(
+            req.spec,
+            endpoint,
+            PlatformKind::Nomad,
+        ))
+    }
+
+    fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        self.sql_admin(spec)
     }
 
     fn render(&self, spec: &Spec) -> Result<Vec<Artifact>> {

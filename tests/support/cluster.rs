@@ -98,6 +98,11 @@ pub fn dbctl(world: &World, cluster: &Cluster, args: &[&str]) -> Run {
     dbctl_in(world, &cluster.bridge(), args)
 }
 
+/// [`dbctl`] with `env` added to the world's environment.
+pub fn dbctl_with(world: &World, cluster: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Run {
+    dbctl_in_with(world, &cluster.bridge(), args, env)
+}
+
 /// `dbctl connection NAME --reveal -o json` inside network namespace `namespace`.
 pub fn reveal_in(world: &World, namespace: &str, name: &str) -> serde_json::Value {
     dbctl_in(
@@ -111,6 +116,11 @@ pub fn reveal_in(world: &World, namespace: &str, name: &str) -> serde_json::Valu
 
 /// dbctl inside network namespace `namespace`, with the world's environment.
 pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
+    dbctl_in_with(world, namespace, args, &[])
+}
+
+/// [`dbctl_in`] with `env` added to the world's environment.
+pub fn dbctl_in_with(world: &World, namespace: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let bin = assert_cmd::cargo::cargo_bin("dbctl");
     let template = world.command(args);
     let mut cmd = Command::new("ip");
@@ -121,6 +131,7 @@ pub fn dbctl_in(world: &World, namespace: &str, args: &[&str]) -> Run {
             None => cmd.env_remove(key),
         };
     }
+    cmd.envs(env.iter().copied());
     cmd.current_dir(&world.repo);
     let out = cmd.output().unwrap();
     Run {

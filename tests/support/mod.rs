@@ -12,14 +12,43 @@ pub mod nomad;
 /// Serves `app` (an API double) on a free port of 127.0.0.1 from a runtime of its own;
 /// the runtime (dropping it stops the server) and the address.
 pub fn serve_double(app: axum::Router) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    serve_double_at(app, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`serve_double`] on `address` inside network namespace `namespace` (`ip netns`'s
+/// name): the socket is made by a thread that joined the namespace, and stays there
+/// while the double serves it from this one.
+pub fn serve_double_in(
+    app: axum::Router,
+    namespace: &str,
+    address: &str,
+) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    let path = format!("/var/run/netns/{namespace}");
+    let address = address.to_owned();
+    let listener = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::net::TcpListener::bind(address).unwrap()
+    })
+    .join()
+    .unwrap();
+    serve_double_at(app, listener)
+}
+
+fn serve_double_at(
+    app: axum::Router,
+    listener: std::net::TcpListener,
+) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener).unwrap()
+    };
     let addr = listener.local_addr().unwrap();
     runtime.spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -95,6 +95,16 @@ impl NomadDouble {
     /// Starts the double on a free port of 127.0.0.1; `token`: the ACL token it
     /// demands (`None`: ACLs off).
     pub fn start(token: Option<&str>) -> Self {
+        Self::serve(token, None)
+    }
+
+    /// [`Self::start`] on `address` (`10.203.0.1:0`) inside network namespace
+    /// `namespace`, where the dbctl under test runs.
+    pub fn start_in(token: Option<&str>, namespace: &str, address: &str) -> Self {
+        Self::serve(token, Some((namespace, address)))
+    }
+
+    fn serve(token: Option<&str>, at: Option<(&str, &str)>) -> Self {
         let cluster: Shared = Arc::new(Mutex::new(Cluster {
             token: token.map(str::to_owned),
             dispatch: (String::new(), String::new(), 0),
@@ -107,7 +117,10 @@ impl NomadDouble {
             .route("/v1/var/{*path}", any(variable))
             .route("/v1/client/fs/logs/{id}", get(logs))
             .with_state(Arc::clone(&cluster));
-        let (runtime, addr) = super::serve_double(app);
+        let (runtime, addr) = match at {
+            Some((namespace, address)) => super::serve_double_in(app, namespace, address),
+            None => super::serve_double(app),
+        };
         let addr = format!("http://{addr}");
         Self {
             addr,

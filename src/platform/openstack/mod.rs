@@ -7,8 +7,14 @@
 //!
 //! `runtime: pacemaker` runs the engine as a member of the group: dbctl creates it
 //! disabled, prepares its data directory on the node that mounted the storage,
-//! enables it and bootstraps users. `runtime: nomad` (the ancestor's docker + Nomad
-//! agent) renders but is refused by `create`: driving Nomad's API is not in this build.
+//! enables it and bootstraps users. `runtime: nomad` (the default, the ancestor's
+//! design) puts docker and the Nomad agent in the group instead, and the engine runs
+//! as the database's Nomad jobs, registered through the control plane's Nomad API
+//! ([`super::nomad::Nomad`], reached as the Nomad CLI is: `NOMAD_ADDR`, `NOMAD_TOKEN`,
+//! …). The nodes' agents carry the database's name as client meta and its data
+//! directory as a host volume (the cluster stack's cloud-config), so the service job
+//! runs where the group mounted the storage; clients reach it at the VIP (or floating
+//! IP) that moves with the group.
 
 pub mod heat;
 pub mod keystone;
@@ -21,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use self::heat::{Heat, Stack, StackRequest};
 use self::keystone::{Credentials, Session};
 use super::cloud::{Cloud, Names};
+use super::nomad::Nomad;
 use super::pacemaker::{self, Cluster, Deployment, Layout};
 use super::{
     Admin, Artifact, Capabilities, Disruption, Observed, Options, Progress, Request, Response,
@@ -36,6 +43,10 @@ use crate::spec::{PlatformKind, Spec, Target};
 /// planned as `~ artifact.heat/<stack>` when what dbctl would send differs from the
 /// digest the stack is tagged with.
 const HEAT_ARTIFACT: &str = "heat/";
+
+/// `runtime: nomad`: the key of the groups' pcs script among the digests recorded in
+/// the service job's `Meta`.
+const GROUPS_ARTIFACT: &str = "pacemaker/resource-group";
 
 /// Errors of the OpenStack APIs. Messages name the service, the URL and what the API
 /// said; never a password or token.
@@ -151,6 +162,11 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// Where clients connect: the floating IP when the cloud gave one, else the VIP.
+    fn client_address(&self) -> Option<String> {
+        self.floating_ip.clone().or_else(|| self.vip.clone())
+    }
+
     fn read(names: &Names, stacks: &BTreeMap<String, Stack>) -> Self {
         let text = |stack: &str, key: &str| {
             stacks
@@ -257,6 +273,10 @@ pub struct Openstack {
     cloud: Cloud,
     options: Options,
     session: std::sync::OnceLock<Session>,
+    /// `runtime: nomad`: the Nomad API the jobs go to, or why the environment does
+    /// not say how to reach it (reported when first needed); `None` for
+    /// `runtime: pacemaker`.
+    nomad: Option<std::result::Result<Nomad, String>>,
 }
 
 impl Openstack {
@@ -271,6 +291,23 @@ impl Openstack {
             cloud: Cloud::new(repo, target),
             options: options.clone(),
             session: std::sync::OnceLock::new(),
+            nomad: (target.cloud.runtime == "nomad")
+                .then(|| Nomad::new(repo, target, options).map_err(|e| format!("{e:#}"))),
+        }
+    }
+
+    /// The Nomad API of a `runtime: nomad` target; `None` for `runtime: pacemaker`.
+    ///
+    /// # Errors
+    /// `NOMAD_ADDR` or `NOMAD_CACERT` are not usable.
+    fn nomad(&self) -> Result<Option<&Nomad>> {
+        match &self.nomad {
+            None => Ok(None),
+            Some(Ok(nomad)) => Ok(Some(nomad)),
+            Some(Err(message)) => bail!(
+                "target `{}` (`runtime: nomad`) registers its jobs with Nomad: {message}",
+                self.target.name
+            ),
         }
     }
 
@@ -432,17 +469,6 @@ impl Openstack {
         Ok((text, files))
     }
 
-    fn check_runtime(&self) -> Result<()> {
-        if self.target.cloud.runtime != "pacemaker" {
-            bail!(
-                "target `{}` runs engines with Nomad (`runtime: {}`, the default): dbctl renders its jobs (`dbctl render NAME`) but does not drive Nomad's API in this build; set `runtime: pacemaker` on the target to run the engine as a member of the resource group",
-                self.target.name,
-                self.target.cloud.runtime
-            );
-        }
-        Ok(())
-    }
-
     /// The three stacks of `spec`, in creation order.
     fn stack_requests(&self, spec: &Spec) -> Result<Vec<StackRequest>> {
         let names = Names::new(&spec.name);
@@ -508,11 +534,7 @@ impl Openstack {
             run_dir,
             log_dir: dir.join("log"),
             listen: self.target.ssh.listen.clone().unwrap_or_else(|| "*".into()),
-            host: outputs
-                .floating_ip
-                .clone()
-                .or_else(|| outputs.vip.clone())
-                .unwrap_or_default(),
+            host: outputs.client_address().unwrap_or_default(),
             script,
             prepare_before_push: None,
             // Heat has extended the Cinder volume by then (the data stack's size);
@@ -536,6 +558,33 @@ impl Openstack {
         })
     }
 
+    /// `runtime: nomad`: the pcs script of the groups that run docker and the Nomad
+    /// agent beside the storage and addresses (`resource-group.pcs.sh`), with Heat's
+    /// `outputs`, and the groups' names.
+    fn nomad_groups(&self, spec: &Spec, outputs: &Outputs) -> Result<(Artifact, Vec<String>)> {
+        let names = Names::new(&spec.name);
+        let vars: BTreeMap<&str, String> = outputs
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let script = self
+            .cloud
+            .render_operation_with(spec, "create", &vars)?
+            .into_iter()
+            .find(|a| a.path.ends_with("/resource-group.pcs.sh"))
+            .context(
+                "playbooks/openstack/create.yml renders no `resource-group.pcs.sh` artifact",
+            )?;
+        Ok((
+            script,
+            vec![
+                format!("{}-storage", names.resource_group),
+                format!("{}-service", names.resource_group),
+            ],
+        ))
+    }
+
     fn cluster(&self, outputs: &Outputs, cluster_stack: &str) -> Result<Cluster> {
         if outputs.node_ips.is_empty() {
             bail!(
@@ -549,7 +598,7 @@ impl Openstack {
     /// and addresses.
     ///
     /// # Errors
-    /// `runtime` is not pacemaker, Keystone or Heat fail, the nodes cannot be reached.
+    /// Keystone or Heat fail, the nodes cannot be reached.
     fn running(&self, spec: &Spec) -> Result<Deployment<'_>> {
         let (names, outputs) = self.outputs(spec)?;
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
@@ -560,9 +609,8 @@ impl Openstack {
     /// What Heat reports of `spec`'s stacks (nodes, addresses), with their names.
     ///
     /// # Errors
-    /// `runtime` is not pacemaker; Keystone or Heat fail.
+    /// Keystone or Heat fail.
     fn outputs(&self, spec: &Spec) -> Result<(Names, Outputs)> {
-        self.check_runtime()?;
         let names = Names::new(&spec.name);
         let stacks = self.read_stacks(&Heat::new(self.session()?, self.options.timeout), spec)?;
         let outputs = Outputs::read(&names, &stacks);
@@ -639,12 +687,19 @@ impl super::Platform for Openstack {
         let spec = req.spec;
         if req.deletes() {
             self.session()?;
+            if let Some(nomad) = self.nomad()? {
+                nomad.check(spec, true)?;
+            }
             return Ok(());
         }
-        self.check_runtime()?;
-        pacemaker::check_engine(spec, "openstack")?;
         self.stack_requests(spec)?;
-        self.layout(spec, &Outputs::default())?;
+        if let Some(nomad) = self.nomad()? {
+            self.nomad_groups(spec, &Outputs::default())?;
+            nomad.check(spec, false)?;
+        } else {
+            pacemaker::check_engine(spec, "openstack")?;
+            self.layout(spec, &Outputs::default())?;
+        }
         self.session()?;
         Ok(())
     }
@@ -656,7 +711,16 @@ impl super::Platform for Openstack {
         // `size_gb` extends the Cinder volume through the data stack, then its volume
         // group and filesystems on the node (restart-class, as the stack update is).
         // Major upgrades are not built for groups.
+        // With `runtime: nomad` a changed job is a new job version (Nomad replaces the
+        // allocation, a restart); backups and growth are the engine-in-group's.
         let groups = self.target.cloud.runtime == "pacemaker";
+        if !groups {
+            return Capabilities {
+                configure: true,
+                minor_upgrade: true,
+                ..Capabilities::default()
+            };
+        }
         Capabilities {
             configure: true,
             backup: groups,
@@ -669,15 +733,33 @@ impl super::Platform for Openstack {
     fn artifact_digests(&self, spec: &Spec) -> Result<BTreeMap<String, String>> {
         // The Heat stacks, by the digest each is tagged with when applied: a changed
         // template, environment or provider file is planned as `~ artifact.heat/…`.
-        // (With the Nomad runtime nothing is applied, so nothing is compared.)
-        if self.target.cloud.runtime != "pacemaker" {
-            return Ok(BTreeMap::new());
-        }
-        Ok(self
+        // With `runtime: nomad`, the jobs (`nomad/<job>`) and the groups' pcs script
+        // too, as the service job's `Meta` records them.
+        let mut digests: BTreeMap<String, String> = self
             .stack_requests(spec)?
             .iter()
             .map(|r| (format!("{HEAT_ARTIFACT}{}", r.name), r.digest()))
-            .collect())
+            .collect();
+        if let Some(nomad) = self.nomad()? {
+            digests.extend(nomad.job_digests(spec)?);
+            let (script, _) = self.nomad_groups(spec, &Outputs::default())?;
+            digests.extend(crate::change::digests([(
+                GROUPS_ARTIFACT,
+                script.content.as_str(),
+            )]));
+        }
+        Ok(digests)
+    }
+
+    fn preview(
+        &self,
+        spec: &Spec,
+        _password: Option<&secrecy::SecretString>,
+    ) -> Result<Vec<String>> {
+        match self.nomad()? {
+            Some(nomad) => nomad.job_diffs(spec, &self.artifact_digests(spec)?),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {
@@ -688,6 +770,19 @@ impl super::Platform for Openstack {
         if req.deletes() {
             self.remove(req.spec, req.progress)?;
             return Ok(Response::default());
+        }
+        if let Some(nomad) = self.nomad()? {
+            // Stacks, groups and jobs are each applied idempotently: what did not
+            // change is left as it is (Heat's unchanged stacks, pcs's empty CIB
+            // diff, Nomad's same job version).
+            if req.restore.is_some() {
+                bail!(
+                    "restores of `{}` are not built for `runtime: nomad` (target `{}`): its engine runs as a Nomad job",
+                    req.spec.name,
+                    self.target.name
+                );
+            }
+            return self.converge_jobs(req, nomad);
         }
         let reconfigure = !req.creates()
             && req.change("state").is_none()
@@ -751,6 +846,9 @@ impl super::Platform for Openstack {
     }
 
     fn admin(&self, spec: &Spec) -> Result<Box<dyn Admin + '_>> {
+        if let Some(nomad) = self.nomad()? {
+            return nomad.sql_admin(spec);
+        }
         let engine = pacemaker::check_engine(spec, "openstack")?;
         Ok(Box::new(self.running(spec)?.admin(spec, engine)?))
     }
@@ -768,18 +866,69 @@ impl Openstack {
     /// Applies the Heat stacks, then creates or converges the groups.
     fn converge(&self, req: &Request<'_>) -> Result<Response> {
         let spec = req.spec;
-        self.check_runtime()?;
         let engine = pacemaker::check_engine(spec, "openstack")?;
+        let (outputs, cluster) = self.apply_stacks(req, 5)?;
+        let layout = self.layout(spec, &outputs)?;
+        pacemaker::check_nodes(&cluster, &self.catalog, engine.as_ref(), spec)?;
+        self.deployment(cluster, layout)
+            .create(req, engine.as_ref(), 3, 5)
+    }
+
+    /// `runtime: nomad`: applies the Heat stacks, pushes the groups with docker and
+    /// the Nomad agent and waits for them to run on one node, then registers the
+    /// jobs; clients reach the engine at the floating IP, else the VIP.
+    fn converge_jobs(&self, req: &Request<'_>, nomad: &Nomad) -> Result<Response> {
+        const STEPS: usize = 9;
+        let spec = req.spec;
+        req.password()?; // before anything changes
+        let (outputs, cluster) = self.apply_stacks(req, STEPS)?;
+        let (script, groups) = self.nomad_groups(spec, &outputs)?;
+        (req.progress)(
+            3,
+            STEPS,
+            &format!(
+                "Push resource groups {} (docker, Nomad agent)",
+                groups.join(", ")
+            ),
+        );
+        cluster.push(&script, &groups[0])?;
+        (req.progress)(4, STEPS, "Wait for the groups to run on one node");
+        let view = cluster.wait_started(&groups)?;
+        if let Some(output) = req.output {
+            output(&format!(
+                "resource groups {} run on {}",
+                groups.join(", "),
+                view.active_node.as_deref().unwrap_or("?")
+            ));
+        }
+        let mut endpoint = nomad.converge(
+            req,
+            &super::Platform::artifact_digests(self, spec)?,
+            4,
+            STEPS,
+        )?;
+        endpoint.host = outputs.client_address().unwrap_or(endpoint.host);
+        Ok(super::endpoint_response(
+            spec,
+            endpoint,
+            PlatformKind::Openstack,
+        ))
+    }
+
+    /// Steps 1 and 2 of `total`: authenticates, applies the three Heat stacks and
+    /// waits for them; returns what they report and the cluster of their nodes.
+    fn apply_stacks(&self, req: &Request<'_>, total: usize) -> Result<(Outputs, Cluster)> {
+        let spec = req.spec;
         let progress = req.progress;
         let names = Names::new(&spec.name);
-        progress(1, 5, "Authenticate with Keystone");
+        progress(1, total, "Authenticate with Keystone");
         let session = self.session()?;
         let heat = Heat::new(session, self.options.timeout);
         let requests = self.stack_requests(spec)?;
         let stack_names: Vec<_> = requests.iter().map(|r| r.name.as_str()).collect();
         progress(
             2,
-            5,
+            total,
             &format!("Apply Heat stacks {}", stack_names.join(", ")),
         );
         for request in &requests {
@@ -800,15 +949,11 @@ impl Openstack {
         }
         let outputs = Outputs::read(&names, &stacks);
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
-        let layout = self.layout(spec, &outputs)?;
-        pacemaker::check_nodes(&cluster, &self.catalog, engine.as_ref(), spec)?;
-        self.deployment(cluster, layout)
-            .create(req, engine.as_ref(), 3, 5)
+        Ok((outputs, cluster))
     }
 
-    /// The stacks, then the groups' view.
+    /// The stacks, then the groups' view (and the jobs, with `runtime: nomad`).
     fn look(&self, spec: &Spec) -> Result<Observed> {
-        let engine = pacemaker::check_engine(spec, "openstack")?;
         let names = Names::new(&spec.name);
         let session = self.session()?;
         let heat = Heat::new(session, self.options.timeout);
@@ -836,10 +981,14 @@ impl Openstack {
         }
         let outputs = Outputs::read(&names, &stacks);
         let cluster = self.cluster(&outputs, &names.cluster_stack)?;
-        let layout = self.layout(spec, &outputs)?;
-        let mut status = self
-            .deployment(cluster, layout)
-            .observe(spec, engine.as_ref())?;
+        let mut status = if let Some(nomad) = self.nomad()? {
+            self.look_jobs(spec, nomad, &cluster, &outputs)?
+        } else {
+            let engine = pacemaker::check_engine(spec, "openstack")?;
+            let layout = self.layout(spec, &outputs)?;
+            self.deployment(cluster, layout)
+                .observe(spec, engine.as_ref())?
+        };
         status
             .details
             .insert("stacks".into(), serde_json::to_value(&stack_states)?);
@@ -860,31 +1009,66 @@ impl Openstack {
         Ok(status)
     }
 
-    /// Removes the groups, then the stacks.
+    /// `runtime: nomad`: the jobs as Nomad reports them, with the groups' view under
+    /// `cluster`; `Up` only while the groups run on one node, and clients' address
+    /// is the floating IP, else the VIP.
+    fn look_jobs(
+        &self,
+        spec: &Spec,
+        nomad: &Nomad,
+        cluster: &Cluster,
+        outputs: &Outputs,
+    ) -> Result<Observed> {
+        let (_, groups) = self.nomad_groups(spec, outputs)?;
+        let view = cluster.view(&groups)?;
+        let mut status = nomad.observe_jobs(spec)?;
+        if let Some(endpoint) = &mut status.endpoint
+            && let Some(address) = outputs.client_address()
+        {
+            endpoint.host = address;
+        }
+        if status.state == State::Up && view.active_node.is_none() {
+            status.state = State::Down;
+            status.detail = Some(format!("{} not running on one node", groups.join(", ")));
+        }
+        status
+            .details
+            .insert("cluster".into(), serde_json::to_value(&view)?);
+        Ok(status)
+    }
+
+    /// Removes the jobs (`runtime: nomad`), the groups, then the stacks.
     fn remove(&self, spec: &Spec, progress: Progress<'_>) -> Result<()> {
         let names = Names::new(&spec.name);
-        progress(1, 3, "Authenticate with Keystone");
+        let nomad = self.nomad()?;
+        // The jobs stop before the groups unmount what they run on.
+        let (first, total) = if nomad.is_some() { (3, 5) } else { (1, 3) };
+        if let Some(nomad) = nomad {
+            nomad.purge(spec, progress, 1, total)?;
+        }
+        progress(first, total, "Authenticate with Keystone");
         let session = self.session()?;
         let heat = Heat::new(session, self.options.timeout);
         let stacks = self.read_stacks(&heat, spec)?;
         let outputs = Outputs::read(&names, &stacks);
         if stacks.contains_key(&names.cluster_stack) && !outputs.node_ips.is_empty() {
             let cluster = self.cluster(&outputs, &names.cluster_stack)?;
-            let layout = self.layout(spec, &outputs)?;
+            let groups = if nomad.is_some() {
+                self.nomad_groups(spec, &outputs)?.1
+            } else {
+                self.layout(spec, &outputs)?.groups
+            };
             progress(
-                2,
-                3,
-                &format!(
-                    "Stop and remove resource groups {}",
-                    layout.groups.join(", ")
-                ),
+                first + 1,
+                total,
+                &format!("Stop and remove resource groups {}", groups.join(", ")),
             );
-            cluster.remove_groups(&layout.groups)?;
+            cluster.remove_groups(&groups)?;
             for node in cluster.nodes() {
                 node.ssh.remove_all(Path::new(&names.mountpoint))?;
             }
         }
-        progress(3, 3, "Delete the Heat stacks");
+        progress(total, total, "Delete the Heat stacks");
         let order = [&names.cluster_stack, &names.data_stack, &names.ip_stack];
         for name in order {
             heat.delete(name)?;
