@@ -418,6 +418,42 @@ fn backs_up_and_restores_in_the_group(
         &format!("pcs resource config db-{name}-drill"),
     );
     assert!(!out.status.success(), "the drill's group was made");
+    // On another target (`local`: this machine, where dbctl runs) the drill restores
+    // the group's backup into a scratch database, finds its 1,000 rows, records the
+    // result in the backup's manifest and removes the scratch database.
+    let drill = dbctl(
+        world,
+        cluster,
+        &[
+            "backup", "verify", name, "--target", "local", "--query", work.count, "--expect",
+            "1000", "-o", "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(drill["drill"]["ok"], true, "{drill}");
+    assert_eq!(drill["drill"]["target"], "local", "{drill}");
+    let listed = dbctl(world, cluster, &["backups", name, "-o", "json"])
+        .ok()
+        .json();
+    let row = listed["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+    assert_eq!(
+        row["last_drill"]["ok"], true,
+        "the drill is not in the manifest: {listed}"
+    );
+    assert!(
+        dbctl(world, cluster, &["list", "-o", "json"])
+            .ok()
+            .stdout
+            .find(&format!("{name}-drill"))
+            .is_none(),
+        "the scratch database is left"
+    );
     let sql = |q: &str| client.query_until_up(cluster, user, password, q);
     sql(&(work.insert)(1001, 1100));
     assert_eq!(sql(work.count), "1100");
