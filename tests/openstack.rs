@@ -716,23 +716,24 @@ fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
         "test: docker and nomad members are Dummy here",
     ]);
 
+    let create = [
+        "create",
+        "--type",
+        "postgresql",
+        "--version",
+        "16",
+        "--size",
+        "1",
+        "--target",
+        "os-nomad",
+        "os-jobs",
+    ];
     // Without a token Nomad refuses, and nothing is made: no stack, no commit.
     let head = world.head();
     let refused = dbctl_with(
         world,
         cluster,
-        &[
-            "create",
-            "--type",
-            "postgresql",
-            "--version",
-            "16",
-            "--size",
-            "1",
-            "--target",
-            "os-nomad",
-            "os-jobs",
-        ],
+        &create,
         &[("NOMAD_ADDR", nomad.addr.as_str())],
     )
     .fails_with("os-nomad");
@@ -745,24 +746,7 @@ fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
             .any(|(name, _)| name.contains("os-jobs"))
     );
 
-    let run = dbctl_with(
-        world,
-        cluster,
-        &[
-            "create",
-            "--type",
-            "postgresql",
-            "--version",
-            "16",
-            "--size",
-            "1",
-            "--target",
-            "os-nomad",
-            "os-jobs",
-        ],
-        &env,
-    )
-    .ok();
+    let run = dbctl_with(world, cluster, &create, &env).ok();
     for step in [
         "Apply Heat stacks db-os-jobs-ip, db-os-jobs-data, db-os-jobs-cluster",
         "Push resource groups db-os-jobs-storage, db-os-jobs-service (docker, Nomad agent)",

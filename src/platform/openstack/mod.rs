@@ -508,27 +508,37 @@ impl Openstack {
         Ok(stacks)
     }
 
-    fn layout(&self, spec: &Spec, outputs: &Outputs) -> Result<Layout> {
-        let names = Names::new(&spec.name);
+    /// The rendered pcs script `file` (`engine-group.pcs.sh`, `resource-group.pcs.sh`)
+    /// with Heat's `outputs` in place of their placeholders.
+    fn group_script(&self, spec: &Spec, outputs: &Outputs, file: &str) -> Result<Artifact> {
         let vars: BTreeMap<&str, String> = outputs
             .vars
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let script = self
-            .cloud
+        self.cloud
             .render_operation_with(spec, "create", &vars)?
             .into_iter()
-            .find(|a| a.path.ends_with("engine-group.pcs.sh"))
-            .context("playbooks/openstack/create.yml renders no `engine-group.pcs.sh` artifact")?;
+            .find(|a| a.path.ends_with(&format!("/{file}")))
+            .with_context(|| format!("playbooks/openstack/create.yml renders no `{file}` artifact"))
+    }
+
+    /// A database's groups: `db-<name>-storage`, then `db-<name>-service`.
+    fn groups(names: &Names) -> Vec<String> {
+        vec![
+            format!("{}-storage", names.resource_group),
+            format!("{}-service", names.resource_group),
+        ]
+    }
+
+    fn layout(&self, spec: &Spec, outputs: &Outputs) -> Result<Layout> {
+        let names = Names::new(&spec.name);
+        let script = self.group_script(spec, outputs, "engine-group.pcs.sh")?;
         let dir = PathBuf::from(&names.mountpoint).join("data");
         let (data_dir, run_dir) = pacemaker::engine_dirs(spec, &dir);
         let (data_pct, wal_pct) = crate::platform::cloud::volume_shares(spec.engine);
         Ok(Layout {
-            groups: vec![
-                format!("{}-storage", names.resource_group),
-                format!("{}-service", names.resource_group),
-            ],
+            groups: Self::groups(&names),
             engine_resource: format!("{}-engine", names.resource_group),
             data_dir,
             run_dir,
@@ -562,26 +572,9 @@ impl Openstack {
     /// agent beside the storage and addresses (`resource-group.pcs.sh`), with Heat's
     /// `outputs`, and the groups' names.
     fn nomad_groups(&self, spec: &Spec, outputs: &Outputs) -> Result<(Artifact, Vec<String>)> {
-        let names = Names::new(&spec.name);
-        let vars: BTreeMap<&str, String> = outputs
-            .vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let script = self
-            .cloud
-            .render_operation_with(spec, "create", &vars)?
-            .into_iter()
-            .find(|a| a.path.ends_with("/resource-group.pcs.sh"))
-            .context(
-                "playbooks/openstack/create.yml renders no `resource-group.pcs.sh` artifact",
-            )?;
         Ok((
-            script,
-            vec![
-                format!("{}-storage", names.resource_group),
-                format!("{}-service", names.resource_group),
-            ],
+            self.group_script(spec, outputs, "resource-group.pcs.sh")?,
+            Self::groups(&Names::new(&spec.name)),
         ))
     }
 
