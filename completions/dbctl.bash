@@ -245,7 +245,7 @@ _dbctl() {
             return 0
             ;;
         dbctl__subcmd__backup)
-            opts="-o -q -v -h --store --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help verify"
+            opts="-o -q -v -h --store --type --lock-timeout --dry-run --repo --output --state-dir --identity --accept-new-host-keys --quiet --verbose --events --timeout --help verify"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +253,10 @@ _dbctl() {
             case "${prev}" in
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --type)
+                    COMPREPLY=($(compgen -W "full incr" -- "${cur}"))
                     return 0
                     ;;
                 --lock-timeout)

@@ -32,13 +32,29 @@ pub const FORMAT: u32 = 1;
 pub const DATA_OBJECT: &str = "data.zst.age";
 /// The manifest's object name inside a backup's directory.
 pub const MANIFEST_OBJECT: &str = "manifest.json";
+/// PostgreSQL's own `backup_manifest` of a base backup (sealed), which an incremental
+/// backup on top of it hands to `pg_basebackup --incremental`.
+pub const BACKUP_MANIFEST_OBJECT: &str = "backup_manifest.zst.age";
 
 /// Full or incremental.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupKind {
     /// Everything (a base backup, a full mariadb-backup, an RDB).
     Full,
+    /// What changed since the backup it is built on (`parent`): PostgreSQL 17's
+    /// `pg_basebackup --incremental` from the WAL summaries; restored as the chain
+    /// from its full backup, combined by `pg_combinebackup`.
+    Incr,
+}
+
+impl std::fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full",
+            Self::Incr => "incr",
+        })
+    }
 }
 
 /// What a backup is: written as `manifest.json` after its data object is complete.
@@ -57,8 +73,17 @@ pub struct Manifest {
     pub server_version: String,
     /// The spec's version series (`15`).
     pub version: String,
-    /// Full.
+    /// Full or incremental.
     pub kind: BackupKind,
+    /// An incremental backup's parent: the backup (full or incremental) it holds the
+    /// changes since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// PostgreSQL 17 and later: the server's `backup_manifest` of this backup, stored
+    /// beside it ([`BACKUP_MANIFEST_OBJECT`]), which an incremental backup on top of
+    /// this one needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_manifest: Option<ObjectEntry>,
     /// The target it was taken on.
     pub target: String,
     /// When the engine's backup started and ended.
@@ -130,9 +155,11 @@ impl Manifest {
 }
 
 /// Which backups to keep (`retention:` of a spec's `backup:`); without a policy every
-/// backup is kept. A backup is kept when it is one of the newest `full`, or when it is
-/// needed to restore to any time in the last `days` days: every backup finished in
-/// that span and the newest one before it. The newest backup is always kept.
+/// backup is kept. A backup is kept when it is one of the newest `full` full backups
+/// or newer than the oldest of those, or when it is needed to restore to any time in
+/// the last `days` days: every backup finished in that span and the newest one before
+/// it. The newest backup is always kept, and so is every backup a kept incremental one
+/// is built on (its chain down to its full backup).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
@@ -155,8 +182,17 @@ pub fn expired<'m>(
     if policy.full.is_none() && policy.days.is_none() {
         return Vec::new();
     }
-    let n = manifests.len();
     let keep_newest = policy.full.map_or(1, |f| (f as usize).max(1));
+    // Every backup from the `keep_newest`-th newest full one on (all of them when
+    // there are fewer).
+    let first_kept = manifests
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, m)| m.kind == BackupKind::Full)
+        .nth(keep_newest - 1)
+        .map_or(0, |(i, _)| i)
+        .min(manifests.len().saturating_sub(1));
     let horizon = policy.days.map(|d| now.as_second() - i64::from(d) * 86_400);
     // The newest backup finished before the horizon: a restore to the horizon starts there.
     let base_for_horizon = horizon.and_then(|h| {
@@ -164,17 +200,71 @@ pub fn expired<'m>(
             .iter()
             .rposition(|m| m.finished_at.as_second() <= h)
     });
-    manifests
+    let mut kept: Vec<bool> = manifests
         .iter()
         .enumerate()
-        .filter(|(i, m)| {
-            let among_newest = n - i <= keep_newest;
+        .map(|(i, m)| {
+            let among_newest = i >= first_kept;
             let in_span = horizon.is_some_and(|h| m.finished_at.as_second() > h);
-            let base = base_for_horizon == Some(*i);
-            !(among_newest || in_span || base)
+            let base = base_for_horizon == Some(i);
+            among_newest || in_span || base
         })
-        .map(|(_, m)| m)
+        .collect();
+    // A kept incremental backup keeps its chain.
+    for i in (0..manifests.len()).rev() {
+        if !kept[i] {
+            continue;
+        }
+        let mut parent = manifests[i].parent.as_deref();
+        while let Some(id) = parent {
+            let Some(j) = manifests.iter().position(|m| m.id == id) else {
+                break;
+            };
+            kept[j] = true;
+            parent = manifests[j].parent.as_deref();
+        }
+    }
+    manifests
+        .iter()
+        .zip(kept)
+        .filter(|(_, keep)| !keep)
+        .map(|(m, _)| m)
         .collect()
+}
+
+/// The backups a restore of `manifests[last]` reads, full first: the backup itself
+/// and, for an incremental one, each backup it is built on.
+///
+/// # Errors
+/// A parent that is not among `manifests` (expired or removed by hand), or a chain
+/// that does not end in a full backup.
+pub fn chain<'m>(manifests: &'m [Manifest], last: &'m Manifest) -> Result<Vec<&'m Manifest>> {
+    let mut chain = vec![last];
+    let mut current = last;
+    while current.kind == BackupKind::Incr {
+        let parent = current.parent.as_deref().with_context(|| {
+            format!("incremental backup `{}` names no parent backup", current.id)
+        })?;
+        current = manifests
+            .iter()
+            .find(|m| m.id == parent)
+            .with_context(|| {
+                format!(
+                    "incremental backup `{}` of `{}` is built on backup `{parent}`, which is not in the store any more: it cannot be restored; restore a full backup or a complete chain",
+                    last.id, last.database
+                )
+            })?;
+        if chain.len() > manifests.len() {
+            bail!(
+                "backup `{}` of `{}`: its chain of parents loops",
+                last.id,
+                last.database
+            );
+        }
+        chain.push(current);
+    }
+    chain.reverse();
+    Ok(chain)
 }
 
 /// The store a database's backups go to when no flag names one: the spec's
@@ -265,25 +355,130 @@ pub fn wal_needed(store: &Store, database: &str, from: &str) -> Result<Vec<Strin
 /// The object is missing or damaged, or the identity cannot decrypt it.
 pub fn fetch_wal(store: &Store, database: &str, name: &str, identity: &Path) -> Result<Vec<u8>> {
     let path = format!("{}{name}", wal_dir(database));
+    open_small(store, &path, identity, "WAL file")
+}
+
+/// Opens a small sealed object (`what` at `path`: a WAL file, a `backup_manifest`)
+/// whole, decrypted and decompressed.
+///
+/// # Errors
+/// The object is missing or damaged, or the identity cannot decrypt it.
+pub fn open_small(store: &Store, path: &str, identity: &Path, what: &str) -> Result<Vec<u8>> {
     let sealed = store
-        .get(&path)?
-        .with_context(|| format!("WAL file `{path}` is not in store `{}`", store.name))?;
+        .get(path)?
+        .with_context(|| format!("{what} `{path}` is not in store `{}`", store.name))?;
     let key = crate::secret::load_identity(identity)?;
     let decryptor = age::Decryptor::new(&sealed[..])
-        .with_context(|| format!("WAL file `{path}` is not an age file"))?;
+        .with_context(|| format!("{what} `{path}` is not an age file"))?;
     let plain = decryptor
         .decrypt(std::iter::once(&key as &dyn age::Identity))
         .with_context(|| {
             format!(
-                "WAL file `{path}` cannot be decrypted with `{}`",
+                "{what} `{path}` cannot be decrypted with `{}`",
                 identity.display()
             )
         })?;
     let mut out = Vec::new();
     zstd::stream::read::Decoder::new(plain)?
         .read_to_end(&mut out)
-        .with_context(|| format!("WAL file `{path}` is damaged or truncated"))?;
+        .with_context(|| format!("{what} `{path}` is damaged or truncated"))?;
     Ok(out)
+}
+
+/// Seals `bytes` into the object at `path` for `recipients`.
+///
+/// # Errors
+/// A bad recipient, or the store fails.
+pub fn seal_small(
+    store: &Store,
+    path: &str,
+    recipients: &[String],
+    bytes: &[u8],
+) -> Result<ObjectEntry> {
+    let mut sealer = Sealer::new(store.writer(path), recipients, None)?;
+    sealer.write_all(bytes)?;
+    let (_, sealed) = sealer.finish()?;
+    Ok(ObjectEntry {
+        path: path.to_owned(),
+        bytes: sealed.bytes,
+        sha256: sealed.sha256,
+    })
+}
+
+/// Passes an engine's stream on to `inner` while a thread reads it as a tar archive
+/// (the `tar` crate) and keeps the member named `member` (PostgreSQL's
+/// `backup_manifest`, which `pg_basebackup` writes last into a tar sent to standard
+/// output). A stream that is not a tar, or has no such member, only yields `None`.
+pub struct TarTap<'w> {
+    inner: &'w mut dyn Write,
+    pipe: Option<std::io::PipeWriter>,
+    reader: Option<std::thread::JoinHandle<Option<Vec<u8>>>>,
+}
+
+impl<'w> TarTap<'w> {
+    /// Taps `inner` for `member`.
+    ///
+    /// # Errors
+    /// No pipe could be made.
+    pub fn new(inner: &'w mut dyn Write, member: &str) -> Result<Self> {
+        let (rx, tx) = std::io::pipe()?;
+        let member = member.to_owned();
+        let reader = std::thread::spawn(move || {
+            let mut rx = rx;
+            let mut found = None;
+            if let Ok(entries) = tar::Archive::new(&mut rx).entries() {
+                for entry in entries {
+                    let Ok(mut entry) = entry else { break };
+                    if entry.path().is_ok_and(|p| p.as_os_str() == member.as_str()) {
+                        let mut bytes = Vec::new();
+                        if entry.read_to_end(&mut bytes).is_ok() {
+                            found = Some(bytes);
+                        }
+                    }
+                }
+            }
+            // Whatever follows the archive's end, so the writer never blocks.
+            let _ = std::io::copy(&mut rx, &mut std::io::sink());
+            found
+        });
+        Ok(Self {
+            inner,
+            pipe: Some(tx),
+            reader: Some(reader),
+        })
+    }
+
+    /// Ends the tap: the member, if the stream had it.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        drop(self.pipe.take());
+        self.reader.take().and_then(|r| r.join().ok()).flatten()
+    }
+}
+
+impl Write for TarTap<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        // The reader gone (not a tar) only ends the tap, never the backup.
+        if let Some(pipe) = &mut self.pipe
+            && pipe.write_all(&data[..n]).is_err()
+        {
+            self.pipe = None;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Drop for TarTap<'_> {
+    fn drop(&mut self) {
+        drop(self.pipe.take());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
 }
 
 /// A new backup id for a backup starting at `at`.
@@ -585,6 +780,8 @@ mod tests {
             server_version: "15.18".into(),
             version: "15".into(),
             kind: BackupKind::Full,
+            parent: None,
+            backup_manifest: None,
             target: "local".into(),
             started_at: at,
             finished_at: at,
@@ -604,6 +801,57 @@ mod tests {
 
     fn ids(list: &[&Manifest]) -> Vec<String> {
         list.iter().map(|m| m.id.clone()).collect()
+    }
+
+    fn incr(id: &str, finished: &str, parent: &str) -> Manifest {
+        Manifest {
+            kind: BackupKind::Incr,
+            parent: Some(parent.into()),
+            ..manifest(id, finished)
+        }
+    }
+
+    #[test]
+    fn retention_counts_full_backups_and_keeps_the_chains_of_kept_incrementals() {
+        // Two chains: a ← a1 ← a2, then b ← b1.
+        let all = [
+            manifest("a", "2026-11-20T01:00:00Z"),
+            incr("a1", "2026-11-21T01:00:00Z", "a"),
+            incr("a2", "2026-11-22T01:00:00Z", "a1"),
+            manifest("b", "2026-11-23T01:00:00Z"),
+            incr("b1", "2026-11-24T01:00:00Z", "b"),
+        ];
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        // One full backup kept: b and what is built on it; a's chain goes whole.
+        let one = Retention {
+            full: Some(1),
+            days: None,
+        };
+        assert_eq!(ids(&expired(&all, &one, now)), ["a", "a1", "a2"]);
+        // Two: everything.
+        let two = Retention {
+            full: Some(2),
+            days: None,
+        };
+        assert!(expired(&all, &two, now).is_empty());
+        // Restoring to any time in the last 8 days needs a2 (the newest backup before
+        // that span), so its chain down to a stays.
+        let days = Retention {
+            full: Some(1),
+            days: Some(8),
+        };
+        assert!(expired(&all, &days, now).is_empty());
+        let days = Retention {
+            full: Some(1),
+            days: Some(7),
+        };
+        assert_eq!(ids(&expired(&all, &days, now)), ["a", "a1", "a2"]);
+        // A restore of a2 reads a, a1, a2; with a1 gone it cannot be restored.
+        assert_eq!(ids(&chain(&all, &all[2]).unwrap()), ["a", "a1", "a2"]);
+        assert_eq!(ids(&chain(&all, &all[3]).unwrap()), ["b"]);
+        let broken = [all[0].clone(), all[2].clone()];
+        let err = chain(&broken, &broken[1]).unwrap_err().to_string();
+        assert!(err.contains("built on backup `a1`"), "{err}");
     }
 
     #[test]

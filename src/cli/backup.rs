@@ -27,6 +27,10 @@ pub struct BackupArgs {
     /// The backup store (a name under `backup_stores` in etc/dbctl.yml).
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
+    /// `full`, or `incr`: only what changed since the latest backup in the store
+    /// (PostgreSQL 17 and later; restored with the backups it is built on).
+    #[arg(long = "type", value_enum, value_name = "TYPE", default_value_t = crate::backup::BackupKind::Full)]
+    pub kind: crate::backup::BackupKind,
     /// `--lock-timeout`.
     #[command(flatten)]
     pub lock: super::LockArgs,
@@ -94,6 +98,7 @@ impl BackupArgs {
         let opts = BackupOptions {
             name: self.name.unwrap_or_default(),
             store: self.store,
+            kind: self.kind,
             lock_timeout_s: self.lock.lock_timeout,
         };
         if self.dry_run {

@@ -43,8 +43,12 @@ impl Postgresql {
             &format!("postgresql-{version}"),
         )?;
         // Backups need it (package postgresql-client); without it only backups fail.
-        if let Some(path) = t.find_program(&candidates("pg_basebackup")) {
-            bin.insert("pg_basebackup".into(), path.to_string_lossy().into_owned());
+        // Backups need pg_basebackup (package postgresql-client), restores of
+        // incremental ones pg_combinebackup (17 and later); without them only those fail.
+        for name in ["pg_basebackup", "pg_combinebackup"] {
+            if let Some(path) = t.find_program(&candidates(name)) {
+                bin.insert(name.into(), path.to_string_lossy().into_owned());
+            }
         }
         // A binary found through PATH may be another major: ask it.
         let out = run_checked(

@@ -266,6 +266,8 @@ pub struct BackupOptions {
     pub name: String,
     /// `--store`.
     pub store: Option<String>,
+    /// `--type`: full, or incremental on the latest backup in the store.
+    pub kind: BackupKind,
     /// Seconds to wait for another run's lock.
     pub lock_timeout_s: u64,
 }
@@ -406,7 +408,19 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     check_platform(platform.as_ref(), &spec, "backup")?;
     let _lock = super::lock(&repo, &spec.name, "backup", opts.lock_timeout_s)?;
     let admin = platform.admin(&spec)?;
-    let (_, incomplete) = backup::list(&store, &spec.name)?;
+    let (manifests, incomplete) = backup::list(&store, &spec.name)?;
+    // An incremental backup builds on the latest backup in the store, with the
+    // server's manifest of it (PostgreSQL 17 and later keep one beside each backup).
+    let parent = match opts.kind {
+        BackupKind::Full => None,
+        BackupKind::Incr => Some(incremental_parent(
+            session,
+            &store,
+            &store_name,
+            &spec,
+            &manifests,
+        )?),
+    };
     let started = jiff::Timestamp::now();
     let clock = std::time::Instant::now();
     let id = backup::new_id(started);
@@ -424,7 +438,34 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         Some(transfer.counter()),
     )?;
     let progress = |i: usize, n: usize, name: &str| printer.step(i, n, name);
-    let taken = match admin.backup(&mut sealer, &progress) {
+    // PostgreSQL 17 and later: the server's `backup_manifest` (the tar's last member)
+    // is kept beside the backup, for incremental backups on top of it.
+    let tap_manifest = spec.engine == crate::catalog::EngineKind::Postgresql
+        && spec
+            .version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= 17);
+    let taken = if tap_manifest {
+        let mut tap = backup::TarTap::new(&mut sealer, "backup_manifest")?;
+        let taken = admin.backup(
+            &mut tap,
+            &progress,
+            parent.as_ref().map(|(_, bytes)| bytes.as_slice()),
+        );
+        let captured = tap.finish();
+        taken.map(|t| (t, captured))
+    } else {
+        admin
+            .backup(
+                &mut sealer,
+                &progress,
+                parent.as_ref().map(|(_, bytes)| bytes.as_slice()),
+            )
+            .map(|t| (t, None))
+    };
+    let (taken, server_manifest) = match taken {
         Ok(taken) => taken,
         Err(err) => {
             drop(sealer);
@@ -443,6 +484,15 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         )
     })?;
     drop(transfer);
+    let backup_manifest = match server_manifest {
+        Some(bytes) => Some(backup::seal_small(
+            &store,
+            &format!("{}/{id}/{}", spec.name, backup::BACKUP_MANIFEST_OBJECT),
+            &repo.config.recipients,
+            &bytes,
+        )?),
+        None => None,
+    };
     let manifest = Manifest {
         format: backup::FORMAT,
         id: id.clone(),
@@ -450,7 +500,9 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         engine: spec.engine,
         server_version: taken.server_version,
         version: spec.version.clone(),
-        kind: BackupKind::Full,
+        kind: opts.kind,
+        parent: parent.map(|(id, _)| id),
+        backup_manifest,
         target: spec.target.clone(),
         started_at: started,
         finished_at: jiff::Timestamp::now(),
@@ -485,6 +537,43 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         removed_incomplete: removed,
         expired,
     })
+}
+
+/// The backup an incremental one builds on — the latest of `spec`'s backups in the
+/// store — and PostgreSQL's `backup_manifest` of it, decrypted.
+///
+/// # Errors
+/// An engine without incremental backups; no backup yet, or one that kept no
+/// `backup_manifest` (taken before PostgreSQL 17 or before dbctl kept it); the store
+/// or the identity failing.
+fn incremental_parent(
+    session: &Session,
+    store: &Store,
+    store_name: &str,
+    spec: &Spec,
+    manifests: &[Manifest],
+) -> Result<(String, Vec<u8>)> {
+    if spec.engine != crate::catalog::EngineKind::Postgresql {
+        bail!(
+            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later; `{}` is {}: take a full backup (`--type full`)",
+            spec.name,
+            spec.engine
+        );
+    }
+    let latest = manifests.last().with_context(|| {
+        format!(
+            "`{}` has no backup in store `{store_name}` for an incremental backup to build on: take a full one first (`dbctl backup {}`)",
+            spec.name, spec.name
+        )
+    })?;
+    let entry = latest.backup_manifest.as_ref().with_context(|| {
+        format!(
+            "the latest backup of `{}` in store `{store_name}` ({}, PostgreSQL {}) kept no `backup_manifest` to build an incremental backup on (PostgreSQL 17 and later keep one): take a full backup (`--type full`)",
+            spec.name, latest.id, latest.server_version
+        )
+    })?;
+    let bytes = backup::open_small(store, &entry.path, &session.identity, "backup_manifest")?;
+    Ok((latest.id.clone(), bytes))
 }
 
 /// PostgreSQL: the WAL segment being written as the backup starts — the oldest a
@@ -522,8 +611,11 @@ pub struct BackupsOptions {
 pub struct BackupRow {
     /// Id.
     pub id: String,
-    /// Full.
+    /// Full or incremental.
     pub kind: BackupKind,
+    /// An incremental backup's parent (the backup it is built on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// When it finished (RFC 3339).
     pub finished_at: String,
     /// Seconds since then.
@@ -574,7 +666,7 @@ impl Report for BackupsReport {
             .map(|b| {
                 vec![
                     b.id.clone(),
-                    format!("{:?}", b.kind).to_lowercase(),
+                    b.kind.to_string(),
                     age(b.age_s),
                     crate::output::bytes(b.raw_bytes),
                     crate::output::bytes(b.stored_bytes),
@@ -650,6 +742,7 @@ pub fn backups(session: &Session, opts: &BackupsOptions) -> Result<BackupsReport
                 finished_at: m.finished_at.to_string(),
                 id: m.id,
                 kind: m.kind,
+                parent: m.parent.clone(),
                 raw_bytes: m.raw_bytes,
                 stored_bytes: m.object.bytes,
                 server_version: m.server_version,
@@ -886,14 +979,34 @@ pub(super) fn restore_into(
     let platform = session.platform(repo, spec)?;
     check_platform(platform.as_ref(), spec, "restore")?;
     let identity = session.identity.clone();
+    // An incremental backup restores with the backups it is built on, full first.
+    let chain: Vec<Manifest> = if manifest.kind == BackupKind::Incr {
+        let (all, _) = backup::list(store, &manifest.database)?;
+        backup::chain(&all, manifest)?
+            .into_iter()
+            .cloned()
+            .collect()
+    } else {
+        vec![manifest.clone()]
+    };
     let transfer = session.printer.transfer(
         &format!("restoring backup {}", manifest.id),
-        Some(manifest.raw_bytes),
+        Some(chain.iter().map(|m| m.raw_bytes).sum()),
     );
     let count = transfer.counter();
-    let feed = |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
-        backup::open(store, manifest, &identity, &*count, consume)
-    };
+    let mut offset = 0;
+    let feeds: Vec<Box<crate::platform::Feed<'_>>> = chain
+        .iter()
+        .map(|m| {
+            let (count, identity, start) = (&count, &identity, offset);
+            offset += m.raw_bytes;
+            Box::new(
+                move |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>| {
+                    backup::open(store, m, identity, &|b| count(start + b), consume)
+                },
+            ) as Box<crate::platform::Feed<'_>>
+        })
+        .collect();
     let fetch = |name: &str| backup::fetch_wal(store, &manifest.database, name, &identity);
     let recovery = match to_time {
         Some(at) => {
@@ -952,7 +1065,10 @@ pub(super) fn restore_into(
             restore: Some(Restoring {
                 change,
                 source: crate::platform::Restore {
-                    base: &feed,
+                    backups: feeds
+                        .iter()
+                        .map(|f| &**f as crate::platform::BackupFeed<'_>)
+                        .collect(),
                     recovery,
                 },
             }),

@@ -159,6 +159,7 @@ pub fn delete(session: &Session, opts: &DeleteOptions) -> Result<DeleteReport> {
             &super::backup::BackupOptions {
                 name: spec.name.clone(),
                 store: Some(store.clone()),
+                kind: crate::backup::BackupKind::Full,
                 lock_timeout_s: opts.lock_timeout_s,
             },
         )

@@ -979,7 +979,7 @@ impl Host {
             output: req.output,
             wait_timeout: self.wait_timeout,
             send: None,
-            receive: None,
+            receive: Vec::new(),
         };
         if let Err(err) = runner.run(&playbook) {
             let quoted = self.log_errors(&instance, &secret_values);
@@ -1323,7 +1323,7 @@ impl Host {
             output: None,
             wait_timeout: self.wait_timeout,
             send: None,
-            receive: None,
+            receive: Vec::new(),
         };
         runner
             .run(&playbook)
@@ -1344,7 +1344,7 @@ impl Host {
         operation: &str,
         bin_version: Option<&str>,
     ) -> Result<()> {
-        self.run_operation_with_streams(req, operation, bin_version, None, None)
+        self.run_operation_with_streams(req, operation, bin_version, Vec::new(), None)
     }
 
     /// [`Self::run_operation`] with the binaries of `bin_version` (the running old
@@ -1355,7 +1355,7 @@ impl Host {
         req: &Request<'_>,
         operation: &str,
         bin_version: Option<&str>,
-        receive: Option<super::BackupFeed<'_>>,
+        receive: Vec<super::BackupFeed<'_>>,
         extra: Option<Value>,
     ) -> Result<()> {
         let spec = req.spec;
@@ -1384,7 +1384,7 @@ impl Host {
         let dynamic = crate::engine::parameter::reloadable(spec.engine, &spec.parameters);
         let ctx = minijinja::context! {
             ..self.context(spec, &instance, &located.bin, &BTreeMap::new())?,
-            ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone() },
+            ..minijinja::context! { removed => removed, dynamic => dynamic, old_version => record.version.clone(), parts => receive.len() },
             ..extra.unwrap_or_default()
         };
         let playbook = self.playbook(spec.engine, operation)?;
@@ -1436,9 +1436,13 @@ impl Host {
             Some(recovery) => Some(self.fetch_wal(spec, recovery, req.progress)?),
             None => None,
         };
-        if let Err(err) =
-            self.run_operation_with_streams(req, "restore", None, Some(source.base), extra.clone())
-        {
+        if let Err(err) = self.run_operation_with_streams(
+            req,
+            "restore",
+            None,
+            source.backups.clone(),
+            extra.clone(),
+        ) {
             // Stopped before the swap (or between its two moves): put the data back and
             // start the server again.
             if !self.transport.exists(&data) && self.transport.exists(&replaced) {
@@ -1810,11 +1814,26 @@ impl Admin for HostAdmin<'_> {
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
+        incremental: Option<&[u8]>,
     ) -> Result<super::BackupTaken> {
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, self.transport.host())?;
+        let incremental = match incremental {
+            Some(manifest) => Some(super::put_incremental_base(
+                self.transport,
+                self.spec.engine,
+                &self.full_version,
+                &self.instance,
+                manifest,
+            )?),
+            None => None,
+        };
         let ctx = self
             .host
             .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;
+        let ctx = match &incremental {
+            Some(path) => minijinja::context! { incremental => path.to_string_lossy(), ..ctx },
+            None => ctx,
+        };
         let playbook = self.host.playbook(self.spec.engine, "backup")?;
         let log = std::sync::Mutex::new(String::new());
         let keep = |line: &str| {
@@ -1835,11 +1854,13 @@ impl Admin for HostAdmin<'_> {
             output: Some(&keep),
             wait_timeout: self.host.wait_timeout,
             send: Some(std::cell::RefCell::new(output)),
-            receive: None,
+            receive: Vec::new(),
         };
-        runner
-            .run(&playbook)
-            .map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
+        let ran = runner.run(&playbook);
+        if let Some(path) = &incremental {
+            let _ = self.transport.remove_all(path);
+        }
+        ran.map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
         let log = log.into_inner().unwrap_or_default();
         Ok(super::BackupTaken {
             format: self.engine.backup_format().to_owned(),

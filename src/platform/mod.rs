@@ -41,9 +41,11 @@ pub use crate::change::{
 /// Feeds a stored backup to a consumer: it opens the backup, hands the engine's stream
 /// (decrypted and decompressed: the format the backup playbook's `send` step wrote) to
 /// the consumer, then checks the object against its manifest. Each call opens it anew.
-pub type BackupFeed<'a> = &'a (
-        dyn Fn(&mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>) -> Result<()> + Sync
-    );
+pub type BackupFeed<'a> = &'a Feed<'a>;
+
+/// What a [`BackupFeed`] refers to.
+pub type Feed<'a> =
+    dyn Fn(&mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> Result<()>) -> Result<()> + Sync + 'a;
 
 /// Inputs of [`Platform::preflight`] and [`Platform::apply`]: the spec and the planned
 /// changes (from [`crate::change::plan`], or `+ database` / `- database`).
@@ -66,11 +68,14 @@ pub struct Request<'a> {
     pub restore: Option<&'a Restore<'a>>,
 }
 
-/// What `dbctl restore` puts in place: a base backup, and for a point-in-time
+/// What `dbctl restore` puts in place: a base backup (with the incremental backups
+/// built on it, when the one restored is incremental), and for a point-in-time
 /// recovery (PostgreSQL) the archived WAL to replay up to a time.
 pub struct Restore<'a> {
-    /// The base backup's stream.
-    pub base: BackupFeed<'a>,
+    /// The backups' streams, the full one first, then each incremental one in the
+    /// order they were taken: the restore playbook's `receive` steps read each in
+    /// turn (templates see `part`, from 0, and `parts`).
+    pub backups: Vec<BackupFeed<'a>>,
     /// `--to-time`: replay WAL up to then, then promote.
     pub recovery: Option<Recovery<'a>>,
 }
@@ -152,13 +157,17 @@ pub trait Admin {
     /// Streams a physical backup of the whole server (every database, roles and users
     /// included) to `output` in the engine's own format ([`BackupTaken::format`]), as
     /// the engine's backup playbook (`backup.yml`) takes it on the database's host.
+    /// `incremental`: the `backup_manifest` of the backup to build on (PostgreSQL 17
+    /// and later), put on the host for the playbook as `incremental` (its path).
     ///
     /// # Errors
-    /// A backup program is missing (naming its package), or the backup fails.
+    /// A backup program is missing (naming its package), an incremental backup of an
+    /// engine or version that has none, or the backup fails.
     fn backup(
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
+        incremental: Option<&[u8]>,
     ) -> Result<BackupTaken>;
 }
 
@@ -529,6 +538,36 @@ pub(crate) fn run_client(
 ///
 /// # Errors
 /// One is missing, naming it, the host and the package to install.
+/// Puts the `backup_manifest` of the backup an incremental one builds on at
+/// `<instance>/incremental-base.manifest` (0600, the service user's) on the host, for
+/// the backup playbook's `pg_basebackup --incremental`; returns its path. Only
+/// PostgreSQL 17 and later (`server_version`) take incremental backups.
+///
+/// # Errors
+/// Another engine or an older server (naming what is allowed), or the file cannot be
+/// written.
+pub(crate) fn put_incremental_base(
+    t: &dyn crate::transport::Transport,
+    engine: crate::catalog::EngineKind,
+    server_version: &str,
+    instance: &crate::engine::Instance,
+    manifest: &[u8],
+) -> Result<std::path::PathBuf> {
+    let major: u32 = server_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
+    if engine != crate::catalog::EngineKind::Postgresql || major < 17 {
+        anyhow::bail!(
+            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later (`pg_basebackup --incremental`); this server is {engine} {server_version}: take a full backup (`--type full`)"
+        );
+    }
+    let path = instance.dir.join("incremental-base.manifest");
+    t.write_file(&path, manifest, 0o600, instance.service_user.as_deref())?;
+    Ok(path)
+}
+
 pub(crate) fn check_backup_binaries(
     engine: &dyn crate::engine::Engine,
     bin: &BTreeMap<String, String>,

@@ -467,8 +467,10 @@ struct Io<'x> {
     output: Option<OutputSink<'x>>,
     /// Where a `send` step's stream goes (a backup).
     send: Option<&'x mut dyn std::io::Write>,
-    /// What a `receive` step reads (a restore).
-    receive: Option<super::BackupFeed<'x>>,
+    /// What `receive` steps read (a restore: the full backup, then incremental ones).
+    receive: Vec<super::BackupFeed<'x>>,
+    /// Template variables beside the layout's (`incremental`).
+    vars: BTreeMap<String, String>,
 }
 
 impl<'x> Io<'x> {
@@ -478,7 +480,8 @@ impl<'x> Io<'x> {
             progress: &no_progress,
             output,
             send: None,
-            receive: None,
+            receive: Vec::new(),
+            vars: BTreeMap::new(),
         }
     }
 }
@@ -568,6 +571,8 @@ impl<'a> Deployment<'a> {
         // Settings the engine changes at run time, for `reload` playbooks.
         let dynamic = crate::engine::parameter::reloadable(spec.engine, &spec.parameters);
         let removed: Vec<String> = Vec::new();
+        let mut vars = self.layout.vars.clone();
+        vars.extend(io.vars);
         let ctx = minijinja::context! {
             dynamic => Value::from(Serde(&dynamic)),
             removed => Value::from(Serde(&removed)),
@@ -580,7 +585,9 @@ impl<'a> Deployment<'a> {
             // The engine's resource: playbooks shared with host platforms stop the
             // engine through pacemaker when it is defined (`restore.yml`).
             pacemaker_resource => self.layout.engine_resource.clone(),
-            ..Value::from(Serde(&self.layout.vars))
+            // The backups a restore's `receive` steps read (full, then incremental).
+            parts => io.receive.len(),
+            ..Value::from(Serde(&vars))
         };
         let playbook = Playbook::load(self.assets, path)?;
         let runner = Runner {
@@ -941,7 +948,7 @@ impl<'a> Deployment<'a> {
         let replaced = l.dir.join("data-replaced");
         let restore = format!("local/{}/restore.yml", spec.engine);
         let io = Io {
-            receive: Some(source.base),
+            receive: source.backups.clone(),
             progress: req.progress,
             ..Io::quiet(req.output)
         };
@@ -1118,9 +1125,27 @@ impl Admin for GroupAdmin<'_> {
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
+        incremental: Option<&[u8]>,
     ) -> Result<super::BackupTaken> {
         let node = self.node();
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, node.ssh.host())?;
+        let mut vars = BTreeMap::new();
+        if let Some(manifest) = incremental {
+            let instance =
+                self.deployment
+                    .instance(&self.spec, self.engine.as_ref(), node.ssh.as_ref());
+            let path = super::put_incremental_base(
+                node.ssh.as_ref(),
+                self.spec.engine,
+                &self.full_version,
+                &instance,
+                manifest,
+            )?;
+            vars.insert(
+                "incremental".to_owned(),
+                path.to_string_lossy().into_owned(),
+            );
+        }
         let log = std::sync::Mutex::new(String::new());
         let keep = |line: &str| {
             if let Ok(mut log) = log.lock() {
@@ -1128,19 +1153,25 @@ impl Admin for GroupAdmin<'_> {
                 log.push('\n');
             }
         };
+        let path = vars.get("incremental").cloned();
         let io = Io {
             progress,
             send: Some(output),
+            vars,
             ..Io::quiet(Some(&keep))
         };
-        self.deployment.run_playbook(
+        let ran = self.deployment.run_playbook(
             node,
             &self.spec,
             self.engine.as_ref(),
             &format!("local/{}/backup.yml", self.spec.engine),
             &BTreeMap::new(),
             io,
-        )?;
+        );
+        if let Some(path) = path {
+            let _ = node.ssh.remove_all(Path::new(&path));
+        }
+        ran?;
         let log = log.into_inner().unwrap_or_default();
         Ok(super::BackupTaken {
             format: self.engine.backup_format().to_owned(),

@@ -95,6 +95,11 @@ pub struct TemplateAction {
 pub struct RunAction {
     /// Program and arguments (each templated); never passed through a shell.
     pub argv: Vec<String>,
+    /// Further arguments whose number varies: a template that renders to a JSON array
+    /// of strings, appended to `argv` as they are (e.g. the directory of each backup
+    /// `pg_combinebackup` combines).
+    #[serde(default)]
+    pub args: Option<String>,
     /// Run as.
     #[serde(default)]
     pub run_as: RunAs,

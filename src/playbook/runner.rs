@@ -65,8 +65,9 @@ pub struct Runner<'a> {
     pub wait_timeout: Option<Duration>,
     /// Where a `send` step's standard output goes (a backup being taken).
     pub send: Option<std::cell::RefCell<&'a mut dyn std::io::Write>>,
-    /// What a `receive` step reads (a backup being restored).
-    pub receive: Option<crate::platform::BackupFeed<'a>>,
+    /// What a `receive` step reads (a backup being restored): each of these in turn,
+    /// the full backup first, the step's template rendered with `part` (0, 1, …).
+    pub receive: Vec<crate::platform::BackupFeed<'a>>,
 }
 
 impl Runner<'_> {
@@ -103,13 +104,26 @@ impl Runner<'_> {
     }
 
     fn render(&self, text: &str, what: &str) -> Result<String, String> {
+        self.render_in(&self.ctx, text, what)
+    }
+
+    fn render_in(&self, ctx: &Value, text: &str, what: &str) -> Result<String, String> {
         self.renderer
-            .render_str(text, &self.ctx, what)
+            .render_str(text, ctx, what)
             .map_err(|e| e.to_string())
     }
 
     fn render_all(&self, items: &[String], what: &str) -> Result<Vec<String>, String> {
-        items.iter().map(|s| self.render(s, what)).collect()
+        self.render_all_in(&self.ctx, items, what)
+    }
+
+    fn render_all_in(
+        &self,
+        ctx: &Value,
+        items: &[String],
+        what: &str,
+    ) -> Result<Vec<String>, String> {
+        items.iter().map(|s| self.render_in(ctx, s, what)).collect()
     }
 
     fn user(&self, run_as: RunAs) -> Option<&str> {
@@ -177,6 +191,15 @@ impl Runner<'_> {
                         .map_err(|e| display_chain(&e))?;
                 }
                 let mut cmd = self.command(&run.argv, run.run_as, run.timeout_s)?;
+                if let Some(args) = &run.args {
+                    let rendered = self.render(args, "run.args")?;
+                    let more: Vec<String> = serde_json::from_str(&rendered).map_err(|e| {
+                        format!(
+                            "`run.args` rendered `{rendered}`, not a JSON array of strings: {e}"
+                        )
+                    })?;
+                    cmd.args.extend(more);
+                }
                 if run.admin_auth {
                     cmd = self.with_admin_env(cmd)?;
                 }
@@ -214,17 +237,26 @@ impl Runner<'_> {
                 Ok(Outcome::Changed)
             }
             Action::Receive(receive) => {
-                let cmd = self.stream_command(receive)?;
-                let feed = self.receive.ok_or("`receive` steps run only in restores")?;
-                feed(&mut |input| {
-                    let mut out = Vec::new();
-                    let (code, stderr) = t.run_piped(&cmd, input, &mut out)?;
-                    if code != 0 {
-                        anyhow::bail!("`{}` exited with {code}: {}", cmd.display(), stderr.trim());
-                    }
-                    Ok(())
-                })
-                .map_err(|e| format!("{e:#}"))?;
+                if self.receive.is_empty() {
+                    return Err("`receive` steps run only in restores".into());
+                }
+                for (part, feed) in self.receive.iter().enumerate() {
+                    let ctx = minijinja::context! { part => part, ..self.ctx.clone() };
+                    let cmd = self.stream_command_in(&ctx, receive)?;
+                    feed(&mut |input| {
+                        let mut out = Vec::new();
+                        let (code, stderr) = t.run_piped(&cmd, input, &mut out)?;
+                        if code != 0 {
+                            anyhow::bail!(
+                                "`{}` exited with {code}: {}",
+                                cmd.display(),
+                                stderr.trim()
+                            );
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| format!("{e:#}"))?;
+                }
                 Ok(Outcome::Changed)
             }
             Action::Start(start) => {
@@ -348,7 +380,17 @@ impl Runner<'_> {
         run_as: RunAs,
         timeout_s: u64,
     ) -> Result<CommandSpec, String> {
-        let mut argv = self.render_all(argv, "argv")?.into_iter();
+        self.command_in(&self.ctx, argv, run_as, timeout_s)
+    }
+
+    fn command_in(
+        &self,
+        ctx: &Value,
+        argv: &[String],
+        run_as: RunAs,
+        timeout_s: u64,
+    ) -> Result<CommandSpec, String> {
+        let mut argv = self.render_all_in(ctx, argv, "argv")?.into_iter();
         let program = argv.next().ok_or("`argv` is empty")?;
         let mut cmd = CommandSpec::new(program, argv)
             .run_as(self.user(run_as))
@@ -358,7 +400,15 @@ impl Runner<'_> {
     }
 
     fn stream_command(&self, step: &super::StreamAction) -> Result<CommandSpec, String> {
-        let cmd = self.command(&step.argv, step.run_as, step.timeout_s)?;
+        self.stream_command_in(&self.ctx, step)
+    }
+
+    fn stream_command_in(
+        &self,
+        ctx: &Value,
+        step: &super::StreamAction,
+    ) -> Result<CommandSpec, String> {
+        let cmd = self.command_in(ctx, &step.argv, step.run_as, step.timeout_s)?;
         if step.admin_auth {
             self.with_admin_env(cmd)
         } else {
@@ -462,7 +512,7 @@ mod double_tests {
             output: None,
             wait_timeout: Some(Duration::from_secs(1)),
             send: None,
-            receive: None,
+            receive: Vec::new(),
         };
         let playbook = Playbook::parse(WAIT, "test").unwrap();
         let started = Instant::now();
