@@ -1567,3 +1567,86 @@ fn postgresql_17_incremental_backups_restore_through_their_chain() {
         .fails_with("kept no `backup_manifest`");
     assert_eq!(backup_ids(&world, "ledger15", "s3").len(), 1);
 }
+
+/// MariaDB's incremental backups (`mariadb-backup --incremental-lsn` from the
+/// checkpoint LSN the backup before logged): a full backup and two incremental ones on
+/// it; with the data directory lost, the latest restores through its chain (the full
+/// one prepared, each incremental one applied in order), and the first incremental one
+/// exactly to its rows. Redis has no incremental backups: refused, nothing stored.
+#[test]
+fn mariadb_incremental_backups_restore_through_their_chain() {
+    let world = world_with_stores();
+    for (engine, version, name) in [("mariadb", "10.11", "shop"), ("redis", "7.0", "cache")] {
+        world
+            .dbctl(&[
+                "create",
+                "--type",
+                engine,
+                "--version",
+                version,
+                "--size",
+                "1",
+                name,
+            ])
+            .ok();
+    }
+    let conn = world.reveal("shop");
+    mariadb(
+        &conn,
+        "create table carts (id int primary key, pad text); insert into carts select seq, repeat('x', 500) from seq_1_to_20000",
+    );
+    let count = || mariadb(&conn, "select count(*), max(id), sum(pad = 'b') from carts");
+    let take = |kind: &str| {
+        world
+            .dbctl(&[
+                "backup", "shop", "--store", "swift", "--type", kind, "-o", "json",
+            ])
+            .ok()
+            .json()["manifest"]
+            .clone()
+    };
+    let full = take("full");
+    assert!(
+        full["checkpoint_lsn"]
+            .as_str()
+            .is_some_and(|l| !l.is_empty()),
+        "no checkpoint LSN recorded: {full}"
+    );
+    mariadb(&conn, "update carts set pad = 'b' where id <= 100");
+    let first = take("incr");
+    mariadb(&conn, "insert into carts values (20001, 'c')");
+    let second = take("incr");
+    assert_eq!(first["parent"], full["id"], "{first}");
+    assert_eq!(second["parent"], first["id"], "{second}");
+    eprintln!(
+        "mariadb: full {} bytes; incremental {} and {} bytes",
+        full["raw_bytes"], first["raw_bytes"], second["raw_bytes"]
+    );
+    for incr in [&first, &second] {
+        assert!(
+            incr["raw_bytes"].as_u64().unwrap() * 2 < full["raw_bytes"].as_u64().unwrap(),
+            "an incremental backup is not smaller than the full one: {} vs {}",
+            incr["raw_bytes"],
+            full["raw_bytes"]
+        );
+    }
+
+    destroy_data(&world, "shop", "mariadb");
+    world
+        .dbctl(&["restore", "shop", "--store", "swift", "--yes"])
+        .ok();
+    assert_eq!(count(), "20001\t20001\t100");
+    let id = first["id"].as_str().unwrap();
+    world
+        .dbctl(&[
+            "restore", "shop", "--store", "swift", "--backup", id, "--yes",
+        ])
+        .ok();
+    assert_eq!(count(), "20000\t20000\t100");
+
+    backup(&world, "cache", "swift");
+    world
+        .dbctl(&["backup", "cache", "--store", "swift", "--type", "incr"])
+        .fails_with("`cache` is redis");
+    assert_eq!(backup_ids(&world, "cache", "swift").len(), 1);
+}

@@ -43,8 +43,9 @@ pub enum BackupKind {
     /// Everything (a base backup, a full mariadb-backup, an RDB).
     Full,
     /// What changed since the backup it is built on (`parent`): PostgreSQL 17's
-    /// `pg_basebackup --incremental` from the WAL summaries; restored as the chain
-    /// from its full backup, combined by `pg_combinebackup`.
+    /// `pg_basebackup --incremental` from the WAL summaries, MariaDB's
+    /// `mariadb-backup --incremental-lsn`; restored as the chain from its full backup
+    /// (`pg_combinebackup`; `mariadb-backup --prepare --incremental-dir`).
     Incr,
 }
 
@@ -93,6 +94,10 @@ pub struct Manifest {
     /// The engine's position at the end when it tells one (PostgreSQL LSN, MariaDB GTID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
+    /// MariaDB: the InnoDB checkpoint LSN the backup ends at, where an incremental
+    /// backup on it starts (`mariadb-backup --incremental-lsn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_lsn: Option<String>,
     /// The engine's stream format (`tar`, `xbstream`, `rdb`).
     pub format_of_stream: String,
     /// Bytes the engine produced (before compression).
@@ -786,6 +791,7 @@ mod tests {
             started_at: at,
             finished_at: at,
             position: None,
+            checkpoint_lsn: None,
             format_of_stream: "tar".into(),
             raw_bytes: 1,
             object: ObjectEntry {

@@ -28,7 +28,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
     /// `full`, or `incr`: only what changed since the latest backup in the store
-    /// (PostgreSQL 17 and later; restored with the backups it is built on).
+    /// (PostgreSQL 17 and later, MariaDB; restored with the backups it is built on).
     #[arg(long = "type", value_enum, value_name = "TYPE", default_value_t = crate::backup::BackupKind::Full)]
     pub kind: crate::backup::BackupKind,
     /// `--lock-timeout`.

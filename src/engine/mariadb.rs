@@ -116,6 +116,16 @@ impl Engine for Mariadb {
         })
     }
 
+    fn backup_checkpoint(&self, log: &str) -> Option<String> {
+        log.lines().rev().find_map(|line| {
+            let rest = line
+                .split("The latest check point (for incremental): '")
+                .nth(1)?;
+            let lsn = rest.split('\'').next()?;
+            (!lsn.is_empty() && lsn.bytes().all(|b| b.is_ascii_digit())).then(|| lsn.to_owned())
+        })
+    }
+
     fn backup_binaries(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("mariadb-backup", "mariadb-backup"),

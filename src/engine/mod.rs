@@ -221,6 +221,14 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// Where an incremental backup on this one starts, from what the backup tool
+    /// logged: MariaDB's InnoDB checkpoint LSN (`The latest check point (for
+    /// incremental): '…'`). `None` for engines whose incremental backups start
+    /// elsewhere (PostgreSQL: the `backup_manifest`) or that have none.
+    fn backup_checkpoint(&self, _log: &str) -> Option<String> {
+        None
+    }
+
     /// Connects to the running server and reads its version and data size.
     ///
     /// # Errors

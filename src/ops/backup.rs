@@ -447,22 +447,18 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
             .next()
             .and_then(|m| m.parse::<u32>().ok())
             .is_some_and(|m| m >= 17);
+    let base = parent.as_ref().map(|(_, base)| match base {
+        ParentBase::Manifest(bytes) => crate::platform::IncrementalBase::Manifest(bytes),
+        ParentBase::Lsn(lsn) => crate::platform::IncrementalBase::Lsn(lsn),
+    });
     let taken = if tap_manifest {
         let mut tap = backup::TarTap::new(&mut sealer, "backup_manifest")?;
-        let taken = admin.backup(
-            &mut tap,
-            &progress,
-            parent.as_ref().map(|(_, bytes)| bytes.as_slice()),
-        );
+        let taken = admin.backup(&mut tap, &progress, base);
         let captured = tap.finish();
         taken.map(|t| (t, captured))
     } else {
         admin
-            .backup(
-                &mut sealer,
-                &progress,
-                parent.as_ref().map(|(_, bytes)| bytes.as_slice()),
-            )
+            .backup(&mut sealer, &progress, base)
             .map(|t| (t, None))
     };
     let (taken, server_manifest) = match taken {
@@ -507,6 +503,7 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
         started_at: started,
         finished_at: jiff::Timestamp::now(),
         position: wal.or(taken.position),
+        checkpoint_lsn: taken.checkpoint_lsn,
         format_of_stream: taken.format,
         raw_bytes,
         object: ObjectEntry {
@@ -539,23 +536,32 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     })
 }
 
+/// What an incremental backup's parent gives it (owned): see
+/// [`crate::platform::IncrementalBase`].
+enum ParentBase {
+    Manifest(Vec<u8>),
+    Lsn(String),
+}
+
 /// The backup an incremental one builds on — the latest of `spec`'s backups in the
-/// store — and PostgreSQL's `backup_manifest` of it, decrypted.
+/// store — and what the engine's tool needs of it: PostgreSQL's `backup_manifest`
+/// (decrypted), MariaDB's checkpoint LSN.
 ///
 /// # Errors
-/// An engine without incremental backups; no backup yet, or one that kept no
-/// `backup_manifest` (taken before PostgreSQL 17 or before dbctl kept it); the store
-/// or the identity failing.
+/// An engine without incremental backups (Redis); no backup yet, or one that kept
+/// no `backup_manifest` (taken before PostgreSQL 17 or before dbctl kept it) or no
+/// checkpoint LSN; the store or the identity failing.
 fn incremental_parent(
     session: &Session,
     store: &Store,
     store_name: &str,
     spec: &Spec,
     manifests: &[Manifest],
-) -> Result<(String, Vec<u8>)> {
-    if spec.engine != crate::catalog::EngineKind::Postgresql {
+) -> Result<(String, ParentBase)> {
+    use crate::catalog::EngineKind;
+    if !matches!(spec.engine, EngineKind::Postgresql | EngineKind::Mariadb) {
         bail!(
-            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later; `{}` is {}: take a full backup (`--type full`)",
+            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later and MariaDB; `{}` is {}: take a full backup (`--type full`)",
             spec.name,
             spec.engine
         );
@@ -566,6 +572,15 @@ fn incremental_parent(
             spec.name, spec.name
         )
     })?;
+    if spec.engine == EngineKind::Mariadb {
+        let lsn = latest.checkpoint_lsn.clone().with_context(|| {
+            format!(
+                "the latest backup of `{}` in store `{store_name}` ({}) records no checkpoint LSN to build an incremental backup on: take a full backup (`--type full`)",
+                spec.name, latest.id
+            )
+        })?;
+        return Ok((latest.id.clone(), ParentBase::Lsn(lsn)));
+    }
     let entry = latest.backup_manifest.as_ref().with_context(|| {
         format!(
             "the latest backup of `{}` in store `{store_name}` ({}, PostgreSQL {}) kept no `backup_manifest` to build an incremental backup on (PostgreSQL 17 and later keep one): take a full backup (`--type full`)",
@@ -573,7 +588,7 @@ fn incremental_parent(
         )
     })?;
     let bytes = backup::open_small(store, &entry.path, &session.identity, "backup_manifest")?;
-    Ok((latest.id.clone(), bytes))
+    Ok((latest.id.clone(), ParentBase::Manifest(bytes)))
 }
 
 /// PostgreSQL: the WAL segment being written as the backup starts — the oldest a

@@ -1814,26 +1814,23 @@ impl Admin for HostAdmin<'_> {
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
-        incremental: Option<&[u8]>,
+        incremental: Option<super::IncrementalBase<'_>>,
     ) -> Result<super::BackupTaken> {
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, self.transport.host())?;
-        let incremental = match incremental {
-            Some(manifest) => Some(super::put_incremental_base(
+        let (vars, scratch) = match incremental {
+            Some(base) => super::incremental_vars(
                 self.transport,
                 self.spec.engine,
                 &self.full_version,
                 &self.instance,
-                manifest,
-            )?),
-            None => None,
+                base,
+            )?,
+            None => (BTreeMap::new(), None),
         };
         let ctx = self
             .host
             .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;
-        let ctx = match &incremental {
-            Some(path) => minijinja::context! { incremental => path.to_string_lossy(), ..ctx },
-            None => ctx,
-        };
+        let ctx = minijinja::context! { ..Value::from(minijinja::value::Serde(&vars)), ..ctx };
         let playbook = self.host.playbook(self.spec.engine, "backup")?;
         let log = std::sync::Mutex::new(String::new());
         let keep = |line: &str| {
@@ -1857,7 +1854,7 @@ impl Admin for HostAdmin<'_> {
             receive: Vec::new(),
         };
         let ran = runner.run(&playbook);
-        if let Some(path) = &incremental {
+        if let Some(path) = &scratch {
             let _ = self.transport.remove_all(path);
         }
         ran.map_err(|e| anyhow::anyhow!("on {}: {e}", self.transport.host()))?;
@@ -1866,6 +1863,7 @@ impl Admin for HostAdmin<'_> {
             format: self.engine.backup_format().to_owned(),
             server_version: self.full_version.clone(),
             position: self.engine.backup_position(&log),
+            checkpoint_lsn: self.engine.backup_checkpoint(&log),
         })
     }
 }

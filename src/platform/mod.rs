@@ -157,8 +157,9 @@ pub trait Admin {
     /// Streams a physical backup of the whole server (every database, roles and users
     /// included) to `output` in the engine's own format ([`BackupTaken::format`]), as
     /// the engine's backup playbook (`backup.yml`) takes it on the database's host.
-    /// `incremental`: the `backup_manifest` of the backup to build on (PostgreSQL 17
-    /// and later), put on the host for the playbook as `incremental` (its path).
+    /// `incremental`: what the backup builds on ([`incremental_vars`]: the playbook
+    /// sees `incremental`, a `backup_manifest`'s path on the host, or
+    /// `incremental_lsn`).
     ///
     /// # Errors
     /// A backup program is missing (naming its package), an incremental backup of an
@@ -167,7 +168,7 @@ pub trait Admin {
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
-        incremental: Option<&[u8]>,
+        incremental: Option<IncrementalBase<'_>>,
     ) -> Result<BackupTaken>;
 }
 
@@ -181,6 +182,20 @@ pub struct BackupTaken {
     /// Where the backup ends, when its tool logs it ([`crate::engine::Engine::
     /// backup_position`]: MariaDB's GTID).
     pub position: Option<String>,
+    /// Where an incremental backup on it starts, when its tool logs it
+    /// ([`crate::engine::Engine::backup_checkpoint`]: MariaDB's checkpoint LSN).
+    pub checkpoint_lsn: Option<String>,
+}
+
+/// What an incremental backup builds on, as its engine's backup tool takes it.
+#[derive(Debug, Clone, Copy)]
+pub enum IncrementalBase<'a> {
+    /// PostgreSQL 17 and later: the `backup_manifest` of the backup it builds on
+    /// (`pg_basebackup --incremental`).
+    Manifest(&'a [u8]),
+    /// MariaDB: the InnoDB checkpoint LSN that backup ended at
+    /// (`mariadb-backup --incremental-lsn`).
+    Lsn(&'a str),
 }
 
 /// Whom an admin batch runs as.
@@ -538,34 +553,47 @@ pub(crate) fn run_client(
 ///
 /// # Errors
 /// One is missing, naming it, the host and the package to install.
-/// Puts the `backup_manifest` of the backup an incremental one builds on at
-/// `<instance>/incremental-base.manifest` (0600, the service user's) on the host, for
-/// the backup playbook's `pg_basebackup --incremental`; returns its path. Only
-/// PostgreSQL 17 and later (`server_version`) take incremental backups.
+/// The backup playbook's variables for an incremental backup on `base`: PostgreSQL
+/// 17 and later get `incremental`, the path of the `backup_manifest` it builds on,
+/// written 0600 (the service user's) at `<instance>/incremental-base.manifest` on the
+/// host (returned too, for removal after); MariaDB gets `incremental_lsn`.
 ///
 /// # Errors
-/// Another engine or an older server (naming what is allowed), or the file cannot be
-/// written.
-pub(crate) fn put_incremental_base(
+/// An engine or server version without incremental backups (naming what is
+/// allowed), a base of the other kind, or the file cannot be written.
+pub(crate) fn incremental_vars(
     t: &dyn crate::transport::Transport,
     engine: crate::catalog::EngineKind,
     server_version: &str,
     instance: &crate::engine::Instance,
-    manifest: &[u8],
-) -> Result<std::path::PathBuf> {
+    base: IncrementalBase<'_>,
+) -> Result<(BTreeMap<String, String>, Option<std::path::PathBuf>)> {
+    use crate::catalog::EngineKind;
     let major: u32 = server_version
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or_default();
-    if engine != crate::catalog::EngineKind::Postgresql || major < 17 {
-        anyhow::bail!(
-            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later (`pg_basebackup --incremental`); this server is {engine} {server_version}: take a full backup (`--type full`)"
-        );
+    match (engine, base) {
+        (EngineKind::Postgresql, IncrementalBase::Manifest(manifest)) if major >= 17 => {
+            let path = instance.dir.join("incremental-base.manifest");
+            t.write_file(&path, manifest, 0o600, instance.service_user.as_deref())?;
+            Ok((
+                BTreeMap::from([(
+                    "incremental".to_owned(),
+                    path.to_string_lossy().into_owned(),
+                )]),
+                Some(path),
+            ))
+        }
+        (EngineKind::Mariadb, IncrementalBase::Lsn(lsn)) => Ok((
+            BTreeMap::from([("incremental_lsn".to_owned(), lsn.to_owned())]),
+            None,
+        )),
+        _ => anyhow::bail!(
+            "incremental backups (`--type incr`) are built for PostgreSQL 17 and later (`pg_basebackup --incremental`) and MariaDB (`mariadb-backup --incremental-lsn`); this server is {engine} {server_version}: take a full backup (`--type full`)"
+        ),
     }
-    let path = instance.dir.join("incremental-base.manifest");
-    t.write_file(&path, manifest, 0o600, instance.service_user.as_deref())?;
-    Ok(path)
 }
 
 pub(crate) fn check_backup_binaries(

@@ -1222,7 +1222,7 @@ impl Admin for NomadAdmin<'_> {
         &self,
         _output: &mut dyn std::io::Write,
         _progress: super::Progress<'_>,
-        _incremental: Option<&[u8]>,
+        _incremental: Option<super::IncrementalBase<'_>>,
     ) -> Result<super::BackupTaken> {
         bail!(
             "backups of Nomad databases run as Nomad jobs (not built yet): on target `{}` use `dbctl sql` or a periodic job of your own",

@@ -1125,27 +1125,20 @@ impl Admin for GroupAdmin<'_> {
         &self,
         output: &mut dyn std::io::Write,
         progress: Progress<'_>,
-        incremental: Option<&[u8]>,
+        incremental: Option<super::IncrementalBase<'_>>,
     ) -> Result<super::BackupTaken> {
         let node = self.node();
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, node.ssh.host())?;
-        let mut vars = BTreeMap::new();
-        if let Some(manifest) = incremental {
-            let instance =
-                self.deployment
-                    .instance(&self.spec, self.engine.as_ref(), node.ssh.as_ref());
-            let path = super::put_incremental_base(
+        let (vars, scratch) = match incremental {
+            Some(base) => super::incremental_vars(
                 node.ssh.as_ref(),
                 self.spec.engine,
                 &self.full_version,
-                &instance,
-                manifest,
-            )?;
-            vars.insert(
-                "incremental".to_owned(),
-                path.to_string_lossy().into_owned(),
-            );
-        }
+                &self.instance,
+                base,
+            )?,
+            None => (BTreeMap::new(), None),
+        };
         let log = std::sync::Mutex::new(String::new());
         let keep = |line: &str| {
             if let Ok(mut log) = log.lock() {
@@ -1153,7 +1146,6 @@ impl Admin for GroupAdmin<'_> {
                 log.push('\n');
             }
         };
-        let path = vars.get("incremental").cloned();
         let io = Io {
             progress,
             send: Some(output),
@@ -1168,8 +1160,8 @@ impl Admin for GroupAdmin<'_> {
             &BTreeMap::new(),
             io,
         );
-        if let Some(path) = path {
-            let _ = node.ssh.remove_all(Path::new(&path));
+        if let Some(path) = &scratch {
+            let _ = node.ssh.remove_all(path);
         }
         ran?;
         let log = log.into_inner().unwrap_or_default();
@@ -1177,6 +1169,7 @@ impl Admin for GroupAdmin<'_> {
             format: self.engine.backup_format().to_owned(),
             server_version: self.full_version.clone(),
             position: self.engine.backup_position(&log),
+            checkpoint_lsn: self.engine.backup_checkpoint(&log),
         })
     }
 }

@@ -43,6 +43,10 @@ pub struct Step {
     /// A condition (a template expression, e.g. `recovery is defined`): the step runs
     /// only when it is true; `None`: always.
     pub when: Option<String>,
+    /// `loop` (as Ansible's): a template rendering to a JSON array; the action runs
+    /// once per item, its templates seeing the item as `item` (e.g. `{{ range(1,
+    /// parts) | list | tojson }}`: each incremental backup of a restore's chain).
+    pub loop_items: Option<String>,
     /// What it does.
     pub action: Action,
 }
@@ -310,6 +314,8 @@ struct RawPlaybook {
 struct RawStep {
     name: String,
     when: Option<String>,
+    #[serde(rename = "loop")]
+    loop_items: Option<String>,
     dirs: Option<DirsAction>,
     template: Option<TemplateAction>,
     run: Option<RunAction>,
@@ -434,6 +440,7 @@ impl Playbook {
             steps.push(Step {
                 name: step.name,
                 when: step.when,
+                loop_items: step.loop_items,
                 action,
             });
         }

@@ -134,7 +134,6 @@ impl Runner<'_> {
     }
 
     fn step(&self, step: &Step) -> Result<Outcome, String> {
-        let t = self.transport;
         if let Some(when) = &step.when {
             let holds = self
                 .renderer
@@ -144,7 +143,42 @@ impl Runner<'_> {
                 return Ok(Outcome::Unchanged);
             }
         }
-        match &step.action {
+        let Some(items) = &step.loop_items else {
+            return self.act(&step.action);
+        };
+        if matches!(step.action, Action::Send(_)) {
+            return Err("a `send` step cannot `loop`: a backup is one stream".into());
+        }
+        let rendered = self.render(items, "loop")?;
+        let items: Vec<serde_json::Value> = serde_json::from_str(&rendered)
+            .map_err(|e| format!("`loop` rendered `{rendered}`, not a JSON array: {e}"))?;
+        let mut outcome = Outcome::Unchanged;
+        for item in items {
+            let each = Runner {
+                transport: self.transport,
+                renderer: self.renderer,
+                engine: self.engine,
+                instance: self.instance,
+                bin: self.bin,
+                ctx: minijinja::context! { item => Value::from(minijinja::value::Serde(&item)), ..self.ctx.clone() },
+                secrets: self.secrets.clone(),
+                progress: self.progress,
+                output: self.output,
+                wait_timeout: self.wait_timeout,
+                send: None,
+                receive: self.receive.clone(),
+            };
+            if each.act(&step.action)? == Outcome::Changed {
+                outcome = Outcome::Changed;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Does one step's action (its `when` held), with this runner's context.
+    fn act(&self, action: &Action) -> Result<Outcome, String> {
+        let t = self.transport;
+        match action {
             Action::Dirs(d) => {
                 let mode = parse_mode(&d.mode).unwrap_or(0o700);
                 for path in self.render_all(&d.paths, "dirs.paths")? {
