@@ -1817,16 +1817,13 @@ impl Admin for HostAdmin<'_> {
         incremental: Option<super::IncrementalBase<'_>>,
     ) -> Result<super::BackupTaken> {
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, self.transport.host())?;
-        let (vars, scratch) = match incremental {
-            Some(base) => super::incremental_vars(
-                self.transport,
-                self.spec.engine,
-                &self.full_version,
-                &self.instance,
-                base,
-            )?,
-            None => (BTreeMap::new(), None),
-        };
+        let (vars, scratch) = super::incremental_vars(
+            self.transport,
+            self.spec.engine,
+            &self.full_version,
+            &self.instance,
+            incremental,
+        )?;
         let ctx = self
             .host
             .context(&self.spec, &self.instance, &self.bin, &BTreeMap::new())?;

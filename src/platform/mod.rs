@@ -553,8 +553,8 @@ pub(crate) fn run_client(
 ///
 /// # Errors
 /// One is missing, naming it, the host and the package to install.
-/// The backup playbook's variables for an incremental backup on `base`: PostgreSQL
-/// 17 and later get `incremental`, the path of the `backup_manifest` it builds on,
+/// The backup playbook's variables for an incremental backup on `base` (none for a
+/// full backup, `None`): PostgreSQL 17 and later get `incremental`, the path of the `backup_manifest` it builds on,
 /// written 0600 (the service user's) at `<instance>/incremental-base.manifest` on the
 /// host (returned too, for removal after); MariaDB gets `incremental_lsn`.
 ///
@@ -566,9 +566,12 @@ pub(crate) fn incremental_vars(
     engine: crate::catalog::EngineKind,
     server_version: &str,
     instance: &crate::engine::Instance,
-    base: IncrementalBase<'_>,
+    base: Option<IncrementalBase<'_>>,
 ) -> Result<(BTreeMap<String, String>, Option<std::path::PathBuf>)> {
     use crate::catalog::EngineKind;
+    let Some(base) = base else {
+        return Ok((BTreeMap::new(), None));
+    };
     let major: u32 = server_version
         .split('.')
         .next()

@@ -1129,16 +1129,13 @@ impl Admin for GroupAdmin<'_> {
     ) -> Result<super::BackupTaken> {
         let node = self.node();
         super::check_backup_binaries(self.engine.as_ref(), &self.bin, node.ssh.host())?;
-        let (vars, scratch) = match incremental {
-            Some(base) => super::incremental_vars(
-                node.ssh.as_ref(),
-                self.spec.engine,
-                &self.full_version,
-                &self.instance,
-                base,
-            )?,
-            None => (BTreeMap::new(), None),
-        };
+        let (vars, scratch) = super::incremental_vars(
+            node.ssh.as_ref(),
+            self.spec.engine,
+            &self.full_version,
+            &self.instance,
+            incremental,
+        )?;
         let log = std::sync::Mutex::new(String::new());
         let keep = |line: &str| {
             if let Ok(mut log) = log.lock() {
