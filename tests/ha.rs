@@ -24,6 +24,16 @@ fn configure(world: &World, cluster: &Cluster) {
         "backup_stores:\n  here:\n    kind: dir\n    path: {}\n",
         world.dir.path().join("backups").display()
     );
+    // PostgreSQL archives its WAL there from the nodes (which share this machine's
+    // filesystem), as the server's user.
+    let backups = world.dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let owned = std::process::Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&backups)
+        .status()
+        .unwrap();
+    assert!(owned.success());
     let target = target + "    backup_store: here\n";
     std::fs::write(&config, text.replacen("targets:\n", &target, 1) + &store).unwrap();
     world.git(&["commit", "-qam", "test: pacemaker target, a backup store"]);
@@ -122,6 +132,9 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     }
 
     backs_up_and_restores_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
+    if engine == "postgresql" {
+        restores_to_a_time_in_the_group(&world, &cluster, &name, (&user, &password));
+    }
     rotates_credentials_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
 
     // Re-running create with what the spec says changes nothing.
@@ -144,7 +157,13 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     )
     .ok()
     .json();
-    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
+    // The good backup, the point-in-time scenario's (PostgreSQL), the final one.
+    let kept = if engine == "postgresql" { 3 } else { 2 };
+    assert_eq!(
+        listed["backups"].as_array().unwrap().len(),
+        kept,
+        "{listed}"
+    );
     let out = cluster.ssh("10.203.0.11", &format!("pcs resource config db-{name}"));
     assert!(!out.status.success(), "group still configured");
     assert!(
@@ -495,6 +514,76 @@ fn backs_up_and_restores_in_the_group(
     assert_eq!(status["status"]["state"], "up", "{status}");
     let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+/// Point-in-time recovery on the group: its server archives WAL through the dbctl
+/// copy on the node; rows committed at t1 and t2, `restore --to-time` between them
+/// keeps exactly the t1 rows, and the group runs on, taking writes.
+fn restores_to_a_time_in_the_group(
+    world: &World,
+    cluster: &Cluster,
+    name: &str,
+    (user, password): (&str, &str),
+) {
+    let sql = |q: &str| Client::Psql.query_until_up(cluster, user, password, q);
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (_, active_ip, _) = placement(&status);
+    let conf = cluster.ssh(
+        active_ip,
+        &format!(
+            "grep ^archive_command /srv/dbctl-{}/{name}/pgdata/postgresql.conf",
+            cluster.id
+        ),
+    );
+    let conf = String::from_utf8_lossy(&conf.stdout).into_owned();
+    assert!(
+        conf.contains(&format!("/srv/dbctl-{}/.dbctl/bin/dbctl-", cluster.id))
+            && conf.contains("wal-push.json"),
+        "the group's server does not archive through dbctl: {conf}"
+    );
+    sql("create table ledger (id int)");
+    dbctl(world, cluster, &["backup", name]).ok();
+    sql("insert into ledger select generate_series(1, 10)");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let target = sql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sql("insert into ledger select generate_series(11, 20)");
+    let admin = |q: &str| {
+        dbctl(world, cluster, &["sql", name, "--admin", "-c", q])
+            .ok()
+            .stdout
+    };
+    admin("select pg_switch_wal()");
+    let mut archived = false;
+    for _ in 0..100 {
+        let out = admin(
+            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
+        );
+        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
+        if out.contains("| t") {
+            archived = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(archived, "the WAL with the t2 rows was not archived");
+    dbctl(
+        world,
+        cluster,
+        &[
+            "restore",
+            name,
+            "--to-time",
+            &format!("{target} UTC"),
+            "--yes",
+        ],
+    )
+    .ok();
+    assert_eq!(sql("select count(*), max(id) from ledger"), "10|10");
+    sql("insert into ledger values (99)");
+    sql("drop table ledger");
 }
 
 /// Two rotations on the group: the first gives `<user>_r` a password and the

@@ -437,80 +437,30 @@ impl Host {
         })
     }
 
-    /// Whether `spec`'s server archives WAL: PostgreSQL with a backup store, unless
-    /// `backup.archive_wal: false`.
+    /// Whether `spec`'s server archives WAL ([`super::agent::archives`]).
     fn archives(&self, spec: &Spec) -> bool {
-        spec.engine == EngineKind::Postgresql
-            && spec.backup.as_ref().and_then(|b| b.archive_wal) != Some(false)
-            && crate::backup::store_of(&self.config, spec).is_some()
+        super::agent::archives(&self.config, spec)
     }
 
-    /// Where the host runs dbctl itself (the server's `archive_command`, `dbctl
-    /// wal-push`): this binary on `local`; on `ssh`, a copy of it in
-    /// `<state_dir>/.dbctl/bin/dbctl-<first 16 hex digits of its SHA-256>` that
-    /// [`Host::install_agent`] puts there, so a newer dbctl installs beside the old one.
+    /// Where the host runs dbctl itself ([`super::agent::path`]): this binary on
+    /// `local`, a copy of it in the state directory elsewhere.
     ///
     /// # Errors
     /// This binary cannot be found or read.
     fn agent_path(&self) -> Result<PathBuf> {
-        static DIGEST: std::sync::OnceLock<std::result::Result<String, String>> =
-            std::sync::OnceLock::new();
-        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
-        if self.kind == PlatformKind::Local {
-            return Ok(exe);
-        }
-        let digest = DIGEST
-            .get_or_init(|| {
-                use sha2::Digest as _;
-                use std::io::Read as _;
-                let mut file = std::fs::File::open(&exe).map_err(|e| e.to_string())?;
-                let mut hasher = sha2::Sha256::new();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    match file.read(&mut buf).map_err(|e| e.to_string())? {
-                        0 => break,
-                        n => hasher.update(&buf[..n]),
-                    }
-                }
-                Ok(hex::encode(hasher.finalize()))
-            })
-            .as_ref()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot read the dbctl binary `{}`: {e}", exe.display())
-            })?;
-        Ok(self
-            .state_dir
-            .join(".dbctl/bin")
-            .join(format!("dbctl-{}", &digest[..16])))
+        super::agent::path(&self.state_dir, self.kind == PlatformKind::Local)
     }
 
-    /// Puts this dbctl on the host at [`Host::agent_path`] (0755) unless it is there,
-    /// after checking the host has this binary's architecture (`uname -m`).
+    /// Puts this dbctl on the host at [`Host::agent_path`] ([`super::agent::install`];
+    /// nothing to do on `local`).
     ///
     /// # Errors
-    /// Another architecture (naming both and the way out), or the copy fails.
+    /// Another architecture, or the copy fails.
     fn install_agent(&self, spec: &Spec) -> Result<PathBuf> {
         let path = self.agent_path()?;
-        if self.kind == PlatformKind::Local || self.transport.exists(&path) {
-            return Ok(path);
+        if self.kind != PlatformKind::Local {
+            super::agent::install(self.transport.as_ref(), &path, &spec.name)?;
         }
-        let out = self.transport.run(&CommandSpec::new("uname", ["-m"]))?;
-        let arch = out.stdout.trim();
-        if arch != std::env::consts::ARCH {
-            bail!(
-                "PostgreSQL's WAL archiving of `{}` runs dbctl on {} (`dbctl wal-push`), which is {arch} while this dbctl is {}: run dbctl from a {arch} machine, or set `backup: {{ archive_wal: false }}`",
-                spec.name,
-                self.transport.host(),
-                std::env::consts::ARCH
-            );
-        }
-        let exe = std::env::current_exe().context("cannot find the dbctl binary")?;
-        let bytes = std::fs::read(&exe)
-            .with_context(|| format!("cannot read the dbctl binary `{}`", exe.display()))?;
-        if let Some(dir) = path.parent() {
-            self.transport.make_dir(dir, 0o755, None)?;
-        }
-        self.transport.write_file(&path, &bytes, 0o755, None)?;
         Ok(path)
     }
 
@@ -522,83 +472,36 @@ impl Host {
             return None;
         }
         let exe = self.agent_path().ok()?;
-        let command = format!(
-            "{} wal-push --config {} %p %f",
-            crate::render::sh_quote(&exe.to_string_lossy()),
-            crate::render::sh_quote(&instance.conf_dir.join("wal-push.json").to_string_lossy())
-        );
-        Some(minijinja::context! { command => command })
+        Some(super::agent::archive_context(&exe, &instance.conf_dir))
     }
 
     /// Writes what `dbctl wal-push` needs into the instance's configuration directory
-    /// (0600, the service user's): the store with its secret in a file of its own.
+    /// ([`super::agent::write_wal_push`]); on a host, installs dbctl's copy there and
+    /// checks it reaches the store.
     fn write_wal_push(&self, spec: &Spec, instance: &Instance) -> Result<()> {
-        if self.wal_archive_context(spec, instance).is_none() {
-            return Ok(());
-        }
-        let Some(name) = crate::backup::store_of(&self.config, spec) else {
-            return Ok(());
-        };
-        let Some(config) = self.config.backup_stores.get(&name) else {
-            return Ok(());
-        };
         let owner = instance.service_user.as_deref();
-        let secret_path = instance.conf_dir.join("wal-push.secret");
-        let config = match config.secret() {
-            Some(source) => {
-                let value = source.read(&name)?;
-                self.transport.write_file(
-                    &secret_path,
-                    value.expose_secret().as_bytes(),
-                    0o600,
-                    owner,
-                )?;
-                config
-                    .clone()
-                    .with_secret(crate::backup::store::SecretSource::File(secret_path))
-            }
-            None => config.clone(),
-        };
-        let push = crate::backup::WalPush {
-            database: spec.name.clone(),
-            store_name: name,
-            store: config,
-            recipients: self.config.recipients.clone(),
-        };
-        let config_path = instance.conf_dir.join("wal-push.json");
-        self.transport.write_file(
-            &config_path,
-            &serde_json::to_vec_pretty(&push)?,
-            0o600,
+        let Some((config_path, store)) = super::agent::write_wal_push(
+            self.transport.as_ref(),
+            &self.config,
+            spec,
+            &instance.conf_dir,
             owner,
-        )?;
+        )?
+        else {
+            return Ok(());
+        };
         if self.kind != PlatformKind::Local {
             // The host must reach the store itself: found out now, not from failures
             // in the server's log once it archives.
             let agent = self.install_agent(spec)?;
-            let check = CommandSpec::new(
-                agent.to_string_lossy().into_owned(),
-                [
-                    "--quiet".to_owned(),
-                    "wal-push".to_owned(),
-                    "--check".to_owned(),
-                    "--config".to_owned(),
-                    config_path.to_string_lossy().into_owned(),
-                ],
-            )
-            .cwd(&instance.conf_dir)
-            .run_as(owner)
-            .timeout(std::time::Duration::from_mins(2));
-            let out = self.transport.run(&check)?;
-            if !out.success() {
-                bail!(
-                    "PostgreSQL's WAL archiving of `{}` cannot reach backup store `{}` from {}: {}; make the store reachable from the host, or set `backup: {{ archive_wal: false }}`",
-                    spec.name,
-                    push.store_name,
-                    self.transport.host(),
-                    out.stderr.trim()
-                );
-            }
+            super::agent::check_wal_push(
+                self.transport.as_ref(),
+                &agent,
+                &config_path,
+                owner,
+                &spec.name,
+                &store,
+            )?;
         }
         Ok(())
     }
@@ -800,58 +703,18 @@ impl Host {
 }
 
 impl Host {
-    /// A `dir` store that PostgreSQL archives WAL into must be writable by the user
-    /// the server (and so its `archive_command`) runs as: else archiving fails later,
-    /// quietly, in the server log. Checks the nearest existing directory of
-    /// `<store>/<name>/wal`. A Keystone Swift store cannot take WAL yet.
+    /// The store PostgreSQL archives WAL into takes it from the server's user
+    /// ([`super::agent::check_store`]).
     ///
     /// # Errors
-    /// The directory is not writable by the service user, or the store authenticates
-    /// with Keystone; naming the fixes.
+    /// The store cannot take it; naming the fixes.
     fn check_wal_store(&self, spec: &Spec) -> Result<()> {
-        if !self.archives(spec) {
-            return Ok(());
-        }
-        let Some(name) = crate::backup::store_of(&self.config, spec) else {
-            return Ok(());
-        };
-        if let Some(crate::backup::StoreConfig::SwiftKeystone { .. }) =
-            self.config.backup_stores.get(&name)
-        {
-            // `dbctl wal-push` runs as the service user from the server's
-            // archive_command, without the operator's openrc or environment.
-            bail!(
-                "backup store `{name}` authenticates with Keystone (`openrc`), which PostgreSQL's WAL archiving of `{}` cannot do yet: give the database a tempauth swift, s3 or dir store, or set `backup: {{ archive_wal: false }}` (base backups to `{name}` work)",
-                spec.name
-            );
-        }
-        let Some(crate::backup::StoreConfig::Dir { path }) = self.config.backup_stores.get(&name)
-        else {
-            return Ok(());
-        };
-        let Some(user) = self.service_user(spec.engine) else {
-            return Ok(());
-        };
-        let wal = path.join(&spec.name).join(crate::backup::WAL_DIR);
-        let probe = CommandSpec::new(
-            "sh",
-            [
-                "-c".to_owned(),
-                r#"d=$1; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ] && [ -x "$d" ]"#.to_owned(),
-                "sh".to_owned(),
-                wal.to_string_lossy().into_owned(),
-            ],
+        super::agent::check_store(
+            self.transport.as_ref(),
+            &self.config,
+            spec,
+            self.service_user(spec.engine).as_deref(),
         )
-        .run_as(Some(&user));
-        if !self.transport.run(&probe)?.success() {
-            bail!(
-                "backup store `{name}` (`{}`) is not writable by `{user}`, which runs PostgreSQL's WAL archiving for `{}`: make `{}` writable by `{user}`, use a swift or s3 store, or set `backup: {{ archive_wal: false }}`",
-                path.display(),
-                spec.name,
-                wal.display()
-            );
-        }
-        Ok(())
     }
 
     /// Checks `create` needs (binaries, version, users, disk space for `size_gb`,
@@ -1485,28 +1348,13 @@ impl Host {
         recovery: &super::Recovery<'_>,
         progress: Progress<'_>,
     ) -> Result<Value> {
-        let dir = self.instance_dir(&spec.name).join("restore-wal");
-        let owner = self.service_user(spec.engine);
-        self.transport.remove_all(&dir)?;
-        self.transport.make_dir(&dir, 0o700, owner.as_deref())?;
-        let total = recovery.wal.len();
-        for (i, name) in recovery.wal.iter().enumerate() {
-            progress(i + 1, total, &format!("Fetch WAL {name}"));
-            let bytes = (recovery.fetch)(name)?;
-            self.transport
-                .write_file(&dir.join(name), &bytes, 0o600, owner.as_deref())?;
-        }
-        let restore_command = format!(
-            "cp {}/%f %p",
-            crate::render::sh_quote(&dir.to_string_lossy())
-        );
-        Ok(minijinja::context! {
-            recovery => minijinja::context! {
-                target_time => recovery.target_time.clone(),
-                restore_command => restore_command,
-                wal_dir => dir.to_string_lossy().into_owned(),
-            }
-        })
+        super::agent::fetch_wal(
+            self.transport.as_ref(),
+            &self.instance_dir(&spec.name).join("restore-wal"),
+            self.service_user(spec.engine).as_deref(),
+            recovery,
+            progress,
+        )
     }
 
     /// `mv from to` on the host as the engine's service user.
@@ -1636,13 +1484,7 @@ impl super::Platform for Host {
     }
 
     fn wal_archive(&self, spec: &Spec) -> Option<String> {
-        (spec.engine == EngineKind::Postgresql).then(|| {
-            if self.archives(spec) {
-                crate::backup::store_of(&self.config, spec).unwrap_or_default()
-            } else {
-                "off".to_owned()
-            }
-        })
+        super::agent::wal_archive(&self.config, spec)
     }
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {

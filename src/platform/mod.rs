@@ -2,6 +2,7 @@
 //! and return response structs so drivers can grow fields without breaking others
 //! (the shape of Terraform's provider interface).
 
+pub mod agent;
 pub mod cloud;
 mod host;
 mod hosts;

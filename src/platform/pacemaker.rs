@@ -471,6 +471,8 @@ struct Io<'x> {
     receive: Vec<super::BackupFeed<'x>>,
     /// Template variables beside the layout's (`incremental`).
     vars: BTreeMap<String, String>,
+    /// Further template variables (a point-in-time recovery's `recovery`).
+    extra: Option<Value>,
 }
 
 impl<'x> Io<'x> {
@@ -482,6 +484,7 @@ impl<'x> Io<'x> {
             send: None,
             receive: Vec::new(),
             vars: BTreeMap::new(),
+            extra: None,
         }
     }
 }
@@ -491,11 +494,16 @@ fn no_progress(_: usize, _: usize, _: &str) {}
 /// Where a cluster's nodes keep leases: `<state_dir>/.leases` (default
 /// `/srv/dbctl/.leases`), on the node a platform chooses for every runner alike.
 pub fn lease_dir(target: &Target) -> PathBuf {
+    state_dir(target).join(".leases")
+}
+
+/// A cluster target's `state_dir` on its nodes (default `/srv/dbctl`): leases, and
+/// the dbctl copy PostgreSQL's WAL archiving runs.
+pub fn state_dir(target: &Target) -> PathBuf {
     target
         .state_dir
-        .as_deref()
-        .unwrap_or(Path::new("/srv/dbctl"))
-        .join(".leases")
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/srv/dbctl"))
 }
 
 /// What `req`'s changes need of the engine: a grown `size_gb` is done by
@@ -514,6 +522,8 @@ fn engine_disruption(req: &Request<'_>) -> Disruption {
 pub struct Deployment<'a> {
     /// The target.
     pub target: &'a Target,
+    /// The repo's configuration (backup stores and recipients, for WAL archiving).
+    pub config: &'a crate::spec::Config,
     /// The catalog.
     pub catalog: &'a Catalog,
     /// Templates and playbooks.
@@ -573,7 +583,14 @@ impl<'a> Deployment<'a> {
         let removed: Vec<String> = Vec::new();
         let mut vars = self.layout.vars.clone();
         vars.extend(io.vars);
+        // PostgreSQL with a backup store archives WAL through the dbctl copy on the
+        // node, with `wal-push.json` beside the data ([`Self::prepare_archiving`]).
+        let wal_archive = super::agent::archives(self.config, spec)
+            .then(|| super::agent::path(&state_dir(self.target), false).ok())
+            .flatten()
+            .map(|agent| super::agent::archive_context(&agent, &instance.conf_dir));
         let ctx = minijinja::context! {
+            wal_archive => wal_archive,
             dynamic => Value::from(Serde(&dynamic)),
             removed => Value::from(Serde(&removed)),
             spec => Value::from(Serde(spec)),
@@ -588,6 +605,10 @@ impl<'a> Deployment<'a> {
             // The backups a restore's `receive` steps read (full, then incremental).
             parts => io.receive.len(),
             ..Value::from(Serde(&vars))
+        };
+        let ctx = match io.extra {
+            Some(extra) => minijinja::context! { ..extra, ..ctx },
+            None => ctx,
         };
         let playbook = Playbook::load(self.assets, path)?;
         let runner = Runner {
@@ -615,6 +636,43 @@ impl<'a> Deployment<'a> {
             .run(&playbook)
             .map_err(|e| anyhow::anyhow!("on {} (node {}): {e}", node.ssh.host(), node.name))?;
         Ok(())
+    }
+
+    /// PostgreSQL with a backup store archives its WAL from the groups: this dbctl is
+    /// put on every node (the engine may run on any), `wal-push.json` and its secret
+    /// on the group's filesystem beside the data (they move with it), and the node
+    /// running the groups checks it reaches the store. Nothing for other databases.
+    ///
+    /// # Errors
+    /// Another architecture on a node, the store's secret unreadable, the store not
+    /// reachable from `active`.
+    fn prepare_archiving(&self, active: &Node, spec: &Spec) -> Result<()> {
+        let owner = self
+            .catalog
+            .engine(spec.engine)
+            .map(|e| e.service_user.clone());
+        let Some((config_path, store)) = super::agent::write_wal_push(
+            active.ssh.as_ref(),
+            self.config,
+            spec,
+            &self.layout.dir,
+            owner.as_deref(),
+        )?
+        else {
+            return Ok(());
+        };
+        let agent = super::agent::path(&state_dir(self.target), false)?;
+        for node in self.cluster.nodes() {
+            super::agent::install(node.ssh.as_ref(), &agent, &spec.name)?;
+        }
+        super::agent::check_wal_push(
+            active.ssh.as_ref(),
+            &agent,
+            &config_path,
+            owner.as_deref(),
+            &spec.name,
+            &store,
+        )
     }
 
     /// The engine's admin password, in `admin.secret` beside the data (so it moves with
@@ -710,6 +768,7 @@ impl<'a> Deployment<'a> {
             &format!("Wait until {groups} run on one node"),
         );
         let mut view = self.cluster.wait_started(&l.groups)?;
+        self.prepare_archiving(self.active(&view)?, spec)?;
         let secrets = |node: &Node| self.secrets(node, req, engine);
         if let Some(prepare) = &l.prepare_mounted
             && view
@@ -750,7 +809,7 @@ impl<'a> Deployment<'a> {
         let instance = self.instance(spec, engine, active.ssh.as_ref());
         let probe = engine.probe(active.ssh.as_ref(), &instance, &located.bin)?;
         // What was applied lives with the data, on the group's filesystem.
-        let applied = Applied::of(spec, l.digests(self.assets, self.renderer)?);
+        let applied = self.applied(spec)?;
         active.ssh.write_file(
             &l.dir.join(APPLIED_FILE),
             &serde_json::to_vec_pretty(&applied)?,
@@ -776,6 +835,7 @@ impl<'a> Deployment<'a> {
         let active = self.active(&view)?;
         let secrets = self.secrets(active, req, engine)?;
         (req.progress)(1, 3, &format!("Write the configuration on {}", active.name));
+        self.prepare_archiving(active, spec)?;
         if let Some(prepare) = &l.prepare_mounted {
             self.run_playbook(
                 active,
@@ -828,12 +888,7 @@ impl<'a> Deployment<'a> {
             .ssh
             .read_file(&path)?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let applied = Applied::after(
-            previous,
-            Applied::of(spec, l.digests(self.assets, self.renderer)?),
-            req.changes,
-            whole,
-        );
+        let applied = Applied::after(previous, self.applied(spec)?, req.changes, whole);
         active
             .ssh
             .write_file(&path, &serde_json::to_vec_pretty(&applied)?, 0o644, None)?;
@@ -873,6 +928,14 @@ impl<'a> Deployment<'a> {
             Io::quiet(req.output),
         )?;
         self.cluster.wait_started(&self.layout.groups).map(|_| ())
+    }
+
+    /// What applying `spec` records: its values, the templates' digests, and where
+    /// PostgreSQL archives WAL.
+    fn applied(&self, spec: &Spec) -> Result<Applied> {
+        let mut applied = Applied::of(spec, self.layout.digests(self.assets, self.renderer)?);
+        applied.wal_archive = super::agent::wal_archive(self.config, spec);
+        Ok(applied)
     }
 
     /// The node running the groups, by its index in the cluster's nodes.
@@ -922,9 +985,11 @@ impl<'a> Deployment<'a> {
     /// data that does not start is kept as `data-restore-failed` and the replaced data
     /// runs again.
     ///
+    /// `--to-time` replays the WAL the groups archived, fetched beside the data.
+    ///
     /// # Errors
-    /// `--to-time` (the groups archive no WAL), a missing backup program, a failed
-    /// step (the database runs on its data as before).
+    /// A missing backup program, WAL that cannot be fetched, a failed step (the
+    /// database runs on its data as before).
     pub fn restore(
         &self,
         req: &Request<'_>,
@@ -932,12 +997,6 @@ impl<'a> Deployment<'a> {
         source: &super::Restore<'_>,
     ) -> Result<Response> {
         let spec = req.spec;
-        if source.recovery.is_some() {
-            bail!(
-                "`--to-time` (point-in-time recovery) of `{}` is not built for resource groups: their servers archive no WAL; restore a whole backup (leave out `--to-time`)",
-                spec.name
-            );
-        }
         if req.creates() {
             self.create(req, engine, 1, 3)?;
         }
@@ -947,15 +1006,36 @@ impl<'a> Deployment<'a> {
         super::check_backup_binaries(engine, &located.bin, node.ssh.host())?;
         let replaced = l.dir.join("data-replaced");
         let restore = format!("local/{}/restore.yml", spec.engine);
+        // `--to-time`: the archived WAL goes beside the data on the group's
+        // filesystem, where the restored server's `restore_command` reads it.
+        let extra = match &source.recovery {
+            Some(recovery) => Some(super::agent::fetch_wal(
+                node.ssh.as_ref(),
+                &l.dir.join("restore-wal"),
+                self.catalog
+                    .engine(spec.engine)
+                    .map(|e| e.service_user.as_str()),
+                recovery,
+                req.progress,
+            )?),
+            None => None,
+        };
         let io = Io {
             receive: source.backups.clone(),
             progress: req.progress,
+            extra,
             ..Io::quiet(req.output)
         };
         if let Err(err) = self.run_playbook(node, spec, engine, &restore, &BTreeMap::new(), io) {
             // Stopped before the swap (or between its two moves): put the data back;
-            // create enables the engine again.
-            if !node.ssh.exists(&l.data_dir) && node.ssh.exists(&replaced) {
+            // after it (the restored data did not recover), keep the restored data
+            // apart and put the replaced data back. Create enables the engine again.
+            if node.ssh.exists(&replaced) {
+                if node.ssh.exists(&l.data_dir) {
+                    let failed = l.dir.join("data-restore-failed");
+                    node.ssh.remove_all(&failed)?;
+                    self.move_path(node, spec, &l.data_dir, &failed)?;
+                }
                 self.move_path(node, spec, &replaced, &l.data_dir)?;
             }
             let _ = self.create(req, engine, 1, 3);
@@ -1210,6 +1290,7 @@ pub struct Pacemaker {
     renderer: Renderer,
     cloud: Cloud,
     root: PathBuf,
+    config: crate::spec::Config,
     options: Options,
     cluster: std::sync::OnceLock<Cluster>,
 }
@@ -1228,6 +1309,7 @@ impl Pacemaker {
             renderer: Renderer::new(&repo.assets),
             cloud: Cloud::new(repo, target),
             root: repo.root().to_owned(),
+            config: repo.config.clone(),
             options: options.clone(),
             cluster: std::sync::OnceLock::new(),
         })
@@ -1304,6 +1386,7 @@ impl Pacemaker {
     fn deployment(&self, layout: Layout) -> Result<Deployment<'_>> {
         Ok(Deployment {
             target: &self.target,
+            config: &self.config,
             catalog: &self.catalog,
             assets: &self.assets,
             renderer: &self.renderer,
@@ -1407,6 +1490,10 @@ impl super::Platform for Pacemaker {
         self.layout(spec)?.digests(&self.assets, &self.renderer)
     }
 
+    fn wal_archive(&self, spec: &Spec) -> Option<String> {
+        super::agent::wal_archive(&self.config, spec)
+    }
+
     fn observe(&self, spec: &Spec) -> Result<Observed> {
         let engine = self.check_engine(spec)?;
         let layout = self.layout(spec)?;
@@ -1420,6 +1507,15 @@ impl super::Platform for Pacemaker {
         let engine = self.check_engine(req.spec)?;
         let cluster = self.cluster()?;
         check_nodes(cluster, &self.catalog, engine.as_ref(), req.spec)?;
+        // The store PostgreSQL archives WAL into takes it from the server's user.
+        super::agent::check_store(
+            cluster.first().ssh.as_ref(),
+            &self.config,
+            req.spec,
+            self.catalog
+                .engine(req.spec.engine)
+                .map(|e| e.service_user.as_str()),
+        )?;
         let layout = self.layout(req.spec)?;
         // One VIP a target: a second database's group would bring the same address up
         // on whichever node runs it, and stopping either group would take it from the

@@ -271,6 +271,7 @@ pub struct Openstack {
     assets: Assets,
     renderer: Renderer,
     cloud: Cloud,
+    config: crate::spec::Config,
     options: Options,
     session: std::sync::OnceLock<Session>,
     /// `runtime: nomad`: the Nomad API the jobs go to, or why the environment does
@@ -289,6 +290,7 @@ impl Openstack {
             assets: repo.assets.clone(),
             renderer: Renderer::new(&repo.assets),
             cloud: Cloud::new(repo, target),
+            config: repo.config.clone(),
             options: options.clone(),
             session: std::sync::OnceLock::new(),
             nomad: (target.cloud.runtime == "nomad")
@@ -613,6 +615,7 @@ impl Openstack {
     fn deployment(&self, cluster: Cluster, layout: Layout) -> Deployment<'_> {
         Deployment {
             target: &self.target,
+            config: &self.config,
             catalog: &self.catalog,
             assets: &self.assets,
             renderer: &self.renderer,
@@ -757,6 +760,13 @@ impl super::Platform for Openstack {
 
     fn observe(&self, spec: &Spec) -> Result<Observed> {
         self.look(spec)
+    }
+
+    fn wal_archive(&self, spec: &Spec) -> Option<String> {
+        // The engine in the groups archives as on `pacemaker`; Nomad's jobs do not.
+        (self.target.cloud.runtime == "pacemaker")
+            .then(|| super::agent::wal_archive(&self.config, spec))
+            .flatten()
     }
 
     fn apply(&self, req: &Request<'_>) -> Result<Response> {
