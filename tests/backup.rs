@@ -627,20 +627,7 @@ fn rows_at_t1_and_t2(world: &World, conn: &serde_json::Value, name: &str) -> (St
             .ok()
             .stdout
     };
-    admin("select pg_switch_wal()");
-    let mut archived = false;
-    for _ in 0..100 {
-        let out = admin(
-            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
-        );
-        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
-        if out.contains("| t") {
-            archived = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert!(archived, "the WAL with t2 was not archived");
+    crate::support::switch_wal_and_wait_archived(&admin);
     (base, target)
 }
 

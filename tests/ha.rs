@@ -555,20 +555,7 @@ fn restores_to_a_time_in_the_group(
             .ok()
             .stdout
     };
-    admin("select pg_switch_wal()");
-    let mut archived = false;
-    for _ in 0..100 {
-        let out = admin(
-            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
-        );
-        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
-        if out.contains("| t") {
-            archived = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert!(archived, "the WAL with the t2 rows was not archived");
+    crate::support::switch_wal_and_wait_archived(&admin);
     dbctl(
         world,
         cluster,

@@ -451,6 +451,25 @@ pub fn client(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<
 /// `dbctl connection NAME --reveal -o json`), password through `PGPASSWORD`; returns
 /// the unaligned, tuples-only output, trimmed.
 #[track_caller]
+/// Switches PostgreSQL to a new WAL segment through `admin` (runs a batch as the
+/// administrator, `dbctl sql --admin -c`, and returns its output) and waits until the
+/// server has archived the segment before it: what a point-in-time recovery to now
+/// replays. Panics when archiving fails or has not happened within 20 s.
+pub fn switch_wal_and_wait_archived(admin: &dyn Fn(&str) -> String) {
+    admin("select pg_switch_wal()");
+    for _ in 0..100 {
+        let out = admin(
+            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
+        );
+        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
+        if out.contains("| t") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the WAL segment before the switch was not archived within 20 s");
+}
+
 pub fn psql(conn: &Value, sql: &str) -> String {
     let field = |key: &str| match &conn[key] {
         Value::String(s) => s.clone(),
