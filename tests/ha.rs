@@ -543,12 +543,18 @@ fn restores_to_a_time_in_the_group(
             && conf.contains("wal-push.json"),
         "the group's server does not archive through dbctl: {conf}"
     );
-    sql("create table ledger (id int)");
-    dbctl(world, cluster, &["backup", name]).ok();
+    sql("create table ledger (id int, at timestamptz default clock_timestamp())");
+    let base = dbctl(world, cluster, &["backup", name, "-o", "json"])
+        .ok()
+        .json()["manifest"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     sql("insert into ledger select generate_series(1, 10)");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let target = sql("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let target =
+        sql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     sql("insert into ledger select generate_series(11, 20)");
     let admin = |q: &str| {
         dbctl(world, cluster, &["sql", name, "--admin", "-c", q])
@@ -556,7 +562,7 @@ fn restores_to_a_time_in_the_group(
             .stdout
     };
     crate::support::switch_wal_and_wait_archived(&admin);
-    dbctl(
+    let restored = dbctl(
         world,
         cluster,
         &[
@@ -565,10 +571,32 @@ fn restores_to_a_time_in_the_group(
             "--to-time",
             &format!("{target} UTC"),
             "--yes",
+            "-o",
+            "json",
         ],
     )
-    .ok();
-    assert_eq!(sql("select count(*), max(id) from ledger"), "10|10");
+    .ok()
+    .json();
+    assert_eq!(restored["backup"], base.as_str(), "{restored}");
+    let rows = sql("select count(*), max(id) from ledger");
+    if rows != "10|10" {
+        let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+            .ok()
+            .json();
+        let (_, ip, _) = placement(&status);
+        let log = cluster.ssh(
+            ip,
+            &format!(
+                "tail -60 /srv/dbctl-{}/{name}/log/postgresql.log",
+                cluster.id
+            ),
+        );
+        panic!(
+            "restored to {target} UTC: {rows} (want 10|10); rows: {}\n{restored}\nserver log:\n{}",
+            sql("select id, at from ledger order by id"),
+            String::from_utf8_lossy(&log.stdout)
+        );
+    }
     sql("insert into ledger values (99)");
     sql("drop table ledger");
 }

@@ -86,9 +86,11 @@ impl Drop for Cluster {
             .args(["down", self.dir.to_str().unwrap(), &self.id])
             .status();
         // The target's state directory on the nodes (this machine's filesystem): its
-        // lease directory outlives the databases, which took their mountpoints along.
+        // lease directory and the dbctl copy WAL archiving runs outlive the databases,
+        // which took their mountpoints along.
         let state = PathBuf::from(format!("/srv/dbctl-{}", self.id));
         let _ = std::fs::remove_dir(state.join(".leases"));
+        let _ = std::fs::remove_dir_all(state.join(".dbctl"));
         let _ = std::fs::remove_dir(state);
     }
 }
