@@ -1433,6 +1433,31 @@ fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_data
     );
 }
 
+/// The manifests of a full backup and two incremental ones taken after it: each
+/// incremental one names the one before as its parent and is less than half the full
+/// one's size (the sizes are printed for the note).
+fn assert_chain(
+    engine: &str,
+    full: &serde_json::Value,
+    first: &serde_json::Value,
+    second: &serde_json::Value,
+) {
+    assert_eq!(first["parent"], full["id"], "{first}");
+    assert_eq!(second["parent"], first["id"], "{second}");
+    eprintln!(
+        "{engine}: full {} bytes; incremental {} and {} bytes",
+        full["raw_bytes"], first["raw_bytes"], second["raw_bytes"]
+    );
+    for incr in [first, second] {
+        assert!(
+            incr["raw_bytes"].as_u64().unwrap() * 2 < full["raw_bytes"].as_u64().unwrap(),
+            "an incremental backup is not smaller than the full one: {} vs {}",
+            incr["raw_bytes"],
+            full["raw_bytes"]
+        );
+    }
+}
+
 /// PostgreSQL 17's incremental backups (`--type incr`): a full backup, then two
 /// incremental ones, each holding only what changed since the one before; with the
 /// data directory lost, a restore of the latest brings back every row (the chain
@@ -1487,20 +1512,7 @@ fn postgresql_17_incremental_backups_restore_through_their_chain() {
     psql(&conn, "insert into entries values (20001, 'c')");
     let second = take("incr");
     assert_eq!(first["kind"], "incr");
-    assert_eq!(first["parent"], full["id"], "{first}");
-    assert_eq!(second["parent"], first["id"], "{second}");
-    eprintln!(
-        "full {} bytes; incremental {} and {} bytes",
-        full["raw_bytes"], first["raw_bytes"], second["raw_bytes"]
-    );
-    for incr in [&first, &second] {
-        assert!(
-            incr["raw_bytes"].as_u64().unwrap() * 2 < full["raw_bytes"].as_u64().unwrap(),
-            "an incremental backup is not smaller than the full one: {} vs {}",
-            incr["raw_bytes"],
-            full["raw_bytes"]
-        );
-    }
+    assert_chain("postgresql", &full, &first, &second);
     let listed = world
         .dbctl(&["backups", "ledger", "--store", "s3", "-o", "json"])
         .ok()
@@ -1603,20 +1615,7 @@ fn mariadb_incremental_backups_restore_through_their_chain() {
     let first = take("incr");
     mariadb(&conn, "insert into carts values (20001, 'c')");
     let second = take("incr");
-    assert_eq!(first["parent"], full["id"], "{first}");
-    assert_eq!(second["parent"], first["id"], "{second}");
-    eprintln!(
-        "mariadb: full {} bytes; incremental {} and {} bytes",
-        full["raw_bytes"], first["raw_bytes"], second["raw_bytes"]
-    );
-    for incr in [&first, &second] {
-        assert!(
-            incr["raw_bytes"].as_u64().unwrap() * 2 < full["raw_bytes"].as_u64().unwrap(),
-            "an incremental backup is not smaller than the full one: {} vs {}",
-            incr["raw_bytes"],
-            full["raw_bytes"]
-        );
-    }
+    assert_chain("mariadb", &full, &first, &second);
 
     destroy_data(&world, "shop", "mariadb");
     world

@@ -784,6 +784,15 @@ fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
     assert_eq!(conn["host"], "10.203.0.100", "{conn}");
     assert_eq!(conn["port"], 5432, "{conn}");
 
+    let plan_is_empty = || {
+        let plan = dbctl_with(
+            world,
+            cluster,
+            &["plan", "os-jobs", "--detailed-exitcode"],
+            &env,
+        );
+        assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    };
     // Status: the stacks, where the groups run (docker and the agent with the
     // storage and VIP), and the job.
     let status = dbctl_with(world, cluster, &["status", "os-jobs", "-o", "json"], &env)
@@ -809,13 +818,7 @@ fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
         details["stacks"]["db-os-jobs-cluster"], "CREATE_COMPLETE",
         "{details}"
     );
-    let plan = dbctl_with(
-        world,
-        cluster,
-        &["plan", "os-jobs", "--detailed-exitcode"],
-        &env,
-    );
-    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    plan_is_empty();
 
     // A larger plan: a new flavor for the nodes' stack and more memory for the job;
     // `plan` shows Nomad's own diff, `apply` registers the new job version.
@@ -844,13 +847,7 @@ fn nomad_runtime(world: &World, cluster: &Cluster, cloud: &Cloud) {
         8192
     );
     assert!(cloud.updated().contains(&"db-os-jobs-cluster".to_owned()));
-    let plan = dbctl_with(
-        world,
-        cluster,
-        &["plan", "os-jobs", "--detailed-exitcode"],
-        &env,
-    );
-    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    plan_is_empty();
 
     // `dbctl sql` is a dispatch of the SQL job.
     nomad.script_dispatch("1\n", "", 0);
