@@ -143,6 +143,14 @@ fn bad_config_names_file_line_and_key() {
             ],
         ),
         (
+            good.replace("platform: local", "platform: local\n    node_local: true"),
+            vec![
+                "etc/dbctl.yml",
+                "`targets.local.node_local`",
+                "for a `pacemaker` target without `hosts`",
+            ],
+        ),
+        (
             good.replace("    - age1", "    - notage1"),
             vec!["`secrets.recipients`", "not an age recipient"],
         ),
@@ -233,6 +241,28 @@ fn openstack_target_files_are_checked_before_any_change() {
         }
         assert_unchanged(&world, &before);
     }
+}
+
+/// A `node_local` pacemaker target is what a group's scheduled backups run with on a
+/// node: it cannot create (nor change or delete) a database.
+#[test]
+fn a_node_local_target_refuses_to_create() {
+    let world = World::with_targets("  nodes:\n    platform: pacemaker\n    node_local: true\n");
+    let before = world.snapshot();
+    let run = world.dbctl(&["create", "--type", "redis", "--target", "nodes", "db1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for needle in [
+        "target `nodes` is `node_local`",
+        "backs up and reports status only",
+        "from the repo whose target reaches every node",
+    ] {
+        assert!(
+            run.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert_unchanged(&world, &before);
 }
 
 #[test]

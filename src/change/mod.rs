@@ -402,7 +402,7 @@ pub fn plan(want: &Want<'_>, observed: &Observed) -> Result<Vec<Change>, Refusal
                 .and_then(|a| a.backup_schedule.clone())
                 .unwrap_or_else(|| "none".into()),
             new: schedule.clone().unwrap_or_default(),
-            why: "scheduled backups run on `local` and `ssh` targets (a systemd timer on the host) and are rendered for kubernetes; elsewhere run `dbctl backup` from cron or CI".into(),
+            why: "scheduled backups run on `local` and `ssh` targets and resource groups (`pacemaker`, `openstack` with `runtime: pacemaker`) as a systemd timer, and are rendered for kubernetes; elsewhere run `dbctl backup` from cron or CI".into(),
         });
     }
     if observed.state == State::Absent {

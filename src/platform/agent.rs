@@ -1,10 +1,12 @@
-//! dbctl on the database's machines, for PostgreSQL's continuous WAL archiving: the
+//! dbctl on the database's machines. For PostgreSQL's continuous WAL archiving the
 //! server's `archive_command` runs `dbctl wal-push` with a configuration file beside
 //! the data (`wal-push.json`: the store, its secret in a file of its own, the repo's
-//! recipients). On `local` that is this binary; on other machines (`ssh` hosts, the
-//! nodes of resource groups) a copy of it, [`install`]ed at [`path`]. A point-in-time
-//! recovery puts the archived WAL it replays on the machine ([`fetch_wal`]). Shared by
-//! the host platforms and the resource groups.
+//! recipients); for scheduled backups a systemd timer runs `dbctl backup` in a repo of
+//! the one database written on the machine ([`write_schedule_repo`], [`sync_units`]).
+//! On `local` that is this binary; on other machines (`ssh` hosts, the nodes of
+//! resource groups) a copy of it, [`install`]ed at [`path`]. A point-in-time recovery
+//! puts the archived WAL it replays on the machine ([`fetch_wal`]). Shared by the host
+//! platforms and the resource groups.
 
 use std::path::{Path, PathBuf};
 
@@ -76,21 +78,42 @@ pub fn path(state_dir: &Path, local: bool) -> Result<PathBuf> {
         .join(format!("dbctl-{}", &digest[..16])))
 }
 
+/// What needs dbctl on a machine, named in [`install`]'s messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose<'a> {
+    /// PostgreSQL's WAL archiving of the named database (`dbctl wal-push`).
+    WalArchiving(&'a str),
+    /// The scheduled backups of the named database (`dbctl backup`).
+    ScheduledBackups(&'a str),
+}
+
 /// Puts this dbctl at `path` on the machine (0755) unless it is there, after checking
-/// the machine has this binary's architecture (`uname -m`); `database` names what
+/// the machine has this binary's architecture (`uname -m`); `purpose` names what
 /// needs it in the message.
 ///
 /// # Errors
 /// Another architecture (naming both and the way out), or the copy fails.
-pub fn install(t: &dyn Transport, path: &Path, database: &str) -> Result<()> {
+pub fn install(t: &dyn Transport, path: &Path, purpose: Purpose<'_>) -> Result<()> {
     if t.exists(path) {
         return Ok(());
     }
     let out = t.run(&CommandSpec::new("uname", ["-m"]))?;
     let arch = out.stdout.trim();
     if arch != std::env::consts::ARCH {
+        let (what, verb, way_out) = match purpose {
+            Purpose::WalArchiving(name) => (
+                format!("PostgreSQL's WAL archiving of `{name}`"),
+                "wal-push",
+                "set `backup: { archive_wal: false }`",
+            ),
+            Purpose::ScheduledBackups(name) => (
+                format!("the scheduled backups of `{name}`"),
+                "backup",
+                "remove `backup.schedule` and run `dbctl backup` from cron or CI",
+            ),
+        };
         bail!(
-            "PostgreSQL's WAL archiving of `{database}` runs dbctl on {} (`dbctl wal-push`), which is {arch} while this dbctl is {}: run dbctl from a {arch} machine, or set `backup: {{ archive_wal: false }}`",
+            "{what} runs dbctl on {} (`dbctl {verb}`), which is {arch} while this dbctl is {}: run dbctl from a {arch} machine, or {way_out}",
             t.host(),
             std::env::consts::ARCH
         );
@@ -102,6 +125,240 @@ pub fn install(t: &dyn Transport, path: &Path, database: &str) -> Result<()> {
         t.make_dir(dir, 0o755, None)?;
     }
     t.write_file(path, &bytes, 0o755, None)?;
+    Ok(())
+}
+
+/// What the scheduled backups of `spec` on `machine` (named in messages) need from
+/// this repo: its `repo_id`, the database's store's name and entry.
+///
+/// # Errors
+/// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store.
+pub fn schedule_store<'c>(
+    config: &'c Config,
+    spec: &Spec,
+    machine: &str,
+) -> Result<(String, String, &'c crate::backup::StoreConfig)> {
+    let repo_id = config.repo_id.clone().with_context(|| {
+        format!(
+            "scheduled backups of `{}` run on {machine} in a repo of their own, which needs `repo_id` in etc/dbctl.yml (`dbctl init` writes one): add `repo_id: <8 to 64 of a-z, 0-9, ->`",
+            spec.name
+        )
+    })?;
+    let store_name = crate::backup::store_of(config, spec).with_context(|| {
+        format!(
+            "`{}` has a backup schedule but no backup store: name one in `backup.store`, the target's `backup_store` or `defaults.backup_store`",
+            spec.name
+        )
+    })?;
+    let store = config
+        .backup_stores
+        .get(&store_name)
+        .with_context(|| format!("backup store `{store_name}` is not in etc/dbctl.yml"))?;
+    Ok((repo_id, store_name, store))
+}
+
+/// The repo of one database that its scheduled backups run `dbctl backup` in, on the
+/// machine that runs them.
+pub struct ScheduleRepo {
+    /// Its root (root's, 0700).
+    pub root: PathBuf,
+    /// Where the store's secret goes (0600), when the store has one.
+    pub secret: PathBuf,
+    /// The database's target as the machine sees it (its `etc/dbctl.yml` entry, under
+    /// the same name so manifests name it).
+    pub target: serde_json::Value,
+    /// Further files: path in the repo → text.
+    pub files: Vec<(String, String)>,
+}
+
+/// Writes `repo` on the machine: `etc/dbctl.yml` with this repo's `repo_id` and
+/// recipients, the target, the database's store (its secret in `repo.secret`);
+/// `etc/engines.yml` and `etc/plans.yml` as this repo resolves them, the engine's
+/// `local/<engine>/backup.yml` playbook, the spec with its store named, and
+/// `repo.files`.
+///
+/// # Errors
+/// What [`schedule_store`] finds missing, an unreadable secret, or the files cannot
+/// be written.
+pub fn write_schedule_repo(
+    t: &dyn Transport,
+    assets: &crate::assets::Assets,
+    config: &Config,
+    spec: &Spec,
+    repo: &ScheduleRepo,
+) -> Result<()> {
+    let (repo_id, store_name, store) = schedule_store(config, spec, t.host())?;
+    let store = match store.secret() {
+        Some(source) => {
+            let value = source.read(&store_name)?;
+            t.write_file(&repo.secret, value.expose_secret().as_bytes(), 0o600, None)?;
+            store
+                .clone()
+                .with_secret(crate::backup::store::SecretSource::File(
+                    repo.secret.clone(),
+                ))
+        }
+        None => store.clone(),
+    };
+    let dbctl_yml = serde_json::json!({
+        "repo_id": repo_id,
+        "default_target": spec.target,
+        "targets": { &spec.target: repo.target },
+        "backup_stores": { &store_name: store.to_raw() },
+        "secrets": { "recipients": config.recipients },
+    });
+    let mut local = spec.clone();
+    let mut policy = local.backup.clone().unwrap_or_default();
+    policy.store = Some(store_name);
+    local.backup = Some(policy);
+    let header = "# Written by dbctl: the repo this machine's scheduled backups run in.\n";
+    let mut files = vec![
+        (
+            "etc/dbctl.yml".to_owned(),
+            format!("{header}{}", serde_saphyr::to_string(&dbctl_yml)?),
+        ),
+        (format!("etc/databases/{}.yml", spec.name), local.to_yaml()),
+    ];
+    for name in ["engines.yml", "plans.yml"] {
+        if let Some(asset) = assets.get(crate::assets::Tree::Etc, name)? {
+            files.push((format!("etc/{name}"), asset.text));
+        }
+    }
+    let playbook = format!("local/{}/backup.yml", spec.engine.as_str());
+    if let Some(asset) = assets.get(crate::assets::Tree::Playbooks, &playbook)? {
+        files.push((format!("playbooks/{playbook}"), asset.text));
+    }
+    files.extend(repo.files.iter().cloned());
+    t.make_dir(&repo.root, 0o700, None)?;
+    for (rel, text) in files {
+        let path = repo.root.join(rel);
+        if let Some(dir) = path.parent() {
+            t.make_dir(dir, 0o700, None)?;
+        }
+        t.write_file(&path, text.as_bytes(), 0o600, None)?;
+    }
+    Ok(())
+}
+
+/// The name of the systemd units of `name`'s scheduled backups:
+/// `dbctl-backup-<repo_id>-<name>`, so databases of two repos on one machine differ.
+pub fn unit_stem(config: &Config, name: &str) -> String {
+    format!(
+        "dbctl-backup-{}-{name}",
+        config.repo_id.as_deref().unwrap_or("repo")
+    )
+}
+
+/// The systemd units of a database's scheduled backups on a machine.
+pub struct Units {
+    /// The oneshot service running `dbctl backup`.
+    pub service: PathBuf,
+    /// The timer starting it.
+    pub timer: PathBuf,
+}
+
+/// What the scheduled backups' units run.
+pub struct UnitsContext<'a> {
+    /// The `backup.schedule` text.
+    pub schedule: &'a str,
+    /// The dbctl binary on the machine.
+    pub dbctl: &'a Path,
+    /// The repo it runs in.
+    pub repo: &'a Path,
+    /// `DBCTL_STATE_DIR` of the run.
+    pub state_dir: &'a Path,
+    /// A file the service needs to run (`ConditionPathExists=`): where a resource
+    /// group's filesystem is mounted, so only the node running it backs up.
+    pub condition: Option<&'a Path>,
+}
+
+/// Renders the units of `spec`'s scheduled backups from `local/backup.service.j2` and
+/// `local/backup.timer.j2`: a oneshot service running `dbctl --repo R backup NAME`
+/// and a timer with the schedule's `OnCalendar=` and `Persistent=true` (a missed run
+/// runs at boot). Returns `(service, timer)`.
+///
+/// # Errors
+/// An invalid schedule (naming `backup.schedule`), a template that fails.
+pub fn render_units(
+    renderer: &crate::render::Renderer,
+    spec: &Spec,
+    ctx: &UnitsContext<'_>,
+) -> Result<(String, String)> {
+    let schedule = crate::backup::schedule::Schedule::parse(ctx.schedule)
+        .map_err(|m| anyhow::anyhow!("`{}`: backup.schedule {m}", spec.name))?;
+    let ctx = minijinja::context! {
+        spec => Value::from(minijinja::value::Serde(spec)),
+        schedule => minijinja::context! {
+            text => ctx.schedule,
+            on_calendar => schedule.on_calendar(),
+        },
+        dbctl => ctx.dbctl.to_string_lossy(),
+        repo => ctx.repo.to_string_lossy(),
+        state_dir => ctx.state_dir.to_string_lossy(),
+        condition => ctx.condition.map(|p| p.to_string_lossy().into_owned()),
+    };
+    Ok((
+        renderer.render("local/backup.service.j2", &ctx)?,
+        renderer.render("local/backup.timer.j2", &ctx)?,
+    ))
+}
+
+/// Makes `units` on the machine what `texts` (`(service, timer)`) say: written
+/// (0644), and where systemd runs (`/run/systemd/system`) linked and the timer enabled
+/// with `systemctl` (`--user` unless root); `None` disables the timer and removes both.
+///
+/// # Errors
+/// The units cannot be written or removed, or `systemctl` fails.
+pub fn sync_units(t: &dyn Transport, units: &Units, texts: Option<(&str, &str)>) -> Result<()> {
+    let systemd = t.exists(Path::new("/run/systemd/system"));
+    let user = !t.is_root();
+    let systemctl = |args: &[&str]| -> Result<()> {
+        let mut all: Vec<String> = Vec::new();
+        if user {
+            all.push("--user".into());
+        }
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let out = t.run(&CommandSpec::new("systemctl", all))?;
+        if !out.success() {
+            bail!(
+                "`systemctl {}` failed on {}: {}",
+                args.join(" "),
+                t.host(),
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    };
+    let timer_name = units
+        .timer
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some((service_text, timer_text)) = texts else {
+        if t.exists(&units.timer) {
+            if systemd {
+                // Gone already is fine: the files go either way.
+                let _ = systemctl(&["disable", "--now", &timer_name]);
+            }
+            t.remove_all(&units.service)?;
+            t.remove_all(&units.timer)?;
+        }
+        return Ok(());
+    };
+    if let Some(dir) = units.timer.parent() {
+        t.make_dir(dir, 0o755, None)?;
+    }
+    t.write_file(&units.service, service_text.as_bytes(), 0o644, None)?;
+    t.write_file(&units.timer, timer_text.as_bytes(), 0o644, None)?;
+    if systemd {
+        systemctl(&[
+            "link",
+            &units.service.to_string_lossy(),
+            &units.timer.to_string_lossy(),
+        ])?;
+        systemctl(&["daemon-reload"])?;
+        systemctl(&["enable", "--now", &timer_name])?;
+    }
     Ok(())
 }
 

@@ -456,10 +456,10 @@ impl Host {
     ///
     /// # Errors
     /// Another architecture, or the copy fails.
-    fn install_agent(&self, spec: &Spec) -> Result<PathBuf> {
+    fn install_agent(&self, purpose: super::agent::Purpose<'_>) -> Result<PathBuf> {
         let path = self.agent_path()?;
         if self.kind != PlatformKind::Local {
-            super::agent::install(self.transport.as_ref(), &path, &spec.name)?;
+            super::agent::install(self.transport.as_ref(), &path, purpose)?;
         }
         Ok(path)
     }
@@ -493,7 +493,7 @@ impl Host {
         if self.kind != PlatformKind::Local {
             // The host must reach the store itself: found out now, not from failures
             // in the server's log once it archives.
-            let agent = self.install_agent(spec)?;
+            let agent = self.install_agent(super::agent::Purpose::WalArchiving(&spec.name))?;
             super::agent::check_wal_push(
                 self.transport.as_ref(),
                 &agent,
@@ -726,7 +726,8 @@ impl Host {
         if self.kind != PlatformKind::Local
             && spec.backup.as_ref().is_some_and(|b| b.schedule.is_some())
         {
-            let (_, store_name, store) = self.agent_store(spec)?;
+            let (_, store_name, store) =
+                super::agent::schedule_store(&self.config, spec, self.transport.host())?;
             if let Some(source) = store.secret() {
                 source.read(&store_name)?;
             }
@@ -869,181 +870,53 @@ impl Host {
         })
     }
 
-    /// The systemd units of `name`'s scheduled backups (`dbctl-backup-<repo>-<name>`),
-    /// kept in the instance's `systemd/` directory: `(service, timer)`.
-    fn schedule_units(&self, name: &str) -> (PathBuf, PathBuf) {
+    /// The systemd units of `name`'s scheduled backups ([`super::agent::unit_stem`]),
+    /// kept in the instance's `systemd/` directory.
+    fn schedule_units(&self, name: &str) -> super::agent::Units {
         let dir = self.instance_dir(name).join("systemd");
-        let unit = format!(
-            "dbctl-backup-{}-{name}",
-            self.config.repo_id.as_deref().unwrap_or("repo")
-        );
-        (
-            dir.join(format!("{unit}.service")),
-            dir.join(format!("{unit}.timer")),
-        )
+        let stem = super::agent::unit_stem(&self.config, name);
+        super::agent::Units {
+            service: dir.join(format!("{stem}.service")),
+            timer: dir.join(format!("{stem}.timer")),
+        }
     }
 
-    /// Where a host keeps the repo its scheduled backups run with, and the store's
-    /// secret for it: `(<instance>/agent, <instance>/agent.secret)`.
-    fn agent_repo_paths(&self, name: &str) -> (PathBuf, PathBuf) {
-        let dir = self.instance_dir(name);
-        (dir.join("agent"), dir.join("agent.secret"))
-    }
-
-    /// What a host's scheduled backups of `spec` need from this repo: its `repo_id`,
-    /// the database's store's name and entry.
-    ///
-    /// # Errors
-    /// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store.
-    fn agent_store(&self, spec: &Spec) -> Result<(String, String, &crate::backup::StoreConfig)> {
-        let repo_id = self.config.repo_id.clone().with_context(|| {
-            format!(
-                "scheduled backups of `{}` run on {} in a repo of their own, which needs `repo_id` in etc/dbctl.yml (`dbctl init` writes one): add `repo_id: <8 to 64 of a-z, 0-9, ->`",
-                spec.name,
-                self.transport.host()
-            )
-        })?;
-        let store_name = crate::backup::store_of(&self.config, spec).with_context(|| {
-            format!(
-                "`{}` has a backup schedule but no backup store: name one in `backup.store`, the target's `backup_store` or `defaults.backup_store`",
-                spec.name
-            )
-        })?;
-        let store = self
-            .config
-            .backup_stores
-            .get(&store_name)
-            .with_context(|| format!("backup store `{store_name}` is not in etc/dbctl.yml"))?;
-        Ok((repo_id, store_name, store))
-    }
-
-    /// Writes the GitOps repo of one database that a host's scheduled backups run
-    /// `dbctl backup` in (`<instance>/agent`, root's, 0700): `etc/dbctl.yml` with this
-    /// repo's `repo_id` and recipients, the target as a `local` one on the host's
-    /// state directory (same name, so manifests name it), the database's store (its
-    /// secret in `<instance>/agent.secret`, 0600); `etc/engines.yml` and
-    /// `etc/plans.yml` as this repo resolves them, the engine's `backup.yml` playbook,
-    /// and the spec with its store named.
-    ///
-    /// # Errors
-    /// No `repo_id` in `etc/dbctl.yml` (instances are matched to repos by it), no
-    /// store, an unreadable secret, or the files cannot be written.
-    fn write_agent_repo(&self, spec: &Spec) -> Result<PathBuf> {
-        let (repo_id, store_name, store) = self.agent_store(spec)?;
-        let (root, secret_path) = self.agent_repo_paths(&spec.name);
-        let store = match store.secret() {
-            Some(source) => {
-                let value = source.read(&store_name)?;
-                self.transport.write_file(
-                    &secret_path,
-                    value.expose_secret().as_bytes(),
-                    0o600,
-                    None,
-                )?;
-                store
-                    .clone()
-                    .with_secret(crate::backup::store::SecretSource::File(secret_path))
-            }
-            None => store.clone(),
-        };
-        let config = serde_json::json!({
-            "repo_id": repo_id,
-            "default_target": spec.target,
-            "targets": {
-                &spec.target: {
-                    "platform": "local",
-                    "state_dir": self.state_dir,
-                    "description": format!("{} as its scheduled backups see it", self.transport.host()),
-                },
-            },
-            "backup_stores": { &store_name: store.to_raw() },
-            "secrets": { "recipients": self.config.recipients },
-        });
-        let mut local = spec.clone();
-        let mut policy = local.backup.clone().unwrap_or_default();
-        policy.store = Some(store_name);
-        local.backup = Some(policy);
-        let header = "# Written by dbctl: the repo this host's scheduled backups run in.\n";
-        let mut files = vec![
-            (
-                "etc/dbctl.yml".to_owned(),
-                format!("{header}{}", serde_saphyr::to_string(&config)?),
-            ),
-            (format!("etc/databases/{}.yml", spec.name), local.to_yaml()),
-        ];
-        for name in ["engines.yml", "plans.yml"] {
-            if let Some(asset) = self.assets.get(crate::assets::Tree::Etc, name)? {
-                files.push((format!("etc/{name}"), asset.text));
-            }
+    /// The repo a host's scheduled backups of `spec` run `dbctl backup` in
+    /// ([`super::agent::write_schedule_repo`]): `<instance>/agent`, the store's secret
+    /// in `<instance>/agent.secret`, the target as a `local` one on the host's state
+    /// directory.
+    fn schedule_repo(&self, spec: &Spec) -> super::agent::ScheduleRepo {
+        let dir = self.instance_dir(&spec.name);
+        super::agent::ScheduleRepo {
+            root: dir.join("agent"),
+            secret: dir.join("agent.secret"),
+            target: serde_json::json!({
+                "platform": "local",
+                "state_dir": self.state_dir,
+                "description": format!("{} as its scheduled backups see it", self.transport.host()),
+            }),
+            files: Vec::new(),
         }
-        let playbook = format!("local/{}/backup.yml", spec.engine.as_str());
-        if let Some(asset) = self.assets.get(crate::assets::Tree::Playbooks, &playbook)? {
-            files.push((format!("playbooks/{playbook}"), asset.text));
-        }
-        self.transport.make_dir(&root, 0o700, None)?;
-        for (rel, text) in files {
-            let path = root.join(rel);
-            if let Some(dir) = path.parent() {
-                self.transport.make_dir(dir, 0o700, None)?;
-            }
-            self.transport
-                .write_file(&path, text.as_bytes(), 0o600, None)?;
-        }
-        Ok(root)
     }
 
     /// Makes the scheduled backups what `backup.schedule` says (see
-    /// [`crate::backup::schedule`]): a oneshot service running dbctl (`dbctl --repo R
-    /// backup NAME`: on `local` this dbctl in this repo, as the user who applied; on
-    /// `ssh` dbctl's copy on the host in the repo [`Host::write_agent_repo`] writes
-    /// there, as the SSH user) and a timer with the
-    /// schedule's `OnCalendar=`, `Persistent=true` (a missed run runs at boot), from
-    /// the templates `local/backup.service.j2` and `local/backup.timer.j2`. Where
-    /// systemd runs (`/run/systemd/system`) they are linked and the timer enabled with
-    /// `systemctl`; elsewhere only written. Without a schedule, both go.
+    /// [`crate::backup::schedule`] and [`super::agent::render_units`]): on `local` this
+    /// dbctl in this repo, as the user who applied; on `ssh` dbctl's copy on the host
+    /// in the repo [`Host::schedule_repo`] writes there, as the SSH user. Without a
+    /// schedule, the units and that repo go.
     ///
     /// # Errors
-    /// The units cannot be written, or `systemctl` fails.
+    /// The units or the repo cannot be written, or `systemctl` fails.
     fn sync_schedule(&self, spec: &Spec) -> Result<()> {
-        let (service, timer) = self.schedule_units(&spec.name);
-        let schedule = spec.backup.as_ref().and_then(|b| b.schedule.as_deref());
-        let systemd = self.transport.exists(Path::new("/run/systemd/system"));
-        let user = !self.transport.is_root();
-        let systemctl = |args: &[&str]| -> Result<()> {
-            let mut all: Vec<String> = Vec::new();
-            if user {
-                all.push("--user".into());
-            }
-            all.extend(args.iter().map(|a| (*a).to_owned()));
-            let out = self.transport.run(&CommandSpec::new("systemctl", all))?;
-            if !out.success() {
-                bail!(
-                    "`systemctl {}` failed: {}",
-                    args.join(" "),
-                    out.stderr.trim()
-                );
-            }
-            Ok(())
-        };
-        let timer_name = timer
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some(text) = schedule else {
-            if self.transport.exists(&timer) {
-                if systemd {
-                    let _ = systemctl(&["disable", "--now", &timer_name]);
-                }
-                self.transport.remove_all(&service)?;
-                self.transport.remove_all(&timer)?;
-            }
-            let (agent_repo, agent_secret) = self.agent_repo_paths(&spec.name);
-            self.transport.remove_all(&agent_repo)?;
-            self.transport.remove_all(&agent_secret)?;
+        let units = self.schedule_units(&spec.name);
+        let t = self.transport.as_ref();
+        let Some(text) = spec.backup.as_ref().and_then(|b| b.schedule.as_deref()) else {
+            super::agent::sync_units(t, &units, None)?;
+            let repo = self.schedule_repo(spec);
+            t.remove_all(&repo.root)?;
+            t.remove_all(&repo.secret)?;
             return Ok(());
         };
-        let schedule = crate::backup::schedule::Schedule::parse(text)
-            .map_err(|m| anyhow::anyhow!("`{}`: backup.schedule {m}", spec.name))?;
         // On `local` the timer runs this dbctl in this repo; on a host, dbctl's copy
         // there in a repo of the one database.
         let (exe, repo) = if self.kind == PlatformKind::Local {
@@ -1052,33 +925,25 @@ impl Host {
                 self.repo_root.clone(),
             )
         } else {
-            (self.install_agent(spec)?, self.write_agent_repo(spec)?)
+            let repo = self.schedule_repo(spec);
+            super::agent::write_schedule_repo(t, &self.assets, &self.config, spec, &repo)?;
+            (
+                self.install_agent(super::agent::Purpose::ScheduledBackups(&spec.name))?,
+                repo.root,
+            )
         };
-        let ctx = minijinja::context! {
-            spec => Value::from(minijinja::value::Serde(spec)),
-            schedule => minijinja::context! {
-                text => text,
-                on_calendar => schedule.on_calendar(),
+        let (service, timer) = super::agent::render_units(
+            &self.renderer,
+            spec,
+            &super::agent::UnitsContext {
+                schedule: text,
+                dbctl: &exe,
+                repo: &repo,
+                state_dir: &self.state_dir,
+                condition: None,
             },
-            dbctl => exe.to_string_lossy(),
-            repo => repo.to_string_lossy(),
-            state_dir => self.state_dir.to_string_lossy(),
-        };
-        let service_text = self.renderer.render("local/backup.service.j2", &ctx)?;
-        let timer_text = self.renderer.render("local/backup.timer.j2", &ctx)?;
-        if let Some(dir) = timer.parent() {
-            self.transport.make_dir(dir, 0o755, None)?;
-        }
-        self.transport
-            .write_file(&service, service_text.as_bytes(), 0o644, None)?;
-        self.transport
-            .write_file(&timer, timer_text.as_bytes(), 0o644, None)?;
-        if systemd {
-            systemctl(&["link", &service.to_string_lossy(), &timer.to_string_lossy()])?;
-            systemctl(&["daemon-reload"])?;
-            systemctl(&["enable", "--now", &timer_name])?;
-        }
-        Ok(())
+        )?;
+        super::agent::sync_units(t, &units, Some((&service, &timer)))
     }
 
     /// What runs: the record, then a probe of the server.

@@ -259,7 +259,7 @@ impl Drop for Lease<'_> {
 }
 
 /// One rendered file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Artifact {
     /// Relative path (`local/postgresql/postgresql.conf`).
     pub path: String,

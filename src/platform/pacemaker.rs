@@ -196,6 +196,27 @@ impl Cluster {
         Ok(Self::of_nodes(&target.name, nodes, options.timeout))
     }
 
+    /// The cluster as dbctl on one of its nodes sees it (a `node_local` target): this
+    /// node alone, reached without SSH.
+    ///
+    /// # Errors
+    /// This machine is not a pacemaker node (`crm_node -n` fails).
+    pub fn this_node(target: &str, timeout: Option<Duration>) -> Result<Self> {
+        let local = crate::transport::Local::new();
+        let out = local.run(&CommandSpec::new("crm_node", ["-n"]))?;
+        if !out.success() {
+            bail!(
+                "target `{target}` is `node_local` but this machine is not a pacemaker node: `crm_node -n` failed: {}",
+                out.stderr.trim()
+            );
+        }
+        let node = Node {
+            name: out.stdout.trim().to_owned(),
+            ssh: std::sync::Arc::new(local),
+        };
+        Ok(Self::of_nodes(target, vec![node], timeout))
+    }
+
     /// The cluster of `target` made of `nodes` already reached (the recording double in
     /// unit tests), waiting up to `timeout` for groups (`None`: [`GROUP_TIMEOUT`]).
     pub fn of_nodes(target: &str, nodes: Vec<Node>, timeout: Option<Duration>) -> Self {
@@ -391,7 +412,9 @@ impl Cluster {
 
 /// How one database sits on a cluster: its groups, paths, client address, the pcs
 /// script that creates its groups and the playbooks that prepare and bootstrap it.
-#[derive(Debug, Clone)]
+/// Written as JSON (without the script) into the repo a group's scheduled backups run
+/// in ([`layout_path`]), where a `node_local` target reads it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Layout {
     /// Its pacemaker groups, in start order.
     pub groups: Vec<String>,
@@ -410,7 +433,8 @@ pub struct Layout {
     /// The address the engine listens on: the target's `listen`, else every address
     /// (`*`), since the VIP moves between nodes.
     pub listen: String,
-    /// The rendered pcs script.
+    /// The rendered pcs script (not in the JSON).
+    #[serde(skip)]
     pub script: Artifact,
     /// Playbook run on the first node before the groups exist (e.g. formatting a shared
     /// disk image and initialising the data directory in it).
@@ -426,6 +450,12 @@ pub struct Layout {
     pub bootstrap: String,
     /// Extra template variables of the playbooks (`mountpoint`, `device`, …).
     pub vars: BTreeMap<String, String>,
+}
+
+/// Where a `node_local` target's repo holds the layout of database `name`:
+/// `etc/groups/<name>.json`.
+pub fn layout_path(name: &str) -> String {
+    format!("etc/groups/{name}.json")
 }
 
 /// The prefix of a group's rendered pcs script among a database's artifact digests
@@ -663,7 +693,11 @@ impl<'a> Deployment<'a> {
         };
         let agent = super::agent::path(&state_dir(self.target), false)?;
         for node in self.cluster.nodes() {
-            super::agent::install(node.ssh.as_ref(), &agent, &spec.name)?;
+            super::agent::install(
+                node.ssh.as_ref(),
+                &agent,
+                super::agent::Purpose::WalArchiving(&spec.name),
+            )?;
         }
         super::agent::check_wal_push(
             active.ssh.as_ref(),
@@ -673,6 +707,102 @@ impl<'a> Deployment<'a> {
             &spec.name,
             &store,
         )
+    }
+
+    /// The systemd units of `name`'s scheduled backups on every node
+    /// (`<state_dir>/.dbctl/systemd/<stem>.{service,timer}`, node-local).
+    fn schedule_units(&self, name: &str) -> super::agent::Units {
+        let dir = state_dir(self.target).join(".dbctl/systemd");
+        let stem = super::agent::unit_stem(self.config, name);
+        super::agent::Units {
+            service: dir.join(format!("{stem}.service")),
+            timer: dir.join(format!("{stem}.timer")),
+        }
+    }
+
+    /// Makes the groups' scheduled backups what `backup.schedule` says: dbctl's copy
+    /// on every node with a timer there, and on the group's filesystem (so it moves
+    /// with the data) the repo they run `dbctl backup` in (`<dir>/agent`, the store's
+    /// secret in `<dir>/agent.secret`): the target as a `node_local` pacemaker one on
+    /// the same state directory, this layout in [`layout_path`]. The service runs only
+    /// where that repo is mounted (`ConditionPathExists=`), the node running the
+    /// groups; after a failover the timer of the new one runs it. Without a schedule
+    /// the units and the repo go.
+    ///
+    /// # Errors
+    /// No `repo_id` or store ([`super::agent::schedule_store`]), another architecture
+    /// on a node, files or `systemctl` failing on a node.
+    fn sync_schedule(&self, active: &Node, spec: &Spec) -> Result<()> {
+        let root = self.layout.dir.join("agent");
+        let secret = self.layout.dir.join("agent.secret");
+        let Some(text) = spec.backup.as_ref().and_then(|b| b.schedule.as_deref()) else {
+            self.stop_schedule(spec)?;
+            active.ssh.remove_all(&root)?;
+            active.ssh.remove_all(&secret)?;
+            return Ok(());
+        };
+        let state_dir = state_dir(self.target);
+        let agent = super::agent::path(&state_dir, false)?;
+        for node in self.cluster.nodes() {
+            super::agent::install(
+                node.ssh.as_ref(),
+                &agent,
+                super::agent::Purpose::ScheduledBackups(&spec.name),
+            )?;
+        }
+        let repo = super::agent::ScheduleRepo {
+            root: root.clone(),
+            secret,
+            target: serde_json::json!({
+                "platform": "pacemaker",
+                "node_local": true,
+                "state_dir": state_dir,
+                "description": format!(
+                    "the node running {} as its scheduled backups see it",
+                    self.layout.groups.join(", ")
+                ),
+            }),
+            files: vec![(
+                layout_path(&spec.name),
+                serde_json::to_string_pretty(&self.layout)?,
+            )],
+        };
+        super::agent::write_schedule_repo(
+            active.ssh.as_ref(),
+            self.assets,
+            self.config,
+            spec,
+            &repo,
+        )?;
+        let condition = root.join("etc/dbctl.yml");
+        let (service, timer) = super::agent::render_units(
+            self.renderer,
+            spec,
+            &super::agent::UnitsContext {
+                schedule: text,
+                dbctl: &agent,
+                repo: &root,
+                state_dir: &state_dir,
+                condition: Some(&condition),
+            },
+        )?;
+        let units = self.schedule_units(&spec.name);
+        for node in self.cluster.nodes() {
+            super::agent::sync_units(node.ssh.as_ref(), &units, Some((&service, &timer)))?;
+        }
+        Ok(())
+    }
+
+    /// Disables and removes the units of `spec`'s scheduled backups on every node.
+    ///
+    /// # Errors
+    /// Files or `systemctl` failing on a node.
+    pub fn stop_schedule(&self, spec: &Spec) -> Result<()> {
+        let units = self.schedule_units(&spec.name);
+        for node in self.cluster.nodes() {
+            super::agent::sync_units(node.ssh.as_ref(), &units, None)?;
+        }
+        Ok(())
     }
 
     /// The engine's admin password, in `admin.secret` beside the data (so it moves with
@@ -816,6 +946,7 @@ impl<'a> Deployment<'a> {
             0o644,
             None,
         )?;
+        self.sync_schedule(active, spec)?;
         Ok(response(req, engine, &instance, probe.version))
     }
 
@@ -892,6 +1023,7 @@ impl<'a> Deployment<'a> {
         active
             .ssh
             .write_file(&path, &serde_json::to_vec_pretty(&applied)?, 0o644, None)?;
+        self.sync_schedule(active, spec)?;
         let located = locate(self.catalog, active.ssh.as_ref(), spec, engine)?;
         let instance = self.instance(spec, engine, active.ssh.as_ref());
         let probe = engine.probe(active.ssh.as_ref(), &instance, &located.bin)?;
@@ -960,6 +1092,21 @@ impl<'a> Deployment<'a> {
     /// # Errors
     /// The groups do not run on one node, or the engine's binaries are missing there.
     pub fn admin(self, spec: &Spec, engine: Box<dyn Engine>) -> Result<GroupAdmin<'a>> {
+        if self.target.cloud.node_local {
+            // This node alone is reached: it must be the one running the groups.
+            let view = self.cluster.view(&self.layout.groups)?;
+            let here = &self.cluster.first().name;
+            if view.active_node.as_deref() != Some(here.as_str()) {
+                bail!(
+                    "`{}` runs on {}, not on this node ({here}): its scheduled backups run on the node running {}",
+                    spec.name,
+                    view.active_node
+                        .as_deref()
+                        .map_or_else(|| "no node".to_owned(), |n| format!("node {n}")),
+                    self.layout.groups.join(", ")
+                );
+            }
+        }
         let node = self.active_index()?;
         let ssh = self.cluster.nodes()[node].ssh.as_ref();
         let located = locate(self.catalog, ssh, spec, engine.as_ref())?;
@@ -1323,6 +1470,10 @@ impl Pacemaker {
         if let Some(cluster) = self.cluster.get() {
             return Ok(cluster);
         }
+        if self.target.cloud.node_local {
+            let cluster = Cluster::this_node(&self.target.name, self.options.timeout)?;
+            return Ok(self.cluster.get_or_init(|| cluster));
+        }
         let cluster = Cluster::connect(
             &self.root,
             &self.target,
@@ -1348,7 +1499,25 @@ impl Pacemaker {
         check_engine(spec, "pacemaker")
     }
 
+    /// How `spec` sits on the cluster: rendered from the target's settings, or on a
+    /// `node_local` target read from [`layout_path`] in the repo.
+    ///
+    /// # Errors
+    /// The pcs script does not render; a `node_local` repo without the layout.
     fn layout(&self, spec: &Spec) -> Result<Layout> {
+        if self.target.cloud.node_local {
+            let path = self.root.join(layout_path(&spec.name));
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "target `{}` is `node_local`: it backs up and reports on databases whose groups dbctl made, reading each one's layout from `{}`, which cannot be read; create, change and delete `{}` from the repo whose target reaches every node",
+                    self.target.name,
+                    path.display(),
+                    spec.name
+                )
+            })?;
+            return serde_json::from_str(&text)
+                .with_context(|| format!("`{}` is not a layout dbctl wrote", path.display()));
+        }
         let dir = self.mountpoint(spec);
         let script = self
             .cloud
@@ -1381,6 +1550,23 @@ impl Pacemaker {
             ]),
             dir,
         })
+    }
+
+    /// A `node_local` target only backs up and reports: what creates, changes or
+    /// deletes groups runs where every node is reached.
+    ///
+    /// # Errors
+    /// Always on a `node_local` target, naming what is allowed.
+    fn refuse_node_local(&self, spec: &Spec) -> Result<()> {
+        if self.target.cloud.node_local {
+            bail!(
+                "target `{}` is `node_local` (dbctl on one cluster node, as `{}`'s scheduled backups run): it backs up and reports status only; create, change, restore and delete `{}` from the repo whose target reaches every node",
+                self.target.name,
+                spec.name,
+                spec.name
+            );
+        }
+        Ok(())
     }
 
     fn deployment(&self, layout: Layout) -> Result<Deployment<'_>> {
@@ -1446,7 +1632,11 @@ impl Pacemaker {
                 layout.groups.join(", ")
             ),
         );
-        let cluster = self.cluster()?;
+        let deployment = self.deployment(layout)?;
+        // Its scheduled backups stop first.
+        deployment.stop_schedule(spec)?;
+        let cluster = &deployment.cluster;
+        let layout = &deployment.layout;
         cluster.remove_groups(&layout.groups)?;
         progress(2, 2, "Remove the disk image and mountpoints");
         cluster.first().ssh.remove_all(&self.device(spec))?;
@@ -1477,9 +1667,12 @@ impl super::Platform for Pacemaker {
         // group's filesystem stopped: planned as the worse), and backups stream from
         // the node running it; a minor upgrade restarts the engine member on the newer
         // binaries. Major upgrades are not built for groups.
+        // Scheduled backups are a timer on every node running dbctl's copy where the
+        // groups run.
         Capabilities {
             configure: true,
             backup: true,
+            schedule_backups: true,
             minor_upgrade: true,
             grow: Some(Disruption::Restart),
             ..Capabilities::default()
@@ -1501,6 +1694,7 @@ impl super::Platform for Pacemaker {
     }
 
     fn preflight(&self, req: &Request<'_>) -> Result<()> {
+        self.refuse_node_local(req.spec)?;
         if req.deletes() {
             return Ok(());
         }
@@ -1534,6 +1728,7 @@ impl super::Platform for Pacemaker {
     }
 
     fn apply(&self, req: &Request<'_>) -> Result<Response> {
+        self.refuse_node_local(req.spec)?;
         if req.deletes() {
             self.remove(req.spec, req.progress)?;
             return Ok(Response::default());

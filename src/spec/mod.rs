@@ -271,6 +271,10 @@ pub struct CloudOptions {
     /// Pacemaker: directory on shared storage, visible on every node, holding one
     /// loop-mounted disk image per database (`<shared_dir>/<name>.img`).
     pub shared_dir: String,
+    /// Pacemaker: dbctl runs on a cluster node and reaches only it, without SSH (the
+    /// target a resource group's scheduled backups run with; see
+    /// [`raw::RawTarget::node_local`]).
+    pub node_local: bool,
 }
 
 impl CloudOptions {
@@ -310,6 +314,7 @@ impl CloudOptions {
             vip: None,
             vip_netmask: 24,
             shared_dir: "/srv/dbctl-shared".into(),
+            node_local: false,
         }
     }
 }
@@ -430,8 +435,18 @@ impl Config {
                     "`nodes` and `masters` must be at least 1".into(),
                 ));
             }
+            if target.node_local
+                && (platform != PlatformKind::Pacemaker || !target.hosts.is_empty())
+            {
+                return Err(invalid(
+                    source.clone(),
+                    &key("node_local"),
+                    "`node_local: true` is for a `pacemaker` target without `hosts` (dbctl on a cluster node, reaching it alone)".into(),
+                ));
+            }
             if matches!(platform, PlatformKind::Ssh | PlatformKind::Pacemaker)
                 && target.hosts.is_empty()
+                && !target.node_local
             {
                 return Err(invalid(
                     source.clone(),
@@ -442,6 +457,7 @@ impl Config {
                 ));
             }
             if platform == PlatformKind::Pacemaker
+                && !target.node_local
                 && target
                     .vip
                     .as_deref()
@@ -491,6 +507,7 @@ impl Config {
                 vip: target.vip,
                 vip_netmask: target.vip_netmask.unwrap_or(defaults.vip_netmask),
                 shared_dir: target.shared_dir.unwrap_or(defaults.shared_dir),
+                node_local: target.node_local,
             };
             targets.insert(
                 name.clone(),

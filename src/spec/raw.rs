@@ -179,6 +179,12 @@ pub struct RawTarget {
     /// `pacemaker`: the virtual IP of the database's resource group.
     #[serde(default)]
     pub vip: Option<String>,
+    /// `pacemaker`: dbctl runs on a node of the cluster and reaches it there alone,
+    /// without SSH (`hosts` and `vip` not needed), reading each database's layout from
+    /// `etc/groups/<name>.json`. What a group's scheduled backups run in: such a
+    /// target backs up and reports status, and refuses create, change and delete.
+    #[serde(default)]
+    pub node_local: bool,
     /// `pacemaker`: prefix length of `vip` (default 24).
     #[serde(default)]
     pub vip_netmask: Option<u8>,

@@ -703,7 +703,8 @@ impl super::Platform for Openstack {
     fn capabilities(&self, _spec: &Spec) -> Capabilities {
         // Stacks and groups are made and converged (changed stacks are updated then);
         // a running group's engine is reconfigured in place, backed up, restored and
-        // restarted on newer binaries (a minor upgrade) as on `pacemaker`; a larger
+        // restarted on newer binaries (a minor upgrade) and backed up on a schedule (a
+        // timer on the nodes) as on `pacemaker`; a larger
         // `size_gb` extends the Cinder volume through the data stack, then its volume
         // group and filesystems on the node (restart-class, as the stack update is).
         // Major upgrades are not built for groups.
@@ -720,6 +721,7 @@ impl super::Platform for Openstack {
         Capabilities {
             configure: true,
             backup: groups,
+            schedule_backups: groups,
             minor_upgrade: groups,
             grow: groups.then_some(Disruption::Restart),
             ..Capabilities::default()
@@ -1059,7 +1061,10 @@ impl Openstack {
             let groups = if nomad.is_some() {
                 self.nomad_groups(spec, &outputs)?.1
             } else {
-                self.layout(spec, &outputs)?.groups
+                let deployment = self.deployment(cluster.clone(), self.layout(spec, &outputs)?);
+                // Its scheduled backups stop first.
+                deployment.stop_schedule(spec)?;
+                deployment.layout.groups
             };
             progress(
                 first + 1,
