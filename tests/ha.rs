@@ -132,6 +132,19 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     }
 
     backs_up_and_restores_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
+    if engine == "redis" {
+        backs_up_on_a_schedule_in_the_group(&world, &cluster, &name);
+    }
+    if engine == "mariadb" {
+        backs_up_incrementally_in_the_group(
+            &world,
+            &cluster,
+            &name,
+            client,
+            (&user, &password),
+            work,
+        );
+    }
     if engine == "postgresql" {
         restores_to_a_time_in_the_group(&world, &cluster, &name, (&user, &password));
     }
@@ -157,8 +170,10 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
     )
     .ok()
     .json();
-    // The good backup, the point-in-time scenario's (PostgreSQL), the final one.
-    let kept = if engine == "postgresql" { 3 } else { 2 };
+    // The good backup, the point-in-time scenario's (PostgreSQL), the scheduled
+    // one's (Redis) or the incremental chain (MariaDB: a full and two incremental
+    // ones), the final one.
+    let kept = if engine == "mariadb" { 5 } else { 3 };
     assert_eq!(
         listed["backups"].as_array().unwrap().len(),
         kept,
@@ -512,6 +527,186 @@ fn backs_up_and_restores_in_the_group(
         .ok()
         .json();
     assert_eq!(status["status"]["state"], "up", "{status}");
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+/// Incremental backups of a group (MariaDB: mariadb-backup's `--incremental-lsn` on
+/// the node running it): a full backup, rows written, two incremental ones whose
+/// manifests chain to it; `restore` of the latest brings back every row through the
+/// chain, of the first incremental one the rows it saw, of the full one the rows
+/// before (so the scenario goes on with its 1,000 rows).
+fn backs_up_incrementally_in_the_group(
+    world: &World,
+    cluster: &Cluster,
+    name: &str,
+    client: Client,
+    (user, password): (&str, &str),
+    work: &Workload,
+) {
+    let sql = |q: &str| client.query_until_up(cluster, user, password, q);
+    assert_eq!(sql(work.count), "1000");
+    let take = |kind: &str| {
+        dbctl(
+            world,
+            cluster,
+            &["backup", name, "--type", kind, "-o", "json"],
+        )
+        .ok()
+        .json()["manifest"]
+            .clone()
+    };
+    let full = take("full");
+    sql(&(work.insert)(1001, 1100));
+    let first = take("incr");
+    sql(&(work.insert)(1101, 1200));
+    let second = take("incr");
+    assert_eq!(first["kind"], "incr", "{first}");
+    assert_eq!(first["parent"], full["id"], "{first}");
+    assert_eq!(second["parent"], first["id"], "{second}");
+    assert!(
+        second["raw_bytes"].as_u64().unwrap() * 2 < full["raw_bytes"].as_u64().unwrap(),
+        "an incremental backup is not smaller than the full one: {second} vs {full}"
+    );
+    dbctl(world, cluster, &["restore", name, "--yes"]).ok();
+    assert_eq!(sql(work.count), "1200", "the chain's restore lost rows");
+    for (manifest, rows) in [(&first, "1100"), (&full, "1000")] {
+        let id = manifest["id"].as_str().unwrap();
+        dbctl(world, cluster, &["restore", name, "--backup", id, "--yes"]).ok();
+        assert_eq!(sql(work.count), rows, "restore of {id}");
+    }
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+/// `key=value` of a systemd unit's text.
+fn unit_value(unit: &str, key: &str) -> String {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {unit}"))
+        .to_owned()
+}
+
+/// Scheduled backups of a group: `backup.schedule` is planned and applied, a timer
+/// on each node runs dbctl's copy there in a repo on the group's filesystem, so only
+/// the node running the group (where it is mounted) backs up. What the timer starts,
+/// run on that node with only the unit's environment, adds a backup to the target's
+/// store; on the other node it finds no repo. Without a schedule, units and repo go.
+fn backs_up_on_a_schedule_in_the_group(world: &World, cluster: &Cluster, name: &str) {
+    let spec = world.repo.join(format!("etc/databases/{name}.yml"));
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(!text.contains("\nbackup:"), "{text}");
+    std::fs::write(
+        &spec,
+        format!("{text}backup:\n  schedule: daily 01:30 UTC\n"),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "ha: nightly backups"]);
+    let plan = dbctl(world, cluster, &["plan", name, "-o", "json"])
+        .ok()
+        .json();
+    let changes = plan["databases"][0]["changes"].as_array().unwrap().clone();
+    assert!(
+        changes.iter().any(|c| c["attribute"] == "backup.schedule"),
+        "{plan}"
+    );
+    dbctl(world, cluster, &["apply", name]).ok();
+    let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+
+    let units = std::path::PathBuf::from(format!("/srv/dbctl-{}/.dbctl/systemd", cluster.id));
+    let unit = |suffix: &str| {
+        let found: Vec<_> = std::fs::read_dir(&units)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(&format!("-{name}{suffix}")))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read_to_string(&found[0]).unwrap()
+    };
+    assert_eq!(
+        unit_value(&unit(".timer"), "OnCalendar"),
+        "*-*-* 01:30:00 UTC"
+    );
+    let service = unit(".service");
+    let repo = format!("/srv/dbctl-{}/{name}/agent", cluster.id);
+    assert_eq!(
+        unit_value(&service, "ConditionPathExists").trim_matches('"'),
+        format!("{repo}/etc/dbctl.yml")
+    );
+    let exec = unit_value(&service, "ExecStart");
+    assert!(
+        exec.contains(&format!("/srv/dbctl-{}/.dbctl/bin/dbctl-", cluster.id))
+            && exec.contains(&repo),
+        "the node runs dbctl's copy in the database's repo on the group's filesystem: {exec}"
+    );
+    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
+        .ok()
+        .json();
+    let (_, active_ip, _) = placement(&status);
+    let standby_ip = if active_ip == "10.203.0.11" {
+        "10.203.0.12"
+    } else {
+        "10.203.0.11"
+    };
+    // The `dir` store has no secret to copy; the repo is root's alone.
+    let out = cluster.ssh(
+        active_ip,
+        &format!("stat -c %a {repo} {repo}/etc/dbctl.yml && test ! -e {repo}.secret"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["700", "600"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let before = dbctl(world, cluster, &["backups", name, "-o", "json"])
+        .ok()
+        .json()["backups"]
+        .as_array()
+        .unwrap()
+        .len();
+    let environment = unit_value(&service, "Environment");
+    let timer_run = format!(
+        "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{exec}'",
+        environment.trim_matches('"')
+    );
+    // The other node has the timer but not the group's filesystem: its condition
+    // fails there (systemd skips the run), and the command finds no repo.
+    let out = cluster.ssh(standby_ip, &format!("test -e {repo}/etc/dbctl.yml"));
+    assert!(
+        !out.status.success(),
+        "the repo is visible on the standby node"
+    );
+    let out = cluster.ssh(standby_ip, &timer_run);
+    assert!(!out.status.success(), "a backup ran on the standby node");
+    let out = cluster.ssh(active_ip, &timer_run);
+    assert!(
+        out.status.success(),
+        "{timer_run}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = dbctl(world, cluster, &["backups", name, "-o", "json"])
+        .ok()
+        .json();
+    let backups = after["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), before + 1, "{after}");
+    assert_eq!(backups.last().unwrap()["target"], "ha-test", "{after}");
+
+    std::fs::write(&spec, &text).unwrap();
+    world.git(&["commit", "-qam", "ha: no schedule"]);
+    dbctl(world, cluster, &["apply", name]).ok();
+    let left: Vec<_> = std::fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(&format!("-{name}.")))
+        .collect();
+    assert!(left.is_empty(), "units left: {left:?}");
+    let out = cluster.ssh(active_ip, &format!("test -e {repo}"));
+    assert!(!out.status.success(), "the schedule's repo is left");
     let plan = dbctl(world, cluster, &["plan", name, "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 }
