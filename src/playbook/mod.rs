@@ -217,6 +217,12 @@ pub struct StopAction {
 pub struct RemoveAction {
     /// Paths (templated).
     pub paths: Vec<String>,
+    /// Renamed to `<path>.removing` at once and removed by a detached `rm -rf` that
+    /// outlives the step (what a restore replaced, gigabytes the database no longer
+    /// needs); a `.removing` an earlier run left is removed first. Default: removed
+    /// before the step ends.
+    #[serde(default)]
+    pub background: bool,
 }
 
 /// What kind of artifact a template renders, which says how a platform applies it.

@@ -3,7 +3,7 @@
 //! before they reach an error message.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minijinja::Value;
@@ -391,11 +391,53 @@ impl Runner<'_> {
             )),
             Action::Remove(remove) => {
                 for path in self.render_all(&remove.paths, "remove.paths")? {
-                    t.remove_all(Path::new(&path))
-                        .map_err(|e| display_chain(&e))?;
+                    let path = Path::new(&path);
+                    if remove.background && t.exists(path) {
+                        self.remove_in_background(path)?;
+                    } else {
+                        t.remove_all(path).map_err(|e| display_chain(&e))?;
+                    }
                 }
                 Ok(Outcome::Changed)
             }
+        }
+    }
+
+    /// A `remove` step's `background`: `path` renamed to `<path>.removing` (after what
+    /// an earlier one left there is removed), then `rm -rf --one-file-system` on it,
+    /// detached, its output in the instance's `log/remove.log`. Where the rename or
+    /// the start fails, it is removed before the step ends.
+    fn remove_in_background(&self, path: &Path) -> Result<(), String> {
+        let t = self.transport;
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".removing");
+        let aside = PathBuf::from(aside);
+        let moved = t.remove_all(&aside).is_ok()
+            && t.run(&CommandSpec::new(
+                "mv",
+                [
+                    "-T".to_owned(),
+                    "--".to_owned(),
+                    path.to_string_lossy().into_owned(),
+                    aside.to_string_lossy().into_owned(),
+                ],
+            ))
+            .is_ok_and(|out| out.success());
+        if !moved {
+            return t.remove_all(path).map_err(|e| display_chain(&e));
+        }
+        let rm = CommandSpec::new(
+            "rm",
+            [
+                "-rf".to_owned(),
+                "--one-file-system".to_owned(),
+                "--".to_owned(),
+                aside.to_string_lossy().into_owned(),
+            ],
+        );
+        match t.spawn_detached(&rm, &self.instance.log_dir.join("remove.log")) {
+            Ok(_) => Ok(()),
+            Err(_) => t.remove_all(&aside).map_err(|e| display_chain(&e)),
         }
     }
 
