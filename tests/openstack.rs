@@ -604,6 +604,7 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         "the restore did not bring back the backup's rows"
     );
     assert_eq!(cloud.stacks(), stacks_before, "a restore touched Heat");
+    backs_up_on_a_schedule_to_the_cloud(&world, &cluster, &cloud);
 
     // The control plane: the network and masters stacks through Heat, and the
     // inventory with the masters' and the database's nodes' addresses, committed; a
@@ -661,7 +662,8 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         deleted["final_backup"]["store"], "os-test/backup-os-db",
         "{deleted}"
     );
-    for (store, count) in [("os-test/backup-os-db", 2), ("cloud", 1)] {
+    // The default container: the first backup, the scheduled one, the final one.
+    for (store, count) in [("os-test/backup-os-db", 3), ("cloud", 1)] {
         let listed = dbctl(
             &world,
             &cluster,
@@ -679,6 +681,14 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         let out = cluster.ssh("10.203.0.11", &format!("pcs resource config {group}"));
         assert!(!out.status.success(), "{group} still configured");
     }
+    let units = world.dir.path().join("os-state/.dbctl/systemd");
+    let left: Vec<_> = std::fs::read_dir(&units)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the schedule's units outlive the database: {left:?}"
+    );
     let mut left: Vec<String> = cloud.stacks().into_iter().map(|(name, _)| name).collect();
     left.sort();
     assert_eq!(left, control_plane, "only the control plane is left");
@@ -687,6 +697,105 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
     let mut left: Vec<String> = cloud.stacks().into_iter().map(|(name, _)| name).collect();
     left.sort();
     assert_eq!(left, control_plane, "only the control plane is left");
+}
+
+/// A backup schedule on the openstack group with no store named: the nodes back up to
+/// the database's own container through Keystone with the target's credentials, the
+/// password in a file of its own beside an openrc that has none. What the timer
+/// starts, run on the node running the group with only the unit's environment, adds
+/// a backup there.
+fn backs_up_on_a_schedule_to_the_cloud(world: &World, cluster: &Cluster, cloud: &Cloud) {
+    let spec = world.repo.join("etc/databases/os-db.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}backup:\n  schedule: daily 02:15 UTC\n"),
+    )
+    .unwrap();
+    world.git(&["commit", "-qam", "os: nightly backups"]);
+    let plan = dbctl(world, cluster, &["plan", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let changes = plan["databases"][0]["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 1, "{plan}");
+    assert_eq!(changes[0]["attribute"], "backup.schedule", "{plan}");
+    dbctl(world, cluster, &["apply", "os-db"]).ok();
+    let plan = dbctl(world, cluster, &["plan", "os-db", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+
+    let units = world.dir.path().join("os-state/.dbctl/systemd");
+    let unit = |suffix: &str| {
+        let found: Vec<_> = std::fs::read_dir(&units)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(&format!("-os-db{suffix}")))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read_to_string(&found[0]).unwrap()
+    };
+    let value = |unit: &str, key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {unit}"))
+            .trim_matches('"')
+            .to_owned()
+    };
+    assert_eq!(value(&unit(".timer"), "OnCalendar"), "*-*-* 02:15:00 UTC");
+    let service = unit(".service");
+    let repo = "/srv/db/os-db/data/agent";
+    assert_eq!(
+        value(&service, "ConditionPathExists"),
+        format!("{repo}/etc/dbctl.yml")
+    );
+    let status = dbctl(world, cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let (_, ip, _) = placement(&status);
+    let openrc = cluster.ssh(ip, &format!("cat {repo}/files/openrc.sh"));
+    let openrc = String::from_utf8_lossy(&openrc.stdout).into_owned();
+    assert!(openrc.contains("OS_AUTH_URL"), "{openrc}");
+    assert!(
+        !openrc.contains(&cloud.password()),
+        "the password is in the node's openrc"
+    );
+    let secret = cluster.ssh(ip, &format!("stat -c %a {repo}.secret"));
+    assert_eq!(String::from_utf8_lossy(&secret.stdout).trim(), "600");
+
+    let count = || {
+        dbctl(
+            world,
+            cluster,
+            &[
+                "backups",
+                "os-db",
+                "--store",
+                "os-test/backup-os-db",
+                "-o",
+                "json",
+            ],
+        )
+        .ok()
+        .json()["backups"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = count();
+    let run = format!(
+        "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{}'",
+        value(&service, "Environment"),
+        service
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap()
+    );
+    let out = cluster.ssh(ip, &run);
+    assert!(
+        out.status.success(),
+        "{run}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(), before + 1);
 }
 
 /// `runtime: nomad`, the ancestor's design: Heat's stacks, then the groups with docker

@@ -129,32 +129,85 @@ pub fn install(t: &dyn Transport, path: &Path, purpose: Purpose<'_>) -> Result<(
 }
 
 /// What the scheduled backups of `spec` on `machine` (named in messages) need from
-/// this repo: its `repo_id`, the database's store's name and entry.
+/// this repo (at `root`): its `repo_id`, and the database's store's name and entry —
+/// the store it names, its target's or the default one, else on an `openstack` target
+/// its own `backup-<name>` container through the target's openrc.
 ///
 /// # Errors
-/// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store.
-pub fn schedule_store<'c>(
-    config: &'c Config,
+/// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store, an
+/// openstack target without `openrc`.
+pub fn schedule_store(
+    config: &Config,
+    root: &Path,
     spec: &Spec,
     machine: &str,
-) -> Result<(String, String, &'c crate::backup::StoreConfig)> {
+) -> Result<(String, String, crate::backup::StoreConfig)> {
     let repo_id = config.repo_id.clone().with_context(|| {
         format!(
             "scheduled backups of `{}` run on {machine} in a repo of their own, which needs `repo_id` in etc/dbctl.yml (`dbctl init` writes one): add `repo_id: <8 to 64 of a-z, 0-9, ->`",
             spec.name
         )
     })?;
-    let store_name = crate::backup::store_of(config, spec).with_context(|| {
-        format!(
+    if let Some(name) = crate::backup::store_of(config, spec) {
+        let store = config
+            .backup_stores
+            .get(&name)
+            .with_context(|| format!("backup store `{name}` is not in etc/dbctl.yml"))?
+            .clone();
+        return Ok((repo_id, name, store));
+    }
+    let Some(target) = config
+        .target(&spec.target)
+        .filter(|t| t.platform == crate::spec::PlatformKind::Openstack)
+    else {
+        bail!(
             "`{}` has a backup schedule but no backup store: name one in `backup.store`, the target's `backup_store` or `defaults.backup_store`",
             spec.name
+        );
+    };
+    let openrc = target.cloud.openrc.as_deref().with_context(|| {
+        format!(
+            "`targets.{}.openrc` in etc/dbctl.yml is missing: the scheduled backups of `{}` go to its Swift container through it",
+            target.name, spec.name
         )
     })?;
-    let store = config
-        .backup_stores
-        .get(&store_name)
-        .with_context(|| format!("backup store `{store_name}` is not in etc/dbctl.yml"))?;
-    Ok((repo_id, store_name, store))
+    let container = super::cloud::Names::new(&spec.name).backup_container;
+    let store = crate::backup::StoreConfig::SwiftKeystone {
+        openrc: root.join(openrc),
+        container: container.clone(),
+        prefix: String::new(),
+        secret: None,
+    };
+    Ok((repo_id, container, store))
+}
+
+/// Checks before anything changes what [`write_schedule_repo`] will need when `spec`
+/// has a backup schedule: [`schedule_store`] and the store's secret (a Keystone
+/// store's credentials).
+///
+/// # Errors
+/// What is missing, naming it.
+pub fn check_schedule(config: &Config, root: &Path, spec: &Spec, machine: &str) -> Result<()> {
+    if spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.schedule.as_ref())
+        .is_none()
+    {
+        return Ok(());
+    }
+    let (_, name, store) = schedule_store(config, root, spec, machine)?;
+    if let crate::backup::StoreConfig::SwiftKeystone { openrc, secret, .. } = &store {
+        use crate::platform::openstack::keystone::Credentials;
+        match secret {
+            Some(source) => Credentials::from_openrc_with_password(openrc, source.read(&name)?),
+            None => Credentials::from_openrc(openrc),
+        }
+        .with_context(|| format!("backup store `{name}`"))?;
+    } else if let Some(source) = store.secret() {
+        source.read(&name)?;
+    }
+    Ok(())
 }
 
 /// The repo of one database that its scheduled backups run `dbctl backup` in, on the
@@ -171,8 +224,9 @@ pub struct ScheduleRepo {
     pub files: Vec<(String, String)>,
 }
 
-/// Writes `repo` on the machine: `etc/dbctl.yml` with this repo's `repo_id` and
-/// recipients, the target, the database's store (its secret in `repo.secret`);
+/// Writes `repo` on the machine: `etc/dbctl.yml` with this repo's (at `root`)
+/// `repo_id` and recipients, the target, the database's store (its secret in
+/// `repo.secret`; a Keystone store's openrc, without the password, in `files/`);
 /// `etc/engines.yml` and `etc/plans.yml` as this repo resolves them, the engine's
 /// `local/<engine>/backup.yml` playbook, the spec with its store named, and
 /// `repo.files`.
@@ -183,22 +237,56 @@ pub struct ScheduleRepo {
 pub fn write_schedule_repo(
     t: &dyn Transport,
     assets: &crate::assets::Assets,
-    config: &Config,
+    (config, root): (&Config, &Path),
     spec: &Spec,
     repo: &ScheduleRepo,
 ) -> Result<()> {
-    let (repo_id, store_name, store) = schedule_store(config, spec, t.host())?;
-    let store = match store.secret() {
-        Some(source) => {
-            let value = source.read(&store_name)?;
-            t.write_file(&repo.secret, value.expose_secret().as_bytes(), 0o600, None)?;
-            store
-                .clone()
-                .with_secret(crate::backup::store::SecretSource::File(
+    let (repo_id, store_name, store) = schedule_store(config, root, spec, t.host())?;
+    let mut files = Vec::new();
+    let store = match store {
+        // The machine gets the credentials the openrc and the environment give here:
+        // an openrc without the password in the repo, the password as the secret.
+        crate::backup::StoreConfig::SwiftKeystone {
+            openrc,
+            container,
+            prefix,
+            secret,
+        } => {
+            use crate::platform::openstack::keystone::Credentials;
+            let creds = match &secret {
+                Some(source) => {
+                    Credentials::from_openrc_with_password(&openrc, source.read(&store_name)?)
+                }
+                None => Credentials::from_openrc(&openrc),
+            }
+            .with_context(|| format!("backup store `{store_name}`"))?;
+            let (text, password) = creds.split_for_machine();
+            t.write_file(
+                &repo.secret,
+                password.expose_secret().as_bytes(),
+                0o600,
+                None,
+            )?;
+            files.push(("files/openrc.sh".to_owned(), text));
+            crate::backup::StoreConfig::SwiftKeystone {
+                openrc: repo.root.join("files/openrc.sh"),
+                container,
+                prefix,
+                secret: Some(crate::backup::store::SecretSource::File(
+                    repo.secret.clone(),
+                )),
+            }
+        }
+        store => match store.secret() {
+            Some(source) => {
+                let value = source.read(&store_name)?;
+                t.write_file(&repo.secret, value.expose_secret().as_bytes(), 0o600, None)?;
+                store.with_secret(crate::backup::store::SecretSource::File(
                     repo.secret.clone(),
                 ))
-        }
-        None => store.clone(),
+            }
+            None => store,
+        },
     };
     let dbctl_yml = serde_json::json!({
         "repo_id": repo_id,
@@ -212,13 +300,13 @@ pub fn write_schedule_repo(
     policy.store = Some(store_name);
     local.backup = Some(policy);
     let header = "# Written by dbctl: the repo this machine's scheduled backups run in.\n";
-    let mut files = vec![
+    files.extend([
         (
             "etc/dbctl.yml".to_owned(),
             format!("{header}{}", serde_saphyr::to_string(&dbctl_yml)?),
         ),
         (format!("etc/databases/{}.yml", spec.name), local.to_yaml()),
-    ];
+    ]);
     for name in ["engines.yml", "plans.yml"] {
         if let Some(asset) = assets.get(crate::assets::Tree::Etc, name)? {
             files.push((format!("etc/{name}"), asset.text));

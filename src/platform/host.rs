@@ -723,14 +723,13 @@ impl Host {
         self.check_wal_store(spec)?;
         // A host's scheduled backups need the repo's id and the store's secret: found
         // missing now, not after the database was made.
-        if self.kind != PlatformKind::Local
-            && spec.backup.as_ref().is_some_and(|b| b.schedule.is_some())
-        {
-            let (_, store_name, store) =
-                super::agent::schedule_store(&self.config, spec, self.transport.host())?;
-            if let Some(source) = store.secret() {
-                source.read(&store_name)?;
-            }
+        if self.kind != PlatformKind::Local {
+            super::agent::check_schedule(
+                &self.config,
+                &self.repo_root,
+                spec,
+                self.transport.host(),
+            )?;
         }
         let engine = self.engine(spec.engine)?;
         let installing = self.package_to_install(spec, engine.as_ref());
@@ -926,7 +925,13 @@ impl Host {
             )
         } else {
             let repo = self.schedule_repo(spec);
-            super::agent::write_schedule_repo(t, &self.assets, &self.config, spec, &repo)?;
+            super::agent::write_schedule_repo(
+                t,
+                &self.assets,
+                (&self.config, &self.repo_root),
+                spec,
+                &repo,
+            )?;
             (
                 self.install_agent(super::agent::Purpose::ScheduledBackups(&spec.name))?,
                 repo.root,

@@ -552,6 +552,8 @@ fn engine_disruption(req: &Request<'_>) -> Disruption {
 pub struct Deployment<'a> {
     /// The target.
     pub target: &'a Target,
+    /// The repo's root (repo-relative files of the target: an openrc).
+    pub root: &'a Path,
     /// The repo's configuration (backup stores and recipients, for WAL archiving).
     pub config: &'a crate::spec::Config,
     /// The catalog.
@@ -770,7 +772,7 @@ impl<'a> Deployment<'a> {
         super::agent::write_schedule_repo(
             active.ssh.as_ref(),
             self.assets,
-            self.config,
+            (self.config, self.root),
             spec,
             &repo,
         )?;
@@ -1572,6 +1574,7 @@ impl Pacemaker {
     fn deployment(&self, layout: Layout) -> Result<Deployment<'_>> {
         Ok(Deployment {
             target: &self.target,
+            root: &self.root,
             config: &self.config,
             catalog: &self.catalog,
             assets: &self.assets,
@@ -1709,6 +1712,12 @@ impl super::Platform for Pacemaker {
             self.catalog
                 .engine(req.spec.engine)
                 .map(|e| e.service_user.as_str()),
+        )?;
+        super::agent::check_schedule(
+            &self.config,
+            &self.root,
+            req.spec,
+            &format!("the nodes of target `{}`", self.target.name),
         )?;
         let layout = self.layout(req.spec)?;
         // One VIP a target: a second database's group would bring the same address up

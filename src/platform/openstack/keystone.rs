@@ -140,6 +140,20 @@ impl Credentials {
         self.vars.get(key).map(String::as_str)
     }
 
+    /// What another machine running dbctl for this repo is given (a resource group's
+    /// scheduled backups): an openrc file of these credentials without the password
+    /// (`export OS_…='…'` lines, environment values included), and the password, for
+    /// a file of its own.
+    pub fn split_for_machine(&self) -> (String, SecretString) {
+        let mut text = String::from(
+            "# Written by dbctl: Keystone v3 credentials, the password in a file of its own.\n",
+        );
+        for (key, value) in &self.vars {
+            text.push_str(&format!("export {key}='{value}'\n"));
+        }
+        (text, self.password.clone())
+    }
+
     /// The Keystone v3 base URL (`…/v3`).
     pub fn auth_url(&self) -> String {
         let url = self
@@ -355,6 +369,27 @@ mod tests {
         assert!(!format!("{creds:?}").contains("s3cret"));
         let body = creds.request_body().to_string();
         assert!(body.contains(r#""domain":{"name":"Default"}"#), "{body}");
+    }
+
+    #[test]
+    fn a_machine_gets_the_openrc_without_its_password_and_the_password_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openrc.sh");
+        std::fs::write(
+            &path,
+            "export OS_AUTH_URL=https://keystone.example:5000/v3\nexport OS_USERNAME=ops\n\
+             export OS_PASSWORD='s3cret'\nexport OS_PROJECT_NAME=\"db team\"\n",
+        )
+        .unwrap();
+        let (text, password) = Credentials::from_openrc(&path).unwrap().split_for_machine();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(password.expose_secret(), "s3cret");
+        let copy = dir.path().join("copy.sh");
+        std::fs::write(&copy, &text).unwrap();
+        let again = Credentials::from_openrc_with_password(&copy, password).unwrap();
+        assert_eq!(again.auth_url(), "https://keystone.example:5000/v3");
+        assert_eq!(again.get("OS_PROJECT_NAME"), Some("db team"));
+        assert_eq!(again.password.expose_secret(), "s3cret");
     }
 
     #[test]

@@ -615,6 +615,7 @@ impl Openstack {
     fn deployment(&self, cluster: Cluster, layout: Layout) -> Deployment<'_> {
         Deployment {
             target: &self.target,
+            root: &self.root,
             config: &self.config,
             catalog: &self.catalog,
             assets: &self.assets,
@@ -695,6 +696,12 @@ impl super::Platform for Openstack {
         } else {
             pacemaker::check_engine(spec, "openstack")?;
             self.layout(spec, &Outputs::default())?;
+            super::agent::check_schedule(
+                &self.config,
+                &self.root,
+                spec,
+                &format!("the nodes of `{}`", spec.name),
+            )?;
         }
         self.session()?;
         Ok(())
