@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::support::World;
-use crate::support::cluster::{Client, Cluster, dbctl, placement, reveal_in};
+use crate::support::cluster::{Client, Cluster, ScheduleUnits, dbctl, placement, reveal_in};
 
 /// Target `ha-test`: the cluster's nodes, VIP 10.203.0.100, images in its shared dir.
 fn configure(world: &World, cluster: &Cluster) {
@@ -579,14 +579,6 @@ fn backs_up_incrementally_in_the_group(
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 }
 
-/// `key=value` of a systemd unit's text.
-fn unit_value(unit: &str, key: &str) -> String {
-    unit.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {unit}"))
-        .to_owned()
-}
-
 /// Scheduled backups of a group: `backup.schedule` is planned and applied, a timer
 /// on each node runs dbctl's copy there in a repo on the group's filesystem, so only
 /// the node running the group (where it is mounted) backs up. What the timer starts,
@@ -615,26 +607,17 @@ fn backs_up_on_a_schedule_in_the_group(world: &World, cluster: &Cluster, name: &
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 
     let units = std::path::PathBuf::from(format!("/srv/dbctl-{}/.dbctl/systemd", cluster.id));
-    let unit = |suffix: &str| {
-        let found: Vec<_> = std::fs::read_dir(&units)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(&format!("-{name}{suffix}")))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        std::fs::read_to_string(&found[0]).unwrap()
-    };
+    let unit = ScheduleUnits::read(&units, name);
     assert_eq!(
-        unit_value(&unit(".timer"), "OnCalendar"),
+        ScheduleUnits::value(&unit.timer, "OnCalendar"),
         "*-*-* 01:30:00 UTC"
     );
-    let service = unit(".service");
     let repo = format!("/srv/dbctl-{}/{name}/agent", cluster.id);
     assert_eq!(
-        unit_value(&service, "ConditionPathExists").trim_matches('"'),
+        ScheduleUnits::value(&unit.service, "ConditionPathExists").trim_matches('"'),
         format!("{repo}/etc/dbctl.yml")
     );
-    let exec = unit_value(&service, "ExecStart");
+    let exec = ScheduleUnits::value(&unit.service, "ExecStart");
     assert!(
         exec.contains(&format!("/srv/dbctl-{}/.dbctl/bin/dbctl-", cluster.id))
             && exec.contains(&repo),
@@ -669,11 +652,7 @@ fn backs_up_on_a_schedule_in_the_group(world: &World, cluster: &Cluster, name: &
         .as_array()
         .unwrap()
         .len();
-    let environment = unit_value(&service, "Environment");
-    let timer_run = format!(
-        "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{exec}'",
-        environment.trim_matches('"')
-    );
+    let timer_run = unit.timer_command();
     // The other node has the timer but not the group's filesystem: its condition
     // fails there (systemd skips the run), and the command finds no repo.
     let out = cluster.ssh(standby_ip, &format!("test -e {repo}/etc/dbctl.yml"));

@@ -18,7 +18,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::support::World;
-use crate::support::cluster::{Client, Cluster, dbctl, dbctl_with, placement, reveal_in};
+use crate::support::cluster::{
+    Client, Cluster, ScheduleUnits, dbctl, dbctl_with, placement, reveal_in,
+};
 use crate::support::nomad::NomadDouble;
 
 /// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
@@ -723,28 +725,14 @@ fn backs_up_on_a_schedule_to_the_cloud(world: &World, cluster: &Cluster, cloud: 
     let plan = dbctl(world, cluster, &["plan", "os-db", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
 
-    let units = world.dir.path().join("os-state/.dbctl/systemd");
-    let unit = |suffix: &str| {
-        let found: Vec<_> = std::fs::read_dir(&units)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(&format!("-os-db{suffix}")))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        std::fs::read_to_string(&found[0]).unwrap()
-    };
-    let value = |unit: &str, key: &str| {
-        unit.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {unit}"))
-            .trim_matches('"')
-            .to_owned()
-    };
-    assert_eq!(value(&unit(".timer"), "OnCalendar"), "*-*-* 02:15:00 UTC");
-    let service = unit(".service");
+    let unit = ScheduleUnits::read(&world.dir.path().join("os-state/.dbctl/systemd"), "os-db");
+    assert_eq!(
+        ScheduleUnits::value(&unit.timer, "OnCalendar"),
+        "*-*-* 02:15:00 UTC"
+    );
     let repo = "/srv/db/os-db/data/agent";
     assert_eq!(
-        value(&service, "ConditionPathExists"),
+        ScheduleUnits::value(&unit.service, "ConditionPathExists").trim_matches('"'),
         format!("{repo}/etc/dbctl.yml")
     );
     let status = dbctl(world, cluster, &["status", "os-db", "-o", "json"])
@@ -781,14 +769,7 @@ fn backs_up_on_a_schedule_to_the_cloud(world: &World, cluster: &Cluster, cloud: 
             .len()
     };
     let before = count();
-    let run = format!(
-        "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{}'",
-        value(&service, "Environment"),
-        service
-            .lines()
-            .find_map(|l| l.strip_prefix("ExecStart="))
-            .unwrap()
-    );
+    let run = unit.timer_command();
     let out = cluster.ssh(ip, &run);
     assert!(
         out.status.success(),
