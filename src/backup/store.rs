@@ -787,8 +787,32 @@ fn swift(
     Ok((op, (whole, prefix)))
 }
 
+/// The Keystone v3 credentials of a Swift store: its openrc file (absolute), the
+/// password from `secret` when given, else from the file or the environment.
+///
+/// # Errors
+/// [`StoreError::Secret`] for an unreadable openrc or secret, or missing credentials,
+/// naming the store.
+pub fn keystone_credentials(
+    store: &str,
+    openrc: &Path,
+    secret: Option<&SecretSource>,
+) -> Result<crate::platform::openstack::keystone::Credentials, StoreError> {
+    use crate::platform::openstack::keystone;
+    match secret {
+        Some(source) => {
+            keystone::Credentials::from_openrc_with_password(openrc, source.read(store)?)
+        }
+        None => keystone::Credentials::from_openrc(openrc),
+    }
+    .map_err(|e| StoreError::Secret {
+        store: store.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 /// Keystone v3 for a Swift store: the `object-store` endpoint and a token for the
-/// openrc file's project (the password from `secret` when given).
+/// openrc file's project ([`keystone_credentials`]).
 ///
 /// # Errors
 /// [`StoreError::Secret`] for an unreadable openrc or secret, [`StoreError::Auth`] when
@@ -798,18 +822,7 @@ fn keystone(
     openrc: &Path,
     secret: Option<&SecretSource>,
 ) -> Result<(String, SecretString), StoreError> {
-    use crate::platform::openstack::keystone;
-    let creds = match secret {
-        Some(source) => {
-            keystone::Credentials::from_openrc_with_password(openrc, source.read(store)?)
-        }
-        None => keystone::Credentials::from_openrc(openrc),
-    }
-    .map_err(|e| StoreError::Secret {
-        store: store.to_owned(),
-        message: e.to_string(),
-    })?;
-    keystone_endpoint(store, &creds)
+    keystone_endpoint(store, &keystone_credentials(store, openrc, secret)?)
 }
 
 /// The `object-store` endpoint and a token for the project of `creds`.

@@ -198,12 +198,7 @@ pub fn check_schedule(config: &Config, root: &Path, spec: &Spec, machine: &str) 
     }
     let (_, name, store) = schedule_store(config, root, spec, machine)?;
     if let crate::backup::StoreConfig::SwiftKeystone { openrc, secret, .. } = &store {
-        use crate::platform::openstack::keystone::Credentials;
-        match secret {
-            Some(source) => Credentials::from_openrc_with_password(openrc, source.read(&name)?),
-            None => Credentials::from_openrc(openrc),
-        }
-        .with_context(|| format!("backup store `{name}`"))?;
+        crate::backup::store::keystone_credentials(&name, openrc, secret.as_ref())?;
     } else if let Some(source) = store.secret() {
         source.read(&name)?;
     }
@@ -252,15 +247,9 @@ pub fn write_schedule_repo(
             prefix,
             secret,
         } => {
-            use crate::platform::openstack::keystone::Credentials;
-            let creds = match &secret {
-                Some(source) => {
-                    Credentials::from_openrc_with_password(&openrc, source.read(&store_name)?)
-                }
-                None => Credentials::from_openrc(&openrc),
-            }
-            .with_context(|| format!("backup store `{store_name}`"))?;
-            let (text, password) = creds.split_for_machine();
+            let (text, password) =
+                crate::backup::store::keystone_credentials(&store_name, &openrc, secret.as_ref())?
+                    .split_for_machine();
             t.write_file(
                 &repo.secret,
                 password.expose_secret().as_bytes(),

@@ -693,14 +693,7 @@ impl<'a> Deployment<'a> {
         else {
             return Ok(());
         };
-        let agent = super::agent::path(&state_dir(self.target), false)?;
-        for node in self.cluster.nodes() {
-            super::agent::install(
-                node.ssh.as_ref(),
-                &agent,
-                super::agent::Purpose::WalArchiving(&spec.name),
-            )?;
-        }
+        let agent = self.install_agent(super::agent::Purpose::WalArchiving(&spec.name))?;
         super::agent::check_wal_push(
             active.ssh.as_ref(),
             &agent,
@@ -709,6 +702,19 @@ impl<'a> Deployment<'a> {
             &spec.name,
             &store,
         )
+    }
+
+    /// Puts this dbctl on every node (the groups may run on any) at
+    /// [`super::agent::path`] in the target's state directory; returns that path.
+    ///
+    /// # Errors
+    /// Another architecture on a node, or the copy fails.
+    fn install_agent(&self, purpose: super::agent::Purpose<'_>) -> Result<PathBuf> {
+        let agent = super::agent::path(&state_dir(self.target), false)?;
+        for node in self.cluster.nodes() {
+            super::agent::install(node.ssh.as_ref(), &agent, purpose)?;
+        }
+        Ok(agent)
     }
 
     /// The systemd units of `name`'s scheduled backups on every node
@@ -744,14 +750,7 @@ impl<'a> Deployment<'a> {
             return Ok(());
         };
         let state_dir = state_dir(self.target);
-        let agent = super::agent::path(&state_dir, false)?;
-        for node in self.cluster.nodes() {
-            super::agent::install(
-                node.ssh.as_ref(),
-                &agent,
-                super::agent::Purpose::ScheduledBackups(&spec.name),
-            )?;
-        }
+        let agent = self.install_agent(super::agent::Purpose::ScheduledBackups(&spec.name))?;
         let repo = super::agent::ScheduleRepo {
             root: root.clone(),
             secret,
@@ -1508,8 +1507,15 @@ impl Pacemaker {
     /// The pcs script does not render; a `node_local` repo without the layout.
     fn layout(&self, spec: &Spec) -> Result<Layout> {
         if self.target.cloud.node_local {
-            let path = self.root.join(layout_path(&spec.name));
-            let text = std::fs::read_to_string(&path).with_context(|| {
+            let rel = layout_path(&spec.name);
+            let path = self.root.join(&rel);
+            // As every repo file is read: without following links.
+            let text = crate::safefs::Anchor::new(&self.root)
+                .read(Path::new(&rel))
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .with_context(|| {
                 format!(
                     "target `{}` is `node_local`: it backs up and reports on databases whose groups dbctl made, reading each one's layout from `{}`, which cannot be read; create, change and delete `{}` from the repo whose target reaches every node",
                     self.target.name,
