@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{World, client, psql, swift};
+use crate::support::{ScheduleUnits, World, client, psql, swift};
 
 /// The world's own Swift container (an S3 bucket too).
 fn container_of(world: &World) -> String {
@@ -960,15 +960,6 @@ fn archive_wal_false_leaves_postgresql_without_an_archive_command() {
     assert!(!conf("unarchived"), "`archive_wal: false` still archives");
 }
 
-/// The unit file's value of `key` (`ExecStart=`), its words unquoted as systemd does
-/// for these (double quotes, no specifiers in the test's paths).
-fn unit_value(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in\n{text}"))
-        .to_owned()
-}
-
 /// Writes `spec` with `text` (a schedule added), commits it, and checks that `plan`
 /// shows the schedule as the pending change.
 fn schedule_is_planned(world: &World, spec: &Path, text: &str) {
@@ -996,25 +987,15 @@ fn a_backup_schedule_is_planned_applied_as_a_systemd_timer_that_backs_up_and_rem
     assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
 
     let dir = world.instance_dir("carts").join("systemd");
-    let unit = |suffix: &str| {
-        let found: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        std::fs::read_to_string(&found[0]).unwrap()
-    };
-    let timer = unit(".timer");
+    let ScheduleUnits { service, timer } = ScheduleUnits::read(&dir, "carts");
     assert_eq!(
-        unit_value(&timer, "OnCalendar"),
+        ScheduleUnits::value(&timer, "OnCalendar"),
         "*-*-* 01:30:00 Europe/Paris"
     );
     // What the timer starts is a backup of this database: run it as systemd would,
     // with the unit's environment only.
-    let service = unit(".service");
-    let environment = unit_value(&service, "Environment");
-    let exec = unit_value(&service, "ExecStart");
+    let environment = ScheduleUnits::value(&service, "Environment");
+    let exec = ScheduleUnits::value(&service, "ExecStart");
     let before = backup_ids(&world, "carts", "here").len();
     let out = std::process::Command::new("env")
         .arg("-i")
@@ -1357,21 +1338,12 @@ fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_data
     assert_eq!(world.dbctl(&["plan", "--detailed-exitcode"]).code, 0);
 
     let instance = world.instance_dir("queue");
-    let unit = |suffix: &str| {
-        let found: Vec<_> = std::fs::read_dir(instance.join("systemd"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        std::fs::read_to_string(&found[0]).unwrap()
-    };
+    let ScheduleUnits { service, timer } = ScheduleUnits::read(&instance.join("systemd"), "queue");
     assert_eq!(
-        unit_value(&unit(".timer"), "OnCalendar"),
+        ScheduleUnits::value(&timer, "OnCalendar"),
         "Sun *-*-* 03:00:00 Europe/Paris"
     );
-    let service = unit(".service");
-    let exec = unit_value(&service, "ExecStart");
+    let exec = ScheduleUnits::value(&service, "ExecStart");
     assert!(
         exec.contains(&world.state.join(".dbctl/bin/dbctl-").display().to_string())
             && exec.contains(&instance.join("agent").display().to_string()),
@@ -1389,7 +1361,7 @@ fn a_backup_schedule_on_an_ssh_host_runs_dbctls_copy_there_in_a_repo_of_the_data
     // Run what the timer starts as systemd would: only the unit's environment, on the
     // host (through sshd), with nothing of the operator's repo.
     let before = backup_ids(&world, "queue", "s3").len();
-    let environment = unit_value(&service, "Environment");
+    let environment = ScheduleUnits::value(&service, "Environment");
     let out = std::process::Command::new("ssh")
         .args(["-i", &sshd.client_key.display().to_string()])
         .args([

@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use crate::support::World;
-use crate::support::cluster::{Client, Cluster, ScheduleUnits, dbctl, placement, reveal_in};
+use crate::support::cluster::{Client, Cluster, dbctl, placement, reveal_in};
+use crate::support::{ScheduleUnits, World};
 
 /// Target `ha-test`: the cluster's nodes, VIP 10.203.0.100, images in its shared dir.
 fn configure(world: &World, cluster: &Cluster) {

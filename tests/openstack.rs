@@ -17,11 +17,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::support::World;
-use crate::support::cluster::{
-    Client, Cluster, ScheduleUnits, dbctl, dbctl_with, placement, reveal_in,
-};
+use crate::support::cluster::{Client, Cluster, dbctl, dbctl_with, placement, reveal_in};
 use crate::support::nomad::NomadDouble;
+use crate::support::{ScheduleUnits, World};
 
 /// Keystone and Heat in the cluster's bridge namespace, stopped by PID on drop.
 struct Cloud {

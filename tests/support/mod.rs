@@ -492,3 +492,49 @@ pub fn psql(conn: &Value, sql: &str) -> String {
     .trim()
     .to_owned()
 }
+
+/// The systemd units of a database's scheduled backups that dbctl wrote (into `dir`:
+/// an instance's `systemd/`, or a cluster target's `<state_dir>/.dbctl/systemd`).
+pub struct ScheduleUnits {
+    /// The oneshot service's text.
+    pub service: String,
+    /// The timer's text.
+    pub timer: String,
+}
+
+impl ScheduleUnits {
+    /// Reads the one service and timer of database `name` in `dir`.
+    pub fn read(dir: &Path, name: &str) -> Self {
+        let unit = |suffix: &str| {
+            let found: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(&format!("-{name}{suffix}")))
+                .collect();
+            assert_eq!(found.len(), 1, "{found:?}");
+            std::fs::read_to_string(&found[0]).unwrap()
+        };
+        Self {
+            service: unit(".service"),
+            timer: unit(".timer"),
+        }
+    }
+
+    /// `key=` of `unit`'s text, as written (quoted where dbctl quoted it).
+    pub fn value(unit: &str, key: &str) -> String {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {unit}"))
+            .to_owned()
+    }
+
+    /// What the timer starts, as a shell command for another machine: the service's
+    /// `ExecStart` with only its `Environment` and a plain `PATH`, from `/`.
+    pub fn timer_command(&self) -> String {
+        format!(
+            "cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin {} sh -c '{}'",
+            Self::value(&self.service, "Environment").trim_matches('"'),
+            Self::value(&self.service, "ExecStart")
+        )
+    }
+}
