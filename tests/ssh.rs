@@ -414,3 +414,31 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
     };
     assert_eq!((on(1), on(2)), (4, 3), "seven databases over two hosts");
 }
+
+/// A restore's write-back (`Transport::sync_fs`) works locally (`syncfs(2)`) and over
+/// SSH (`sync --file-system`); a directory that is not there is an error naming it.
+#[test]
+fn sync_fs_writes_a_directory_back_locally_and_over_ssh() {
+    use std::path::Path;
+
+    use dbctl::transport::{Local, Ssh, SshOptions, Transport};
+
+    fn check(t: &dyn Transport, dir: &Path) {
+        std::fs::write(dir.join("restored"), vec![7u8; 1 << 20]).unwrap();
+        t.sync_fs(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", t.host()));
+        let missing = dir.join("not-there");
+        let err = t.sync_fs(&missing).unwrap_err().to_string();
+        assert!(err.contains("not-there"), "{}: {err}", t.host());
+    }
+
+    let world = World::bare();
+    check(&Local::new(), world.dir.path());
+    let sshd = Sshd::start(&world.dir.path().join("sshd"));
+    let mut opts = SshOptions::new("127.0.0.1");
+    opts.port = Some(sshd.port);
+    opts.user = Some("root".into());
+    opts.identity = Some(sshd.client_key.clone());
+    opts.known_hosts = Some(sshd.known_hosts.clone());
+    check(&Ssh::connect(&opts).unwrap(), world.dir.path());
+}

@@ -326,7 +326,7 @@ pub fn push_wal(store: &Store, push: &WalPush, file: &Path, name: &str) -> Resul
     }
     let mut input =
         std::fs::File::open(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    let mut sealer = Sealer::new(store.writer(&path), &push.recipients, None)?;
+    let mut sealer = Sealer::new(store.writer(&path, None), &push.recipients, None)?;
     std::io::copy(&mut input, &mut sealer)?;
     sealer.finish()?;
     Ok(true)
@@ -400,7 +400,7 @@ pub fn seal_small(
     recipients: &[String],
     bytes: &[u8],
 ) -> Result<ObjectEntry> {
-    let mut sealer = Sealer::new(store.writer(path), recipients, None)?;
+    let mut sealer = Sealer::new(store.writer(path, None), recipients, None)?;
     sealer.write_all(bytes)?;
     let (_, sealed) = sealer.finish()?;
     Ok(ObjectEntry {

@@ -28,9 +28,29 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Bytes of one upload part (a Swift segment / S3 part): objects up to 1,000 parts
-/// (this Swift's limit), so 64 GB.
+/// Parts an object may have: Swift's default `max_manifest_segments` (S3 allows
+/// 10,000).
+const MAX_PARTS: u64 = 1000;
+/// Bytes of one upload part (a Swift segment / S3 part) when nothing says how large
+/// the object will be: objects up to 64 GB.
 const PART_BYTES: usize = 64 << 20;
+/// The smallest part [`part_bytes`] chooses (S3 refuses parts under 5 MiB but the last).
+const MIN_PART_BYTES: u64 = 8 << 20;
+/// The largest part [`part_bytes`] chooses (held in memory twice while uploading).
+const MAX_PART_BYTES: u64 = 1 << 30;
+
+/// The part size for an object expected to be about `expected` bytes (the last
+/// backup's size): room for eight times that in [`MAX_PARTS`] parts, rounded up to a
+/// power of two within [`MIN_PART_BYTES`]..=[`MAX_PART_BYTES`]. The last part goes up
+/// after the stream has ended, so smaller parts end a backup sooner.
+fn part_bytes(expected: Option<u64>) -> usize {
+    expected.map_or(PART_BYTES, |bytes| {
+        let part = (bytes.saturating_mul(8) / MAX_PARTS)
+            .clamp(MIN_PART_BYTES, MAX_PART_BYTES)
+            .next_power_of_two();
+        usize::try_from(part).unwrap_or(PART_BYTES)
+    })
+}
 /// Bytes handed from the producer to the upload thread at a time.
 const HANDOFF_BYTES: usize = 4 << 20;
 
@@ -630,12 +650,14 @@ impl Store {
 
     /// A streaming writer of the object at `path`: bytes written are uploaded in
     /// parts by a thread of its own; [`ObjectWriter::finish`] completes the object.
-    /// Dropped unfinished, the upload is aborted.
-    pub fn writer(&self, path: &str) -> ObjectWriter {
+    /// Dropped unfinished, the upload is aborted. `expected` is about how many bytes
+    /// the object will have (the previous backup's), which sizes its parts.
+    pub fn writer(&self, path: &str, expected: Option<u64>) -> ObjectWriter {
         let (tx, rx) = sync_channel::<Handoff>(4);
         let store = self.clone();
         let object = path.to_owned();
-        let worker = std::thread::spawn(move || store.upload(&object, &rx));
+        let part = part_bytes(expected);
+        let worker = std::thread::spawn(move || store.upload(&object, part, &rx));
         ObjectWriter {
             tx: Some(tx),
             buf: Vec::with_capacity(HANDOFF_BYTES),
@@ -647,16 +669,10 @@ impl Store {
         }
     }
 
-    fn upload(&self, path: &str, rx: &Receiver<Handoff>) -> Result<(), StoreError> {
+    fn upload(&self, path: &str, part: usize, rx: &Receiver<Handoff>) -> Result<(), StoreError> {
         let mut writer = self
             .handle
-            .block_on(async {
-                self.op
-                    .writer_with(path)
-                    .chunk(PART_BYTES)
-                    .concurrent(2)
-                    .await
-            })
+            .block_on(async { self.op.writer_with(path).chunk(part).concurrent(2).await })
             .map_err(|e| self.err("write", path, e))?;
         loop {
             match rx.recv() {
@@ -1076,6 +1092,17 @@ impl Read for ObjectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_leave_room_for_eight_times_the_last_backup() {
+        assert_eq!(part_bytes(None), 64 << 20);
+        // Small backups: the smallest part, so the last one uploads quickly.
+        assert_eq!(part_bytes(Some(90 << 20)), 8 << 20);
+        // 100 GB: 800 MB in 1,000 parts, rounded up to 1 GiB.
+        assert_eq!(part_bytes(Some(100_000_000_000)), 1 << 30);
+        assert!(part_bytes(Some(10_000_000_000)) as u64 * MAX_PARTS >= 80_000_000_000);
+        assert_eq!(part_bytes(Some(u64::MAX)), 1 << 30);
+    }
 
     fn raw(value: serde_json::Value) -> RawStore {
         serde_json::from_value(value).unwrap()

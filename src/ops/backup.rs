@@ -433,7 +433,14 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     let wal = wal_position(admin.as_ref(), &spec);
     let transfer = printer.transfer(&format!("backing up `{}`", spec.name), None);
     let mut sealer = backup::Sealer::new(
-        store.writer(&path),
+        store.writer(
+            &path,
+            manifests
+                .iter()
+                .rev()
+                .find(|m| m.kind == BackupKind::Full)
+                .map(|m| m.object.bytes),
+        ),
         &repo.config.recipients,
         Some(transfer.counter()),
     )?;

@@ -143,6 +143,13 @@ pub struct StreamAction {
     /// Timeout in seconds.
     #[serde(default = "default_stream_timeout")]
     pub timeout_s: u64,
+    /// `receive` only: the directory the received data lands in (templated). While the
+    /// stream arrives dbctl writes that directory's filesystem back to disk every
+    /// half second (`syncfs(2)`), so the data reaches the disk while the stream is
+    /// still being decoded and the server's start (PostgreSQL fsyncs a restored data
+    /// directory before it recovers) does not wait for all of it.
+    #[serde(default)]
+    pub write_back: Option<String>,
 }
 
 fn default_stream_timeout() -> u64 {
@@ -360,6 +367,18 @@ pub enum PlaybookError {
         /// The step's name.
         step: String,
     },
+    /// A key on a step whose action does not take it.
+    #[error("invalid playbook {origin}: step `{step}`: `{key}` belongs to `{action}` steps only")]
+    Key {
+        /// Where it came from.
+        origin: String,
+        /// The step's name.
+        step: String,
+        /// The key.
+        key: &'static str,
+        /// The action that takes it.
+        action: &'static str,
+    },
     /// A bad octal mode.
     #[error("invalid playbook {origin}: step `{step}`: mode `{mode}` is not octal like \"0600\"")]
     Mode {
@@ -402,7 +421,8 @@ impl Playbook {
     /// Parses playbook text; `origin` names it in errors.
     ///
     /// # Errors
-    /// [`PlaybookError::Parse`], [`PlaybookError::Step`], [`PlaybookError::Mode`].
+    /// [`PlaybookError::Parse`], [`PlaybookError::Step`], [`PlaybookError::Key`],
+    /// [`PlaybookError::Mode`].
     pub fn parse(text: &str, origin: &str) -> Result<Self, PlaybookError> {
         let raw: RawPlaybook = serde_saphyr::from_str(text).map_err(|e| PlaybookError::Parse {
             origin: origin.to_owned(),
@@ -429,6 +449,16 @@ impl Playbook {
                 });
             }
             let action = actions.remove(0);
+            if let Action::Send(send) = &action
+                && send.write_back.is_some()
+            {
+                return Err(PlaybookError::Key {
+                    origin: origin.to_owned(),
+                    step: step.name,
+                    key: "write_back",
+                    action: "receive",
+                });
+            }
             let mode = match &action {
                 Action::Dirs(d) => Some(&d.mode),
                 Action::Template(t) => Some(&t.mode),
@@ -536,5 +566,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn write_back_belongs_to_receive_steps() {
+        let err = Playbook::parse(
+            "description: x\nsteps:\n  - name: Stream it\n    send: {argv: [cat], write_back: /srv}\n",
+            "test.yml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid playbook test.yml: step `Stream it`: `write_back` belongs to `receive` steps only"
+        );
+        Playbook::parse(
+            "description: x\nsteps:\n  - name: Unpack\n    receive: {argv: [tar, -x], write_back: /srv}\n",
+            "test.yml",
+        )
+        .unwrap();
     }
 }

@@ -274,21 +274,32 @@ impl Runner<'_> {
                 if self.receive.is_empty() {
                     return Err("`receive` steps run only in restores".into());
                 }
+                let write_back = receive
+                    .write_back
+                    .as_ref()
+                    .map(|dir| self.render(dir, "receive.write_back"))
+                    .transpose()?;
                 for (part, feed) in self.receive.iter().enumerate() {
                     let ctx = minijinja::context! { part => part, ..self.ctx.clone() };
                     let cmd = self.stream_command_in(&ctx, receive)?;
-                    feed(&mut |input| {
-                        let mut out = Vec::new();
-                        let (code, stderr) = t.run_piped(&cmd, input, &mut out)?;
-                        if code != 0 {
-                            anyhow::bail!(
-                                "`{}` exited with {code}: {}",
-                                cmd.display(),
-                                stderr.trim()
-                            );
-                        }
-                        Ok(())
-                    })
+                    let received = || {
+                        feed(&mut |input| {
+                            let mut out = Vec::new();
+                            let (code, stderr) = t.run_piped(&cmd, input, &mut out)?;
+                            if code != 0 {
+                                anyhow::bail!(
+                                    "`{}` exited with {code}: {}",
+                                    cmd.display(),
+                                    stderr.trim()
+                                );
+                            }
+                            Ok(())
+                        })
+                    };
+                    match &write_back {
+                        Some(dir) => writing_back(t, Path::new(dir), received),
+                        None => received(),
+                    }
                     .map_err(|e| format!("{e:#}"))?;
                 }
                 Ok(Outcome::Changed)
@@ -325,15 +336,19 @@ impl Runner<'_> {
                 let timeout = self
                     .wait_timeout
                     .unwrap_or(Duration::from_secs(wait.timeout_s));
-                let polled = Policy::until(Some(timeout), Duration::from_millis(200)).poll(
-                    "the server to accept connections",
-                    || -> Result<_, String> {
-                        Ok(match self.engine.probe(t, self.instance, self.bin) {
-                            Ok(_) => Check::Ready(()),
-                            Err(err) => Check::Pending(display_chain(&err)),
-                        })
-                    },
-                )?;
+                // Checked soon after the start (a server that has just started
+                // often answers within tens of milliseconds), then less often.
+                let polled = Policy::until(Some(timeout), Duration::from_millis(20))
+                    .growing_to(Duration::from_millis(200))
+                    .poll(
+                        "the server to accept connections",
+                        || -> Result<_, String> {
+                            Ok(match self.engine.probe(t, self.instance, self.bin) {
+                                Ok(_) => Check::Ready(()),
+                                Err(err) => Check::Pending(display_chain(&err)),
+                            })
+                        },
+                    )?;
                 match polled {
                     Polled::Ready(()) => Ok(Outcome::Unchanged),
                     Polled::TimedOut(err) => Err(format!(
@@ -370,8 +385,9 @@ impl Runner<'_> {
                 t.signal(pid, &stop.signal).map_err(|e| display_chain(&e))?;
                 let stopped = Policy::until(
                     Some(Duration::from_secs(stop.timeout_s)),
-                    Duration::from_millis(100),
+                    Duration::from_millis(20),
                 )
+                .growing_to(Duration::from_millis(100))
                 .poll("the server to stop", || -> Result<_, String> {
                     Ok(if t.process_alive(pid) {
                         Check::Pending(())
@@ -530,6 +546,33 @@ impl Runner<'_> {
     }
 }
 
+/// How often [`writing_back`] writes the filesystem back while a stream arrives.
+const WRITE_BACK_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `receive` while a thread writes the filesystem holding `dir` back to disk every
+/// [`WRITE_BACK_EVERY`]: the kernel would otherwise hold the received data in the page
+/// cache (up to `vm.dirty_background_ratio` of memory) until the server's start asks
+/// for it to be on disk, all at once and after the stream has ended. A write-back that
+/// fails only costs that overlap; it is logged, never an error.
+fn writing_back<T>(t: &dyn Transport, dir: &Path, receive: impl FnOnce() -> T) -> T {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(WRITE_BACK_EVERY)
+            {
+                if let Err(err) = t.sync_fs(dir) {
+                    tracing::debug!(dir = %dir.display(), "write-back failed: {}", display_chain(&err));
+                    return;
+                }
+            }
+        });
+        let received = receive();
+        drop(stop);
+        received
+    })
+}
+
 /// Reads the first line of a pid file as a pid.
 pub fn read_pid(t: &dyn Transport, path: &Path) -> Option<u32> {
     let bytes = t.read_file(path).ok().flatten()?;
@@ -605,5 +648,55 @@ mod double_tests {
             "the probe is polled: {:?}",
             t.commands()
         );
+    }
+
+    #[test]
+    fn a_receive_with_write_back_writes_the_directory_back_while_the_stream_arrives() {
+        const RECEIVE: &str = "description: restore\nsteps:\n  - name: Unpack\n    receive:\n      argv: [\"tar\", \"--extract\"]\n      write_back: \"{{ dir }}/restore\"\n";
+        let t = Recording::new();
+        t.answer("tar --extract", 0, "")
+            .answer("sync --file-system", 0, "");
+        let inst = instance(EngineKind::Postgresql);
+        let bin = bin(&["psql"]);
+        let assets = Assets::new(None);
+        let renderer = Renderer::new(&assets);
+        // A stream that takes a while to arrive; the sync seen meanwhile counts.
+        let seen_during = std::sync::Mutex::new(0);
+        let feed =
+            |consume: &mut dyn FnMut(&mut (dyn std::io::Read + Send)) -> anyhow::Result<()>| {
+                std::thread::sleep(WRITE_BACK_EVERY * 4);
+                *seen_during.lock().unwrap() = t
+                    .commands()
+                    .iter()
+                    .filter(|c| c.as_str() == "sync --file-system /srv/x/restore")
+                    .count();
+                consume(&mut std::io::empty())
+            };
+        let runner = Runner {
+            transport: &t,
+            renderer: &renderer,
+            engine: &crate::engine::Postgresql,
+            instance: &inst,
+            bin: &bin,
+            ctx: minijinja::context! { dir => "/srv/x" },
+            secrets: Vec::new(),
+            progress: &|_, _, _| {},
+            output: None,
+            wait_timeout: None,
+            send: None,
+            receive: vec![&feed],
+        };
+        runner
+            .run(&Playbook::parse(RECEIVE, "test").unwrap())
+            .unwrap();
+        assert!(
+            *seen_during.lock().unwrap() >= 2,
+            "written back while the stream arrived: {:?}",
+            t.commands()
+        );
+        // And not after it ended.
+        let after = t.commands().len();
+        std::thread::sleep(WRITE_BACK_EVERY * 2);
+        assert_eq!(t.commands().len(), after, "{:?}", t.commands());
     }
 }

@@ -502,6 +502,11 @@ impl Transport for Local {
         Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
     }
 
+    fn sync_fs(&self, path: &Path) -> Result<(), TransportError> {
+        let dir = std::fs::File::open(path).map_err(|e| self.file_err("open", path, e))?;
+        nix::unistd::syncfs(&dir).map_err(|e| self.file_err("write back", path, e.into()))
+    }
+
     fn used_bytes(&self, path: &Path) -> u64 {
         fn walk(path: &Path) -> u64 {
             let Ok(meta) = std::fs::symlink_metadata(path) else {

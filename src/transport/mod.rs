@@ -270,6 +270,30 @@ pub trait Transport: Send + Sync {
     /// [`TransportError::File`].
     fn free_bytes(&self, path: &Path) -> Result<u64, TransportError>;
 
+    /// Writes the filesystem holding `path` back to its disk and waits for that
+    /// (`syncfs(2)`; `sync --file-system PATH` on a remote host). A restore calls it
+    /// while its data arrives, so the server's start finds the data already on disk.
+    ///
+    /// # Errors
+    /// [`TransportError::File`] when `path` cannot be opened,
+    /// [`TransportError::Spawn`] for the remote command.
+    fn sync_fs(&self, path: &Path) -> Result<(), TransportError> {
+        let cmd = CommandSpec::new(
+            "sync",
+            ["--file-system".to_owned(), path.display().to_string()],
+        );
+        let out = self.run(&cmd)?;
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(TransportError::Spawn {
+                host: self.host().to_owned(),
+                command: cmd.display(),
+                source: std::io::Error::other(out.stderr.trim().to_owned()),
+            })
+        }
+    }
+
     /// Disk space used by the tree at `path` in bytes (allocated blocks); 0 when absent.
     fn used_bytes(&self, path: &Path) -> u64;
 
