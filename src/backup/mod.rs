@@ -658,11 +658,15 @@ pub fn open(
         };
         // Decryption and decompression run a thread ahead of the consumer (which feeds
         // a pipe to `tar`, `mbstream` or a file), 1 MiB at a time, four pieces deep.
+        // The consumer hands pieces back to be filled again: a fresh 1 MiB buffer a
+        // piece would be zeroed (or page-faulted in) anew, gigabytes of it a restore.
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 loop {
-                    let mut piece = vec![0u8; 1 << 20];
+                    let mut piece = recycled.try_recv().unwrap_or_default();
+                    piece.resize(READ_AHEAD_PIECE, 0);
                     let sent = match stream.read(&mut piece) {
                         Ok(0) => break,
                         Ok(n) => {
@@ -682,6 +686,7 @@ pub fn open(
             });
             let mut ahead = ReadAhead {
                 rx,
+                recycle,
                 piece: Vec::new(),
                 at: 0,
             };
@@ -718,9 +723,14 @@ impl<R: Read> Read for Labelled<'_, R> {
     }
 }
 
+/// Bytes [`open`]'s read-ahead thread decodes at a time.
+const READ_AHEAD_PIECE: usize = 1 << 20;
+
 /// The consumer's end of [`open`]'s read-ahead thread.
 struct ReadAhead {
     rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    /// Where read pieces go back to the thread.
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
     piece: Vec<u8>,
     at: usize,
 }
@@ -730,7 +740,11 @@ impl Read for ReadAhead {
         while self.at == self.piece.len() {
             match self.rx.recv() {
                 Ok(piece) => {
-                    self.piece = piece?;
+                    let done = std::mem::replace(&mut self.piece, piece?);
+                    if done.capacity() > 0 {
+                        // The thread gone (the stream ended) is fine.
+                        let _ = self.recycle.send(done);
+                    }
                     self.at = 0;
                 }
                 // The producer ended: the stream is complete.

@@ -701,7 +701,10 @@ impl Store {
     /// at the end it checks the object against `expected` and fails the read (an
     /// [`std::io::ErrorKind::InvalidData`] error) on a mismatch.
     pub fn reader(&self, path: &str, expected: Sealed) -> ObjectReader {
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        // The HTTP body's frames (64 KiB to 400 KiB): the download runs up to a few
+        // MiB of the sealed object ahead of decryption, never stalled by a slow moment
+        // of the unpacker while its next range is requested.
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(64);
         let store = self.clone();
         let object = path.to_owned();
         std::thread::spawn(move || store.download(&object, &tx));
