@@ -261,7 +261,7 @@ fn install_packages_runs_apt_get_on_the_host_and_reports_its_failure() {
 /// Output lines reach the caller as the command prints them, locally and over SSH.
 #[test]
 fn command_output_streams_line_by_line() {
-    use dbctl::transport::{CommandSpec, Local, Ssh, SshOptions, Stream, Transport};
+    use dbctl::transport::{CommandSpec, Local, Stream, Transport};
 
     fn check(t: &dyn Transport) {
         let cmd = CommandSpec::new("sh", ["-c", "echo one; echo warn >&2; sleep 1.5; echo two"]);
@@ -300,12 +300,7 @@ fn command_output_streams_line_by_line() {
     check(&Local::new());
     let world = World::bare();
     let sshd = Sshd::start(&world.dir.path().join("sshd"));
-    let mut opts = SshOptions::new("127.0.0.1");
-    opts.port = Some(sshd.port);
-    opts.user = Some("root".into());
-    opts.identity = Some(sshd.client_key.clone());
-    opts.known_hosts = Some(sshd.known_hosts.clone());
-    check(&Ssh::connect(&opts).unwrap());
+    check(&sshd.transport());
 }
 
 #[test]
@@ -421,7 +416,7 @@ fn databases_spread_over_a_targets_hosts_and_stay_there() {
 fn sync_fs_writes_a_directory_back_locally_and_over_ssh() {
     use std::path::Path;
 
-    use dbctl::transport::{Local, Ssh, SshOptions, Transport};
+    use dbctl::transport::{Local, Transport};
 
     fn check(t: &dyn Transport, dir: &Path) {
         std::fs::write(dir.join("restored"), vec![7u8; 1 << 20]).unwrap();
@@ -435,10 +430,5 @@ fn sync_fs_writes_a_directory_back_locally_and_over_ssh() {
     let world = World::bare();
     check(&Local::new(), world.dir.path());
     let sshd = Sshd::start(&world.dir.path().join("sshd"));
-    let mut opts = SshOptions::new("127.0.0.1");
-    opts.port = Some(sshd.port);
-    opts.user = Some("root".into());
-    opts.identity = Some(sshd.client_key.clone());
-    opts.known_hosts = Some(sshd.known_hosts.clone());
-    check(&Ssh::connect(&opts).unwrap(), world.dir.path());
+    check(&sshd.transport(), world.dir.path());
 }

@@ -32,6 +32,16 @@ pub fn free_port() -> u16 {
 }
 
 impl Sshd {
+    /// A transport to this sshd as root, with its key and known host.
+    pub fn transport(&self) -> dbctl::transport::Ssh {
+        let mut opts = dbctl::transport::SshOptions::new("127.0.0.1");
+        opts.port = Some(self.port);
+        opts.user = Some("root".into());
+        opts.identity = Some(self.client_key.clone());
+        opts.known_hosts = Some(self.known_hosts.clone());
+        dbctl::transport::Ssh::connect(&opts).unwrap()
+    }
+
     /// Starts sshd in `dir`, accepting `client_key` for root, and writes a
     /// `known_hosts` with its host key.
     pub fn start(dir: &Path) -> Self {
