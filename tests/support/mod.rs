@@ -447,29 +447,48 @@ pub fn client(program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `sql` with psql as the application user of a revealed connection (JSON of
-/// `dbctl connection NAME --reveal -o json`), password through `PGPASSWORD`; returns
-/// the unaligned, tuples-only output, trimmed.
-#[track_caller]
 /// Switches PostgreSQL to a new WAL segment through `admin` (runs a batch as the
 /// administrator, `dbctl sql --admin -c`, and returns its output) and waits until the
 /// server has archived the segment before it: what a point-in-time recovery to now
-/// replays. Panics when archiving fails or has not happened within 20 s.
+/// replays. A failed `archive_command` is retried by the server's archiver, after up to
+/// a minute's pause once three attempts failed, so this waits 90 s; on a timeout it
+/// panics with `pg_stat_archiver` (failures, the last failed segment and when).
 pub fn switch_wal_and_wait_archived(admin: &dyn Fn(&str) -> String) {
+    const STATE: &str = "select failed_count, coalesce(last_failed_wal, '-'), coalesce(last_failed_time::text, '-'), coalesce(last_archived_wal, '-'), last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) as done from pg_stat_archiver";
+    // The row's fields, from psql's table (its last line with a `|`).
+    let state = || -> Vec<String> {
+        let out = admin(STATE);
+        let row = out
+            .lines()
+            .rfind(|l| l.contains('|'))
+            .unwrap_or_else(|| panic!("no pg_stat_archiver row in {out:?}"));
+        row.split('|').map(|f| f.trim().to_owned()).collect()
+    };
+    let before = state();
     admin("select pg_switch_wal()");
-    for _ in 0..100 {
-        let out = admin(
-            "select failed_count, last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) from pg_stat_archiver",
-        );
-        assert!(!out.contains(" 1 |"), "archiving fails: {out}");
-        if out.contains("| t") {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(90) {
+        let now = state();
+        if now.last().is_some_and(|done| done == "t") {
+            if now[0] != before[0] {
+                eprintln!(
+                    "archiving failed meanwhile, then caught up: pg_stat_archiver before the switch {before:?}, now {now:?}"
+                );
+            }
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    panic!("the WAL segment before the switch was not archived within 20 s");
+    panic!(
+        "the WAL segment before the switch was not archived within 90 s; pg_stat_archiver (failed_count, last_failed_wal, last_failed_time, last_archived_wal, done) before the switch: {before:?}, now: {:?}",
+        state()
+    );
 }
 
+/// Runs `sql` with psql as the application user of a revealed connection (JSON of
+/// `dbctl connection NAME --reveal -o json`), password through `PGPASSWORD`; returns
+/// the unaligned, tuples-only output, trimmed.
+#[track_caller]
 pub fn psql(conn: &Value, sql: &str) -> String {
     let field = |key: &str| match &conn[key] {
         Value::String(s) => s.clone(),
