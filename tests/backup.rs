@@ -1190,6 +1190,10 @@ fn dry_runs_of_backup_restore_and_rotation_check_everything_and_change_nothing()
         "{dry}"
     );
     assert_eq!(listed(&world), 0, "a dry run backed up");
+    // So does an incremental backup of an engine that has none.
+    world
+        .dbctl(&["backup", "carts", "--dry-run", "--type", "incr"])
+        .fails_with("incremental backups (`--type incr`) are built for PostgreSQL 17");
     // A store that cannot be opened fails the dry run as it would the backup.
     world
         .dbctl(&["backup", "carts", "--dry-run", "--store", "nowhere"])
@@ -1473,6 +1477,25 @@ fn postgresql_17_incremental_backups_restore_through_their_chain() {
             .clone()
     };
     let full = take("full");
+    let dry = world
+        .dbctl(&[
+            "backup",
+            "ledger",
+            "--store",
+            "s3",
+            "--type",
+            "incr",
+            "--dry-run",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        dry.contains(&format!(
+            "an incremental backup (on top of backup `{}`)",
+            full["id"].as_str().unwrap()
+        )),
+        "{dry}"
+    );
     assert!(
         full["backup_manifest"]["path"]
             .as_str()

@@ -350,8 +350,8 @@ fn expire(store: &Store, spec: &Spec) -> Result<Vec<String>> {
 }
 
 /// `dbctl backup --dry-run`: the store is resolved and opened (its endpoint and
-/// credentials proven by one listing), the platform's support checked; nothing is
-/// backed up.
+/// credentials proven by one listing), the platform's support checked and, for
+/// `--type incr`, the backup it would build on found; nothing is backed up.
 ///
 /// # Errors
 /// As [`backup`] before it streams anything.
@@ -364,9 +364,16 @@ pub fn backup_dry_run(session: &Session, opts: &BackupOptions) -> Result<super::
     let platform = session.platform(&repo, &spec)?;
     check_platform(platform.as_ref(), &spec, "backup")?;
     let (kept, _) = backup::list(&store, &spec.name)?;
+    let kind = match opts.kind {
+        BackupKind::Full => "a full physical backup".to_owned(),
+        BackupKind::Incr => {
+            let (parent, _) = incremental_parent(session, &store, &store_name, &spec, &kept)?;
+            format!("an incremental backup (on top of backup `{parent}`)")
+        }
+    };
     let mut would = vec![
         format!(
-            "stream a full physical backup of `{}` ({} {}) from target `{}`",
+            "stream {kind} of `{}` ({} {}) from target `{}`",
             spec.name, spec.engine, spec.version, spec.target
         ),
         format!(
