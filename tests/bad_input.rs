@@ -265,6 +265,46 @@ fn a_node_local_target_refuses_to_create() {
     assert_unchanged(&world, &before);
 }
 
+/// A `node_local` target reads each database's layout (`etc/groups/<name>.json`, which
+/// the cluster's repo wrote): one that is missing, or a link, is named with why.
+#[test]
+fn a_node_local_target_names_a_layout_it_cannot_read_and_why() {
+    let world = World::with_targets("  nodes:\n    platform: pacemaker\n    node_local: true\n");
+    std::fs::write(
+        world.repo.join("etc/databases/kv.yml"),
+        "name: kv\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: nodes\n",
+    )
+    .unwrap();
+    world.git(&["add", "-A"]);
+    world.git(&["commit", "-qm", "kv on the node"]);
+    let before = world.snapshot();
+    let layout = world.repo.join("etc/groups/kv.json");
+    for (case, why) in [
+        ("missing", "it does not exist"),
+        ("a link", "is a symbolic link"),
+    ] {
+        if case == "a link" {
+            std::fs::create_dir_all(layout.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("/etc/hostname", &layout).unwrap();
+        }
+        let run = world.dbctl(&["status", "kv"]);
+        assert_eq!(run.code, 1, "{case}: {}", run.stderr);
+        for needle in [
+            "target `nodes` is `node_local`",
+            &format!("`{}`, which cannot be read", layout.display()),
+            why,
+        ] {
+            assert!(
+                run.stderr.contains(needle),
+                "{case}: stderr lacks {needle:?}:\n{}",
+                run.stderr
+            );
+        }
+    }
+    std::fs::remove_file(&layout).unwrap();
+    assert_unchanged(&world, &before);
+}
+
 #[test]
 fn bad_spec_files_name_file_line_and_key() {
     let world = World::new();

@@ -38,9 +38,11 @@ const PART_BYTES: usize = 64 << 20;
 const MIN_PART_BYTES: u64 = 8 << 20;
 /// The largest part [`part_bytes`] chooses (held in memory twice while uploading).
 const MAX_PART_BYTES: u64 = 1 << 30;
+/// Bytes handed from the producer to the upload thread at a time.
+const HANDOFF_BYTES: usize = 4 << 20;
 
-/// The part size for an object expected to be about `expected` bytes (the last
-/// backup's size): room for eight times that in [`MAX_PARTS`] parts, rounded up to a
+/// The part size for an object expected to be about `expected` bytes (the latest
+/// full backup's size): room for eight times that in [`MAX_PARTS`] parts, rounded up to a
 /// power of two within [`MIN_PART_BYTES`]..=[`MAX_PART_BYTES`]. The last part goes up
 /// after the stream has ended, so smaller parts end a backup sooner.
 fn part_bytes(expected: Option<u64>) -> usize {
@@ -51,8 +53,6 @@ fn part_bytes(expected: Option<u64>) -> usize {
         usize::try_from(part).unwrap_or(PART_BYTES)
     })
 }
-/// Bytes handed from the producer to the upload thread at a time.
-const HANDOFF_BYTES: usize = 4 << 20;
 
 /// One entry of `backup_stores:` as written in `etc/dbctl.yml`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -439,15 +439,14 @@ pub fn backup(session: &Session, opts: &BackupOptions) -> Result<BackupReport> {
     ));
     let wal = wal_position(admin.as_ref(), &spec);
     let transfer = printer.transfer(&format!("backing up `{}`", spec.name), None);
+    // The latest full backup's size sizes the upload's parts.
+    let expected = manifests
+        .iter()
+        .rev()
+        .find(|m| m.kind == BackupKind::Full)
+        .map(|m| m.object.bytes);
     let mut sealer = backup::Sealer::new(
-        store.writer(
-            &path,
-            manifests
-                .iter()
-                .rev()
-                .find(|m| m.kind == BackupKind::Full)
-                .map(|m| m.object.bytes),
-        ),
+        store.writer(&path, expected),
         &repo.config.recipients,
         Some(transfer.counter()),
     )?;

@@ -1510,11 +1510,10 @@ impl Pacemaker {
             let rel = layout_path(&spec.name);
             let path = self.root.join(&rel);
             // As every repo file is read: without following links.
-            let text = crate::safefs::Anchor::new(&self.root)
+            let bytes = crate::safefs::Anchor::new(&self.root)
                 .read(Path::new(&rel))
-                .ok()
-                .flatten()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| bytes.context("it does not exist"))
                 .with_context(|| {
                 format!(
                     "target `{}` is `node_local`: it backs up and reports on databases whose groups dbctl made, reading each one's layout from `{}`, which cannot be read; create, change and delete `{}` from the repo whose target reaches every node",
@@ -1523,7 +1522,7 @@ impl Pacemaker {
                     spec.name
                 )
             })?;
-            return serde_json::from_str(&text)
+            return serde_json::from_slice(&bytes)
                 .with_context(|| format!("`{}` is not a layout dbctl wrote", path.display()));
         }
         let dir = self.mountpoint(spec);

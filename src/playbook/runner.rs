@@ -607,6 +607,30 @@ mod double_tests {
     use crate::engine::double_tests::{bin, instance};
     use crate::transport::recording::Recording;
 
+    /// A runner of `engine`'s instance `inst` on the double `t`, with nothing else set.
+    fn runner<'a>(
+        t: &'a Recording,
+        renderer: &'a Renderer,
+        engine: &'a dyn Engine,
+        inst: &'a Instance,
+        bin: &'a BTreeMap<String, String>,
+    ) -> Runner<'a> {
+        Runner {
+            transport: t,
+            renderer,
+            engine,
+            instance: inst,
+            bin,
+            ctx: Value::from(()),
+            secrets: Vec::new(),
+            progress: &|_, _, _| {},
+            output: None,
+            wait_timeout: None,
+            send: None,
+            receive: Vec::new(),
+        }
+    }
+
     const WAIT: &str = "description: wait\nsteps:\n  - name: Wait for the server\n    wait_ready:\n      timeout_s: 60\n";
 
     #[test]
@@ -620,18 +644,8 @@ mod double_tests {
         let assets = Assets::new(None);
         let renderer = Renderer::new(&assets);
         let runner = Runner {
-            transport: &t,
-            renderer: &renderer,
-            engine: &crate::engine::Redis,
-            instance: &inst,
-            bin: &bin,
-            ctx: Value::from(()),
-            secrets: Vec::new(),
-            progress: &|_, _, _| {},
-            output: None,
             wait_timeout: Some(Duration::from_secs(1)),
-            send: None,
-            receive: Vec::new(),
+            ..runner(&t, &renderer, &crate::engine::Redis, &inst, &bin)
         };
         let playbook = Playbook::parse(WAIT, "test").unwrap();
         let started = Instant::now();
@@ -673,18 +687,9 @@ mod double_tests {
                 consume(&mut std::io::empty())
             };
         let runner = Runner {
-            transport: &t,
-            renderer: &renderer,
-            engine: &crate::engine::Postgresql,
-            instance: &inst,
-            bin: &bin,
             ctx: minijinja::context! { dir => "/srv/x" },
-            secrets: Vec::new(),
-            progress: &|_, _, _| {},
-            output: None,
-            wait_timeout: None,
-            send: None,
             receive: vec![&feed],
+            ..runner(&t, &renderer, &crate::engine::Postgresql, &inst, &bin)
         };
         runner
             .run(&Playbook::parse(RECEIVE, "test").unwrap())

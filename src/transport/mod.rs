@@ -275,8 +275,8 @@ pub trait Transport: Send + Sync {
     /// while its data arrives, so the server's start finds the data already on disk.
     ///
     /// # Errors
-    /// [`TransportError::File`] when `path` cannot be opened,
-    /// [`TransportError::Spawn`] for the remote command.
+    /// [`TransportError::File`] when `path` cannot be opened or written back (with
+    /// `sync`'s message), [`TransportError::Spawn`] when `sync` cannot be run.
     fn sync_fs(&self, path: &Path) -> Result<(), TransportError> {
         let cmd = CommandSpec::new(
             "sync",
@@ -286,9 +286,10 @@ pub trait Transport: Send + Sync {
         if out.code == 0 {
             Ok(())
         } else {
-            Err(TransportError::Spawn {
+            Err(TransportError::File {
                 host: self.host().to_owned(),
-                command: cmd.display(),
+                action: "write back",
+                path: path.to_path_buf(),
                 source: std::io::Error::other(out.stderr.trim().to_owned()),
             })
         }
