@@ -1085,8 +1085,8 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
     assert_eq!(world.snapshot(), before);
     assert_eq!(world.server_pids(), pids);
     assert!(!world.instance_dir("journal").exists());
-    // A Keystone Swift store cannot take WAL yet (wal-push has no openrc): refused
-    // the same way, naming the way out.
+    // A Keystone Swift store whose openrc cannot be read here (wal-push would get its
+    // credentials from it): refused the same way, naming the file and the way out.
     edit_config(&world, |text| {
         text.replacen(
             "backup_stores:\n",
@@ -1104,7 +1104,8 @@ fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quiet
     let out = world.dbctl(&["apply"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains("authenticates with Keystone")
+        out.stdout.contains("/etc/dbctl/openrc.sh")
+            && out.stdout.contains("backup store `cloud`")
             && out.stdout.contains("archive_wal: false"),
         "{}\n{}",
         out.stdout,

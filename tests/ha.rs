@@ -146,7 +146,8 @@ fn fails_over_with_every_committed_row(tag: char, engine: &str, client: Client, 
         );
     }
     if engine == "postgresql" {
-        restores_to_a_time_in_the_group(&world, &cluster, &name, (&user, &password));
+        let dir = format!("/srv/dbctl-{}", cluster.id);
+        restores_to_a_time_in_the_group(&world, &cluster, (&name, &user, &password), (&dir, &dir));
     }
     rotates_credentials_in_the_group(&world, &cluster, &name, client, (&user, &password), work);
 
@@ -691,30 +692,26 @@ fn backs_up_on_a_schedule_in_the_group(world: &World, cluster: &Cluster, name: &
 }
 
 /// Point-in-time recovery on the group: its server archives WAL through the dbctl
-/// copy on the node; rows committed at t1 and t2, `restore --to-time` between them
-/// keeps exactly the t1 rows, and the group runs on, taking writes.
-fn restores_to_a_time_in_the_group(
+/// copy on the node (under `state_dir`'s `.dbctl/bin`) into the database's default
+/// store; rows committed at t1 and t2, `restore --to-time` between them keeps exactly
+/// the t1 rows, and the group runs on, taking writes. `layout_dir` holds the
+/// instance's directory (its server log, shown on failure). Shared with the openstack
+/// test (a Keystone store).
+pub(crate) fn restores_to_a_time_in_the_group(
     world: &World,
     cluster: &Cluster,
-    name: &str,
-    (user, password): (&str, &str),
+    (name, user, password): (&str, &str, &str),
+    (layout_dir, state_dir): (&str, &str),
 ) {
     let sql = |q: &str| Client::Psql.query_until_up(cluster, user, password, q);
-    let status = dbctl(world, cluster, &["status", name, "-o", "json"])
-        .ok()
-        .json();
-    let (_, active_ip, _) = placement(&status);
-    let conf = cluster.ssh(
-        active_ip,
-        &format!(
-            "grep ^archive_command /srv/dbctl-{}/{name}/pgdata/postgresql.conf",
-            cluster.id
-        ),
-    );
-    let conf = String::from_utf8_lossy(&conf.stdout).into_owned();
+    let admin = |q: &str| {
+        dbctl(world, cluster, &["sql", name, "--admin", "-c", q])
+            .ok()
+            .stdout
+    };
+    let conf = admin("show archive_command");
     assert!(
-        conf.contains(&format!("/srv/dbctl-{}/.dbctl/bin/dbctl-", cluster.id))
-            && conf.contains("wal-push.json"),
+        conf.contains(&format!("{state_dir}/.dbctl/bin/dbctl-")) && conf.contains("wal-push.json"),
         "the group's server does not archive through dbctl: {conf}"
     );
     sql("create table ledger (id int, at timestamptz default clock_timestamp())");
@@ -730,11 +727,6 @@ fn restores_to_a_time_in_the_group(
         sql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')");
     std::thread::sleep(std::time::Duration::from_millis(2500));
     sql("insert into ledger select generate_series(11, 20)");
-    let admin = |q: &str| {
-        dbctl(world, cluster, &["sql", name, "--admin", "-c", q])
-            .ok()
-            .stdout
-    };
     crate::support::switch_wal_and_wait_archived(&admin);
     let restored = dbctl(
         world,
@@ -760,10 +752,7 @@ fn restores_to_a_time_in_the_group(
         let (_, ip, _) = placement(&status);
         let log = cluster.ssh(
             ip,
-            &format!(
-                "tail -60 /srv/dbctl-{}/{name}/log/postgresql.log",
-                cluster.id
-            ),
+            &format!("tail -60 {layout_dir}/{name}/log/postgresql.log"),
         );
         panic!(
             "restored to {target} UTC: {rows} (want 10|10); rows: {}\n{restored}\nserver log:\n{}",

@@ -604,6 +604,38 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         "the restore did not bring back the backup's rows"
     );
     assert_eq!(cloud.stacks(), stacks_before, "a restore touched Heat");
+    // With no store named, the server archives its WAL into the same container through
+    // Keystone (an openrc without the password and a 0600 password file beside the
+    // data): a point-in-time recovery from it.
+    let state = world.dir.path().join("os-state");
+    crate::ha::restores_to_a_time_in_the_group(
+        &world,
+        &cluster,
+        ("os-db", "os_db", &password),
+        ("/srv/db/os-db/data", &state.to_string_lossy()),
+    );
+    assert!(
+        cloud
+            .objects("backup-os-db")
+            .iter()
+            .any(|o| o.starts_with("os-db/wal/")),
+        "no WAL in the container"
+    );
+    let status = dbctl(&world, &cluster, &["status", "os-db", "-o", "json"])
+        .ok()
+        .json();
+    let files = cluster.ssh(
+        placement(&status).1,
+        "cd /srv/db/os-db/data && stat -c '%n %a %U' wal-push.* && grep -c OS_PASSWORD wal-push.openrc",
+    );
+    let files = String::from_utf8_lossy(&files.stdout).into_owned();
+    for file in ["wal-push.json", "wal-push.openrc", "wal-push.secret"] {
+        assert!(files.contains(&format!("{file} 600 postgres")), "{files}");
+    }
+    assert!(
+        files.trim_end().ends_with('0'),
+        "the openrc holds the password: {files}"
+    );
     backs_up_on_a_schedule_to_the_cloud(&world, &cluster, &cloud);
 
     // The control plane: the network and masters stacks through Heat, and the
@@ -662,8 +694,9 @@ fn openstack_heat_stacks_then_pacemaker_group_fail_over() {
         deleted["final_backup"]["store"], "os-test/backup-os-db",
         "{deleted}"
     );
-    // The default container: the first backup, the scheduled one, the final one.
-    for (store, count) in [("os-test/backup-os-db", 3), ("cloud", 1)] {
+    // The default container: the first backup, the point-in-time recovery's, the
+    // scheduled one, the final one.
+    for (store, count) in [("os-test/backup-os-db", 4), ("cloud", 1)] {
         let listed = dbctl(
             &world,
             &cluster,

@@ -273,7 +273,9 @@ pub fn chain<'m>(manifests: &'m [Manifest], last: &'m Manifest) -> Result<Vec<&'
 }
 
 /// The store a database's backups go to when no flag names one: the spec's
-/// `backup.store`, else its target's `backup_store`, else `defaults.backup_store`.
+/// `backup.store`, else its target's `backup_store`, else `defaults.backup_store`,
+/// else — on an `openstack` target — the Swift container its data stack makes
+/// ([`cloud_default`]).
 pub fn store_of(config: &crate::spec::Config, spec: &crate::spec::Spec) -> Option<String> {
     spec.backup
         .as_ref()
@@ -284,6 +286,20 @@ pub fn store_of(config: &crate::spec::Config, spec: &crate::spec::Spec) -> Optio
                 .and_then(|t| t.backup_store.clone())
         })
         .or_else(|| config.default_backup_store.clone())
+        .or_else(|| cloud_default(config, &spec.target, &spec.name))
+}
+
+/// The store of database `name` on `target` when that is an `openstack` target and no
+/// store is configured: the `backup-<name>` Swift container its data stack makes, in
+/// the target's own Keystone project (its `openrc`), named `<target>/backup-<name>`.
+pub fn cloud_default(config: &crate::spec::Config, target: &str, name: &str) -> Option<String> {
+    let t = config.target(target)?;
+    (t.platform == crate::spec::PlatformKind::Openstack).then(|| {
+        format!(
+            "{target}/{}",
+            crate::platform::cloud::Names::new(name).backup_container
+        )
+    })
 }
 
 /// The directory of a database's archived WAL in its store (`db/wal/`): one object a

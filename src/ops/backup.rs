@@ -13,13 +13,12 @@ use crate::backup::{self, BackupKind, Manifest, ObjectEntry, Store};
 use crate::change::{Action, Change, Disruption};
 use crate::gitops::Repo;
 use crate::output::Report;
-use crate::platform::cloud::Names;
 use crate::spec::{Draft, PlatformKind, Spec};
 
 /// The store a database's backups go to: `--store`, else the spec's `backup.store`,
 /// else its target's `backup_store`, else `defaults.backup_store`, else — on an
 /// `openstack` target — the Swift container its data stack makes
-/// (`<target>/backup-<name>`, [`cloud_default`]).
+/// (`<target>/backup-<name>`, [`backup::cloud_default`]).
 ///
 /// # Errors
 /// None is configured, or `--store` names an unknown one.
@@ -27,8 +26,7 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     let config = &repo.config;
     let name = flag
         .map(str::to_owned)
-        .or_else(|| backup::store_of(config, spec))
-        .or_else(|| cloud_default(config, &spec.target, &spec.name));
+        .or_else(|| backup::store_of(config, spec));
     let Some(name) = name else {
         bail!(
             "`{}` has no backup store: pass `--store`, or set `backup: {{ store: … }}` in its spec, `backup_store` on target `{}` or `defaults.backup_store`; stores: {}",
@@ -40,17 +38,8 @@ pub fn store_name(repo: &Repo, spec: &Spec, flag: Option<&str>) -> Result<String
     known_store(config, name)
 }
 
-/// The store of database `name` on `target` when that is an `openstack` target and no
-/// store is configured: the `backup-<name>` Swift container its data stack makes, in
-/// the target's own Keystone project (its `openrc`), named `<target>/backup-<name>`.
-pub fn cloud_default(config: &crate::spec::Config, target: &str, name: &str) -> Option<String> {
-    let t = config.target(target)?;
-    (t.platform == PlatformKind::Openstack)
-        .then(|| format!("{target}/{}", Names::new(name).backup_container))
-}
-
 /// `TARGET/CONTAINER` naming an openstack target's own backup container
-/// (`backup-<name>`), as [`cloud_default`] makes them: the target and the container.
+/// (`backup-<name>`), as [`backup::cloud_default`] makes them: the target and the container.
 fn cloud_container<'n>(
     config: &'n crate::spec::Config,
     name: &'n str,
@@ -118,7 +107,7 @@ fn spec_and_store(
                 .and_then(|t| t.backup_store.clone())
         })
         .or_else(|| config.default_backup_store.clone())
-        .or_else(|| target.and_then(|t| cloud_default(config, t, name)));
+        .or_else(|| target.and_then(|t| backup::cloud_default(config, t, name)));
     let Some(chosen) = chosen else {
         bail!(
             "no database `{name}`: `{}` does not exist; to find the backups of a deleted database pass `--store` (stores: {})",

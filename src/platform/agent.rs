@@ -128,14 +128,131 @@ pub fn install(t: &dyn Transport, path: &Path, purpose: Purpose<'_>) -> Result<(
     Ok(())
 }
 
-/// What the scheduled backups of `spec` on `machine` (named in messages) need from
-/// this repo (at `root`): its `repo_id`, and the database's store's name and entry —
-/// the store it names, its target's or the default one, else on an `openstack` target
-/// its own `backup-<name>` container through the target's openrc.
+/// The store `spec`'s backups go to when no flag names one ([`crate::backup::store_of`])
+/// with its entry as this repo (at `root`) configures it: the `backup_stores` entry, or
+/// on an `openstack` target its own `backup-<name>` container through the target's
+/// openrc. `None` when the database has no store.
 ///
 /// # Errors
-/// No `repo_id` in etc/dbctl.yml, no store for the database, an unknown store, an
-/// openstack target without `openrc`.
+/// A store that is not in etc/dbctl.yml, or an openstack target without `openrc`.
+pub fn default_store(
+    config: &Config,
+    root: &Path,
+    spec: &Spec,
+) -> Result<Option<(String, crate::backup::StoreConfig)>> {
+    let Some(name) = crate::backup::store_of(config, spec) else {
+        return Ok(None);
+    };
+    if let Some(store) = config.backup_stores.get(&name) {
+        return Ok(Some((name, store.clone())));
+    }
+    let target = config
+        .target(&spec.target)
+        .filter(|_| {
+            crate::backup::cloud_default(config, &spec.target, &spec.name).as_ref() == Some(&name)
+        })
+        .with_context(|| format!("backup store `{name}` is not in etc/dbctl.yml"))?;
+    let openrc = target.cloud.openrc.as_deref().with_context(|| {
+        format!(
+            "`targets.{}.openrc` in etc/dbctl.yml is missing: the backups of `{}` go to its Swift container (`{name}`) through it",
+            target.name, spec.name
+        )
+    })?;
+    let store = crate::backup::StoreConfig::SwiftKeystone {
+        openrc: root.join(openrc),
+        container: super::cloud::Names::new(&spec.name).backup_container,
+        prefix: String::new(),
+        secret: None,
+    };
+    Ok(Some((name, store)))
+}
+
+/// Reads the secret of `store` (named `name`) as [`store_for_machine`] will: a Keystone
+/// store's credentials (its openrc and password), another store's secret.
+///
+/// # Errors
+/// What is missing or unreadable, naming the store.
+fn check_secret(name: &str, store: &crate::backup::StoreConfig) -> Result<()> {
+    if let crate::backup::StoreConfig::SwiftKeystone { openrc, secret, .. } = store {
+        crate::backup::store::keystone_credentials(name, openrc, secret.as_ref())?;
+    } else if let Some(source) = store.secret() {
+        source.read(name)?;
+    }
+    Ok(())
+}
+
+/// Where a machine running dbctl on its own (the server's `archive_command`, a
+/// scheduled backup) reads a store's credentials from: files only `owner` reads.
+pub struct MachineSecret<'p> {
+    /// The store's secret (a Keystone store's password), 0600.
+    pub secret: &'p Path,
+    /// A Keystone store's openrc, without the password, 0600.
+    pub openrc: &'p Path,
+    /// Who owns both (`None`: the transport's user).
+    pub owner: Option<&'p str>,
+}
+
+/// `store` (named `name`) as a machine gets it, its credentials written to `files`:
+/// the secret as a file of its own; a Keystone store's credentials as an openrc without
+/// the password, with the password as the secret (the openrc and the environment here
+/// give them). Returns the machine's entry for the store.
+///
+/// # Errors
+/// The secret or the credentials cannot be read, or the files cannot be written.
+pub fn store_for_machine(
+    t: &dyn Transport,
+    name: &str,
+    store: crate::backup::StoreConfig,
+    files: &MachineSecret<'_>,
+) -> Result<crate::backup::StoreConfig> {
+    let secret_file = crate::backup::store::SecretSource::File(files.secret.to_owned());
+    Ok(match store {
+        crate::backup::StoreConfig::SwiftKeystone {
+            openrc,
+            container,
+            prefix,
+            secret,
+        } => {
+            let (text, password) =
+                crate::backup::store::keystone_credentials(name, &openrc, secret.as_ref())?
+                    .split_for_machine();
+            t.write_file(
+                files.secret,
+                password.expose_secret().as_bytes(),
+                0o600,
+                files.owner,
+            )?;
+            t.write_file(files.openrc, text.as_bytes(), 0o600, files.owner)?;
+            crate::backup::StoreConfig::SwiftKeystone {
+                openrc: files.openrc.to_owned(),
+                container,
+                prefix,
+                secret: Some(secret_file),
+            }
+        }
+        store => match store.secret() {
+            Some(source) => {
+                let value = source.read(name)?;
+                t.write_file(
+                    files.secret,
+                    value.expose_secret().as_bytes(),
+                    0o600,
+                    files.owner,
+                )?;
+                store.with_secret(secret_file)
+            }
+            None => store,
+        },
+    })
+}
+
+/// What the scheduled backups of `spec` on `machine` (named in messages) need from
+/// this repo (at `root`): its `repo_id`, and the database's store ([`default_store`]),
+/// named in the machine's repo as here (an openstack target's own container by the
+/// container's name).
+///
+/// # Errors
+/// No `repo_id` in etc/dbctl.yml, or what [`default_store`] finds missing or unknown.
 pub fn schedule_store(
     config: &Config,
     root: &Path,
@@ -148,37 +265,15 @@ pub fn schedule_store(
             spec.name
         )
     })?;
-    if let Some(name) = crate::backup::store_of(config, spec) {
-        let store = config
-            .backup_stores
-            .get(&name)
-            .with_context(|| format!("backup store `{name}` is not in etc/dbctl.yml"))?
-            .clone();
-        return Ok((repo_id, name, store));
-    }
-    let Some(target) = config
-        .target(&spec.target)
-        .filter(|t| t.platform == crate::spec::PlatformKind::Openstack)
-    else {
+    let Some((name, store)) = default_store(config, root, spec)? else {
         bail!(
             "`{}` has a backup schedule but no backup store: name one in `backup.store`, the target's `backup_store` or `defaults.backup_store`",
             spec.name
         );
     };
-    let openrc = target.cloud.openrc.as_deref().with_context(|| {
-        format!(
-            "`targets.{}.openrc` in etc/dbctl.yml is missing: the scheduled backups of `{}` go to its Swift container through it",
-            target.name, spec.name
-        )
-    })?;
-    let container = super::cloud::Names::new(&spec.name).backup_container;
-    let store = crate::backup::StoreConfig::SwiftKeystone {
-        openrc: root.join(openrc),
-        container: container.clone(),
-        prefix: String::new(),
-        secret: None,
-    };
-    Ok((repo_id, container, store))
+    // `<target>/backup-<name>`: the machine's repo knows the one store by its container.
+    let name = name.rsplit('/').next().unwrap_or_default().to_owned();
+    Ok((repo_id, name, store))
 }
 
 /// Checks before anything changes what [`write_schedule_repo`] will need when `spec`
@@ -197,12 +292,7 @@ pub fn check_schedule(config: &Config, root: &Path, spec: &Spec, machine: &str) 
         return Ok(());
     }
     let (_, name, store) = schedule_store(config, root, spec, machine)?;
-    if let crate::backup::StoreConfig::SwiftKeystone { openrc, secret, .. } = &store {
-        crate::backup::store::keystone_credentials(&name, openrc, secret.as_ref())?;
-    } else if let Some(source) = store.secret() {
-        source.read(&name)?;
-    }
-    Ok(())
+    check_secret(&name, &store)
 }
 
 /// The repo of one database that its scheduled backups run `dbctl backup` in, on the
@@ -237,46 +327,19 @@ pub fn write_schedule_repo(
     repo: &ScheduleRepo,
 ) -> Result<()> {
     let (repo_id, store_name, store) = schedule_store(config, root, spec, t.host())?;
-    let mut files = Vec::new();
-    let store = match store {
-        // The machine gets the credentials the openrc and the environment give here:
-        // an openrc without the password in the repo, the password as the secret.
-        crate::backup::StoreConfig::SwiftKeystone {
-            openrc,
-            container,
-            prefix,
-            secret,
-        } => {
-            let (text, password) =
-                crate::backup::store::keystone_credentials(&store_name, &openrc, secret.as_ref())?
-                    .split_for_machine();
-            t.write_file(
-                &repo.secret,
-                password.expose_secret().as_bytes(),
-                0o600,
-                None,
-            )?;
-            files.push(("files/openrc.sh".to_owned(), text));
-            crate::backup::StoreConfig::SwiftKeystone {
-                openrc: repo.root.join("files/openrc.sh"),
-                container,
-                prefix,
-                secret: Some(crate::backup::store::SecretSource::File(
-                    repo.secret.clone(),
-                )),
-            }
-        }
-        store => match store.secret() {
-            Some(source) => {
-                let value = source.read(&store_name)?;
-                t.write_file(&repo.secret, value.expose_secret().as_bytes(), 0o600, None)?;
-                store.with_secret(crate::backup::store::SecretSource::File(
-                    repo.secret.clone(),
-                ))
-            }
-            None => store,
+    t.make_dir(&repo.root, 0o700, None)?;
+    t.make_dir(&repo.root.join("files"), 0o700, None)?;
+    let store = store_for_machine(
+        t,
+        &store_name,
+        store,
+        &MachineSecret {
+            secret: &repo.secret,
+            openrc: &repo.root.join("files/openrc.sh"),
+            owner: None,
         },
-    };
+    )?;
+    let mut files = Vec::new();
     let dbctl_yml = serde_json::json!({
         "repo_id": repo_id,
         "default_target": spec.target,
@@ -306,7 +369,6 @@ pub fn write_schedule_repo(
         files.push((format!("playbooks/{playbook}"), asset.text));
     }
     files.extend(repo.files.iter().cloned());
-    t.make_dir(&repo.root, 0o700, None)?;
     for (rel, text) in files {
         let path = repo.root.join(rel);
         if let Some(dir) = path.parent() {
@@ -450,15 +512,18 @@ pub fn archive_context(agent: &Path, conf_dir: &Path) -> Value {
     minijinja::context! { command => command }
 }
 
-/// Writes what `dbctl wal-push` needs of `spec`'s store into `conf_dir` (0600,
-/// `owner`'s): the store with its secret in `wal-push.secret`, the recipients. Returns
-/// the configuration's path and the store's name; `None` when `spec` archives no WAL.
+/// Writes what `dbctl wal-push` needs of `spec`'s store ([`default_store`], this repo at
+/// `root`) into `conf_dir` (0600, `owner`'s): the store with its secret in
+/// `wal-push.secret` (a Keystone store's openrc, without the password, in
+/// `wal-push.openrc`), the recipients. Returns the configuration's path and the
+/// store's name; `None` when `spec` archives no WAL.
 ///
 /// # Errors
-/// The store's secret cannot be read, or the files cannot be written.
+/// The store is unknown, its secret or credentials cannot be read, or the files
+/// cannot be written.
 pub fn write_wal_push(
     t: &dyn Transport,
-    config: &Config,
+    (config, root): (&Config, &Path),
     spec: &Spec,
     conf_dir: &Path,
     owner: Option<&str>,
@@ -466,23 +531,19 @@ pub fn write_wal_push(
     if !archives(config, spec) {
         return Ok(None);
     }
-    let Some(name) = crate::backup::store_of(config, spec) else {
+    let Some((name, store)) = default_store(config, root, spec)? else {
         return Ok(None);
     };
-    let Some(store) = config.backup_stores.get(&name) else {
-        return Ok(None);
-    };
-    let secret_path = conf_dir.join("wal-push.secret");
-    let store = match store.secret() {
-        Some(source) => {
-            let value = source.read(&name)?;
-            t.write_file(&secret_path, value.expose_secret().as_bytes(), 0o600, owner)?;
-            store
-                .clone()
-                .with_secret(crate::backup::store::SecretSource::File(secret_path))
-        }
-        None => store.clone(),
-    };
+    let store = store_for_machine(
+        t,
+        &name,
+        store,
+        &MachineSecret {
+            secret: &conf_dir.join("wal-push.secret"),
+            openrc: &conf_dir.join("wal-push.openrc"),
+            owner,
+        },
+    )?;
     let push = crate::backup::WalPush {
         database: spec.name.clone(),
         store_name: name.clone(),
@@ -532,35 +593,33 @@ pub fn check_wal_push(
     Ok(())
 }
 
-/// A store PostgreSQL archives WAL into must take it from the server's user `user`:
-/// a `dir` store's nearest existing directory of `<store>/<name>/wal` must be writable
-/// by it (else archiving fails later, quietly, in the server log), and a Keystone
-/// Swift store cannot take WAL yet.
+/// A store PostgreSQL archives WAL into ([`default_store`], this repo at `root`) must
+/// give its credentials to the machine ([`store_for_machine`] reads them) and take WAL
+/// from the server's user `user`: a `dir` store's nearest existing directory of
+/// `<store>/<name>/wal` must be writable by it (else archiving fails later, quietly, in
+/// the server log).
 ///
 /// # Errors
 /// Either, naming the fixes.
 pub fn check_store(
     t: &dyn Transport,
-    config: &Config,
+    (config, root): (&Config, &Path),
     spec: &Spec,
     user: Option<&str>,
 ) -> Result<()> {
     if !archives(config, spec) {
         return Ok(());
     }
-    let Some(name) = crate::backup::store_of(config, spec) else {
+    let Some((name, store)) = default_store(config, root, spec)? else {
         return Ok(());
     };
-    if let Some(crate::backup::StoreConfig::SwiftKeystone { .. }) = config.backup_stores.get(&name)
-    {
-        // `dbctl wal-push` runs as the service user from the server's
-        // archive_command, without the operator's openrc or environment.
-        bail!(
-            "backup store `{name}` authenticates with Keystone (`openrc`), which PostgreSQL's WAL archiving of `{}` cannot do yet: give the database a tempauth swift, s3 or dir store, or set `backup: {{ archive_wal: false }}` (base backups to `{name}` work)",
+    check_secret(&name, &store).with_context(|| {
+        format!(
+            "PostgreSQL's WAL archiving of `{}` needs the credentials of backup store `{name}`, or set `backup: {{ archive_wal: false }}`",
             spec.name
-        );
-    }
-    let Some(crate::backup::StoreConfig::Dir { path }) = config.backup_stores.get(&name) else {
+        )
+    })?;
+    let crate::backup::StoreConfig::Dir { path } = store else {
         return Ok(());
     };
     let Some(user) = user else {

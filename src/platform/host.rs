@@ -482,7 +482,7 @@ impl Host {
         let owner = instance.service_user.as_deref();
         let Some((config_path, store)) = super::agent::write_wal_push(
             self.transport.as_ref(),
-            &self.config,
+            (&self.config, &self.repo_root),
             spec,
             &instance.conf_dir,
             owner,
@@ -711,7 +711,7 @@ impl Host {
     fn check_wal_store(&self, spec: &Spec) -> Result<()> {
         super::agent::check_store(
             self.transport.as_ref(),
-            &self.config,
+            (&self.config, &self.repo_root),
             spec,
             self.service_user(spec.engine).as_deref(),
         )

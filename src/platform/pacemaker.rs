@@ -685,7 +685,7 @@ impl<'a> Deployment<'a> {
             .map(|e| e.service_user.clone());
         let Some((config_path, store)) = super::agent::write_wal_push(
             active.ssh.as_ref(),
-            self.config,
+            (self.config, self.root),
             spec,
             &self.layout.dir,
             owner.as_deref(),
@@ -1712,7 +1712,7 @@ impl super::Platform for Pacemaker {
         // The store PostgreSQL archives WAL into takes it from the server's user.
         super::agent::check_store(
             cluster.first().ssh.as_ref(),
-            &self.config,
+            (&self.config, &self.root),
             req.spec,
             self.catalog
                 .engine(req.spec.engine)
