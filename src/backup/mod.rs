@@ -518,16 +518,19 @@ pub fn list(store: &Store, database: &str) -> Result<(Vec<Manifest>, Vec<String>
     let mut manifests = Vec::new();
     let mut incomplete = Vec::new();
     let dir = format!("{database}/");
-    for entry in store.list(&dir)? {
-        let Some(id) = entry.strip_suffix('/') else {
-            continue;
-        };
-        let id = id.rsplit('/').next().unwrap_or(id);
-        if id == WAL_DIR {
-            continue;
-        }
-        let path = format!("{database}/{id}/{MANIFEST_OBJECT}");
-        match store.get(&path)? {
+    let ids: Vec<String> = store
+        .list(&dir)?
+        .iter()
+        .filter_map(|entry| entry.strip_suffix('/'))
+        .map(|id| id.rsplit('/').next().unwrap_or(id).to_owned())
+        .filter(|id| id != WAL_DIR)
+        .collect();
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{database}/{id}/{MANIFEST_OBJECT}"))
+        .collect();
+    for ((id, path), object) in ids.iter().zip(&paths).zip(store.get_many(&paths)?) {
+        match object {
             Some(bytes) => manifests.push(
                 serde_json::from_slice::<Manifest>(&bytes)
                     .with_context(|| format!("manifest `{path}` in store `{}`", store.name))?,

@@ -603,6 +603,26 @@ impl Store {
         }
     }
 
+    /// [`Self::get`] of each of `paths`, up to 16 requests at a time (a listing's
+    /// manifests: one round trip each otherwise), in the order of `paths`.
+    ///
+    /// # Errors
+    /// [`StoreError::Object`] of the first that failed.
+    pub fn get_many(&self, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        use futures::StreamExt as _;
+        let reads = futures::stream::iter(paths)
+            .map(|path| async move {
+                match self.op.read(path).await {
+                    Ok(buffer) => Ok(Some(buffer.to_vec())),
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(self.err("read", path, e)),
+                }
+            })
+            .buffered(16)
+            .collect::<Vec<_>>();
+        self.handle.block_on(reads).into_iter().collect()
+    }
+
     /// The names of the entries directly below `dir` (`db/`), without the prefix;
     /// directories end in `/`.
     ///
