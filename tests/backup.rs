@@ -1065,13 +1065,11 @@ fn giving_a_running_postgresql_a_store_is_planned_and_starts_its_wal_archiving()
 fn a_dir_store_postgres_cannot_write_is_refused_before_wal_archiving_fails_quietly() {
     let world = world_with_stores();
     // `here` is in the world's private temporary directory: root's only.
-    std::fs::write(
-        world.repo.join("etc/databases/journal.yml"),
+    world.commit_spec(
+        "journal",
         "name: journal\nengine: postgresql\nsize_gb: 1\nversion: \"15\"\nbackup:\n  store: here\n",
-    )
-    .unwrap();
-    world.git(&["add", "-A"]);
-    world.git(&["commit", "-qm", "journal archives to a directory"]);
+        "journal archives to a directory",
+    );
     let before = world.snapshot();
     let pids = world.server_pids();
     let out = world.dbctl(&["apply"]);

@@ -270,13 +270,11 @@ fn a_node_local_target_refuses_to_create() {
 #[test]
 fn a_node_local_target_names_a_layout_it_cannot_read_and_why() {
     let world = World::with_targets("  nodes:\n    platform: pacemaker\n    node_local: true\n");
-    std::fs::write(
-        world.repo.join("etc/databases/kv.yml"),
+    world.commit_spec(
+        "kv",
         "name: kv\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: nodes\n",
-    )
-    .unwrap();
-    world.git(&["add", "-A"]);
-    world.git(&["commit", "-qm", "kv on the node"]);
+        "kv on the node",
+    );
     let before = world.snapshot();
     let layout = world.repo.join("etc/groups/kv.json");
     for (case, why) in [

@@ -160,13 +160,11 @@ fn the_example_pipelines_plan_merge_requests_and_apply_main() {
     // A merge request adds a database: GitLab's plan job passes (changes pending is
     // what it is for) and its artifact is the Markdown plan.
     world.git(&["checkout", "-q", "-b", "add-cache"]);
-    std::fs::write(
-        world.repo.join("etc/databases/cache.yml"),
+    world.commit_spec(
+        "cache",
         "name: cache\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\n",
-    )
-    .unwrap();
-    world.git(&["add", "-A"]);
-    world.git(&["commit", "-qm", "a cache for the shop"]);
+        "a cache for the shop",
+    );
     world.git(&["push", "-q", "origin", "add-cache"]);
     let mr = [("CI_PIPELINE_SOURCE", "merge_request_event")];
     let (code, out, checkout) = run_job(

@@ -314,13 +314,11 @@ fn a_backup_schedule_is_a_periodic_job_uploading_to_the_targets_destination() {
     let world = World::with_targets(
         "  bare:\n    platform: nomad\n    datacenters: [dc1]\n    namespace: dbs\n",
     );
-    std::fs::write(
-        world.repo.join("etc/databases/kv.yml"),
+    world.commit_spec(
+        "kv",
         "name: kv\nengine: redis\nversion: \"7.0\"\nsize_gb: 1\ntarget: bare\nbackup:\n  schedule: daily 01:30 UTC\n",
-    )
-    .unwrap();
-    world.git(&["add", "-A"]);
-    world.git(&["commit", "-qm", "kv"]);
+        "kv",
+    );
     let plan = world.dbctl_with(&["plan", "kv"], &env);
     assert_eq!(plan.code, 1, "{}{}", plan.stdout, plan.stderr);
     assert!(

@@ -596,11 +596,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Object`].
     pub fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.handle.block_on(self.op.read(path)) {
-            Ok(buffer) => Ok(Some(buffer.to_vec())),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err("read", path, e)),
-        }
+        self.handle.block_on(self.read_optional(path))
     }
 
     /// [`Self::get`] of each of `paths`, up to 16 requests at a time (a listing's
@@ -611,16 +607,19 @@ impl Store {
     pub fn get_many(&self, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         use futures::StreamExt as _;
         let reads = futures::stream::iter(paths)
-            .map(|path| async move {
-                match self.op.read(path).await {
-                    Ok(buffer) => Ok(Some(buffer.to_vec())),
-                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(self.err("read", path, e)),
-                }
-            })
+            .map(|path| self.read_optional(path))
             .buffered(16)
             .collect::<Vec<_>>();
         self.handle.block_on(reads).into_iter().collect()
+    }
+
+    /// One object's bytes, `None` when it does not exist.
+    async fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.op.read(path).await {
+            Ok(buffer) => Ok(Some(buffer.to_vec())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("read", path, e)),
+        }
     }
 
     /// The names of the entries directly below `dir` (`db/`), without the prefix;

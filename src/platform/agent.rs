@@ -134,7 +134,8 @@ pub fn install(t: &dyn Transport, path: &Path, purpose: Purpose<'_>) -> Result<(
 /// openrc. `None` when the database has no store.
 ///
 /// # Errors
-/// A store that is not in etc/dbctl.yml, or an openstack target without `openrc`.
+/// A store that is not in etc/dbctl.yml, or an openstack target without `openrc` or
+/// whose openrc cannot be read (a link included) or lacks credentials.
 pub fn default_store(
     config: &Config,
     root: &Path,
@@ -158,6 +159,9 @@ pub fn default_store(
             target.name, spec.name
         )
     })?;
+    // Read as every repo file is, without following links: a link is refused here
+    // rather than followed when the machine's credentials are made from it.
+    super::openstack::credentials(root, target)?;
     let store = crate::backup::StoreConfig::SwiftKeystone {
         openrc: root.join(openrc),
         container: super::cloud::Names::new(&spec.name).backup_container,
@@ -680,4 +684,64 @@ pub fn fetch_wal(
             wal_dir => dir.to_string_lossy().into_owned(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENRC: &str = "export OS_AUTH_URL=http://127.0.0.1:5000/v3\nexport OS_USERNAME=db\nexport OS_PASSWORD=secret\nexport OS_PROJECT_NAME=db\n";
+
+    /// A repo at a temporary root with an openstack target `cloud` whose openrc is
+    /// `files/openrc.sh`, and a PostgreSQL spec `ledger` on it naming no store.
+    fn repo() -> (tempfile::TempDir, Config, Spec) {
+        let root = tempfile::tempdir().unwrap();
+        let catalog = crate::catalog::Catalog::load(&crate::assets::Assets::new(None)).unwrap();
+        let config = Config::parse(
+            "default_target: cloud\ntargets:\n  cloud:\n    platform: openstack\n    openrc: files/openrc.sh\n",
+            Path::new("etc/dbctl.yml"),
+            &catalog,
+        )
+        .unwrap();
+        let spec = crate::spec::Draft::parse(
+            "name: ledger\nengine: postgresql\nversion: \"15\"\nsize_gb: 1\ntarget: cloud\n",
+            Path::new("etc/databases/ledger.yml"),
+        )
+        .unwrap()
+        .validate(&catalog, &config, &|_, _| None)
+        .unwrap();
+        std::fs::create_dir(root.path().join("files")).unwrap();
+        (root, config, spec)
+    }
+
+    #[test]
+    fn an_openstack_database_archives_into_its_own_container_through_the_target_openrc() {
+        let (root, config, spec) = repo();
+        std::fs::write(root.path().join("files/openrc.sh"), OPENRC).unwrap();
+        assert!(archives(&config, &spec));
+        let (name, store) = default_store(&config, root.path(), &spec).unwrap().unwrap();
+        assert_eq!(name, "cloud/backup-ledger");
+        let crate::backup::StoreConfig::SwiftKeystone {
+            openrc, container, ..
+        } = store
+        else {
+            panic!("not a Keystone store: {store:?}");
+        };
+        assert_eq!(openrc, root.path().join("files/openrc.sh"));
+        assert_eq!(container, "backup-ledger");
+    }
+
+    #[test]
+    fn an_openrc_that_is_a_link_is_refused_not_followed() {
+        let (root, config, spec) = repo();
+        let elsewhere = root.path().join("elsewhere.sh");
+        std::fs::write(&elsewhere, OPENRC).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.path().join("files/openrc.sh")).unwrap();
+        let err = default_store(&config, root.path(), &spec).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("targets.cloud.openrc") && message.contains("link"),
+            "{message}"
+        );
+    }
 }

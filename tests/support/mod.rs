@@ -272,6 +272,13 @@ impl World {
         git_in(&self.repo, args)
     }
 
+    /// Writes `etc/databases/<name>.yml` with `yaml` and commits it as `message`.
+    pub fn commit_spec(&self, name: &str, yaml: &str, message: &str) {
+        std::fs::write(self.repo.join(format!("etc/databases/{name}.yml")), yaml).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-qm", message]);
+    }
+
     /// The attributes of the changes in the JSON report of a `resize`, `upgrade` or
     /// `scale` `--dry-run`, in order.
     pub fn dry_run_attributes(run: &Value) -> Vec<String> {
